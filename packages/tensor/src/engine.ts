@@ -1,0 +1,305 @@
+import { acquireDevice } from './gpu.js';
+import { BufferPool, bucketSize, type MemoryInfo } from './pool.js';
+import type { Params } from './params.js';
+
+/** One compute dispatch: WGSL whose binding 0 is the uniform block (when params are given)
+ * and whose following bindings are `buffers`, in order. */
+export interface Dispatch {
+  code: string;
+  buffers: readonly GPUBuffer[];
+  params?: Params;
+  workgroups: readonly [number, number?, number?];
+  /** Human-readable name used in error messages. */
+  label?: string;
+}
+
+interface Disposable {
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+const ARENA_BYTES = 1 << 18;
+const MAX_DISPATCHES_PER_SUBMIT = 1024;
+
+/**
+ * The GPU device and everything that hangs off it: pipeline cache, buffer pool, the shared
+ * command encoder that ops record into, the uniform arena, scopes and the memory counters.
+ * Ops return at once; work is submitted in batches and only `read` waits for the GPU.
+ */
+export class Engine {
+  readonly pool: BufferPool;
+  readonly maxWorkgroupsPerDim: number;
+  readonly hasSubgroups: boolean;
+  readonly hasF16: boolean;
+  private readonly uniformAlign: number;
+  private pipelines = new Map<string, GPUComputePipeline>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private dispatches = 0;
+  private readonly arena: GPUBuffer;
+  private readonly arenaCpu = new Uint8Array(ARENA_BYTES);
+  private arenaUsed = 0;
+  private staging = new Map<number, GPUBuffer[]>();
+  private errors: string[] = [];
+  private lostReason: string | null = null;
+  private scopes: Set<Disposable>[] = [];
+  liveTensors = 0;
+  /** Counts submits, for tests and benchmarks that check batching. */
+  submits = 0;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapter: GPUAdapter,
+    /** Held so the GPU object outlives every dispatch (Dawn crashes when it is collected). */
+    readonly gpu: GPU,
+  ) {
+    this.pool = new BufferPool(device);
+    this.maxWorkgroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
+    this.uniformAlign = device.limits.minUniformBufferOffsetAlignment;
+    this.hasSubgroups = device.features.has('subgroups');
+    this.hasF16 = device.features.has('shader-f16');
+    this.arena = device.createBuffer({ size: ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    device.addEventListener('uncapturederror', (ev) => {
+      this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
+    });
+    void device.lost.then((info) => {
+      this.lostReason = `${info.reason}: ${info.message}`;
+      if (info.reason !== 'destroyed') console.error(`@tl/tensor: the GPU device was lost (${this.lostReason})`);
+    });
+  }
+
+  static async create(): Promise<Engine> {
+    const { device, adapter, gpu } = await acquireDevice();
+    return new Engine(device, adapter, gpu);
+  }
+
+  get adapterDescription(): string {
+    const info = this.adapter.info;
+    return [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
+  }
+
+  pipeline(code: string, label?: string): GPUComputePipeline {
+    let p = this.pipelines.get(code);
+    if (!p) {
+      const module = this.device.createShaderModule({ code, label });
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
+      this.pipelines.set(code, p);
+    }
+    return p;
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  dispatch(d: Dispatch): void {
+    this.checkAlive();
+    const [x, y = 1, z = 1] = d.workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const max = this.maxWorkgroupsPerDim;
+    if (x > max || y > max || z > max) {
+      throw new Error(`${d.label ?? 'kernel'}: dispatch [${x}, ${y}, ${z}] exceeds ${max} workgroups per dimension`);
+    }
+    const pipeline = this.pipeline(d.code, d.label);
+    const entries: GPUBindGroupEntry[] = [];
+    let binding = 0;
+    if (d.params && !d.params.empty) {
+      const bytes = d.params.bytes();
+      if (this.arenaUsed + bytes.byteLength > ARENA_BYTES) this.flush();
+      const offset = this.arenaUsed;
+      this.arenaCpu.set(bytes, offset);
+      this.arenaUsed = Math.ceil((offset + bytes.byteLength) / this.uniformAlign) * this.uniformAlign;
+      entries.push({ binding: binding++, resource: { buffer: this.arena, offset, size: bytes.byteLength } });
+    }
+    for (const buffer of d.buffers) entries.push({ binding: binding++, resource: { buffer } });
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    if (++this.dispatches >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
+  }
+
+  /** Splits `n` workgroups over x and y so neither exceeds the device limit. Kernels
+   * recover the linear index as `wg.x + wg.y * nwg.x` (see `linearWorkgroup`). */
+  grid(n: number): [number, number] {
+    const max = this.maxWorkgroupsPerDim;
+    if (n <= max) return [Math.max(n, 1), 1];
+    const y = Math.ceil(n / max);
+    return [Math.ceil(n / y), y];
+  }
+
+  copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    this.checkAlive();
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+
+  /** Uploads host data. Recorded work is submitted first: a pooled buffer may still be read
+   * by a recorded dispatch, and queue writes run before later submits. */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.checkAlive();
+    if (this.encoder) this.flush();
+    this.device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Submits every recorded dispatch. */
+  flush(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    const commands = this.encoder.finish();
+    this.encoder = null;
+    if (this.arenaUsed > 0) {
+      this.device.queue.writeBuffer(this.arena, 0, this.arenaCpu.buffer, 0, this.arenaUsed);
+      this.arenaUsed = 0;
+    }
+    this.device.queue.submit([commands]);
+    this.dispatches = 0;
+    this.submits++;
+    this.throwErrors();
+  }
+
+  /** Copies `byteLength` bytes at `byteOffset` of `buffer` to the host. */
+  async read(buffer: GPUBuffer, byteOffset: number, byteLength: number): Promise<ArrayBuffer> {
+    this.checkAlive();
+    const copyBytes = Math.ceil(byteLength / 4) * 4;
+    const size = bucketSize(copyBytes);
+    const stage = this.staging.get(size)?.pop() ??
+      this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.copyBuffer(buffer, byteOffset, stage, 0, copyBytes);
+    this.flush();
+    try {
+      await stage.mapAsync(GPUMapMode.READ, 0, copyBytes);
+    } catch (e) {
+      this.throwErrors();
+      this.checkAlive();
+      throw e;
+    }
+    const out = stage.getMappedRange(0, copyBytes).slice(0, byteLength);
+    stage.unmap();
+    let list = this.staging.get(size);
+    if (!list) this.staging.set(size, (list = []));
+    list.push(stage);
+    return out;
+  }
+
+  /** Waits until every submitted command has run. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.throwErrors();
+  }
+
+  memory(): MemoryInfo {
+    const p = this.pool;
+    return {
+      liveBuffers: p.liveBuffers,
+      liveBytes: p.liveBytes,
+      pooledBuffers: p.pooledBuffers,
+      pooledBytes: p.pooledBytes,
+      liveTensors: this.liveTensors,
+    };
+  }
+
+  // Scopes ------------------------------------------------------------------------------
+
+  track(t: Disposable): void {
+    const top = this.scopes[this.scopes.length - 1];
+    if (top) top.add(t);
+  }
+
+  /** Removes `t` from every open scope, so it outlives them. */
+  keep<T extends Disposable>(t: T): T {
+    for (const s of this.scopes) s.delete(t);
+    return t;
+  }
+
+  beginScope(): void {
+    this.scopes.push(new Set());
+  }
+
+  /** Disposes what was created since the matching `beginScope`, except `keep` (which moves
+   * to the enclosing scope). */
+  endScope(keep: Iterable<Disposable> = []): void {
+    const scope = this.scopes.pop();
+    if (!scope) throw new Error('endScope() without a matching beginScope()');
+    const kept = new Set(keep);
+    const parent = this.scopes[this.scopes.length - 1];
+    for (const t of scope) {
+      if (kept.has(t)) parent?.add(t);
+      else if (!t.disposed) t.dispose();
+    }
+  }
+
+  get scopeDepth(): number {
+    return this.scopes.length;
+  }
+
+  destroy(): void {
+    this.flush();
+    this.pool.trim();
+    for (const list of this.staging.values()) for (const b of list) b.destroy();
+    this.staging.clear();
+    this.device.destroy();
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    this.pass ??= this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  private checkAlive(): void {
+    if (this.lostReason) throw new Error(`@tl/tensor: the GPU device was lost (${this.lostReason}); create a new engine with init()`);
+  }
+
+  private throwErrors(): void {
+    if (this.errors.length === 0) return;
+    const msg = this.errors.join('\n');
+    this.errors = [];
+    throw new Error(`WebGPU error: ${msg}`);
+  }
+}
+
+let current: Engine | null = null;
+let pending: Promise<Engine> | null = null;
+
+/** Creates the shared engine once (adapter, device with the adapter's limits). */
+export function init(): Promise<Engine> {
+  if (current) return Promise.resolve(current);
+  pending ??= Engine.create().then((e) => {
+    current = e;
+    pending = null;
+    return e;
+  }, (err: unknown) => {
+    pending = null;
+    throw err;
+  });
+  return pending;
+}
+
+/** The GPUDevice the engine uses, created on first call. */
+export async function getDevice(): Promise<GPUDevice> {
+  return (await init()).device;
+}
+
+export function engine(): Engine {
+  if (!current) throw new Error('@tl/tensor: the GPU engine is not initialised; `await init()` once before creating tensors');
+  return current;
+}
+
+/** Replaces the shared engine (tests, or a device the caller created). */
+export function setEngine(e: Engine | null): void {
+  current = e;
+}

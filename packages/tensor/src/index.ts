@@ -1,0 +1,29 @@
+export { Engine, engine, init, getDevice, setEngine, type Dispatch } from './engine.js';
+export { registerGpuProvider, type GpuProvider } from './gpu.js';
+export { BufferPool, bucketSize, type MemoryInfo } from './pool.js';
+export { Params } from './params.js';
+export { Tensor, Storage, tidy, tidyAsync, keep, type DType, type NestedArray } from './tensor.js';
+export * from './shape.js';
+export { host, broadcastIndex, type HostTensor } from './host.js';
+export * from './creation.js';
+export * from './kernels/elementwise.js';
+export * from './kernels/random.js';
+export { WG, MAIN_ARGS, MATH_HELPERS, linearIndex, wgslType } from './kernels/wgsl.js';
+
+import { engine } from './engine.js';
+import type { MemoryInfo } from './pool.js';
+
+/** Live and pooled GPU buffers and bytes, and live tensors, right now. */
+export function memory(): MemoryInfo {
+  return engine().memory();
+}
+
+/** Submits every recorded dispatch without waiting. */
+export function flush(): void {
+  engine().flush();
+}
+
+/** Waits until the GPU has finished all submitted work. */
+export function sync(): Promise<void> {
+  return engine().sync();
+}

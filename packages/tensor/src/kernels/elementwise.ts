@@ -1,0 +1,360 @@
+/**
+ * Elementwise ops: one table of unary, binary and ternary ops (forward WGSL, float64 CPU
+ * reference and backward expressions), one generic strided/broadcasting kernel that all of
+ * them compile to, and the strided copy behind `contiguous()`.
+ */
+import { engine } from '../engine.js';
+import { broadcastIndex, host, type HostTensor } from '../host.js';
+import { Params } from '../params.js';
+import { broadcastShapes, numel, shapeEq, type Shape } from '../shape.js';
+import { registerContiguousCopy, Tensor, type DType } from '../tensor.js';
+import { erf, linearIndex, MAIN_ARGS, MATH_HELPERS, WG, wgslType } from './wgsl.js';
+
+type Expr1 = (x: string) => string;
+type Expr2 = (a: string, b: string) => string;
+
+/** Backward expressions take the WGSL names of the inputs, the output y and the upstream g. */
+export interface UnaryOp {
+  wgsl: Expr1;
+  cpu: (x: number, alpha: number, beta: number) => number;
+  /** dL/dx in terms of x, y, g (null: not differentiable, the gradient is zero). */
+  grad: ((x: string, y: string, g: string) => string) | null;
+  int?: boolean;
+}
+
+export interface BinaryOp {
+  wgsl: Expr2;
+  cpu: (a: number, b: number) => number;
+  gradA: ((a: string, b: string, y: string, g: string) => string) | null;
+  gradB: ((a: string, b: string, y: string, g: string) => string) | null;
+  int?: boolean;
+  /** Output is a 0/1 float32 mask whatever the input dtype. */
+  compare?: boolean;
+}
+
+const SQRT1_2 = Math.SQRT1_2;
+const SQRT_2_PI = Math.sqrt(2 / Math.PI);
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+const sigmoidF = (x: number): number => 1 / (1 + Math.exp(-x));
+const step = (c: string): string => `select(0.0, 1.0, ${c})`;
+
+export const UNARY = {
+  identity: { wgsl: (x) => x, cpu: (x) => x, grad: (_x, _y, g) => g, int: true },
+  neg: { wgsl: (x) => `-(${x})`, cpu: (x) => -x, grad: (_x, _y, g) => `-(${g})`, int: true },
+  abs: { wgsl: (x) => `abs(${x})`, cpu: Math.abs, grad: (x, _y, g) => `${g} * sign(${x})`, int: true },
+  sign: { wgsl: (x) => `sign(${x})`, cpu: Math.sign, grad: null, int: true },
+  exp: { wgsl: (x) => `exp(${x})`, cpu: Math.exp, grad: (_x, y, g) => `${g} * ${y}` },
+  log: { wgsl: (x) => `log(${x})`, cpu: Math.log, grad: (x, _y, g) => `${g} / ${x}` },
+  sqrt: { wgsl: (x) => `sqrt(${x})`, cpu: Math.sqrt, grad: (_x, y, g) => `${g} * 0.5 / ${y}` },
+  rsqrt: { wgsl: (x) => `inverseSqrt(${x})`, cpu: (x) => 1 / Math.sqrt(x), grad: (_x, y, g) => `${g} * -0.5 * ${y} * ${y} * ${y}` },
+  square: { wgsl: (x) => `${x} * ${x}`, cpu: (x) => x * x, grad: (x, _y, g) => `2.0 * ${x} * ${g}`, int: true },
+  reciprocal: { wgsl: (x) => `1.0 / ${x}`, cpu: (x) => 1 / x, grad: (_x, y, g) => `-${g} * ${y} * ${y}` },
+  sin: { wgsl: (x) => `sin(${x})`, cpu: Math.sin, grad: (x, _y, g) => `${g} * cos(${x})` },
+  cos: { wgsl: (x) => `cos(${x})`, cpu: Math.cos, grad: (x, _y, g) => `-${g} * sin(${x})` },
+  floor: { wgsl: (x) => `floor(${x})`, cpu: Math.floor, grad: null },
+  ceil: { wgsl: (x) => `ceil(${x})`, cpu: Math.ceil, grad: null },
+  round: { wgsl: (x) => `round(${x})`, cpu: roundHalfEven, grad: null },
+  relu: { wgsl: (x) => `max(${x}, 0.0)`, cpu: (x) => Math.max(x, 0), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0`)}` },
+  relu6: { wgsl: (x) => `clamp(${x}, 0.0, 6.0)`, cpu: (x) => Math.min(Math.max(x, 0), 6), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0 && ${x} < 6.0`)}` },
+  leakyRelu: { wgsl: (x) => `select(p.alpha * ${x}, ${x}, ${x} > 0.0)`, cpu: (x, a) => (x > 0 ? x : a * x), grad: (x, _y, g) => `${g} * select(p.alpha, 1.0, ${x} > 0.0)` },
+  gelu: {
+    wgsl: (x) => `0.5 * ${x} * (1.0 + erf_(${x} * ${SQRT1_2}))`,
+    cpu: (x) => 0.5 * x * (1 + erf(x * SQRT1_2)),
+    grad: (x, _y, g) => `${g} * (0.5 * (1.0 + erf_(${x} * ${SQRT1_2})) + ${x} * exp(-0.5 * ${x} * ${x}) * ${INV_SQRT_2PI})`,
+  },
+  geluTanh: {
+    wgsl: (x) => `0.5 * ${x} * (1.0 + tanh_(${SQRT_2_PI} * (${x} + 0.044715 * ${x} * ${x} * ${x})))`,
+    cpu: (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_PI * (x + 0.044715 * x ** 3))),
+    grad: (x, _y, g) =>
+      `${g} * geluTanhGrad_(${x})`,
+  },
+  silu: { wgsl: (x) => `${x} * sigmoid_(${x})`, cpu: (x) => x * sigmoidF(x), grad: (x, _y, g) => `${g} * sigmoid_(${x}) * (1.0 + ${x} * (1.0 - sigmoid_(${x})))` },
+  sigmoid: { wgsl: (x) => `sigmoid_(${x})`, cpu: sigmoidF, grad: (_x, y, g) => `${g} * ${y} * (1.0 - ${y})` },
+  tanh: { wgsl: (x) => `tanh_(${x})`, cpu: Math.tanh, grad: (_x, y, g) => `${g} * (1.0 - ${y} * ${y})` },
+  softplus: { wgsl: (x) => `select(log(1.0 + exp(${x})), ${x}, ${x} > 20.0)`, cpu: (x) => (x > 20 ? x : Math.log1p(Math.exp(x))), grad: (x, _y, g) => `${g} * sigmoid_(${x})` },
+  clamp: { wgsl: (x) => `clamp(${x}, p.alpha, p.beta)`, cpu: (x, a, b) => Math.min(Math.max(x, a), b), grad: (x, _y, g) => `${g} * ${step(`${x} >= p.alpha && ${x} <= p.beta`)}` },
+  powScalar: { wgsl: (x) => `pow_(${x}, p.alpha)`, cpu: (x, a) => x ** a, grad: (x, _y, g) => `${g} * p.alpha * pow_(${x}, p.alpha - 1.0)` },
+} satisfies Record<string, UnaryOp>;
+
+export const BINARY = {
+  add: { wgsl: (a, b) => `${a} + ${b}`, cpu: (a, b) => a + b, gradA: (_a, _b, _y, g) => g, gradB: (_a, _b, _y, g) => g, int: true },
+  sub: { wgsl: (a, b) => `${a} - ${b}`, cpu: (a, b) => a - b, gradA: (_a, _b, _y, g) => g, gradB: (_a, _b, _y, g) => `-${g}`, int: true },
+  mul: { wgsl: (a, b) => `${a} * ${b}`, cpu: (a, b) => a * b, gradA: (_a, b, _y, g) => `${g} * ${b}`, gradB: (a, _b, _y, g) => `${g} * ${a}`, int: true },
+  div: { wgsl: (a, b) => `${a} / ${b}`, cpu: (a, b) => a / b, gradA: (_a, b, _y, g) => `${g} / ${b}`, gradB: (a, b, _y, g) => `-${g} * ${a} / (${b} * ${b})` },
+  pow: {
+    wgsl: (a, b) => `pow_(${a}, ${b})`,
+    cpu: (a, b) => a ** b,
+    gradA: (a, b, _y, g) => `${g} * ${b} * pow_(${a}, ${b} - 1.0)`,
+    gradB: (a, _b, y, g) => `select(0.0, ${g} * ${y} * log(${a}), ${a} > 0.0)`,
+  },
+  maximum: {
+    wgsl: (a, b) => `max(${a}, ${b})`,
+    cpu: Math.max,
+    gradA: (a, b, _y, g) => `${g} * select(select(0.0, 0.5, ${a} == ${b}), 1.0, ${a} > ${b})`,
+    gradB: (a, b, _y, g) => `${g} * select(select(0.0, 0.5, ${a} == ${b}), 1.0, ${b} > ${a})`,
+    int: true,
+  },
+  minimum: {
+    wgsl: (a, b) => `min(${a}, ${b})`,
+    cpu: Math.min,
+    gradA: (a, b, _y, g) => `${g} * select(select(0.0, 0.5, ${a} == ${b}), 1.0, ${a} < ${b})`,
+    gradB: (a, b, _y, g) => `${g} * select(select(0.0, 0.5, ${a} == ${b}), 1.0, ${b} < ${a})`,
+    int: true,
+  },
+  eq: { wgsl: (a, b) => step(`${a} == ${b}`), cpu: (a, b) => +(a === b), gradA: null, gradB: null, int: true, compare: true },
+  ne: { wgsl: (a, b) => step(`${a} != ${b}`), cpu: (a, b) => +(a !== b), gradA: null, gradB: null, int: true, compare: true },
+  lt: { wgsl: (a, b) => step(`${a} < ${b}`), cpu: (a, b) => +(a < b), gradA: null, gradB: null, int: true, compare: true },
+  le: { wgsl: (a, b) => step(`${a} <= ${b}`), cpu: (a, b) => +(a <= b), gradA: null, gradB: null, int: true, compare: true },
+  gt: { wgsl: (a, b) => step(`${a} > ${b}`), cpu: (a, b) => +(a > b), gradA: null, gradB: null, int: true, compare: true },
+  ge: { wgsl: (a, b) => step(`${a} >= ${b}`), cpu: (a, b) => +(a >= b), gradA: null, gradB: null, int: true, compare: true },
+} satisfies Record<string, BinaryOp>;
+
+export type UnaryName = keyof typeof UNARY;
+export type BinaryName = keyof typeof BINARY;
+
+const EXTRA_HELPERS = /* wgsl */ `
+fn pow_(a: f32, b: f32) -> f32 {
+  if (b == 0.0) { return 1.0; }
+  if (a < 0.0 && b == floor(b)) {
+    let r = pow(-a, b);
+    return select(r, -r, (i32(b) & 1) != 0);
+  }
+  // a var, not a constant: WGSL's constant evaluation rejects infinity.
+  var infBits = 0x7f800000u;
+  if (a == 0.0) { return select(0.0, bitcast<f32>(infBits), b < 0.0); }
+  return pow(a, b);
+}
+fn geluTanhGrad_(x: f32) -> f32 {
+  let u = ${SQRT_2_PI} * (x + 0.044715 * x * x * x);
+  let t = tanh_(u);
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * ${SQRT_2_PI} * (1.0 + 3.0 * 0.044715 * x * x);
+}
+`;
+
+/** An input of `map`: a tensor (broadcast to the output shape) or a scalar in the uniforms. */
+export type MapInput = Tensor | number;
+
+export interface MapOptions {
+  /** Output dtype (default float32). */
+  dtype?: DType;
+  /** Compute in i32 instead of f32 (every tensor input must be int32). */
+  int?: boolean;
+  /** Extra scalars visible to the expression as p.alpha and p.beta. */
+  alpha?: number;
+  beta?: number;
+  /** Output shape when it is not the broadcast of the inputs' shapes (inputs broadcast to it). */
+  shape?: Shape;
+  label?: string;
+}
+
+/**
+ * The generic elementwise kernel: `expr` receives one WGSL expression per input (already
+ * loaded, broadcast and converted to the compute type) and returns the output expression.
+ * Non-contiguous and broadcast inputs are read through their strides; no copies.
+ */
+export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, opts: MapOptions = {}): Tensor {
+  const tensors = inputs.filter((x): x is Tensor => x instanceof Tensor);
+  if (tensors.length === 0) throw new Error('map() needs at least one tensor input');
+  for (const t of tensors) t.assertAlive();
+  const outShape = opts.shape ? [...opts.shape] : broadcastShapes(...tensors.map((t) => t.shape));
+  const e = engine();
+  const n = numel(outShape);
+  const outDtype = opts.dtype ?? 'float32';
+  const out = Tensor.empty(outShape, outDtype);
+  if (n === 0) return out;
+  const T = opts.int ? 'i32' : 'f32';
+  const rank = outShape.length;
+  const params = new Params().u32('n', n);
+  if (rank > 0) params.u32s('shape', outShape, rank);
+  const decls: string[] = [];
+  const loads: string[] = [];
+  const names: string[] = [];
+  let binding = 1;
+  let scalarCount = 0;
+  const coordNeeded = tensors.some((t) => !(shapeEq(t.shape, outShape) && t.isContiguous));
+  tensors.forEach((t, k) => {
+    const lead = rank - t.rank;
+    if (lead < 0) throw new RangeError(`input of shape [${t.shape}] has more dims than the output [${outShape}]`);
+    const st = outShape.map((d, i) => {
+      if (i < lead) return 0;
+      const s = t.shape[i - lead]!;
+      if (s === d) return t.strides[i - lead]!;
+      if (s === 1) return 0;
+      throw new RangeError(`input of shape [${t.shape}] does not broadcast to [${outShape}]`);
+    });
+    decls.push(`@group(0) @binding(${binding++}) var<storage, read> in${k}: array<${wgslType(t.dtype)}>;`);
+    params.u32(`off${k}`, t.offset);
+    const contiguousSame = shapeEq(t.shape, outShape) && t.isContiguous;
+    let index: string;
+    if (contiguousSame) index = `p.off${k} + i`;
+    else {
+      params.u32s(`st${k}`, st, rank);
+      index = `p.off${k}${st.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', `st${k}`, d)}`)).join('')}`;
+    }
+    const raw = `in${k}[${index}]`;
+    loads.push(`  let v${k} = ${wgslType(t.dtype) === T ? raw : `${T}(${raw})`};`);
+  });
+  let ti = 0;
+  for (const x of inputs) {
+    if (x instanceof Tensor) names.push(`v${ti++}`);
+    else {
+      params.f32(`s${scalarCount}`, x);
+      names.push(T === 'i32' ? `i32(p.s${scalarCount})` : `p.s${scalarCount}`);
+      scalarCount++;
+    }
+  }
+  params.f32('alpha', opts.alpha ?? 0).f32('beta', opts.beta ?? 0);
+  const coords: string[] = [];
+  if (coordNeeded && rank > 0) {
+    coords.push('  var r = i;');
+    for (let d = rank - 1; d >= 0; d--) {
+      const s = Params.at('p', 'shape', d);
+      coords.push(`  let c${d} = r % ${s};`);
+      if (d > 0) coords.push(`  r = r / ${s};`);
+    }
+  }
+  const outT = wgslType(outDtype);
+  const body = expr(names);
+  const code = /* wgsl */ `
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+${decls.join('\n')}
+@group(0) @binding(${binding}) var<storage, read_write> out: array<${outT}>;
+${MATH_HELPERS}
+${EXTRA_HELPERS}
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let i = ${linearIndex()};
+  if (i >= p.n) { return; }
+${coords.join('\n')}
+${loads.join('\n')}
+  out[i] = ${outT}(${body});
+}`;
+  e.dispatch({
+    code,
+    params,
+    buffers: [...tensors.map((t) => t.buffer), out.buffer],
+    workgroups: e.grid(Math.ceil(n / WG)),
+    label: opts.label ?? 'map',
+  });
+  return out;
+}
+
+// Public ops ----------------------------------------------------------------------------
+
+export function unary(op: UnaryName, x: Tensor, alpha = 0, beta = 0): Tensor {
+  const def: UnaryOp = UNARY[op];
+  const int = x.dtype === 'int32' && def.int === true;
+  return map([x], ([v]) => def.wgsl(v!), { int, dtype: int ? 'int32' : 'float32', alpha, beta, label: op });
+}
+
+export function binary(op: BinaryName, a: Tensor | number, b: Tensor | number): Tensor {
+  const def: BinaryOp = BINARY[op];
+  const tensors = [a, b].filter((x): x is Tensor => x instanceof Tensor);
+  if (tensors.length === 0) throw new TypeError(`${op}() needs at least one tensor operand`);
+  const scalarsInt = [a, b].every((x) => x instanceof Tensor || Number.isInteger(x));
+  const int = def.int === true && scalarsInt && tensors.every((t) => t.dtype === 'int32');
+  const dtype: DType = def.compare ? 'float32' : int ? 'int32' : 'float32';
+  return map([a, b], ([x, y]) => def.wgsl(x!, y!), { int, dtype, label: op });
+}
+
+export const neg = (x: Tensor): Tensor => unary('neg', x);
+export const abs = (x: Tensor): Tensor => unary('abs', x);
+export const sign = (x: Tensor): Tensor => unary('sign', x);
+export const exp = (x: Tensor): Tensor => unary('exp', x);
+export const log = (x: Tensor): Tensor => unary('log', x);
+export const sqrt = (x: Tensor): Tensor => unary('sqrt', x);
+export const rsqrt = (x: Tensor): Tensor => unary('rsqrt', x);
+export const square = (x: Tensor): Tensor => unary('square', x);
+export const reciprocal = (x: Tensor): Tensor => unary('reciprocal', x);
+export const sin = (x: Tensor): Tensor => unary('sin', x);
+export const cos = (x: Tensor): Tensor => unary('cos', x);
+export const floor = (x: Tensor): Tensor => unary('floor', x);
+export const ceil = (x: Tensor): Tensor => unary('ceil', x);
+export const round = (x: Tensor): Tensor => unary('round', x);
+export const relu = (x: Tensor): Tensor => unary('relu', x);
+export const relu6 = (x: Tensor): Tensor => unary('relu6', x);
+export const leakyRelu = (x: Tensor, negativeSlope = 0.01): Tensor => unary('leakyRelu', x, negativeSlope);
+/** GELU; `approximate: 'tanh'` as PyTorch's `F.gelu(x, approximate='tanh')` (GPT-2's). */
+export const gelu = (x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor => unary(approximate === 'tanh' ? 'geluTanh' : 'gelu', x);
+export const silu = (x: Tensor): Tensor => unary('silu', x);
+export const sigmoid = (x: Tensor): Tensor => unary('sigmoid', x);
+export const tanh = (x: Tensor): Tensor => unary('tanh', x);
+export const softplus = (x: Tensor): Tensor => unary('softplus', x);
+export const clamp = (x: Tensor, min = -Infinity, max = Infinity): Tensor => unary('clamp', x, Math.max(min, -3.4e38), Math.min(max, 3.4e38));
+
+export const add = (a: Tensor | number, b: Tensor | number): Tensor => binary('add', a, b);
+export const sub = (a: Tensor | number, b: Tensor | number): Tensor => binary('sub', a, b);
+export const mul = (a: Tensor | number, b: Tensor | number): Tensor => binary('mul', a, b);
+export const div = (a: Tensor | number, b: Tensor | number): Tensor => binary('div', a, b);
+export function pow(a: Tensor | number, b: Tensor | number): Tensor {
+  if (a instanceof Tensor && typeof b === 'number') return unary('powScalar', a, b);
+  return binary('pow', a, b);
+}
+export const maximum = (a: Tensor | number, b: Tensor | number): Tensor => binary('maximum', a, b);
+export const minimum = (a: Tensor | number, b: Tensor | number): Tensor => binary('minimum', a, b);
+export const eq = (a: Tensor | number, b: Tensor | number): Tensor => binary('eq', a, b);
+export const ne = (a: Tensor | number, b: Tensor | number): Tensor => binary('ne', a, b);
+export const lt = (a: Tensor | number, b: Tensor | number): Tensor => binary('lt', a, b);
+export const le = (a: Tensor | number, b: Tensor | number): Tensor => binary('le', a, b);
+export const gt = (a: Tensor | number, b: Tensor | number): Tensor => binary('gt', a, b);
+export const ge = (a: Tensor | number, b: Tensor | number): Tensor => binary('ge', a, b);
+
+/** `cond ? a : b` elementwise (cond is nonzero = true), broadcasting all three. */
+export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
+  const ts = [a, b].filter((x): x is Tensor => x instanceof Tensor);
+  const int = ts.length > 0 && ts.every((t) => t.dtype === 'int32') && [a, b].every((x) => x instanceof Tensor || Number.isInteger(x));
+  const c = cond.dtype === 'int32' ? 'i32' : 'f32';
+  return map([cond, a, b], ([k, x, y]) => `select(${y}, ${x}, ${c}(${k}) != ${c}(0))`, {
+    int,
+    dtype: int ? 'int32' : 'float32',
+    label: 'where',
+  });
+}
+
+/** Converts between float32 and int32 (float to int truncates toward zero, as PyTorch). */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  if (x.dtype === dtype) return copy(x);
+  return map([x], ([v]) => v!, { int: dtype === 'int32', dtype, label: 'cast' });
+}
+
+function copy(x: Tensor): Tensor {
+  return map([x], ([v]) => v!, { int: x.dtype === 'int32', dtype: x.dtype, label: 'copy' });
+}
+registerContiguousCopy(copy);
+
+// CPU references ------------------------------------------------------------------------
+
+export function cpuMap(inputs: readonly (HostTensor | number)[], fn: (...v: number[]) => number, outShape?: Shape): HostTensor {
+  const ts = inputs.filter((x): x is HostTensor => typeof x !== 'number');
+  const shape = outShape ? [...outShape] : broadcastShapes(...ts.map((t) => t.shape));
+  const out = host(shape);
+  const idx = inputs.map((x) => (typeof x === 'number' ? null : broadcastIndex(x.shape, shape)));
+  const vals = new Array<number>(inputs.length);
+  for (let i = 0; i < out.data.length; i++) {
+    for (let k = 0; k < inputs.length; k++) {
+      const x = inputs[k]!;
+      vals[k] = typeof x === 'number' ? x : x.data[idx[k]![i]!]!;
+    }
+    out.data[i] = fn(...vals);
+  }
+  return out;
+}
+
+export function cpuUnary(op: UnaryName, x: HostTensor, alpha = 0, beta = 0): HostTensor {
+  const f = UNARY[op].cpu as (x: number, a: number, b: number) => number;
+  return cpuMap([x], (v) => f(v, alpha, beta));
+}
+
+export function cpuBinary(op: BinaryName, a: HostTensor | number, b: HostTensor | number): HostTensor {
+  return cpuMap([a, b], BINARY[op].cpu);
+}
+
+export function cpuWhere(cond: HostTensor, a: HostTensor | number, b: HostTensor | number): HostTensor {
+  return cpuMap([cond, a, b], (c, x, y) => (c !== 0 ? x : y));
+}
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}

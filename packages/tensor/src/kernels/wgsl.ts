@@ -1,0 +1,55 @@
+/** WGSL pieces shared by the kernel files. */
+
+export const WG = 64;
+
+/** The linear invocation index for a 1-D grid split over x and y by `Engine.grid`. */
+export function linearIndex(wg = WG): string {
+  return `gid.x + gid.y * (nwg.x * ${wg}u)`;
+}
+
+export const MAIN_ARGS = '@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>';
+
+export function wgslType(dtype: 'float32' | 'int32'): 'f32' | 'i32' {
+  return dtype === 'int32' ? 'i32' : 'f32';
+}
+
+/** Math WGSL lacks or gets wrong at the edges: erf (Abramowitz–Stegun 7.1.26, |err| < 1.5e-7)
+ * and a tanh that saturates instead of overflowing exp for large |x|. */
+export const MATH_HELPERS = /* wgsl */ `
+fn erf_(x: f32) -> f32 {
+  let s = sign(x);
+  let a = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return s * y;
+}
+fn tanh_(x: f32) -> f32 {
+  let c = clamp(x, -15.0, 15.0);
+  let e = exp(2.0 * c);
+  return (e - 1.0) / (e + 1.0);
+}
+fn sigmoid_(x: f32) -> f32 {
+  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+  let e = exp(x);
+  return e / (1.0 + e);
+}
+`;
+
+/** float64 versions of the helpers, for the CPU references. */
+export function erf(x: number): number {
+  // Abramowitz–Stegun 7.1.26 is too coarse for a float64 reference; use the series / continued fraction.
+  const a = Math.abs(x);
+  if (a < 2.5) {
+    let sum = 0;
+    let term = a;
+    for (let n = 0; n < 60; n++) {
+      sum += term / (2 * n + 1);
+      term *= (-a * a) / (n + 1);
+    }
+    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = (n / 2) / (a + f);
+  const erfc = Math.exp(-a * a) / Math.sqrt(Math.PI) / (a + f);
+  return Math.sign(x) * (1 - erfc);
+}

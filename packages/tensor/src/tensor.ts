@@ -1,0 +1,393 @@
+import { engine, type Engine } from './engine.js';
+import { checkShape, contiguousStrides, fmt, normDim, numel, shapeEq, type Shape } from './shape.js';
+
+export type DType = 'float32' | 'int32';
+export type NestedArray = number | NestedArray[];
+
+/** A GPU buffer shared by a tensor and its views; returned to the pool when the last goes. */
+export class Storage {
+  private refs = 1;
+  constructor(readonly engine: Engine, readonly buffer: GPUBuffer, readonly bytes: number) {}
+
+  retain(): this {
+    this.refs++;
+    return this;
+  }
+
+  release(): void {
+    if (--this.refs === 0) this.engine.pool.release(this.buffer);
+  }
+
+  static allocate(e: Engine, elements: number): Storage {
+    const bytes = Math.max(elements, 1) * 4;
+    return new Storage(e, e.pool.acquire(bytes), bytes);
+  }
+}
+
+/**
+ * An n-dimensional float32 or int32 array on the GPU. Views (reshape of contiguous data,
+ * transpose, permute, slice, expand, squeeze, unsqueeze) share storage and carry their own
+ * strides and offset; kernels read strided inputs directly, and `contiguous()` copies only
+ * when it must.
+ */
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+  readonly dtype: DType;
+  readonly storage: Storage;
+  private _disposed = false;
+
+  /** Autograd's fields: set by @tl/autograd, ignored by the kernels. */
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  gradNode: unknown = null;
+
+  constructor(storage: Storage, shape: Shape, dtype: DType, strides?: Shape, offset = 0) {
+    checkShape(shape);
+    this.storage = storage;
+    this.shape = Object.freeze([...shape]);
+    this.strides = Object.freeze(strides ? [...strides] : contiguousStrides(shape));
+    this.offset = offset;
+    this.dtype = dtype;
+    storage.engine.liveTensors++;
+    storage.engine.track(this);
+  }
+
+  /** A fresh contiguous tensor with uninitialised contents. */
+  static empty(shape: Shape, dtype: DType = 'float32'): Tensor {
+    checkShape(shape);
+    const e = engine();
+    return new Tensor(Storage.allocate(e, numel(shape)), shape, dtype);
+  }
+
+  get engine(): Engine {
+    return this.storage.engine;
+  }
+
+  get buffer(): GPUBuffer {
+    this.assertAlive();
+    return this.storage.buffer;
+  }
+
+  get size(): number {
+    return numel(this.shape);
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get disposed(): boolean {
+    return this._disposed;
+  }
+
+  /** Row-major with no gaps, starting anywhere. */
+  get isContiguous(): boolean {
+    let s = 1;
+    for (let i = this.shape.length - 1; i >= 0; i--) {
+      if (this.shape[i] !== 1 && this.strides[i] !== s) return false;
+      s *= this.shape[i]!;
+    }
+    return true;
+  }
+
+  dispose(): void {
+    if (this._disposed) return;
+    this._disposed = true;
+    this.storage.engine.liveTensors--;
+    this.storage.release();
+    if (this.grad) {
+      this.grad.dispose();
+      this.grad = null;
+    }
+  }
+
+  assertAlive(): void {
+    if (this._disposed) throw new Error(`tensor ${fmt(this.shape)} was used after dispose()`);
+  }
+
+  /** Copies the values to the host in row-major order. */
+  async data(): Promise<Float32Array | Int32Array> {
+    this.assertAlive();
+    const src = this.isContiguous ? this : contiguousCopy(this);
+    const bytes = await this.engine.read(src.buffer, src.offset * 4, this.size * 4);
+    if (src !== this) src.dispose();
+    return this.dtype === 'int32' ? new Int32Array(bytes) : new Float32Array(bytes);
+  }
+
+  /** The values as nested arrays, as PyTorch's `tolist()`. */
+  async toArray(): Promise<NestedArray> {
+    const flat = await this.data();
+    const build = (dim: number, off: number): NestedArray => {
+      if (dim === this.rank) return flat[off]!;
+      const n = this.shape[dim]!;
+      const inner = numel(this.shape.slice(dim + 1));
+      return Array.from({ length: n }, (_, i) => build(dim + 1, off + i * inner));
+    };
+    return build(0, 0);
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new RangeError(`item() needs a tensor with one element, got shape ${fmt(this.shape)}`);
+    return (await this.data())[0]!;
+  }
+
+  // Views -------------------------------------------------------------------------------
+
+  private view_(shape: Shape, strides: Shape, offset: number): Tensor {
+    this.assertAlive();
+    return new Tensor(this.storage.retain(), shape, this.dtype, strides, offset);
+  }
+
+  /** Same data, new shape (one dim may be -1). Copies only when the strides do not allow a view. */
+  reshape(...shapeArg: number[] | [readonly number[]]): Tensor {
+    const shape = inferShape(flatArgs(shapeArg), this.size, this.shape);
+    const strides = viewStrides(this.shape, this.strides, shape);
+    if (strides) return this.view_(shape, strides, this.offset);
+    const c = contiguousCopy(this);
+    const r = c.view_(shape, contiguousStrides(shape), c.offset);
+    c.dispose();
+    return r;
+  }
+
+  /** Like `reshape` but never copies: throws when the strides do not allow it. */
+  view(...shapeArg: number[] | [readonly number[]]): Tensor {
+    const shape = inferShape(flatArgs(shapeArg), this.size, this.shape);
+    const strides = viewStrides(this.shape, this.strides, shape);
+    if (!strides) throw new Error(`view(${fmt(shape)}) is not possible on a non-contiguous tensor of shape ${fmt(this.shape)}; use reshape() or contiguous() first`);
+    return this.view_(shape, strides, this.offset);
+  }
+
+  flatten(startDim = 0, endDim = -1): Tensor {
+    if (this.rank === 0) return this.reshape([1]);
+    const s = normDim(startDim, this.rank);
+    const e = normDim(endDim, this.rank);
+    const shape = [...this.shape.slice(0, s), numel(this.shape.slice(s, e + 1)), ...this.shape.slice(e + 1)];
+    return this.reshape(shape);
+  }
+
+  permute(...dimsArg: number[] | [readonly number[]]): Tensor {
+    const dims = flatArgs(dimsArg).map((d) => normDim(d, this.rank));
+    if (dims.length !== this.rank || new Set(dims).size !== this.rank) {
+      throw new RangeError(`permute(${dims.join(', ')}) is not a permutation of ${this.rank} dims`);
+    }
+    return this.view_(dims.map((d) => this.shape[d]!), dims.map((d) => this.strides[d]!), this.offset);
+  }
+
+  transpose(dim0 = -2, dim1 = -1): Tensor {
+    const a = normDim(dim0, this.rank);
+    const b = normDim(dim1, this.rank);
+    const dims = [...Array(this.rank).keys()];
+    dims[a] = b;
+    dims[b] = a;
+    return this.permute(dims);
+  }
+
+  /** The 2-D transpose (`t.T` in PyTorch for matrices). */
+  get T(): Tensor {
+    if (this.rank !== 2) throw new RangeError(`.T needs a 2-D tensor, got shape ${fmt(this.shape)}`);
+    return this.transpose(0, 1);
+  }
+
+  /** Elements start..end (exclusive) with `step` along `dim`, as `t[..., start:end:step]`. */
+  slice(dim: number, start = 0, end?: number, step = 1): Tensor {
+    const d = normDim(dim, this.rank);
+    const n = this.shape[d]!;
+    const clamp = (v: number): number => Math.min(Math.max(v < 0 ? v + n : v, 0), n);
+    const s = clamp(start);
+    const e = clamp(end ?? n);
+    if (!Number.isInteger(step) || step < 1) throw new RangeError(`slice step must be a positive integer, got ${step}`);
+    const len = Math.max(0, Math.ceil((e - s) / step));
+    const shape = [...this.shape];
+    shape[d] = len;
+    const strides = [...this.strides];
+    strides[d] = this.strides[d]! * step;
+    return this.view_(shape, strides, this.offset + s * this.strides[d]!);
+  }
+
+  /** `narrow(dim, start, length)` as PyTorch. */
+  narrow(dim: number, start: number, length: number): Tensor {
+    return this.slice(dim, start, start + length);
+  }
+
+  /** Index `i` along `dim`, removing the dim (`t[i]` for dim 0). */
+  select(dim: number, index: number): Tensor {
+    const d = normDim(dim, this.rank);
+    const n = this.shape[d]!;
+    const i = index < 0 ? index + n : index;
+    if (i < 0 || i >= n) throw new RangeError(`index ${index} is out of range for dim ${dim} of size ${n}`);
+    return this.view_(
+      this.shape.filter((_, k) => k !== d),
+      this.strides.filter((_, k) => k !== d),
+      this.offset + i * this.strides[d]!,
+    );
+  }
+
+  /** Broadcasts size-1 dims (and new leading dims) to `shape` without copying; -1 keeps a size. */
+  expand(...shapeArg: number[] | [readonly number[]]): Tensor {
+    const shape = flatArgs(shapeArg);
+    const lead = shape.length - this.rank;
+    if (lead < 0) throw new RangeError(`expand to ${fmt(shape)} has fewer dims than ${fmt(this.shape)}`);
+    const outShape: number[] = [];
+    const strides: number[] = [];
+    shape.forEach((s, i) => {
+      const j = i - lead;
+      const cur = j >= 0 ? this.shape[j]! : 1;
+      const target = s === -1 ? cur : s;
+      if (j >= 0 && cur !== target && cur !== 1) {
+        throw new RangeError(`cannot expand ${fmt(this.shape)} to ${fmt(shape)}: dim ${i} has size ${cur}`);
+      }
+      outShape.push(target);
+      strides.push(j < 0 || (cur === 1 && target !== 1) ? 0 : this.strides[j]!);
+    });
+    return this.view_(outShape, strides, this.offset);
+  }
+
+  unsqueeze(dim: number): Tensor {
+    const d = normDim(dim, this.rank + 1);
+    const shape = [...this.shape];
+    const strides = [...this.strides];
+    shape.splice(d, 0, 1);
+    strides.splice(d, 0, d < this.rank ? this.strides[d]! * this.shape[d]! : 1);
+    return this.view_(shape, strides, this.offset);
+  }
+
+  squeeze(dim?: number): Tensor {
+    if (dim === undefined) {
+      const keep = this.shape.map((s, i) => (s !== 1 ? i : -1)).filter((i) => i >= 0);
+      return this.view_(keep.map((i) => this.shape[i]!), keep.map((i) => this.strides[i]!), this.offset);
+    }
+    const d = normDim(dim, this.rank);
+    if (this.shape[d] !== 1) return this.view_(this.shape, this.strides, this.offset);
+    return this.view_(this.shape.filter((_, i) => i !== d), this.strides.filter((_, i) => i !== d), this.offset);
+  }
+
+  /** This tensor if it is contiguous (a new handle on the same storage), else a copy. */
+  contiguous(): Tensor {
+    if (this.isContiguous) return this.view_(this.shape, contiguousStrides(this.shape), this.offset);
+    return contiguousCopy(this);
+  }
+
+  /** A copy with its own storage. */
+  clone(): Tensor {
+    return contiguousCopy(this);
+  }
+
+  toString(): string {
+    return `Tensor(${fmt(this.shape)}, ${this.dtype}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+}
+
+function flatArgs(args: number[] | [readonly number[]]): number[] {
+  return args.length === 1 && Array.isArray(args[0]) ? [...(args[0] as readonly number[])] : (args as number[]);
+}
+
+function inferShape(shape: number[], size: number, from: Shape): number[] {
+  const neg = shape.filter((d) => d === -1).length;
+  if (neg > 1) throw new RangeError(`reshape ${fmt(shape)}: only one dim may be -1`);
+  const known = shape.reduce((a, d) => (d === -1 ? a : a * d), 1);
+  const out = shape.map((d) => (d === -1 ? (known === 0 ? 0 : size / known) : d));
+  if (numel(out) !== size || out.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new RangeError(`cannot reshape a tensor of shape ${fmt(from)} (${size} elements) to ${fmt(shape)}`);
+  }
+  return out;
+}
+
+/** Strides for viewing (shape, strides) as `newShape` without a copy, or null (PyTorch's
+ * computeStride: split the old dims into runs that are contiguous among themselves). */
+function viewStrides(shape: Shape, strides: Shape, newShape: Shape): number[] | null {
+  if (shapeEq(shape, newShape)) return [...strides];
+  const size = numel(shape);
+  if (size === 0) return contiguousStrides(newShape);
+  const out = new Array<number>(newShape.length);
+  let viewD = newShape.length - 1;
+  let chunkBase = strides[strides.length - 1] ?? 1;
+  let tensorNumel = 1;
+  let viewNumel = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    tensorNumel *= shape[d]!;
+    if (d === 0 || (shape[d - 1] !== 1 && strides[d - 1] !== tensorNumel * chunkBase)) {
+      while (viewD >= 0 && (viewNumel < tensorNumel || newShape[viewD] === 1)) {
+        out[viewD] = viewNumel * chunkBase;
+        viewNumel *= newShape[viewD]!;
+        viewD--;
+      }
+      if (viewNumel !== tensorNumel) return null;
+      if (d > 0) {
+        chunkBase = strides[d - 1]!;
+        tensorNumel = 1;
+        viewNumel = 1;
+      }
+    }
+  }
+  if (viewD !== -1) return null;
+  return out;
+}
+
+let copyImpl: ((t: Tensor) => Tensor) | null = null;
+
+/** The strided-copy kernel lives with the elementwise family; it registers itself here. */
+export function registerContiguousCopy(fn: (t: Tensor) => Tensor): void {
+  copyImpl = fn;
+}
+
+function contiguousCopy(t: Tensor): Tensor {
+  if (!copyImpl) throw new Error('internal: contiguous copy kernel not registered');
+  return copyImpl(t);
+}
+
+/** Runs `fn` and disposes every tensor it created except those it returns. */
+export function tidy<T>(fn: () => T): T {
+  const e = engine();
+  e.beginScope();
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    e.endScope();
+    throw err;
+  }
+  if (result instanceof Promise) {
+    e.endScope();
+    throw new Error('tidy() got an async function; use tidyAsync()');
+  }
+  e.endScope(collectTensors(result));
+  return result;
+}
+
+/** As `tidy` for async functions. Other work interleaved on the same engine while it awaits
+ * is scoped too, so keep one async scope per training step. */
+export async function tidyAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const e = engine();
+  e.beginScope();
+  let result: T;
+  try {
+    result = await fn();
+  } catch (err) {
+    e.endScope();
+    throw err;
+  }
+  e.endScope(collectTensors(result));
+  return result;
+}
+
+/** Excludes `t` from the enclosing scopes so it survives them. */
+export function keep<T extends Tensor>(t: T): T {
+  return t.engine.keep(t);
+}
+
+function collectTensors(v: unknown, out: Tensor[] = [], seen = new Set<unknown>()): Tensor[] {
+  if (v === null || typeof v !== 'object' || seen.has(v)) return out;
+  seen.add(v);
+  if (v instanceof Tensor) {
+    out.push(v);
+    if (v.grad) out.push(v.grad);
+    return out;
+  }
+  if (Array.isArray(v)) for (const x of v) collectTensors(x, out, seen);
+  else if (v instanceof Map) for (const x of v.values()) collectTensors(x, out, seen);
+  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collectTensors(x, out, seen);
+  return out;
+}

@@ -1,0 +1,52 @@
+import { expect } from 'vitest';
+import { host, init, tensor, type HostTensor, type Tensor } from '../src/node.js';
+
+export async function setup(): Promise<void> {
+  await init();
+}
+
+/** A small seeded generator for test inputs (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Uniform values in [lo, hi), rounded to float32 so the reference sees the kernel's inputs. */
+export function randHost(shape: number[], seed: number, lo = -1, hi = 1): HostTensor {
+  const r = rng(seed);
+  const h = host(shape);
+  for (let i = 0; i < h.data.length; i++) h.data[i] = Math.fround(lo + (hi - lo) * r());
+  return h;
+}
+
+export function toGpu(h: HostTensor, dtype: 'float32' | 'int32' = 'float32'): Tensor {
+  return tensor(dtype === 'int32' ? Int32Array.from(h.data) : Float32Array.from(h.data), { shape: h.shape, dtype });
+}
+
+/** Asserts |got - want| <= atol + rtol * |want| elementwise, reporting the worst element. */
+export async function expectClose(got: Tensor, want: HostTensor, rtol = 1e-5, atol = 1e-6): Promise<void> {
+  expect([...got.shape]).toEqual(want.shape);
+  const g = await got.data();
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < want.data.length; i++) {
+    const w = want.data[i]!;
+    const v = g[i]!;
+    if (Number.isNaN(w) && Number.isNaN(v)) continue;
+    if (w === v) continue;
+    const excess = Math.abs(v - w) - (atol + rtol * Math.abs(w));
+    if (!(excess <= 0) && (worst < 0 || excess > worstExcess || Number.isNaN(excess))) {
+      worst = i;
+      worstExcess = excess;
+    }
+  }
+  if (worst >= 0) {
+    expect.fail(`element ${worst} of [${want.shape}]: got ${g[worst]}, want ${want.data[worst]} (rtol ${rtol}, atol ${atol})`);
+  }
+}
