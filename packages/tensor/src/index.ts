@@ -2,7 +2,7 @@ export { Engine, engine, init, getDevice, setEngine, type Dispatch } from './eng
 export { registerGpuProvider, type GpuProvider } from './gpu.js';
 export { BufferPool, bucketSize, type MemoryInfo } from './pool.js';
 export { Params } from './params.js';
-export { Tensor, Storage, tidy, tidyAsync, keep, type DType, type NestedArray } from './tensor.js';
+export { Tensor, Storage, tidy, tidyAsync, keep, registerViewHook, type DType, type NestedArray, type GradNodeLike, type ViewKind } from './tensor.js';
 export * from './shape.js';
 export { host, broadcastIndex, type HostTensor } from './host.js';
 export * from './creation.js';

@@ -41,7 +41,7 @@ export class Tensor {
   /** Autograd's fields: set by @tl/autograd, ignored by the kernels. */
   requiresGrad = false;
   grad: Tensor | null = null;
-  gradNode: unknown = null;
+  gradNode: GradNodeLike | null = null;
 
   constructor(storage: Storage, shape: Shape, dtype: DType, strides?: Shape, offset = 0) {
     checkShape(shape);
@@ -97,6 +97,10 @@ export class Tensor {
     this._disposed = true;
     this.storage.engine.liveTensors--;
     this.storage.release();
+    if (this.gradNode) {
+      this.gradNode.release();
+      this.gradNode = null;
+    }
     if (this.grad) {
       this.grad.dispose();
       this.grad = null;
@@ -136,20 +140,29 @@ export class Tensor {
 
   // Views -------------------------------------------------------------------------------
 
-  private view_(shape: Shape, strides: Shape, offset: number): Tensor {
+  private view_(shape: Shape, strides: Shape, offset: number, kind?: ViewKind): Tensor {
     this.assertAlive();
-    return new Tensor(this.storage.retain(), shape, this.dtype, strides, offset);
+    const out = new Tensor(this.storage.retain(), shape, this.dtype, strides, offset);
+    if (kind && viewHook && this.requiresGrad) viewHook(this, out, kind);
+    return out;
+  }
+
+  /** A new handle on the same storage, shape and strides, outside every scope and graph
+   * (autograd keeps saved activations this way). */
+  alias(): Tensor {
+    this.assertAlive();
+    return this.engine.keep(new Tensor(this.storage.retain(), this.shape, this.dtype, this.strides, this.offset));
   }
 
   /** Same data, new shape (one dim may be -1). Copies only when the strides do not allow a view. */
   reshape(...shapeArg: number[] | [readonly number[]]): Tensor {
     const shape = inferShape(flatArgs(shapeArg), this.size, this.shape);
     const strides = viewStrides(this.shape, this.strides, shape);
-    if (strides) return this.view_(shape, strides, this.offset);
+    if (strides) return this.view_(shape, strides, this.offset, { kind: 'reshape' });
     const c = contiguousCopy(this);
     const r = c.view_(shape, contiguousStrides(shape), c.offset);
     c.dispose();
-    return r;
+    return this.recordCopy(r);
   }
 
   /** Like `reshape` but never copies: throws when the strides do not allow it. */
@@ -157,7 +170,7 @@ export class Tensor {
     const shape = inferShape(flatArgs(shapeArg), this.size, this.shape);
     const strides = viewStrides(this.shape, this.strides, shape);
     if (!strides) throw new Error(`view(${fmt(shape)}) is not possible on a non-contiguous tensor of shape ${fmt(this.shape)}; use reshape() or contiguous() first`);
-    return this.view_(shape, strides, this.offset);
+    return this.view_(shape, strides, this.offset, { kind: 'reshape' });
   }
 
   flatten(startDim = 0, endDim = -1): Tensor {
@@ -173,7 +186,7 @@ export class Tensor {
     if (dims.length !== this.rank || new Set(dims).size !== this.rank) {
       throw new RangeError(`permute(${dims.join(', ')}) is not a permutation of ${this.rank} dims`);
     }
-    return this.view_(dims.map((d) => this.shape[d]!), dims.map((d) => this.strides[d]!), this.offset);
+    return this.view_(dims.map((d) => this.shape[d]!), dims.map((d) => this.strides[d]!), this.offset, { kind: 'permute', dims });
   }
 
   transpose(dim0 = -2, dim1 = -1): Tensor {
@@ -204,7 +217,7 @@ export class Tensor {
     shape[d] = len;
     const strides = [...this.strides];
     strides[d] = this.strides[d]! * step;
-    return this.view_(shape, strides, this.offset + s * this.strides[d]!);
+    return this.view_(shape, strides, this.offset + s * this.strides[d]!, { kind: 'index', reapply: (t) => t.slice(dim, start, end, step) });
   }
 
   /** `narrow(dim, start, length)` as PyTorch. */
@@ -222,6 +235,7 @@ export class Tensor {
       this.shape.filter((_, k) => k !== d),
       this.strides.filter((_, k) => k !== d),
       this.offset + i * this.strides[d]!,
+      { kind: 'index', reapply: (t) => t.select(dim, index) },
     );
   }
 
@@ -242,7 +256,7 @@ export class Tensor {
       outShape.push(target);
       strides.push(j < 0 || (cur === 1 && target !== 1) ? 0 : this.strides[j]!);
     });
-    return this.view_(outShape, strides, this.offset);
+    return this.view_(outShape, strides, this.offset, { kind: 'expand' });
   }
 
   unsqueeze(dim: number): Tensor {
@@ -251,28 +265,34 @@ export class Tensor {
     const strides = [...this.strides];
     shape.splice(d, 0, 1);
     strides.splice(d, 0, d < this.rank ? this.strides[d]! * this.shape[d]! : 1);
-    return this.view_(shape, strides, this.offset);
+    return this.view_(shape, strides, this.offset, { kind: 'reshape' });
   }
 
   squeeze(dim?: number): Tensor {
     if (dim === undefined) {
       const keep = this.shape.map((s, i) => (s !== 1 ? i : -1)).filter((i) => i >= 0);
-      return this.view_(keep.map((i) => this.shape[i]!), keep.map((i) => this.strides[i]!), this.offset);
+      return this.view_(keep.map((i) => this.shape[i]!), keep.map((i) => this.strides[i]!), this.offset, { kind: 'reshape' });
     }
     const d = normDim(dim, this.rank);
-    if (this.shape[d] !== 1) return this.view_(this.shape, this.strides, this.offset);
-    return this.view_(this.shape.filter((_, i) => i !== d), this.strides.filter((_, i) => i !== d), this.offset);
+    if (this.shape[d] !== 1) return this.view_(this.shape, this.strides, this.offset, { kind: 'reshape' });
+    return this.view_(this.shape.filter((_, i) => i !== d), this.strides.filter((_, i) => i !== d), this.offset, { kind: 'reshape' });
   }
 
   /** This tensor if it is contiguous (a new handle on the same storage), else a copy. */
   contiguous(): Tensor {
-    if (this.isContiguous) return this.view_(this.shape, contiguousStrides(this.shape), this.offset);
-    return contiguousCopy(this);
+    if (this.isContiguous) return this.view_(this.shape, contiguousStrides(this.shape), this.offset, { kind: 'reshape' });
+    return this.recordCopy(contiguousCopy(this));
   }
 
   /** A copy with its own storage. */
   clone(): Tensor {
-    return contiguousCopy(this);
+    return this.recordCopy(contiguousCopy(this));
+  }
+
+  /** A copy's gradient is the upstream gradient reshaped to this tensor's shape. */
+  private recordCopy(out: Tensor): Tensor {
+    if (viewHook && this.requiresGrad) viewHook(this, out, { kind: 'reshape' });
+    return out;
   }
 
   toString(): string {
@@ -324,6 +344,28 @@ function viewStrides(shape: Shape, strides: Shape, newShape: Shape): number[] | 
   }
   if (viewD !== -1) return null;
   return out;
+}
+
+/** What autograd's graph node looks like from here: disposing a tensor releases the
+ * activations its node saved. */
+export interface GradNodeLike {
+  release(): void;
+}
+
+/** How a view was made, so autograd can route its gradient back: reshape-like views take
+ * the gradient reshaped, permutes the inverse permute, index views scatter it into zeros
+ * through `reapply`, and expands sum it over the broadcast dims. */
+export type ViewKind =
+  | { kind: 'reshape' }
+  | { kind: 'permute'; dims: number[] }
+  | { kind: 'index'; reapply: (t: Tensor) => Tensor }
+  | { kind: 'expand' };
+
+let viewHook: ((src: Tensor, out: Tensor, kind: ViewKind) => void) | null = null;
+
+/** Autograd registers itself here to record views of tensors that require gradients. */
+export function registerViewHook(fn: typeof viewHook): void {
+  viewHook = fn;
 }
 
 let copyImpl: ((t: Tensor) => Tensor) | null = null;

@@ -144,6 +144,8 @@ export interface MapOptions {
   beta?: number;
   /** Output shape when it is not the broadcast of the inputs' shapes (inputs broadcast to it). */
   shape?: Shape;
+  /** Write into this existing tensor (any view, through its strides) instead of a new one. */
+  into?: Tensor;
   label?: string;
 }
 
@@ -154,14 +156,19 @@ export interface MapOptions {
  */
 export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, opts: MapOptions = {}): Tensor {
   const tensors = inputs.filter((x): x is Tensor => x instanceof Tensor);
-  if (tensors.length === 0) throw new Error('map() needs at least one tensor input');
+  if (tensors.length === 0 && !opts.into && !opts.shape) throw new Error('map() needs a tensor input, `into` or `shape`');
   for (const t of tensors) t.assertAlive();
-  const outShape = opts.shape ? [...opts.shape] : broadcastShapes(...tensors.map((t) => t.shape));
+  const into = opts.into;
+  const outShape = into ? [...into.shape] : opts.shape ? [...opts.shape] : broadcastShapes(...tensors.map((t) => t.shape));
   const e = engine();
   const n = numel(outShape);
-  const outDtype = opts.dtype ?? 'float32';
-  const out = Tensor.empty(outShape, outDtype);
+  const outDtype = into ? into.dtype : (opts.dtype ?? 'float32');
+  if (into && tensors.some((t) => t.storage === into.storage)) {
+    throw new Error('map(): an input shares storage with the output view; clone() it first');
+  }
+  const out = into ?? Tensor.empty(outShape, outDtype);
   if (n === 0) return out;
+  const outDirect = !into || into.isContiguous;
   const T = opts.int ? 'i32' : 'f32';
   const rank = outShape.length;
   const params = new Params().u32('n', n);
@@ -171,7 +178,13 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
   const names: string[] = [];
   let binding = 1;
   let scalarCount = 0;
-  const coordNeeded = tensors.some((t) => !(shapeEq(t.shape, outShape) && t.isContiguous));
+  const coordNeeded = !outDirect || tensors.some((t) => !(shapeEq(t.shape, outShape) && t.isContiguous));
+  params.u32('offOut', into ? into.offset : 0);
+  let outIndex = 'p.offOut + i';
+  if (!outDirect) {
+    params.u32s('stOut', into!.strides, rank);
+    outIndex = `p.offOut${into!.strides.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', 'stOut', d)}`)).join('')}`;
+  }
   tensors.forEach((t, k) => {
     const lead = rank - t.rank;
     if (lead < 0) throw new RangeError(`input of shape [${t.shape}] has more dims than the output [${outShape}]`);
@@ -228,7 +241,7 @@ fn main(${MAIN_ARGS}) {
   if (i >= p.n) { return; }
 ${coords.join('\n')}
 ${loads.join('\n')}
-  out[i] = ${outT}(${body});
+  out[${outIndex}] = ${outT}(${body});
 }`;
   e.dispatch({
     code,
@@ -316,6 +329,20 @@ export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Ten
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return copy(x);
   return map([x], ([v]) => v!, { int: dtype === 'int32', dtype, label: 'cast' });
+}
+
+/** Writes `src` (broadcast to `dst`'s shape) into the view `dst` in place, as `dst.copy_(src)`. */
+export function assign(dst: Tensor, src: Tensor | number): Tensor {
+  if (src instanceof Tensor && src.storage === dst.storage) {
+    const c = copy(src);
+    map([c], ([v]) => v!, { into: dst, int: dst.dtype === 'int32', label: 'assign' });
+    c.dispose();
+    return dst;
+  }
+  if (typeof src === 'number') {
+    return map([src], ([v]) => v!, { into: dst, int: dst.dtype === 'int32', label: 'fill_' });
+  }
+  return map([src], ([v]) => v!, { into: dst, int: dst.dtype === 'int32' && src.dtype === 'int32', label: 'assign' });
 }
 
 function copy(x: Tensor): Tensor {
