@@ -1,1 +1,2 @@
-export {};
+export * from './index.js';
+export * from './safetensors-node.js';
