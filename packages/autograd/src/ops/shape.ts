@@ -1,0 +1,54 @@
+/** Differentiable joins, pads and index ops. */
+import * as T from '@tl/tensor';
+import { normDim, type Tensor } from '@tl/tensor';
+import { record } from '../graph.js';
+
+export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
+  const y = T.cat(tensors, dim);
+  const d = normDim(dim, y.rank);
+  const sizes = tensors.map((t) => t.shape[d]!);
+  return record('cat', y, tensors, (g, _s, needs) => {
+    let off = 0;
+    return sizes.map((n, i) => {
+      const start = off;
+      off += n;
+      return needs[i] ? g.slice(d, start, start + n) : null;
+    });
+  });
+}
+
+export const concat = cat;
+
+export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
+  const y = T.stack(tensors, dim);
+  const d = normDim(dim, y.rank);
+  return record('stack', y, tensors, (g, _s, needs) => tensors.map((_, i) => (needs[i] ? g.select(d, i) : null)));
+}
+
+/** F.pad; only 'constant' mode is differentiable here (reflect/replicate are not yet). */
+export function pad(x: Tensor, pads: readonly number[], opts: T.PadOptions = {}): Tensor {
+  if (x.requiresGrad && (opts.mode ?? 'constant') !== 'constant') {
+    throw new Error(`pad: mode '${opts.mode}' has no gradient rule yet; use mode 'constant' on tensors that require grad`);
+  }
+  const y = T.pad(x, pads, opts);
+  return record('pad', y, [x], (g) => {
+    // Negating the pads crops the padded gradient back to x's shape.
+    return [T.pad(g, pads.map((p) => -p))];
+  });
+}
+
+export function embedding(indices: Tensor, weight: Tensor, opts: { paddingIdx?: number } = {}): Tensor {
+  const y = T.embedding(indices, weight);
+  const v = weight.shape[0]!;
+  return record('embedding', y, [weight], (g, [idx]) => [T.embeddingBackward(idx!, g, v, opts)], [indices]);
+}
+
+export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
+  const y = T.indexSelect(x, dim, index);
+  return record('indexSelect', y, [x], (g, [idx]) => [T.indexSelectBackward(g, x.shape, dim, idx!)], [index]);
+}
+
+export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
+  const y = T.gather(x, dim, index);
+  return record('gather', y, [x], (g, [idx]) => [T.gatherBackward(g, x.shape, dim, idx!)], [index]);
+}
