@@ -1,2 +1,3 @@
 export * from './index.js';
 export * from './safetensors-node.js';
+export * from './hub/hub-node.js';

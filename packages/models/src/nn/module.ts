@@ -1,0 +1,232 @@
+/**
+ * `Module`, shaped like PyTorch's: parameters, buffers and children registered by name, so
+ * `namedParameters()` yields exactly the keys of torchvision / timm / Hugging Face checkpoints
+ * (`layer1.0.conv1.weight`). Parameters are tensors with `requiresGrad`; freezing flips it.
+ */
+import * as A from '@tl/autograd';
+import { keep, type Tensor } from '@tl/autograd';
+import type { HostArray } from '../safetensors.js';
+
+export type StateValue = Tensor | HostArray;
+export type StateDict = Map<string, StateValue> | Record<string, StateValue>;
+
+export interface LoadResult {
+  missing: string[];
+  unexpected: string[];
+}
+
+export class StateDictError extends Error {
+  override name = 'StateDictError';
+  constructor(
+    message: string,
+    readonly missing: string[],
+    readonly unexpected: string[],
+    readonly mismatched: { key: string; expected: number[]; got: number[] }[],
+  ) {
+    super(message);
+  }
+}
+
+/** Compiles a parameter-name pattern: a glob (`*` any run of characters, `?` one), or a
+ * module path that matches everything below it (`layer4` = `layer4.*`). */
+export function nameMatcher(pattern: string | readonly string[] | undefined): (name: string) => boolean {
+  if (pattern === undefined) return () => true;
+  const list = typeof pattern === 'string' ? pattern.split(',').map((p) => p.trim()).filter(Boolean) : pattern;
+  const res = list.map((p) => {
+    const body = p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+    return new RegExp(`^${body}(\\..*)?$`);
+  });
+  return (name) => res.some((r) => r.test(name));
+}
+
+export abstract class Module {
+  training = true;
+  protected readonly _params = new Map<string, Tensor | null>();
+  protected readonly _buffers = new Map<string, Tensor | null>();
+  /** Buffers not written to the state dict (PyTorch's persistent=False). */
+  protected readonly _nonPersistent = new Set<string>();
+  protected readonly _children = new Map<string, Module>();
+
+  abstract forward(...args: never[]): unknown;
+
+  /** Registers a parameter (requiresGrad = true) and returns it. */
+  protected param(name: string, t: Tensor | null): Tensor {
+    if (t) {
+      keep(t);
+      t.requiresGrad = true;
+    }
+    this._params.set(name, t);
+    return t as Tensor;
+  }
+
+  protected buffer(name: string, t: Tensor | null, persistent = true): Tensor {
+    if (t) keep(t);
+    this._buffers.set(name, t);
+    if (!persistent) this._nonPersistent.add(name);
+    return t as Tensor;
+  }
+
+  protected module<M extends Module>(name: string, m: M): M {
+    this._children.set(name, m);
+    return m;
+  }
+
+  /** Replaces a registered child (e.g. a new head); the caller also updates its field. */
+  protected replaceModule<M extends Module>(name: string, m: M): M {
+    if (!this._children.has(name)) throw new Error(`no submodule named "${name}"`);
+    this._children.get(name)!.dispose();
+    this._children.set(name, m);
+    return m;
+  }
+
+  child(name: string): Module | undefined {
+    return this._children.get(name);
+  }
+
+  /**
+   * Replaces child `name` with `m`, freeing the old one's tensors. Modules that keep the child
+   * in a field refresh it in `onChildReplaced`.
+   */
+  swapChild(name: string, m: Module): void {
+    this.replaceModule(name, m);
+    this.onChildReplaced(name, m);
+  }
+
+  protected onChildReplaced(_name: string, _m: Module): void {
+    throw new Error(`${this.constructor.name} does not support replacing its child modules`);
+  }
+
+  *namedChildren(): IterableIterator<[string, Module]> {
+    yield* this._children;
+  }
+
+  *namedModules(prefix = ''): IterableIterator<[string, Module]> {
+    yield [prefix, this];
+    for (const [n, c] of this._children) yield* c.namedModules(prefix ? `${prefix}.${n}` : n);
+  }
+
+  /** Dotted names and tensors of every parameter; `trainable` filters on requiresGrad. */
+  namedParameters(opts: { trainable?: boolean; prefix?: string } = {}): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [path, m] of this.namedModules(opts.prefix ?? '')) {
+      for (const [n, p] of m._params) {
+        if (!p) continue;
+        if (opts.trainable !== undefined && p.requiresGrad !== opts.trainable) continue;
+        out.push([path ? `${path}.${n}` : n, p]);
+      }
+    }
+    return out;
+  }
+
+  parameters(opts: { trainable?: boolean } = {}): Tensor[] {
+    return this.namedParameters(opts).map(([, p]) => p);
+  }
+
+  namedBuffers(opts: { persistentOnly?: boolean } = {}): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [path, m] of this.namedModules()) {
+      for (const [n, b] of m._buffers) {
+        if (!b || (opts.persistentOnly && m._nonPersistent.has(n))) continue;
+        out.push([path ? `${path}.${n}` : n, b]);
+      }
+    }
+    return out;
+  }
+
+  /** Parameters and persistent buffers by name, in registration order (as PyTorch). */
+  stateDict(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [path, m] of this.namedModules()) {
+      for (const [n, p] of m._params) if (p) out.set(path ? `${path}.${n}` : n, p);
+      for (const [n, b] of m._buffers) if (b && !m._nonPersistent.has(n)) out.set(path ? `${path}.${n}` : n, b);
+    }
+    return out;
+  }
+
+  /**
+   * Copies values into this module's tensors in place (optimizers keep their references).
+   * With `strict` (the default) every missing, unexpected and mis-shaped key is reported in
+   * one error; without it, shape mismatches still throw and the rest is returned.
+   */
+  loadStateDict(dict: StateDict, opts: { strict?: boolean } = {}): LoadResult {
+    const strict = opts.strict ?? true;
+    const entries = dict instanceof Map ? dict : new Map(Object.entries(dict));
+    const own = this.stateDict();
+    const missing = [...own.keys()].filter((k) => !entries.has(k));
+    const unexpected = [...entries.keys()].filter((k) => !own.has(k));
+    const mismatched: { key: string; expected: number[]; got: number[] }[] = [];
+    for (const [k, t] of own) {
+      const v = entries.get(k);
+      if (!v) continue;
+      const vs = [...v.shape];
+      if (vs.length !== t.shape.length || vs.some((d, i) => d !== t.shape[i])) {
+        // PyTorch stores 0-d scalars (num_batches_tracked) that we keep as [1].
+        if (!(t.size === 1 && vs.reduce((a, d) => a * d, 1) === 1)) mismatched.push({ key: k, expected: [...t.shape], got: vs });
+      }
+    }
+    if (mismatched.length > 0 || (strict && (missing.length > 0 || unexpected.length > 0))) {
+      const lines: string[] = [];
+      if (missing.length) lines.push(`missing keys (${missing.length}): ${missing.join(', ')}`);
+      if (unexpected.length) lines.push(`unexpected keys (${unexpected.length}): ${unexpected.join(', ')}`);
+      for (const m of mismatched) lines.push(`shape mismatch for ${m.key}: the model has [${m.expected.join(', ')}], the checkpoint [${m.got.join(', ')}]`);
+      throw new StateDictError(`the state dict does not fit ${this.constructor.name}:\n  ${lines.join('\n  ')}`, missing, unexpected, mismatched);
+    }
+    for (const [k, t] of own) {
+      const v = entries.get(k);
+      if (!v) continue;
+      if ('sourceDtype' in v) {
+        t.engine.write(t.buffer, t.dtype === 'int32' ? Int32Array.from(v.data) : v.data instanceof Float32Array ? v.data : Float32Array.from(v.data), t.offset * 4);
+      } else {
+        A.noGrad(() => A.assign(t, v.shape.length === t.shape.length ? v : v.reshape(t.shape)));
+      }
+    }
+    return { missing, unexpected };
+  }
+
+  train(mode = true): this {
+    for (const [, m] of this.namedModules()) m.training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Stops gradients for the parameters whose names match (all when no pattern). */
+  freeze(pattern?: string | readonly string[]): this {
+    return this.setTrainable(pattern, false);
+  }
+
+  unfreeze(pattern?: string | readonly string[]): this {
+    return this.setTrainable(pattern, true);
+  }
+
+  private setTrainable(pattern: string | readonly string[] | undefined, on: boolean): this {
+    const match = nameMatcher(pattern);
+    let n = 0;
+    for (const [name, p] of this.namedParameters()) {
+      if (match(name)) {
+        p.requiresGrad = on;
+        n++;
+      }
+    }
+    if (pattern !== undefined && n === 0) {
+      const names = this.namedParameters().map(([k]) => k);
+      throw new Error(`${on ? 'unfreeze' : 'freeze'}(${JSON.stringify(pattern)}) matched no parameter; names look like ${names.slice(0, 4).join(', ')}${names.length > 4 ? ', …' : ''}`);
+    }
+    return this;
+  }
+
+  /** Number of parameter elements (trainable only when asked). */
+  numParameters(opts: { trainable?: boolean } = {}): number {
+    return this.parameters(opts).reduce((a, p) => a + p.size, 0);
+  }
+
+  /** Frees every parameter and buffer of this module and its children. */
+  dispose(): void {
+    for (const [, m] of this.namedModules()) {
+      for (const p of m._params.values()) p?.dispose();
+      for (const b of m._buffers.values()) b?.dispose();
+    }
+  }
+}
