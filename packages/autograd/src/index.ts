@@ -15,3 +15,4 @@ export { conv2d, type Conv2dOptions } from './ops/conv.js';
 export { cat, concat, stack, pad, embedding, indexSelect, gather } from './ops/shape.js';
 export { mseLoss, l1Loss, smoothL1Loss, binaryCrossEntropyWithLogits, dropout, type Reduction } from './ops/losses.js';
 export { softmax, logSoftmax, crossEntropy } from './ops/softmax.js';
+export { layerNorm, batchNorm, type BatchNormOptions } from './ops/norm.js';

@@ -1,0 +1,2 @@
+export * from './optim.js';
+export * from './schedule.js';
