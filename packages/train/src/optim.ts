@@ -116,10 +116,10 @@ export abstract class Optimizer {
       const [gi, pi, name] = key.split('.');
       const p = this.groups[Number(gi)]?.params[Number(pi)];
       if (!p) throw new Error(`optimizer state names parameter ${gi}.${pi}, which this optimizer does not have`);
-      if (values.length !== p.size) throw new Error(`optimizer state ${key} has ${values.length} values for a parameter of ${p.size}`);
       const st = this.stateFor(p);
       const t = st[name!];
       if (!t) throw new Error(`optimizer state ${key}: unknown state "${name}" for ${this.kind}`);
+      if (values.length !== t.size) throw new Error(`optimizer state ${key} has ${values.length} values; this parameter's needs ${t.size}`);
       t.engine.write(t.buffer, values, t.offset * 4);
     }
   }

@@ -63,7 +63,8 @@ export function cosine(o: CosineOptions = {}): Schedule {
         }
       }
       if (!Number.isFinite(period)) return base;
-      return etaMin + ((base - etaMin) * (1 + Math.cos((Math.PI * Math.min(t, period)) / period))) / 2;
+      // Past tMax the curve keeps going (back up), as PyTorch's CosineAnnealingLR does.
+      return etaMin + ((base - etaMin) * (1 + Math.cos((Math.PI * t) / period))) / 2;
     },
     withTotal: (total) => make(o.tMax ?? Math.max(total - warm, 1)),
   });
