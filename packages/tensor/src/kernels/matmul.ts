@@ -1,0 +1,505 @@
+/**
+ * Matrix products as PyTorch's `matmul` (1-D and n-D operands, broadcast batch dims) and
+ * `linear`, with an optional fused bias + activation epilogue. One register-tiled kernel:
+ * each invocation accumulates a TM x TN block of the output in registers, no workgroup
+ * memory (on lavapipe barriers cost more than the reuse they buy). Operands are read
+ * through their strides: a transposed view (strides [1, M]) is a specialization of the
+ * WGSL, not a copy.
+ */
+import { engine } from '../engine.js';
+import { broadcastIndex, host, type HostTensor } from '../host.js';
+import { Params } from '../params.js';
+import { broadcastShapes, fmt, numel } from '../shape.js';
+import { Tensor } from '../tensor.js';
+import { UNARY } from './elementwise.js';
+import { MATH_HELPERS } from './wgsl.js';
+
+export type MatmulActivation = 'relu' | 'relu6' | 'gelu' | 'geluTanh' | 'silu' | 'sigmoid' | 'tanh';
+
+const ACTIVATIONS: readonly MatmulActivation[] = ['relu', 'relu6', 'gelu', 'geluTanh', 'silu', 'sigmoid', 'tanh'];
+
+export interface MatmulOptions {
+  /** Added to every row of the result: shape [N], N = the last dim of `b` (1 when `b` is 1-D). */
+  bias?: Tensor;
+  /** Applied after the bias, with the same WGSL as the elementwise op of that name. */
+  activation?: MatmulActivation;
+}
+
+/** What the WGSL is specialized on. */
+export interface MatmulSpec {
+  /** Output rows and columns per invocation; tn is a multiple of 4. */
+  tm: number;
+  tn: number;
+  /** A is stored with M contiguous (a transposed view), B with K contiguous. */
+  transA: boolean;
+  transB: boolean;
+  /** vec4 loads along the contiguous dim (alignment checked by the caller). */
+  vecA: boolean;
+  vecB: boolean;
+  /** Batch dims decomposed in the kernel (a multiple of 4; unused ones have size 1). */
+  batchRank: number;
+  bias: boolean;
+  activation: MatmulActivation | null;
+  /** Workgroup size along N and M. */
+  wx: number;
+  wy: number;
+}
+
+/**
+ * The kernel. Uniforms: M, N, K; per operand its element offset, leading-dim stride (ldA:
+ * between rows of A, or between columns when transA; ldB: between rows of B, or columns when
+ * transB) and batch strides; the bias offset and stride. Rows and columns past the edge are
+ * clamped on load (their results are never stored), so only K needs a tail.
+ */
+export function matmulWgsl(s: MatmulSpec, params: Params): string {
+  const { tm, tn } = s;
+  const nq = tn / 4;
+  const range = (n: number): number[] => [...Array(n).keys()];
+  // Unrolling K by 4 only pays where a vec4 load runs along K.
+  const kVecA = s.vecA && !s.transA;
+  const kVecB = s.vecB && s.transB;
+  const k4 = kVecA || kVecB;
+
+  const setup: string[] = [];
+  if (s.transA && s.vecA) {
+    setup.push('  let ldA4 = p.ldA >> 2u;');
+    for (const g of range(tm / 4)) setup.push(`  let ca${g} = (offA + min(m0 + ${4 * g}u, p.M - 4u)) >> 2u;`);
+  } else {
+    for (const i of range(tm)) {
+      const row = `min(m0 + ${i}u, p.M - 1u)`;
+      if (s.transA) setup.push(`  let ca${i} = offA + ${row};`);
+      else setup.push(`  let ra${i} = ${s.vecA ? `(offA + ${row} * p.ldA) >> 2u` : `offA + ${row} * p.ldA`};`);
+    }
+  }
+  if (!s.transB && s.vecB) {
+    setup.push('  let ldB4 = p.ldB >> 2u;');
+    for (const q of range(nq)) setup.push(`  let nb${q} = (offB + min(n0 + ${4 * q}u, p.N - 4u)) >> 2u;`);
+  } else {
+    for (const c of range(tn)) {
+      const col = `min(n0 + ${c}u, p.N - 1u)`;
+      if (s.transB) setup.push(`  let cb${c} = ${s.vecB ? `(offB + ${col} * p.ldB) >> 2u` : `offB + ${col} * p.ldB`};`);
+      else setup.push(`  let nb${c} = offB + ${col};`);
+    }
+  }
+
+  /** Loads of A at one k: lines, and the scalar A[m0 + i, k] for each i. */
+  const loadA = (k: string, t: string): { lines: string[]; at: (i: number) => string } => {
+    if (s.transA && s.vecA) {
+      return { lines: range(tm / 4).map((g) => `    let a${t}_${g} = a[ca${g} + (${k}) * ldA4];`), at: (i) => `a${t}_${i >> 2}[${i & 3}]` };
+    }
+    const idx = (i: number): string =>
+      s.transA ? `a[ca${i} + (${k}) * p.ldA]` : s.vecA ? `a[ra${i} + ((${k}) >> 2u)][(${k}) & 3u]` : `a[ra${i} + ${k}]`;
+    return { lines: range(tm).map((i) => `    let a${t}_${i} = ${idx(i)};`), at: (i) => `a${t}_${i}` };
+  };
+  /** Loads of B at one k: lines, and the vec4 B[k, n0 + 4q .. n0 + 4q + 3] for each q. */
+  const loadB = (k: string, t: string): { lines: string[]; vec: (q: number) => string } => {
+    if (!s.transB && s.vecB) {
+      return { lines: range(nq).map((q) => `    let b${t}_${q} = b[nb${q} + (${k}) * ldB4];`), vec: (q) => `b${t}_${q}` };
+    }
+    const idx = (c: number): string =>
+      s.transB ? (s.vecB ? `b[cb${c} + ((${k}) >> 2u)][(${k}) & 3u]` : `b[cb${c} + ${k}]`) : `b[nb${c} + (${k}) * p.ldB]`;
+    return {
+      lines: range(tn).map((c) => `    let b${t}_${c} = ${idx(c)};`),
+      vec: (q) => `vec4<f32>(${range(4).map((r) => `b${t}_${4 * q + r}`).join(', ')})`,
+    };
+  };
+  const fmas = (at: (i: number) => string, vec: (q: number) => string, t: string): string[] => {
+    const lines = range(nq).map((q) => `    let bv${t}_${q} = ${vec(q)};`);
+    for (const i of range(tm)) for (const q of range(nq)) lines.push(`    acc${i}_${q} = fma(vec4<f32>(${at(i)}), bv${t}_${q}, acc${i}_${q});`);
+    return lines;
+  };
+
+  const loop: string[] = [];
+  if (k4) {
+    const body: string[] = ['    let kv = k >> 2u;'];
+    const aVec = kVecA ? range(tm).map((i) => `    let av${i} = a[ra${i} + kv];`) : [];
+    const bVec = kVecB ? range(tn).map((c) => `    let bw${c} = b[cb${c} + kv];`) : [];
+    body.push(...aVec, ...bVec);
+    for (const j of range(4)) {
+      const A = kVecA ? { lines: [], at: (i: number) => `av${i}[${j}]` } : loadA(`k + ${j}u`, `${j}`);
+      const B = kVecB
+        ? { lines: [], vec: (q: number) => `vec4<f32>(${range(4).map((r) => `bw${4 * q + r}[${j}]`).join(', ')})` }
+        : loadB(`k + ${j}u`, `${j}`);
+      body.push(...A.lines, ...B.lines, ...fmas(A.at, B.vec, `${j}`));
+    }
+    const A = loadA('k', 't');
+    const B = loadB('k', 't');
+    loop.push(
+      '  let k4 = p.K & 0xfffffffcu;',
+      '  for (var k = 0u; k < k4; k += 4u) {',
+      ...body,
+      '  }',
+      '  for (var k = k4; k < p.K; k++) {',
+      ...A.lines, ...B.lines, ...fmas(A.at, B.vec, 't'),
+      '  }',
+    );
+  } else {
+    const A = loadA('k', '');
+    const B = loadB('k', '');
+    loop.push('  for (var k = 0u; k < p.K; k++) {', ...A.lines, ...B.lines, ...fmas(A.at, B.vec, ''), '  }');
+  }
+
+  const batch: string[] = ['  var z = bz;'];
+  for (let d = s.batchRank - 1; d >= 0; d--) {
+    const size = Params.at('p', 'bshape', d);
+    batch.push(`  let c${d} = ${d > 0 ? `z % ${size}` : 'z'};`);
+    if (d > 0) batch.push(`  z = z / ${size};`);
+    batch.push(`  offA += c${d} * ${Params.at('p', 'bsa', d)};`, `  offB += c${d} * ${Params.at('p', 'bsb', d)};`);
+  }
+
+  // The epilogue runs once per invocation: a loop over a private copy of the tile keeps one
+  // inlined copy of the activation instead of tm * tn (compile time, not run time).
+  const n = `n0 + c`;
+  let value = `res[i * ${nq}u + (c >> 2u)][c & 3u]`;
+  if (s.bias) value = `${value} + bias[p.offBias + (${n}) * p.sBias]`;
+  if (s.activation) value = `act_(${value})`;
+  const store = [
+    `  var res = array<vec4<f32>, ${tm * nq}>(${range(tm).flatMap((i) => range(nq).map((q) => `acc${i}_${q}`)).join(', ')});`,
+    `  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`,
+    '    let row = zo + (m0 + i) * p.N;',
+    `    for (var c = 0u; c < ${tn}u && ${n} < p.N; c++) {`,
+    `      out[row + ${n}] = ${value};`,
+    '    }',
+    '  }',
+  ];
+
+  const arr = (vec: boolean): string => (vec ? 'array<vec4<f32>>' : 'array<f32>');
+  let binding = 1;
+  const decls = [
+    `@group(0) @binding(${binding++}) var<storage, read> a: ${arr(s.vecA)};`,
+    `@group(0) @binding(${binding++}) var<storage, read> b: ${arr(s.vecB)};`,
+  ];
+  if (s.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
+  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
+  const act = s.activation ? `${MATH_HELPERS}\nfn act_(x: f32) -> f32 { return ${UNARY[s.activation].wgsl('x')}; }\n` : '';
+
+  return /* wgsl */ `
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+${decls.join('\n')}
+${act}
+@compute @workgroup_size(${s.wx}, ${s.wy})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = (gid.x + p.xBase) * ${tn}u;
+  let m0 = (gid.y + p.yBase) * ${tm}u;
+  let bz = gid.z + p.zBase;
+  let zo = bz * p.M * p.N;
+  var offA = p.offA;
+  var offB = p.offB;
+${batch.join('\n')}
+${setup.join('\n')}
+${range(tm).flatMap((i) => range(nq).map((q) => `  var acc${i}_${q} = vec4<f32>(0.0);`)).join('\n')}
+${loop.join('\n')}
+${store.join('\n')}
+}`;
+}
+
+/** A matrix operand as the kernel sees it: a tensor's buffer with batch shape and strides. */
+interface Operand {
+  t: Tensor;
+  /** The matrix is the transpose of the tensor's last two dims (linear's weight). */
+  tr: boolean;
+  batch: number[];
+  batchStrides: number[];
+  rows: number;
+  cols: number;
+  sRow: number;
+  sCol: number;
+  offset: number;
+}
+
+function operand(t: Tensor, batchRank: number, rows: number, cols: number, sRow: number, sCol: number): Operand {
+  return {
+    t,
+    tr: false,
+    batch: t.shape.slice(0, batchRank),
+    batchStrides: t.strides.slice(0, batchRank),
+    rows,
+    cols,
+    sRow,
+    sCol,
+    offset: t.offset,
+  };
+}
+
+/** A (possibly batched) matrix from the last two dims; a 1-D tensor is a row or a column. */
+function asMatrix(t: Tensor, vector: 'row' | 'col'): Operand {
+  const r = t.rank;
+  if (r === 1) {
+    return vector === 'row' ? operand(t, 0, 1, t.shape[0]!, 0, t.strides[0]!) : operand(t, 0, t.shape[0]!, 1, t.strides[0]!, 0);
+  }
+  return operand(t, r - 2, t.shape[r - 2]!, t.shape[r - 1]!, t.strides[r - 2]!, t.strides[r - 1]!);
+}
+
+/** 'row': columns contiguous (ld = row stride); 'col': rows contiguous (ld = column
+ * stride); null: neither, the operand needs a copy. Strides of size-1 dims do not matter. */
+function layout(o: Operand): { trans: boolean; ld: number } | null {
+  if (o.cols === 1 || o.sCol === 1) return { trans: false, ld: o.rows === 1 ? 0 : o.sRow };
+  if (o.rows === 1 || o.sRow === 1) return { trans: true, ld: o.cols === 1 ? 0 : o.sCol };
+  return null;
+}
+
+function transposed(o: Operand): Operand {
+  return { ...o, tr: !o.tr, rows: o.cols, cols: o.rows, sRow: o.sCol, sCol: o.sRow };
+}
+
+/**
+ * Register tile [tm, tn] by storage order (A transposed?, B transposed?), measured on
+ * lavapipe (512^3, GFLOP/s). What costs there is loads per FMA, then live registers. With
+ * both operands contiguous along the output dims ([K, M] x [K, N]) one k step loads
+ * tm/4 + tn/4 vec4s: 4x4 11.6, 8x8 21, 8x16 25 (30 at 1024). An operand contiguous along
+ * K holds tm (or tn) vec4s across 4 k steps, and larger tiles spill: NN 4x4 12.9, 4x8 15,
+ * 8x4 13.3, 8x8 7-10. Workgroup shape (8x8, 16x4, 4x16, 8x1) made no clear difference.
+ */
+const TILES: Record<string, [number, number]> = { NN: [4, 8], NT: [4, 8], TN: [8, 16], TT: [8, 4] };
+const WG_X = 8;
+const WG_Y = 8;
+
+/** The tile for one problem: it shrinks for small M and N, and for operands read one
+ * scalar at a time, where a large tile buys less and compiles slowly (~1.7 s for 8x16). */
+function tileFor(transA: boolean, transB: boolean, vecA: boolean, vecB: boolean, M: number, N: number): [number, number] {
+  const [TM, TN] = TILES[`${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`]!;
+  const tm = M === 1 ? 1 : Math.min(TM, M <= 4 || !vecA ? 4 : 8);
+  const tn = Math.min(TN, N <= 4 ? 4 : N <= 8 || !vecB ? 8 : 16);
+  return [tm, tn];
+}
+
+function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: MatmulOptions, label: string): Tensor {
+  const e = engine();
+  const batchShape = broadcastShapes(aIn.batch, bIn.batch);
+  let [a, b] = [aIn, bIn];
+  let M = a.rows;
+  let N = b.cols;
+  const K = a.cols;
+  const bias = opts.bias;
+  let sBias = 1;
+  if (bias) {
+    if (bias.dtype !== 'float32') throw new TypeError(`${label}: bias must be float32, got ${bias.dtype}`);
+    if (bias.rank !== 1 || bias.shape[0] !== N) {
+      throw new RangeError(`${label}: bias has shape ${fmt(bias.shape)}; expected [${N}] (the last dim of the result)`);
+    }
+    bias.assertAlive();
+    sBias = bias.strides[0]!;
+  }
+  if (opts.activation !== undefined && !ACTIVATIONS.includes(opts.activation)) {
+    throw new RangeError(`${label}: unknown activation '${String(opts.activation)}'; expected one of ${ACTIVATIONS.join(', ')}`);
+  }
+  const batchCount = numel(batchShape);
+  const out = Tensor.empty(outShape);
+  if (out.size === 0) return out;
+
+  const temps: Tensor[] = [];
+  const copyIfStrided = (o: Operand): Operand => {
+    if (layout(o)) return o;
+    const c = o.t.contiguous();
+    temps.push(c);
+    const r = c.rank;
+    const m = operand(c, r - 2, o.t.shape[r - 2]!, o.t.shape[r - 1]!, c.strides[r - 2]!, c.strides[r - 1]!);
+    return o.tr ? transposed(m) : m;
+  };
+  a = copyIfStrided(a);
+  b = copyIfStrided(b);
+
+  // A matrix-vector product computed as such would waste TN - 1 of every TN columns; the
+  // transposed problem (b^T a^T) has the same output memory when N is 1.
+  if (N === 1 && M > 1) {
+    [a, b] = [transposed(b), transposed(a)];
+    [M, N] = [N, M];
+    sBias = 0;
+  }
+  const la = layout(a)!;
+  const lb = layout(b)!;
+
+  const rank = batchShape.length;
+  const align = (o: Operand): number[] => {
+    const lead = rank - o.batch.length;
+    return batchShape.map((d, i) => (i < lead || o.batch[i - lead] !== d ? 0 : o.batchStrides[i - lead]!));
+  };
+  let sa = align(a);
+  let sb = align(b);
+  let bshape = [...batchShape];
+  let ldA = la.ld;
+
+  // Batch dims that only A has fold into M when they continue its rows ([B, M, K] x [K, N]
+  // is one [B*M, K] x [K, N] product), so small M still fills whole tiles.
+  if (!la.trans && sb.every((s) => s === 0) && rank > 0) {
+    let ld: number | null = M > 1 ? ldA : null;
+    let rows = M;
+    let ok = true;
+    for (let d = rank - 1; d >= 0 && ok; d--) {
+      if (bshape[d] === 1) continue;
+      if (ld === null) ld = sa[d]!;
+      else ok = sa[d] === ld * rows;
+      rows *= bshape[d]!;
+    }
+    if (ok) {
+      M = rows;
+      ldA = ld ?? 0;
+      bshape = [];
+      sa = [];
+      sb = [];
+    }
+  }
+  // Drop size-1 batch dims and merge neighbours that are contiguous in both operands.
+  const dims: { size: number; sa: number; sb: number }[] = [];
+  for (let d = 0; d < bshape.length; d++) {
+    if (bshape[d] === 1) continue;
+    const cur = { size: bshape[d]!, sa: sa[d]!, sb: sb[d]! };
+    const prev = dims[dims.length - 1];
+    if (prev && prev.sa === cur.sa * cur.size && prev.sb === cur.sb * cur.size) {
+      prev.size *= cur.size;
+      prev.sa = cur.sa;
+      prev.sb = cur.sb;
+    } else dims.push(cur);
+  }
+  // A fixed number of batch slots (unused ones of size 1) keeps one pipeline for every
+  // batch rank up to 4; the few divisions per invocation are noise next to the K loop.
+  const slots = Math.max(4, Math.ceil(dims.length / 4) * 4);
+  while (dims.length < slots) dims.unshift({ size: 1, sa: 0, sb: 0 });
+
+  const aligned = (o: Operand, ld: number): boolean =>
+    o.offset % 4 === 0 && ld % 4 === 0 && dims.every((d) => (o === a ? d.sa : d.sb) % 4 === 0);
+  // Along M or N a vec4 is clamped as a whole at the edge, so that dim must be a multiple
+  // of 4 (which also makes tm a multiple of 4 for the transposed A).
+  const vecA = aligned(a, ldA) && (!la.trans || M % 4 === 0);
+  const vecB = aligned(b, lb.ld) && (lb.trans || N % 4 === 0);
+  const [tm, tn] = tileFor(la.trans, lb.trans, vecA, vecB, M, N);
+  const spec: MatmulSpec = {
+    tm,
+    tn,
+    transA: la.trans,
+    transB: lb.trans,
+    vecA,
+    vecB,
+    batchRank: slots,
+    bias: bias !== undefined,
+    activation: opts.activation ?? null,
+    wx: WG_X,
+    wy: WG_Y,
+  };
+
+  const gx = Math.ceil(N / (tn * WG_X));
+  const gy = Math.ceil(M / (tm * WG_Y));
+  const max = e.maxWorkgroupsPerDim;
+  const buffers = [a.t.buffer, b.t.buffer, ...(bias ? [bias.buffer] : []), out.buffer];
+  let code: string | null = null;
+  // Grids past the per-dimension workgroup limit run as several dispatches with offsets.
+  for (let x = 0; x < gx; x += max) {
+    for (let y = 0; y < gy; y += max) {
+      for (let z = 0; z < batchCount; z += max) {
+        const params = new Params()
+          .u32('M', M).u32('N', N).u32('K', K)
+          .u32('offA', a.offset).u32('offB', b.offset).u32('ldA', ldA).u32('ldB', lb.ld)
+          .u32('xBase', x * WG_X).u32('yBase', y * WG_Y).u32('zBase', z)
+          .u32s('bshape', dims.map((d) => d.size)).u32s('bsa', dims.map((d) => d.sa)).u32s('bsb', dims.map((d) => d.sb));
+        if (bias) params.u32('offBias', bias.offset).u32('sBias', sBias);
+        code ??= matmulWgsl(spec, params);
+        const workgroups = [Math.min(max, gx - x), Math.min(max, gy - y), Math.min(max, batchCount - z)] as const;
+        e.dispatch({ code, params, buffers, workgroups, label });
+      }
+    }
+  }
+  for (const t of temps) t.dispose();
+  return out;
+}
+
+function checkFloat(t: Tensor, what: string, label: string): void {
+  t.assertAlive();
+  if (t.dtype !== 'float32') throw new TypeError(`${label}: ${what} must be float32, got ${t.dtype}`);
+}
+
+/** The shape of `matmul(a, b)` and the matrix views of both operands, as PyTorch. */
+function plan(a: Tensor, b: Tensor, label: string): { A: Operand; B: Operand; shape: number[] } {
+  if (a.rank === 0 || b.rank === 0) {
+    throw new RangeError(`${label}: both operands need at least one dim, got shapes ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  }
+  const A = asMatrix(a, 'row');
+  const B = asMatrix(b, 'col');
+  if (A.cols !== B.rows) {
+    throw new RangeError(
+      `${label}: shapes ${fmt(a.shape)} and ${fmt(b.shape)} cannot be multiplied (${A.cols} columns in a vs ${B.rows} rows in b)`,
+    );
+  }
+  let batch: number[];
+  try {
+    batch = broadcastShapes(A.batch, B.batch);
+  } catch {
+    throw new RangeError(`${label}: batch dims ${fmt(A.batch)} of a ${fmt(a.shape)} and ${fmt(B.batch)} of b ${fmt(b.shape)} cannot be broadcast together`);
+  }
+  const shape = [...batch, ...(a.rank > 1 ? [A.rows] : []), ...(b.rank > 1 ? [B.cols] : [])];
+  return { A, B, shape };
+}
+
+/**
+ * The matrix product as `torch.matmul`: 1-D operands are a row (a) or a column (b) whose
+ * dim is dropped from the result; batch dims broadcast. Transposed and sliced views are
+ * read in place. `bias` and `activation` are applied in the same kernel.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  checkFloat(a, 'a', 'matmul');
+  checkFloat(b, 'b', 'matmul');
+  const { A, B, shape } = plan(a, b, 'matmul');
+  return matmulOperands(A, B, shape, opts, 'matmul');
+}
+
+/** `x @ weight^T + bias` as `torch.nn.functional.linear`, with weight in PyTorch's [out, in]
+ * layout read transposed in place. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor, activation?: MatmulActivation): Tensor {
+  checkFloat(x, 'input', 'linear');
+  checkFloat(weight, 'weight', 'linear');
+  if (weight.rank !== 2) throw new RangeError(`linear: weight must be 2-D [out, in], got ${fmt(weight.shape)}`);
+  const [outF, inF] = weight.shape as [number, number];
+  if (x.rank === 0 || x.shape[x.rank - 1] !== inF) {
+    throw new RangeError(`linear: input ${fmt(x.shape)} has ${x.shape[x.rank - 1] ?? 0} features; weight ${fmt(weight.shape)} expects ${inF}`);
+  }
+  const W = transposed(operand(weight, 0, outF, inF, weight.strides[0]!, weight.strides[1]!));
+  const X = asMatrix(x, 'row');
+  const shape = [...x.shape.slice(0, -1), outF];
+  return matmulOperands(X, W, shape, { bias, activation }, 'linear');
+}
+
+// CPU references ------------------------------------------------------------------------
+
+export interface CpuMatmulOptions {
+  bias?: HostTensor;
+  activation?: MatmulActivation;
+}
+
+/** float64 `matmul` with the same shape rules, bias and activation. */
+export function cpuMatmul(a: HostTensor, b: HostTensor, opts: CpuMatmulOptions = {}): HostTensor {
+  if (a.shape.length === 0 || b.shape.length === 0) throw new RangeError('cpuMatmul: both operands need at least one dim');
+  const as = a.shape.length === 1 ? [1, a.shape[0]!] : a.shape;
+  const bs = b.shape.length === 1 ? [b.shape[0]!, 1] : b.shape;
+  const [M, K] = as.slice(-2) as [number, number];
+  const [K2, N] = bs.slice(-2) as [number, number];
+  if (K !== K2) throw new RangeError(`cpuMatmul: shapes ${fmt(a.shape)} and ${fmt(b.shape)} cannot be multiplied`);
+  const aBatch = as.slice(0, -2);
+  const bBatch = bs.slice(0, -2);
+  const batch = broadcastShapes(aBatch, bBatch);
+  const ia = broadcastIndex(aBatch, batch);
+  const ib = broadcastIndex(bBatch, batch);
+  const shape = [...batch, ...(a.shape.length > 1 ? [M] : []), ...(b.shape.length > 1 ? [N] : [])];
+  const out = host(shape);
+  const act = opts.activation ? (UNARY[opts.activation].cpu as (x: number) => number) : null;
+  for (let z = 0; z < ia.length; z++) {
+    const oa = ia[z]! * M * K;
+    const ob = ib[z]! * K * N;
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += a.data[oa + m * K + k]! * b.data[ob + k * N + n]!;
+        if (opts.bias) s += opts.bias.data[n]!;
+        out.data[(z * M + m) * N + n] = act ? act(s) : s;
+      }
+    }
+  }
+  return out;
+}
+
+/** float64 `linear` (weight [out, in]). */
+export function cpuLinear(x: HostTensor, weight: HostTensor, bias?: HostTensor, activation?: MatmulActivation): HostTensor {
+  const [outF, inF] = weight.shape as [number, number];
+  const wt = host([inF, outF]);
+  for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) wt.data[i * outF + o] = weight.data[o * inF + i]!;
+  return cpuMatmul(x, wt, { bias, activation });
+}
