@@ -23,11 +23,11 @@ export function parseHubRef(s: string): HubRef {
   const m = /^([A-Za-z0-9][\w.-]*(?:\/[\w.-]+)?)(?:@([^/]+))?(?:\/(.+))?$/.exec(body);
   if (!m) throw new Error(`"${s}" is not a Hub reference; expected hf:org/name[@revision][/file]`);
   let repo = m[1]!;
-  let file = m[3];
+  let file: string | undefined = m[3];
   // "hf:org/name/file" without a revision: the first two segments are the repo.
   if (!m[2] && !repo.includes('/') && file) {
     const [name, ...rest] = file.split('/');
-    repo = `${repo}/${name}`;
+    repo = `${repo}/${name!}`;
     file = rest.length ? rest.join('/') : undefined;
   }
   if (file?.split('/').some((p) => p === '..' || p === '')) throw new Error(`"${s}": the file path must not contain empty or ".." segments`);
