@@ -154,6 +154,7 @@ export class Engine {
       this.arenaUsed = 0;
     }
     this.device.queue.submit([commands]);
+    this.pool.afterSubmit();
     this.dispatches = 0;
     this.submits++;
     this.throwErrors();

@@ -53,7 +53,9 @@ export class BufferPool {
     this.liveBuffers--;
     this.liveBytes -= size;
     if (this.pooledBytes + size > this.maxPooledBytes) {
-      buffer.destroy();
+      // Recorded but unsubmitted commands may still use it; destroy() is only safe once
+      // they are submitted (the engine calls `afterSubmit`).
+      this.toDestroy.push(buffer);
       return;
     }
     let list = this.free.get(size);
@@ -61,6 +63,14 @@ export class BufferPool {
     list.push(buffer);
     this.pooledBuffers++;
     this.pooledBytes += size;
+  }
+
+  private toDestroy: GPUBuffer[] = [];
+
+  /** Destroys buffers released over the pool's capacity, now that their work is submitted. */
+  afterSubmit(): void {
+    for (const b of this.toDestroy) b.destroy();
+    this.toDestroy = [];
   }
 
   /** Destroys every pooled buffer (live ones are untouched). */

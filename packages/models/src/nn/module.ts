@@ -152,7 +152,9 @@ export abstract class Module {
     const strict = opts.strict ?? true;
     const entries = dict instanceof Map ? dict : new Map(Object.entries(dict));
     const own = this.stateDict();
-    const missing = [...own.keys()].filter((k) => !entries.has(k));
+    // Checkpoints from before PyTorch 0.4.1 (and many converted ones) have no
+    // num_batches_tracked; PyTorch's BatchNorm accepts that, and so do we.
+    const missing = [...own.keys()].filter((k) => !entries.has(k) && !k.endsWith('num_batches_tracked'));
     const unexpected = [...entries.keys()].filter((k) => !own.has(k));
     const mismatched: { key: string; expected: number[]; got: number[] }[] = [];
     for (const [k, t] of own) {
