@@ -1,1 +1,4 @@
 export * from './index.js';
+export * from './node/image-folder.js';
+export * from './node/idx.js';
+export * from './node/store.js';

@@ -1,0 +1,98 @@
+/** Callbacks: early stopping with best-weights restore, gradual unfreezing, and hooks. */
+import * as A from '@tl/autograd';
+import { keep, type Tensor } from '@tl/autograd';
+import type { EpochLogs, Trainer } from './trainer.js';
+
+export interface Callback {
+  readonly name: string;
+  onTrainBegin?(t: Trainer): void | Promise<void>;
+  onEpochBegin?(t: Trainer, epoch: number): void | Promise<void>;
+  onEpochEnd?(t: Trainer, epoch: number, logs: EpochLogs): void | Promise<void>;
+  onTrainEnd?(t: Trainer): void | Promise<void>;
+  /** JSON state saved in checkpoints, so a resumed run continues the same way. */
+  state?(): unknown;
+  setState?(s: unknown): void;
+}
+
+export interface EarlyStoppingOptions {
+  /** A key of the epoch logs (default 'valLoss', or 'trainLoss' without validation). */
+  monitor?: keyof EpochLogs;
+  mode?: 'min' | 'max';
+  patience?: number;
+  minDelta?: number;
+  /** Put back the weights of the best epoch when training ends (default true). */
+  restoreBest?: boolean;
+}
+
+/** Stops when the monitored metric has not improved for `patience` epochs. */
+export function earlyStopping(o: EarlyStoppingOptions = {}): Callback & { bestEpoch: number; best: number } {
+  const patience = o.patience ?? 3;
+  let monitor = o.monitor;
+  let mode = o.mode;
+  let best = NaN;
+  let bestEpoch = -1;
+  let wait = 0;
+  let weights: Map<string, Tensor> | null = null;
+  const cb = {
+    name: 'earlyStopping',
+    get best() {
+      return best;
+    },
+    get bestEpoch() {
+      return bestEpoch;
+    },
+    onTrainBegin(t: Trainer) {
+      monitor ??= t.hasValidation ? 'valLoss' : 'trainLoss';
+      mode ??= String(monitor).toLowerCase().includes('loss') ? 'min' : 'max';
+    },
+    onEpochEnd(t: Trainer, epoch: number, logs: EpochLogs) {
+      const v = logs[monitor!] as number | undefined;
+      if (v === undefined || Number.isNaN(v)) throw new Error(`earlyStopping: the epoch logs have no "${String(monitor)}" (have ${Object.keys(logs).join(', ')})`);
+      const improved = Number.isNaN(best) || (mode === 'min' ? v < best - (o.minDelta ?? 0) : v > best + (o.minDelta ?? 0));
+      if (improved) {
+        best = v;
+        bestEpoch = epoch;
+        wait = 0;
+        if (o.restoreBest !== false) {
+          for (const w of weights?.values() ?? []) w.dispose();
+          weights = new Map([...t.model.stateDict()].map(([k, w]) => [k, keep(A.noGrad(() => w.clone()))]));
+        }
+      } else if (++wait >= patience) {
+        t.stopTraining = true;
+        t.log(`early stopping at epoch ${epoch + 1}: ${String(monitor)} has not improved for ${patience} epochs (best ${best.toFixed(4)} at epoch ${bestEpoch + 1})`);
+      }
+    },
+    onTrainEnd(t: Trainer) {
+      if (weights && o.restoreBest !== false) {
+        t.model.loadStateDict(weights, { strict: false });
+        t.log(`restored the weights of epoch ${bestEpoch + 1} (${String(monitor)} ${best.toFixed(4)})`);
+        for (const w of weights.values()) w.dispose();
+        weights = null;
+      }
+    },
+    state: () => ({ best, bestEpoch, wait }),
+    setState(s: unknown) {
+      ({ best, bestEpoch, wait } = s as { best: number; bestEpoch: number; wait: number });
+    },
+  };
+  return cb;
+}
+
+/** At the start of `epoch` (1-based, as users count), unfreezes the parameters matching
+ * `pattern`, optionally with their own learning rate. */
+export function unfreezeAt(epoch: number, pattern: string, opts: { lr?: number } = {}): Callback {
+  return {
+    name: `unfreezeAt(${epoch}, ${pattern})`,
+    onEpochBegin(t: Trainer, e: number) {
+      if (e + 1 !== epoch) return;
+      t.model.unfreeze(pattern);
+      if (opts.lr !== undefined) t.setLr(pattern, opts.lr);
+      t.log(`epoch ${epoch}: unfroze ${pattern}${opts.lr !== undefined ? ` (lr ${opts.lr})` : ''}; ${t.model.numParameters({ trainable: true }).toLocaleString('en')} trainable parameters`);
+    },
+  };
+}
+
+/** A callback from plain functions. */
+export function lambdaCallback(hooks: Omit<Callback, 'name'> & { name?: string }): Callback {
+  return { name: hooks.name ?? 'lambda', ...hooks };
+}
