@@ -16,3 +16,4 @@ export { cat, concat, stack, pad, embedding, indexSelect, gather } from './ops/s
 export { mseLoss, l1Loss, smoothL1Loss, binaryCrossEntropyWithLogits, dropout, type Reduction } from './ops/losses.js';
 export { softmax, logSoftmax, crossEntropy } from './ops/softmax.js';
 export { layerNorm, batchNorm, type BatchNormOptions } from './ops/norm.js';
+export { maxPool2d, avgPool2d, adaptiveAvgPool2d } from './ops/pool.js';

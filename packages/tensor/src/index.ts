@@ -8,6 +8,15 @@ export { host, broadcastIndex, type HostTensor } from './host.js';
 export * from './creation.js';
 export * from './kernels/elementwise.js';
 export * from './kernels/random.js';
+export * from './kernels/optimizer.js';
+export * from './kernels/reduce.js';
+export * from './kernels/softmax.js';
+export * from './kernels/matmul.js';
+export * from './kernels/conv2d.js';
+export * from './kernels/pool.js';
+export * from './kernels/gather.js';
+export * from './kernels/concat.js';
+export * from './kernels/norm.js';
 export { WG, MAIN_ARGS, MATH_HELPERS, linearIndex, wgslType } from './kernels/wgsl.js';
 
 import { engine } from './engine.js';
