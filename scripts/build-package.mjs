@@ -1,12 +1,14 @@
-// Bundles a package's entries (src/<entry>.ts -> dist/<entry>.js) with esbuild. Dependencies
-// stay external so the workspace packages and `webgpu` resolve at run time; the browser
-// entry is built for the browser platform, so any Node import in it fails the build.
+// Bundles a package's entries (src/<entry>.ts -> dist/<entry>.js) with esbuild. The
+// workspace's own packages are bundled from source (their "source" export condition), so a
+// built entry runs without building its dependencies first; npm dependencies stay external.
+// The browser entry is built for the browser platform, so any Node import in it fails.
 import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 
 const entries = process.argv.slice(2);
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
-const external = [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})];
+const deps = [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})];
+const external = [...deps.filter((d) => !d.startsWith('@tl/')), 'webgpu', 'sharp'];
 
 for (const entry of entries) {
   const browser = entry === 'browser';
@@ -17,10 +19,10 @@ for (const entry of entries) {
     format: 'esm',
     platform: browser ? 'browser' : 'node',
     target: browser ? 'es2022' : 'node20',
-    external: browser ? external.filter((d) => d !== 'webgpu') : external,
-    conditions: browser ? ['browser'] : ['node'],
+    external: browser ? [] : external,
+    conditions: browser ? ['browser-source', 'browser'] : ['source', 'node'],
     sourcemap: true,
     logLevel: 'warning',
-    banner: entry === 'tl' ? { js: '#!/usr/bin/env node' } : undefined,
+    banner: entry === 'tl' ? { js: "#!/usr/bin/env node\nimport { createRequire as __tlCreateRequire } from 'node:module'; const require = __tlCreateRequire(import.meta.url);" } : undefined,
   });
 }

@@ -37,6 +37,8 @@ export interface ImageModelSpec extends ModelSpec<ClassifierModel> {
   std: [number, number, number];
   /** Fraction of the resized image kept by the evaluation centre crop (timm's crop_pct). */
   cropPct: number;
+  /** Input channels (default 3; grayscale models take 1 and use mean[0], std[0]). */
+  channels?: number;
 }
 
 const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];

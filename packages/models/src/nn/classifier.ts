@@ -1,10 +1,21 @@
 /** A network with a replaceable classification head (the `fc` / `classifier` / `head` of timm). */
+import type { Tensor } from '@tl/autograd';
 import { Linear } from './layers.js';
 import { Module } from './module.js';
 
 export abstract class ClassifierModel extends Module {
   /** Dotted path of the head Linear: 'fc', 'linear', 'classifier.1', 'head' … */
   abstract readonly classifierPath: string;
+
+  abstract override forward(x: Tensor, mask?: Tensor): Tensor;
+
+  /** Everything before the head: [N, numFeatures]. Feature extraction caches this. */
+  abstract forwardFeatures(x: Tensor, mask?: Tensor): Tensor;
+
+  abstract forwardHead(features: Tensor): Tensor;
+
+  /** Parameter-name prefixes from input to head, for layer-wise lr decay and gradual unfreezing. */
+  abstract blockOrder(): string[];
 
   /** The head's input width. */
   get numFeatures(): number {

@@ -1,0 +1,252 @@
+/** `tl train`: fine-tune a registered model on the user's data into a run folder. */
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import * as A from '@tl/autograd';
+import { ClassifierModel, fromPretrained, getModelSpec, isImageModelSpec, listModels, StateDictError, type ImageModelSpec } from '@tl/models';
+import {
+  adam, adamw, constant, cosine, dirStore, earlyStopping, idxDataset, imageFolder, imageList, linear, oneCycle, plateau, sgd, stepLR,
+  stratifiedSplit, Trainer, unfreezeAt, type Callback, type Dataset, type OptimizerSpec, type Schedule, DataError,
+} from '@tl/train';
+import sharp from 'sharp';
+import { CliError, nearest } from '../errors.js';
+import { table, type Progress } from '../progress.js';
+import { renderReport, type StepRecord } from '../report.js';
+
+export interface TrainConfig {
+  model: string;
+  weights?: string;
+  data: string;
+  val?: string;
+  valSplit: number;
+  numClasses?: number;
+  freeze: string;
+  unfreezeAt: string[];
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  headLr?: number;
+  layerDecay?: number;
+  optimizer: 'sgd' | 'adam' | 'adamw';
+  momentum: number;
+  weightDecay: number;
+  schedule: 'constant' | 'step' | 'cosine' | 'onecycle' | 'plateau' | 'linear';
+  warmup: number;
+  labelSmoothing: number;
+  dropout: number;
+  earlyStop?: number;
+  imageSize?: number;
+  augment: boolean;
+  cacheFeatures: boolean;
+  gradClip?: number;
+  seed: number;
+  out: string;
+}
+
+export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
+  valSplit: 0.2, freeze: 'none', unfreezeAt: [], epochs: 5, batchSize: 32, lr: 1e-3, optimizer: 'adamw', momentum: 0.9,
+  weightDecay: 0.01, schedule: 'cosine', warmup: 0, labelSmoothing: 0, dropout: 0, augment: false, cacheFeatures: false, seed: 0, out: 'runs/latest',
+};
+
+const CHOICES: Record<string, readonly string[]> = {
+  optimizer: ['sgd', 'adam', 'adamw'],
+  schedule: ['constant', 'step', 'cosine', 'onecycle', 'plateau', 'linear'],
+};
+
+export function validateConfig(c: Partial<TrainConfig>): TrainConfig {
+  for (const [k, opts] of Object.entries(CHOICES)) {
+    const v = (c as Record<string, unknown>)[k];
+    if (v !== undefined && !opts.includes(String(v))) {
+      const near = nearest(String(v), opts);
+      throw new CliError(`--${k} ${v} is not one of ${opts.join(', ')}${near ? `; did you mean ${near}?` : ''}`, 2);
+    }
+  }
+  if (!c.model) throw new CliError('tl train: --model is required (or run `tl train` with no arguments for the embedded default)', 2);
+  if (!c.data) throw new CliError('tl train: --data is required: an image folder (one sub-folder per class), a CSV/JSONL of path,label, or an IDX images file', 2);
+  const known = listModels().map((s) => s.id);
+  if (!known.includes(c.model)) {
+    const near = nearest(c.model, known);
+    throw new CliError(`unknown model "${c.model}"${near ? ` (did you mean ${near}?)` : ''}; known models: ${known.join(', ')}`, 2);
+  }
+  const cfg = { ...TRAIN_DEFAULTS, ...c } as TrainConfig;
+  for (const k of ['epochs', 'batchSize'] as const) {
+    if (!Number.isInteger(cfg[k]) || cfg[k] < 1) throw new CliError(`--${k === 'batchSize' ? 'batch-size' : k} must be a positive integer, got ${cfg[k]}`, 2);
+  }
+  if (!(cfg.lr > 0)) throw new CliError(`--lr must be positive, got ${cfg.lr}`, 2);
+  return cfg;
+}
+
+function optimizerSpec(c: TrainConfig): OptimizerSpec {
+  if (c.optimizer === 'sgd') return sgd({ lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
+  if (c.optimizer === 'adam') return adam({ lr: c.lr, weightDecay: c.weightDecay });
+  return adamw({ lr: c.lr, weightDecay: c.weightDecay });
+}
+
+function scheduleFor(c: TrainConfig, stepsPerEpoch: number): Schedule {
+  switch (c.schedule) {
+    case 'constant': return constant();
+    case 'step': return stepLR({ stepSize: Math.max(1, Math.round((c.epochs * stepsPerEpoch) / 3)), gamma: 0.1 });
+    case 'cosine': return cosine({ warmupSteps: c.warmup });
+    case 'onecycle': return oneCycle({ maxLr: c.lr });
+    case 'plateau': return plateau({ patience: 1, factor: 0.5 });
+    case 'linear': return linear({ startFactor: 1, endFactor: 0.01, totalIters: c.epochs * stepsPerEpoch });
+  }
+}
+
+export function parseUnfreezeAt(s: string): { epoch: number; pattern: string; lr?: number } {
+  const m = /^(\d+):([^:]+)(?::([0-9.eE+-]+))?$/.exec(s);
+  if (!m) throw new CliError(`--unfreeze-at ${s}: expected <epoch>:<glob>[:lr], e.g. 3:layer4 or 3:layer4.*:1e-4`, 2);
+  return { epoch: Number(m[1]), pattern: m[2]!, ...(m[3] ? { lr: Number(m[3]) } : {}) };
+}
+
+export async function loadData(spec: ImageModelSpec, c: TrainConfig): Promise<{ train: Dataset; val: Dataset | null; classes: string[] }> {
+  const pre = {
+    imageSize: c.imageSize ?? spec.inputSize, mean: spec.mean, std: spec.std, channels: spec.channels ?? 3,
+    augment: c.augment ? { flip: true, crop: true, jitter: 0.2 } : false, valSplit: c.val ? undefined : c.valSplit, seed: c.seed,
+  };
+  if (!existsSync(c.data)) throw new CliError(`--data ${c.data} does not exist`);
+  let result;
+  if (statSync(c.data).isDirectory()) result = await imageFolder(c.data, pre);
+  else if (/\.(csv|jsonl|ndjson)$/.test(c.data)) result = await imageList(c.data, pre);
+  else if (/images-idx3-ubyte(\.gz)?$/.test(c.data)) {
+    const labels = c.data.replace('images-idx3', 'labels-idx1');
+    const ds = await idxDataset(c.data, labels, pre);
+    const classes = [...new Set(ds.labels() as number[])].sort((a, b) => a - b).map(String);
+    const split = c.val ? null : stratifiedSplit(ds, c.valSplit, c.seed);
+    result = { train: split ? split.train : ds, val: split ? split.val : null, classes };
+  } else throw new CliError(`--data ${c.data}: expected a folder, a .csv/.jsonl list, or an *-images-idx3-ubyte(.gz) file`, 2);
+  let val = result.val;
+  if (c.val) {
+    const v = statSync(c.val).isDirectory() ? await imageFolder(c.val, { ...pre, valSplit: undefined, augment: false }) : await imageList(c.val, { ...pre, valSplit: undefined, augment: false, classes: result.classes });
+    if (v.classes.join() !== result.classes.join()) throw new CliError(`--val ${c.val} has classes ${v.classes.join(', ')}, but --data has ${result.classes.join(', ')}`);
+    val = v.train;
+  }
+  return { train: result.train, val, classes: result.classes };
+}
+
+export async function trainCommand(c: TrainConfig, progress: Progress, resume?: string): Promise<void> {
+  const spec = getModelSpec(c.model);
+  if (!isImageModelSpec(spec)) throw new CliError(`tl train: ${c.model} is a ${spec.task} model; the CLI trains image models so far`);
+  const out = resolve(c.out);
+  await mkdir(out, { recursive: true });
+  progress.line(`tl train: resolved configuration\n${JSON.stringify(c, null, 2)}`);
+  await writeFile(join(out, 'config.json'), JSON.stringify({ ...c, task: 'image-classification' }, null, 2));
+  A.manualSeed(c.seed);
+  let data;
+  try {
+    data = await loadData(spec, c);
+  } catch (e) {
+    if (e instanceof DataError) throw new CliError(e.message);
+    throw e;
+  }
+  const numClasses = c.numClasses ?? data.classes.length;
+  let model;
+  try {
+    model = await fromPretrained(c.model, { weights: c.weights, numClasses });
+  } catch (e) {
+    if (e instanceof StateDictError) throw new CliError(`--weights ${c.weights} do not fit ${c.model}:\n  ${e.message.split('\n').slice(1).join('\n  ')}`);
+    throw e;
+  }
+  if (!(model instanceof ClassifierModel)) throw new CliError(`${c.model} has no classification head`);
+  if (c.freeze === 'backbone') model.freeze().unfreeze(model.headPattern());
+  else if (c.freeze !== 'none') {
+    try {
+      model.freeze(c.freeze);
+    } catch (e) {
+      throw new CliError(`--freeze: ${(e as Error).message}`, 2);
+    }
+  }
+  if (c.dropout > 0) {
+    const head = model.forwardHead.bind(model);
+    const m = model;
+    model.forwardHead = (f) => head(A.dropout(f, c.dropout, m.training));
+  }
+  const callbacks: Callback[] = c.unfreezeAt.map((s) => {
+    const u = parseUnfreezeAt(s);
+    return unfreezeAt(u.epoch, u.pattern.includes('*') || u.pattern.includes('.') ? u.pattern : u.pattern, u.lr !== undefined ? { lr: u.lr } : {});
+  });
+  if (c.earlyStop) callbacks.push(earlyStopping({ patience: c.earlyStop }));
+  const stepsPerEpoch = Math.ceil(data.train.length / c.batchSize);
+  const steps: StepRecord[] = [];
+  const metricsFile = join(out, 'metrics.jsonl');
+  if (!resume) await writeFile(metricsFile, '');
+  const lines: string[] = [];
+  const trainer = new Trainer(model, {
+    optimizer: optimizerSpec(c), schedule: scheduleFor(c, stepsPerEpoch), epochs: c.epochs, batchSize: c.batchSize, callbacks,
+    labelSmoothing: c.labelSmoothing, headLr: c.headLr, layerDecay: c.layerDecay, gradClip: c.gradClip, cacheFeatures: c.cacheFeatures,
+    featureStore: c.cacheFeatures ? dirStore(join(out, 'cache')) : undefined, checkpointStore: dirStore(out), seed: c.seed,
+    logger: (l) => progress.line(l),
+    onEvent: (e) => {
+      progress.event(e);
+      if (e.type === 'step') {
+        const rec = { type: 'step', epoch: e.epoch, step: steps.length, loss: e.loss, accuracy: e.accuracy, lr: e.lr };
+        steps.push({ step: steps.length, loss: e.loss, lr: e.lr });
+        lines.push(JSON.stringify(rec));
+      } else if (e.type === 'epochEnd') lines.push(JSON.stringify({ type: 'epoch', ...e.logs }));
+      if (lines.length >= 50 || e.type === 'epochEnd') void appendFile(metricsFile, lines.splice(0).map((l) => `${l}\n`).join(''));
+    },
+  });
+  if (resume) {
+    if (!(await trainer.resume(dirStore(out)))) throw new CliError(`--resume ${resume}: no checkpoint in ${out}`);
+    progress.line(`resumed from ${out} at epoch ${trainer.history.length + 1}`);
+  }
+  progress.line(`${c.model}: ${model.numParameters().toLocaleString('en')} parameters, ${model.numParameters({ trainable: true }).toLocaleString('en')} trainable; ${data.train.length} training and ${data.val?.length ?? 0} validation images, ${data.classes.length} classes`);
+  await trainer.fit(data.train, data.val);
+  if (lines.length) await appendFile(metricsFile, lines.splice(0).map((l) => `${l}\n`).join(''));
+  await saveModel(model, join(out, 'model.safetensors'), { model: c.model, classes: JSON.stringify(data.classes) });
+  const evalResult = data.val ? await trainer.evaluate(data.val) : null;
+  const mistakes = data.val && evalResult ? await misclassified(trainer, data.val, data.classes) : [];
+  await writeFile(join(out, 'report.html'), renderReport({
+    title: `${c.model} on ${c.data}`, config: c as unknown as Record<string, unknown>, history: trainer.history, steps, classes: data.classes,
+    report: evalResult?.report ?? null, mistakes,
+  }));
+  const h = trainer.history;
+  progress.line('');
+  progress.line(table(['epoch', 'train loss', 'train acc', 'val loss', 'val acc', 'lr', 'img/s'], h.map((e) => [
+    String(e.epoch + 1), e.trainLoss.toFixed(4), pct(e.trainAccuracy), e.valLoss?.toFixed(4) ?? '', pct(e.valAccuracy), e.lr.toExponential(2), e.samplesPerSec.toFixed(1),
+  ])));
+  if (evalResult) progress.line(`validation: ${pct(evalResult.accuracy)} (${evalResult.correct}/${evalResult.total}), macro F1 ${pct(evalResult.report?.macroF1)}`);
+  progress.line(`run folder: ${out} (model.safetensors, config.json, metrics.jsonl, report.html, checkpoint/)`);
+  model.dispose();
+}
+
+const pct = (v: number | undefined): string => (v === undefined ? '' : `${(100 * v).toFixed(1)}%`);
+
+/** Weights with PyTorch key names (num_batches_tracked as I64), loadable with strict=True. */
+export async function saveModel(model: { stateDict(): Map<string, A.Tensor> }, path: string, metadata: Record<string, string>): Promise<void> {
+  const { saveSafetensors } = await import('@tl/models');
+  const tensors = new Map<string, { dtype: 'F32' | 'I64'; shape: number[]; data: Float32Array | Int32Array }>();
+  for (const [k, t] of model.stateDict()) tensors.set(k, { dtype: t.dtype === 'int32' ? 'I64' : 'F32', shape: [...t.shape], data: await t.data() });
+  await saveSafetensors(path, tensors, { format: 'pt', ...metadata });
+}
+
+async function misclassified(trainer: Trainer, val: Dataset, classes: string[]): Promise<{ image: string; truth: string; predicted: string }[]> {
+  const { outputs, width } = await trainer.predict(val);
+  const labels = val.labels() as number[];
+  const out: { image: string; truth: string; predicted: string }[] = [];
+  for (let i = 0; i < labels.length && out.length < 12; i++) {
+    let best = 0;
+    for (let c = 1; c < width; c++) if (outputs[i * width + c]! > outputs[i * width + best]!) best = c;
+    if (best === labels[i]) continue;
+    const s = await val.get(i);
+    const [C, H, W] = val.inputShape as [number, number, number];
+    const px = Buffer.alloc(H * W * 3);
+    const x = s.input as Float32Array;
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of x) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+    for (let k = 0; k < H * W; k++) for (let ch = 0; ch < 3; ch++) px[k * 3 + ch] = Math.round((255 * (x[(C === 1 ? 0 : ch) * H * W + k]! - lo)) / (hi - lo || 1));
+    const png = await sharp(px, { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
+    out.push({ image: `data:image/png;base64,${png.toString('base64')}`, truth: classes[labels[i]!] ?? String(labels[i]), predicted: classes[best] ?? String(best) });
+  }
+  return out;
+}
+
+export async function readConfigFile(path: string): Promise<Partial<TrainConfig>> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new CliError(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
