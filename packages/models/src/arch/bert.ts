@@ -251,7 +251,7 @@ export class BertModel extends Module {
   }
   /** The last hidden state [B, T, E]. attentionMask [B, T]: 1 for tokens, 0 for padding. */
   forward(inputIds: Tensor, attentionMask?: Tensor | null, tokenTypeIds?: Tensor | null): Tensor {
-    checkInputIds(this.constructor.name, inputIds, this.config.maxPositions);
+    checkInputIds(this.constructor.name, inputIds, this.config.maxPositions, ['attentionMask', attentionMask], ['tokenTypeIds', tokenTypeIds]);
     const mask = attentionMask ? paddingMask(attentionMask) : null;
     return this.encoder.forward(this.embeddings.forward(inputIds, tokenTypeIds), mask);
   }

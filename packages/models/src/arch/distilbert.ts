@@ -168,7 +168,7 @@ export class DistilBertModel extends Module {
   }
   /** The last hidden state [B, T, dim]. attentionMask [B, T]: 1 for tokens, 0 for padding. */
   forward(inputIds: Tensor, attentionMask?: Tensor | null): Tensor {
-    checkInputIds(this.constructor.name, inputIds, this.config.maxPositions);
+    checkInputIds(this.constructor.name, inputIds, this.config.maxPositions, ['attentionMask', attentionMask]);
     return this.transformer.forward(this.embeddings.forward(inputIds), attentionMask ? paddingMask(attentionMask) : null);
   }
 }

@@ -190,7 +190,7 @@ export class GPT2Model extends Module {
   }
   /** The final hidden state [B, T, E]; causal, and padded keys masked by attentionMask [B, T]. */
   forward(inputIds: Tensor, attentionMask?: Tensor | null): Tensor {
-    const [, t] = checkInputIds(this.constructor.name, inputIds, this.config.nPositions);
+    const [, t] = checkInputIds(this.constructor.name, inputIds, this.config.nPositions, ['attentionMask', attentionMask]);
     let x = A.dropout(A.add(this.wte.forward(inputIds), this.wpe.forward(A.arange(t))), this.config.embdPdrop, this.training);
     const mask = causalMask(t, attentionMask);
     for (const block of this.h) x = block.forward(x, mask);

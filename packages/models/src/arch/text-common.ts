@@ -56,13 +56,19 @@ export function numLabelsOf(config: { num_labels?: number; id2label?: Record<str
   return n;
 }
 
-/** Checks token ids: int32 [batch, seq] with seq within the position table. */
-export function checkInputIds(model: string, ids: Tensor, maxPositions: number): [number, number] {
+/** Checks token ids (int32 [batch, seq], seq within the position table) and that the attention
+ * mask and token types, when given, have their shape. */
+export function checkInputIds(model: string, ids: Tensor, maxPositions: number, ...others: [name: string, t: Tensor | null | undefined][]): [number, number] {
   if (ids.dtype !== 'int32' || ids.rank !== 2) {
     throw new TypeError(`${model}: inputIds must be an int32 tensor [batch, seq], got ${ids.dtype} [${ids.shape.join(', ')}]`);
   }
   const [b, t] = ids.shape as [number, number];
   if (t > maxPositions) throw new RangeError(`${model}: sequence length ${t} exceeds max_position_embeddings (${maxPositions})`);
+  for (const [name, x] of others) {
+    if (x && (x.rank !== 2 || x.shape[0] !== b || x.shape[1] !== t)) {
+      throw new RangeError(`${model}: ${name} must be [${b}, ${t}] as inputIds, got [${x.shape.join(', ')}]`);
+    }
+  }
   return [b, t];
 }
 
