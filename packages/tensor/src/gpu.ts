@@ -40,11 +40,19 @@ export async function acquireDevice(): Promise<AcquiredDevice> {
   const p = gpuProvider();
   const gpu = p.gpu();
   if (!gpu) throw new Error(`WebGPU is not available (${p.name}). ${p.noAdapterHelp()}`);
+  // The first adapter that is not a software fallback (Chrome answers a core request with
+  // SwiftShader where only a compatibility adapter is hardware-backed); else the fallback.
   let adapter: GPUAdapter | null = null;
+  let fallback: GPUAdapter | null = null;
   for (const options of p.adapterOptions ?? [{ powerPreference: 'high-performance' }]) {
-    adapter = await gpu.requestAdapter(options);
-    if (adapter) break;
+    const a = await gpu.requestAdapter(options);
+    if (a && !(a.info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) {
+      adapter = a;
+      break;
+    }
+    fallback ??= a;
   }
+  adapter ??= fallback;
   if (!adapter) throw new Error(`No WebGPU adapter was found (${p.name}). ${p.noAdapterHelp()}`);
   const requiredLimits: Record<string, number> = {};
   const limits = adapter.limits as unknown as Record<string, number>;

@@ -119,7 +119,6 @@ function strideParams(params: Params, name: string, t: Tensor): Params {
 
 /** Output channels per invocation: at most 8, and no more than a group has. */
 function channelTile(perGroup: number): number {
-  if (process.env.CONV_TM) return Math.min(Number(process.env.CONV_TM), perGroup);
   return perGroup >= 8 ? 8 : perGroup >= 4 ? 4 : perGroup >= 2 ? 2 : 1;
 }
 
@@ -167,7 +166,7 @@ interface TapConv {
 }
 
 /** Output channels and pixels per invocation (8 x 8 measured fastest on lavapipe). */
-const TAP_TN = Number(process.env.CONV_TN ?? 8);
+const TAP_TN = 8;
 
 function tapConvCode(params: Params, tm: number, tn: number, bias: boolean, act: ConvActivation | undefined): string {
   const epilogue = (v: string): string => (act ? UNARY[act].wgsl(v) : v);
@@ -232,10 +231,109 @@ function axisParams(params: Params, prefix: 'r' | 'c', a: Axis): void {
     .i32(`${prefix}Start`, a.start).i32(`${prefix}Stride`, a.stride);
 }
 
-function dispatchTapConv(d: TapConv): void {
+/** Pixels per invocation of the single-channel row kernel. */
+const ROW_TN = 16;
+
+/**
+ * The single-channel variant (depthwise convolutions and their input gradient), where a
+ * pass reads about as many values as it multiplies: each invocation computes `tn`
+ * neighbouring pixels of one grid row, whose column taps overlap, so each distinct source
+ * column is loaded once per kernel row and reused by every tap that hits it. Column taps
+ * are baked into the code: `offsets[t]` is tap t's source column relative to the pixel's
+ * column times `cStep`, shifted so the smallest is 0 (the shift is the uniform colOff).
+ */
+function rowConvCode(params: Params, tn: number, step: number, taps: readonly { kw: number; offset: number }[], bias: boolean, act: ConvActivation | undefined): string {
+  const cols = [...new Set(taps.flatMap((t) => range(tn).map((j) => j * step + t.offset)))].sort((a, b) => a - b);
+  const col = (j: number, offset: number): number => cols.indexOf(j * step + offset);
+  const U = cols.length;
+  const epilogue = (v: string): string => (act ? UNARY[act].wgsl(v) : v);
+  return /* wgsl */ `
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+${bias ? '@group(0) @binding(3) var<storage, read> bias: array<f32>;' : ''}
+@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: array<f32>;
+${act ? MATH_HELPERS : ''}
+@compute @workgroup_size(${LANES})
+fn main(${MAIN}) {
+  let wgi = i32(wid.x + wid.y * nwg.x);
+  if (wgi >= p.total) { return; }
+  ${taps.length === 0 ? '_ = src[0]; _ = wt[0]; // no tap reaches these pixels; they are zero' : ''}
+  let cb = wgi % p.cblocks;
+  let g = cb / p.mG;
+  let co = g * p.mG + cb % p.mG;
+  let wb = g * p.wsG + (cb % p.mG) * p.wsM;
+  let q = (wgi / p.cblocks) * ${LANES} + i32(lid);
+  let okb = q < p.nblocks;
+  let c0 = (min(q, p.nblocks - 1) % p.colBlocks) * ${tn};
+  let gr = (min(q, p.nblocks - 1) / p.colBlocks) % p.gridH;
+  let n = min(q, p.nblocks - 1) / (p.colBlocks * p.gridH);
+  let sb = p.so + n * p.ssn + g * p.rG * p.ssc;
+  let cbase = c0 * ${step} + p.colOff;
+${lines(U, (u) => `  let cv${u} = okb && cbase + ${cols[u]} >= 0 && cbase + ${cols[u]} < p.srcW;`)}
+${lines(tn, (j) => `  var a${j} = 0.0;`)}
+  for (var kh = 0; kh < p.kh; kh++) {
+    let th = p.rBase + kh * p.rMult;
+    if (th % p.rDiv != 0) { continue; }
+    let sr = gr * p.rStep + th / p.rDiv;
+    let rv = sr >= 0 && sr < p.srcH;
+    let row = sb + sr * p.ssh;
+${lines(U, (u) => `    var o${u} = select(p.so, row + (cbase + ${cols[u]}) * p.ssw, rv && cv${u});
+    let m${u} = select(0.0, 1.0, rv && cv${u});`)}
+    var wo = kh * p.kw;
+    for (var r = 0; r < p.rG; r++) {
+${lines(U, (u) => `      let x${u} = src[o${u}] * m${u};`)}
+${taps.map((t) => `      let w${t.kw} = wt[wb + wo + ${t.kw}];
+${lines(tn, (j) => `      a${j} = fma(w${t.kw}, x${col(j, t.offset)}, a${j});`)}`).join('\n')}
+${lines(U, (u) => `      o${u} += p.ssc;`)}
+      wo += p.wsR;
+    }
+  }
+  let yb = (n * p.outC + co) * p.outHW + (p.rStart + gr * p.rStride) * p.outW + p.cStart;
+  let b = ${bias ? 'bias[co]' : '0.0'};
+${lines(tn, (j) => `  if (okb && c0 + ${j} < p.gridW) { y[yb + (c0 + ${j}) * p.cStride] = ${epilogue(`(a${j} + b)`)}; }`)}
+}`;
+}
+
+function dispatchRowConv(d: TapConv): void {
   const e = engine();
   const [N, outC, outH, outW] = d.out.shape as [number, number, number, number];
+  const taps = range(d.kw)
+    .map((kw) => ({ kw, t: d.cols.base + kw * d.cols.mult }))
+    .filter(({ t }) => t % d.cols.div === 0)
+    .map(({ kw, t }) => ({ kw, offset: t / d.cols.div }));
+  const colOff = taps.length > 0 ? Math.min(...taps.map((t) => t.offset)) : 0;
+  const colBlocks = Math.ceil(d.gridW / ROW_TN);
+  const nblocks = N * d.gridH * colBlocks;
+  const cblocks = d.mG * d.groups;
+  const total = cblocks * Math.ceil(nblocks / LANES);
+  const params = strideParams(new Params(), 's', d.src)
+    .i32('srcH', d.src.shape[2]!).i32('srcW', d.src.shape[3]!)
+    .i32('mG', d.mG).i32('rG', d.rG).i32('wsM', d.wsM).i32('wsR', d.wsR).i32('wsG', d.wsG)
+    .i32('kh', d.kh).i32('kw', d.kw).i32('gridH', d.gridH).i32('gridW', d.gridW)
+    .i32('colBlocks', colBlocks).i32('nblocks', nblocks).i32('colOff', colOff)
+    .i32('outC', outC).i32('outHW', outH * outW).i32('outW', outW)
+    .i32('cblocks', cblocks).i32('total', total);
+  axisParams(params, 'r', d.rows);
+  axisParams(params, 'c', d.cols);
+  e.dispatch({
+    code: rowConvCode(params, ROW_TN, d.cols.step, taps.map((t) => ({ kw: t.kw, offset: t.offset - colOff })), d.bias !== undefined, d.act),
+    params,
+    buffers: d.bias ? [d.src.buffer, d.weight.buffer, d.bias.buffer, d.out.buffer] : [d.src.buffer, d.weight.buffer, d.out.buffer],
+    workgroups: e.grid(total),
+    label: d.label,
+  });
+}
+
+function dispatchTapConv(d: TapConv): void {
   const tm = channelTile(d.mG);
+  if (tm === 1) {
+    dispatchRowConv(d);
+    return;
+  }
+  const e = engine();
+  const [N, outC, outH, outW] = d.out.shape as [number, number, number, number];
   const tn = TAP_TN;
   const npix = N * d.gridH * d.gridW;
   const bpg = Math.ceil(d.mG / tm);
@@ -343,11 +441,11 @@ export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape:
 
 /** Output channels per invocation, weight entries (in-channel, kh, kw) per invocation, and
  * invocations per workgroup (small, so the last workgroup of entries wastes few lanes). */
-const WGRAD_TN = Number(process.env.WG_TN ?? 8);
-const WGRAD_LANES = Number(process.env.WG_LANES ?? 16);
+const WGRAD_TN = 8;
+const WGRAD_LANES = 16;
 /** Workgroups to aim for by splitting the pixel reduction: enough to keep every core (or
  * GPU unit) busy when the weight itself is small. */
-const WGRAD_TARGET_WORKGROUPS = Number(process.env.WG_TARGET ?? 128);
+const WGRAD_TARGET_WORKGROUPS = 128;
 
 function weightGradCode(params: Params, tm: number, tn: number): string {
   return /* wgsl */ `

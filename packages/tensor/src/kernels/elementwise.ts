@@ -54,8 +54,8 @@ export const UNARY = {
   floor: { wgsl: (x) => `floor(${x})`, cpu: Math.floor, grad: null },
   ceil: { wgsl: (x) => `ceil(${x})`, cpu: Math.ceil, grad: null },
   round: { wgsl: (x) => `round(${x})`, cpu: roundHalfEven, grad: null },
-  relu: { wgsl: (x) => `max(${x}, 0.0)`, cpu: (x) => Math.max(x, 0), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0`)}` },
-  relu6: { wgsl: (x) => `clamp(${x}, 0.0, 6.0)`, cpu: (x) => Math.min(Math.max(x, 0), 6), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0 && ${x} < 6.0`)}` },
+  relu: { wgsl: (x) => `keepNan_(${x}, max(${x}, 0.0))`, cpu: (x) => (Number.isNaN(x) ? x : Math.max(x, 0)), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0`)}` },
+  relu6: { wgsl: (x) => `keepNan_(${x}, clamp(${x}, 0.0, 6.0))`, cpu: (x) => (Number.isNaN(x) ? x : Math.min(Math.max(x, 0), 6)), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0 && ${x} < 6.0`)}` },
   leakyRelu: { wgsl: (x) => `select(p.alpha * ${x}, ${x}, ${x} > 0.0)`, cpu: (x, a) => (x > 0 ? x : a * x), grad: (x, _y, g) => `${g} * select(p.alpha, 1.0, ${x} > 0.0)` },
   gelu: {
     wgsl: (x) => `0.5 * ${x} * (1.0 + erf_(${x} * ${SQRT1_2}))`,

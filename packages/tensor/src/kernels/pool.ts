@@ -148,6 +148,12 @@ ${params.wgsl('P')}
 ${inputs.map((s, k) => `@group(0) @binding(${k + 1}) var<storage, read> ${s};`).join('\n')}
 ${outputs.map(([name, type], k) => `@group(0) @binding(${inputs.length + k + 1}) var<storage, read_write> ${name}: array<${type}>;`).join('\n')}`;
 
+/** The smallest o >= 0 with o * stride >= t: with t = input index + pad - (window extent
+ * - 1), the first output whose window reaches that input element. (For t > 0 this is the
+ * ceiling of t / stride; WGSL's division truncates.) */
+const FIRST_CELL = /* wgsl */ `
+fn firstCell(t: i32, stride: i32) -> i32 { return select(0, (t + stride - 1) / stride, t > 0); }`;
+
 // Max pooling ------------------------------------------------------------------------
 
 function maxPoolForward(op: string, x: Tensor, opts: MaxPool2dOptions, withIndices: boolean): { values: Tensor; indices: Tensor | null } {
@@ -218,6 +224,7 @@ export function maxPool2dBackward(gradOut: Tensor, indices: Tensor, inputShape: 
   if (n === 0) return gradIn;
   const params = strided(strided(geometryParams(g), 'g', gradOut), 'k', indices).u32('n', n);
   const code = /* wgsl */ `${header(params, ['go: array<f32>', 'idx: array<i32>'], [['y', 'f32']])}
+${FIRST_CELL}
 @compute @workgroup_size(${WG})
 fn main(${MAIN_ARGS}) {
   let i = ${linearIndex()};
@@ -225,14 +232,10 @@ fn main(${MAIN_ARGS}) {
 ${planeCoords('p.h', 'p.w', ['g', 'k'])}
   let me = r * p.w + q;
   var s = 0.0;
-  for (var kh = 0; kh < p.kh; kh++) {
-    let th = r + p.ph - kh * p.dh;
-    if (th < 0 || th % p.sh != 0 || th / p.sh >= p.oh) { continue; }
-    let oh = th / p.sh;
-    for (var kw = 0; kw < p.kw; kw++) {
-      let tw = q + p.pw - kw * p.dw;
-      if (tw < 0 || tw % p.sw != 0 || tw / p.sw >= p.ow) { continue; }
-      let ow = tw / p.sw;
+  for (var oh = firstCell(r + p.ph - (p.kh - 1) * p.dh, p.sh); oh <= min(p.oh - 1, (r + p.ph) / p.sh); oh++) {
+    if ((r + p.ph - oh * p.sh) % p.dh != 0) { continue; }
+    for (var ow = firstCell(q + p.pw - (p.kw - 1) * p.dw, p.sw); ow <= min(p.ow - 1, (q + p.pw) / p.sw); ow++) {
+      if ((q + p.pw - ow * p.sw) % p.dw != 0) { continue; }
       if (idx[kb + oh * p.ksh + ow * p.ksw] == me) { s += go[gb + oh * p.gsh + ow * p.gsw]; }
     }
   }
@@ -305,20 +308,15 @@ export function avgPool2dBackward(gradOut: Tensor, inputShape: Shape, opts: AvgP
   const helpers = avgDivisor(opts, params);
   const code = /* wgsl */ `${header(params, ['go: array<f32>'], [['y', 'f32']])}
 ${helpers}
+${FIRST_CELL}
 @compute @workgroup_size(${WG})
 fn main(${MAIN_ARGS}) {
   let i = ${linearIndex()};
   if (i >= p.n) { return; }
 ${planeCoords('p.h', 'p.w', ['g'])}
   var s = 0.0;
-  for (var kh = 0; kh < p.kh; kh++) {
-    let th = r + p.ph - kh;
-    if (th < 0 || th % p.sh != 0 || th / p.sh >= p.oh) { continue; }
-    let oh = th / p.sh;
-    for (var kw = 0; kw < p.kw; kw++) {
-      let tw = q + p.pw - kw;
-      if (tw < 0 || tw % p.sw != 0 || tw / p.sw >= p.ow) { continue; }
-      let ow = tw / p.sw;
+  for (var oh = firstCell(r + p.ph - p.kh + 1, p.sh); oh <= min(p.oh - 1, (r + p.ph) / p.sh); oh++) {
+    for (var ow = firstCell(q + p.pw - p.kw + 1, p.sw); ow <= min(p.ow - 1, (q + p.pw) / p.sw); ow++) {
       s += go[gb + oh * p.gsh + ow * p.gsw] / divisor(window(oh, ow));
     }
   }

@@ -28,6 +28,11 @@ fn tanh_(x: f32) -> f32 {
   let e = exp(2.0 * c);
   return (e - 1.0) / (e + 1.0);
 }
+// max/min/clamp return the other operand for NaN, which would hide a diverged network (a
+// NaN loss must surface, as in PyTorch). Bit tests survive compilers that assume no NaNs.
+fn keepNan_(x: f32, y: f32) -> f32 {
+  return select(y, x, (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u);
+}
 fn sigmoid_(x: f32) -> f32 {
   if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
   let e = exp(x);
