@@ -67,6 +67,6 @@ describe('pretrained CIFAR-10 ResNets reproduce PyTorch', () => {
       console.log(`ResNet-${depth}: ${correct}/2000 correct (PyTorch: ${expected}); max |logit diff| ${worst.toExponential(2)}`);
       expect(Math.abs(correct - expected)).toBeLessThanOrEqual(3);
       m.dispose();
-    });
+    }, 900_000);
   }
 });
