@@ -380,12 +380,7 @@ export class Trainer {
       batch.dispose();
     }
     this.model.train(wasTraining);
-    const all = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
-    let off = 0;
-    for (const o of outs) {
-      all.set(o, off);
-      off += o.length;
-    }
+    const all = concatRows(outs);
     const result: EvalResult = { loss: n ? lossSum / n : NaN, total: n };
     if (this.opts.task === 'classification' && n > 0) {
       const pred = argmaxRows(all, width);
@@ -413,13 +408,7 @@ export class Trainer {
       batch.dispose();
     }
     this.model.train(wasTraining);
-    const all = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
-    let off = 0;
-    for (const o of outs) {
-      all.set(o, off);
-      off += o.length;
-    }
-    return { outputs: all, width };
+    return { outputs: concatRows(outs), width };
   }
 
   // Checkpoints ----------------------------------------------------------------------------
@@ -485,6 +474,16 @@ function clipScale(params: Tensor[], maxNorm: number): Tensor {
     const total = A.sqrt(A.sum(sq)).reshape([1]);
     return keep(A.map([total], ([n]) => `min(1.0, ${maxNorm} / (${n} + 1e-6))`, { label: 'clipScale' }));
   }));
+}
+
+function concatRows(parts: Float32Array[]): Float32Array {
+  const all = new Float32Array(parts.reduce((a, o) => a + o.length, 0));
+  let off = 0;
+  for (const o of parts) {
+    all.set(o, off);
+    off += o.length;
+  }
+  return all;
 }
 
 function fnv(s: string): string {
