@@ -21,9 +21,6 @@ for (const entry of entries) {
     target: browser ? 'es2022' : 'node20',
     external: browser ? [] : external,
     conditions: browser ? ['browser-source', 'browser'] : ['source', 'node'],
-    // The tsconfig "paths" map @tl/* to the Node entries (for tsc); a browser build must
-    // resolve them through package.json exports instead.
-    tsconfigRaw: browser ? { compilerOptions: { useDefineForClassFields: true } } : undefined,
     sourcemap: true,
     // The tsconfig path aliases point at the Node entries (for typechecking); bundles resolve
     // through package.json exports instead, so the browser entry gets browser code.

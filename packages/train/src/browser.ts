@@ -1,1 +1,2 @@
 export * from './index.js';
+export * from './browser/index.js';

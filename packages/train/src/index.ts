@@ -4,6 +4,8 @@ export * from './data/dataset.js';
 export * from './data/random.js';
 export * from './data/transforms.js';
 export * from './data/idx.js';
+export * from './data/arrays.js';
+export * from './data/text.js';
 export * from './data/loader.js';
 export * from './metrics.js';
 export * from './store.js';

@@ -1,0 +1,2 @@
+// The browser entry: the same op set; @tl/tensor resolves to its browser entry here.
+export * from './index.js';

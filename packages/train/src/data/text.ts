@@ -1,0 +1,84 @@
+/**
+ * Text classification data sets: labelled sentences tokenized once, up front, into int32 token
+ * ids and an int32 attention mask (1 for tokens, 0 for padding), padded or truncated to
+ * `maxLength` so the loader stacks them into [B, T] (ids and mask alike) for
+ * `model.forward(inputIds, attentionMask)`.
+ */
+import type { Tokenizer } from '@tl/models';
+import { hashInts, TensorDataset } from './dataset.js';
+
+export interface TextRow {
+  text: string;
+  /** A class name, or a class index. */
+  label: string | number;
+}
+
+export interface TextDatasetOptions {
+  /** Tokens per sample, special tokens included: longer texts are cut, shorter ones padded. */
+  maxLength: number;
+  /** Class names in index order. Default: the distinct labels, sorted (numerically when they
+   * are all integers); with numeric labels, '0' … the largest. */
+  classes?: string[];
+  /** Wrap each text in the tokenizer's special tokens ([CLS] … [SEP]); default true. */
+  addSpecialTokens?: boolean;
+  /** Prefixed to the fingerprint (cache keys), e.g. the tokenizer's name. */
+  name?: string;
+}
+
+/** What a text data set needs of a tokenizer (`Tokenizer` from @tl/models has it). */
+export type TextTokenizer = Pick<Tokenizer, 'encode'>;
+
+const isIntLabel = (s: string): boolean => /^-?\d+$/.test(s.trim());
+
+function resolveClasses(rows: readonly TextRow[], given?: string[]): { classes: string[]; targets: number[] } {
+  rows.forEach((r, i) => {
+    if (!r || typeof r.text !== 'string') throw new TypeError(`textDataset: row ${i} needs a string "text", got ${JSON.stringify(r?.text)}`);
+    if (typeof r.label !== 'string' && !(typeof r.label === 'number' && Number.isInteger(r.label))) {
+      throw new TypeError(`textDataset: row ${i} needs a label (class name or integer index), got ${JSON.stringify(r.label)}`);
+    }
+  });
+  let classes = given;
+  if (!classes) {
+    if (rows.every((r) => typeof r.label === 'number')) {
+      const max = rows.reduce((m, r) => Math.max(m, r.label as number), -1);
+      classes = Array.from({ length: max + 1 }, (_, i) => String(i));
+    } else {
+      const names = [...new Set(rows.map((r) => String(r.label)))];
+      classes = names.every(isIntLabel) ? names.sort((a, b) => Number(a) - Number(b)) : names.sort();
+    }
+  }
+  const index = new Map(classes.map((c, i) => [c, i]));
+  const cls = classes;
+  const targets = rows.map((r, i) => {
+    const c = typeof r.label === 'number' ? r.label : index.get(r.label);
+    if (c === undefined || c < 0 || c >= cls.length) {
+      throw new RangeError(`textDataset: row ${i} has label ${JSON.stringify(r.label)}, not one of ${cls.length} classes (${cls.join(', ')})`);
+    }
+    return c;
+  });
+  return { classes: cls, targets };
+}
+
+/**
+ * A data set of int32 token ids [maxLength] with an int32 attention mask, from labelled texts.
+ * Every text is tokenized here (cheap next to training), so epochs only stack arrays.
+ */
+export function textDataset(rows: readonly TextRow[], tokenizer: TextTokenizer, opts: TextDatasetOptions): TensorDataset {
+  const T = opts.maxLength;
+  if (!Number.isInteger(T) || T < 1) throw new RangeError(`textDataset: maxLength must be a positive integer, got ${T}`);
+  const { classes, targets } = resolveClasses(rows, opts.classes);
+  const inputs: Int32Array[] = [];
+  const masks: Int32Array[] = [];
+  const all: number[] = [T];
+  for (const r of rows) {
+    const e = tokenizer.encode(r.text, { maxLength: T, truncation: true, padding: 'max_length', addSpecialTokens: opts.addSpecialTokens ?? true });
+    if (e.inputIds.length !== T || e.attentionMask.length !== T) {
+      throw new Error(`textDataset: the tokenizer gave ${e.inputIds.length} ids for maxLength ${T}`);
+    }
+    inputs.push(Int32Array.from(e.inputIds));
+    masks.push(Int32Array.from(e.attentionMask));
+    all.push(...e.inputIds);
+  }
+  const fingerprint = `text:${opts.name ?? ''}:${rows.length}:${hashInts(all)}:${hashInts(targets)}`;
+  return new TensorDataset(inputs, targets, [T], fingerprint, classes, masks);
+}
