@@ -9,7 +9,7 @@
 import { engine } from '../engine.js';
 import { broadcastIndex, host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
-import { broadcastShapes, fmt, numel } from '../shape.js';
+import { broadcastShapes, fmt } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { UNARY } from './elementwise.js';
 import { MATH_HELPERS } from './wgsl.js';
@@ -284,7 +284,6 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
   if (opts.activation !== undefined && !ACTIVATIONS.includes(opts.activation)) {
     throw new RangeError(`${label}: unknown activation '${String(opts.activation)}'; expected one of ${ACTIVATIONS.join(', ')}`);
   }
-  const batchCount = numel(batchShape);
   const out = Tensor.empty(outShape);
   if (out.size === 0) return out;
 
@@ -356,6 +355,8 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
   // batch rank up to 4; the few divisions per invocation are noise next to the K loop.
   const slots = Math.max(4, Math.ceil(dims.length / 4) * 4);
   while (dims.length < slots) dims.unshift({ size: 1, sa: 0, sb: 0 });
+  // Counted after folding: batch dims folded into M must not also run as z slices.
+  const batchCount = dims.reduce((n, d) => n * d.size, 1);
 
   const aligned = (o: Operand, ld: number): boolean =>
     o.offset % 4 === 0 && ld % 4 === 0 && dims.every((d) => (o === a ? d.sa : d.sb) % 4 === 0);
