@@ -77,7 +77,7 @@ describe('avgPool2d', () => {
 });
 
 describe('adaptiveAvgPool2d', () => {
-  const cases: [number[], IntPair][] = [[[2, 3, 7, 9], 1], [[1, 4, 10, 7], [3, 4]], [[2, 2, 5, 3], [7, 6]], [[1, 2, 4, 4], [2, 2]]];
+  const cases: [number[], IntPair][] = [[[2, 3, 7, 9], 1], [[2, 40, 3, 3], 1], [[1, 4, 10, 7], [3, 4]], [[2, 2, 5, 3], [7, 6]], [[1, 2, 4, 4], [2, 2]]];
   for (const [shape, size] of cases) {
     it(`[${shape}] -> ${JSON.stringify(size)}`, async () => {
       const x = randHost(shape, 7);

@@ -2,7 +2,15 @@
  * 2-D convolution (NCHW, weight [out, in/groups, kh, kw] as PyTorch) and its two backward
  * passes, each an implicit GEMM: every invocation accumulates a register block of outputs
  * and reads the input, weight and gradient tensors in place, with no im2col buffer and no
- * workgroup memory (both measured slower on lavapipe).
+ * workgroup memory.
+ *
+ * On lavapipe a storage load costs far more than a multiply-add (a scalar load behind a
+ * bounds check when the address is uniform, a lane-by-lane loop when it is not), so the
+ * blocks are shaped to maximise multiply-adds per load and to keep weight loads uniform.
+ * (Staging each workgroup's weights in workgroup memory, behind barriers, was 1.3-1.8x
+ * slower.) Kernel taps are runtime loops: one pipeline serves every kernel size and
+ * stride, and a variant with taps baked in compiled 3-5x slower without running faster,
+ * except for single-channel (depthwise) passes, which get their own kernel.
  */
 import { engine } from '../engine.js';
 import { host, type HostTensor } from '../host.js';
@@ -165,7 +173,8 @@ interface TapConv {
   label: string;
 }
 
-/** Output channels and pixels per invocation (8 x 8 measured fastest on lavapipe). */
+/** Pixels per invocation; with `channelTile`'s 8 channels an 8 x 8 block, which measured
+ * fastest on lavapipe (4 x 8, 8 x 4, 4 x 16, 16 x 4 and 8 x 16 were slower). */
 const TAP_TN = 8;
 
 function tapConvCode(params: Params, tm: number, tn: number, bias: boolean, act: ConvActivation | undefined): string {
@@ -235,12 +244,12 @@ function axisParams(params: Params, prefix: 'r' | 'c', a: Axis): void {
 const ROW_TN = 16;
 
 /**
- * The single-channel variant (depthwise convolutions and their input gradient), where a
- * pass reads about as many values as it multiplies: each invocation computes `tn`
+ * The single-channel variant (depthwise convolutions and their input gradient), where the
+ * general kernel loads one value per multiply-add: each invocation computes `tn`
  * neighbouring pixels of one grid row, whose column taps overlap, so each distinct source
- * column is loaded once per kernel row and reused by every tap that hits it. Column taps
- * are baked into the code: `offsets[t]` is tap t's source column relative to the pixel's
- * column times `cStep`, shifted so the smallest is 0 (the shift is the uniform colOff).
+ * column is loaded once per kernel row and reused by every tap that hits it (about 3x
+ * faster for 3x3). Column taps are baked into the code: tap `kw` reads source column
+ * (c0 + j) * step + offset + colOff for pixel j, offsets shifted so the smallest is 0.
  */
 function rowConvCode(params: Params, tn: number, step: number, taps: readonly { kw: number; offset: number }[], bias: boolean, act: ConvActivation | undefined): string {
   const cols = [...new Set(taps.flatMap((t) => range(tn).map((j) => j * step + t.offset)))].sort((a, b) => a - b);
@@ -439,8 +448,10 @@ export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape:
 
 // Weight gradient ----------------------------------------------------------------------
 
-/** Output channels per invocation, weight entries (in-channel, kh, kw) per invocation, and
- * invocations per workgroup (small, so the last workgroup of entries wastes few lanes). */
+/** At most this many weight entries (in-channel, kh, kw) per invocation, beside
+ * `channelTile` output channels; lanes spread over entries, so the gradOut loads (indexed
+ * by output channel and pixel) are uniform. Workgroups are small so that the last one of
+ * a weight's entries leaves few lanes idle. */
 const WGRAD_TN = 8;
 const WGRAD_LANES = 16;
 /** Workgroups to aim for by splitting the pixel reduction: enough to keep every core (or
@@ -531,10 +542,11 @@ export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Sh
   const coutG = g.outChannels / g.groups;
   const entries = cinG * g.kernelH * g.kernelW;
   const tm = channelTile(coutG);
-  const tn = Math.min(WGRAD_TN, Math.ceil(entries / WGRAD_LANES));
+  // As few entry blocks as WGRAD_TN allows, then as few entries per invocation as fill them.
+  const eblocks = Math.ceil(entries / (WGRAD_LANES * WGRAD_TN));
+  const tn = Math.ceil(entries / (WGRAD_LANES * eblocks));
   const bpg = Math.ceil(coutG / tm);
   const cblocks = bpg * g.groups;
-  const eblocks = Math.ceil(entries / (WGRAD_LANES * tn));
   const rows = g.batch * g.outH;
   const splits = Math.max(1, Math.min(rows, Math.ceil(WGRAD_TARGET_WORKGROUPS / (cblocks * eblocks))));
   const rowsPerSplit = Math.ceil(rows / splits);

@@ -10,7 +10,6 @@ import { Params } from '../params.js';
 import { fmt, shapeEq, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import type { IntPair } from './conv2d.js';
-import { linearIndex, MAIN_ARGS, WG } from './wgsl.js';
 
 export interface MaxPool2dOptions {
   kernelSize: IntPair;
@@ -126,20 +125,43 @@ function strided(params: Params, name: string, t: Tensor): Params {
   return params;
 }
 
-/** WGSL that splits linear index `i` over [N, C, rows, cols] into n, c, r, q and sets
- * `<name>b`, the element offset of plane (n, c) in strided tensor `name`. */
-function planeCoords(rows: string, cols: string, names: readonly string[]): string {
-  return `  let q = i32(i) % ${cols};
-  let r = (i32(i) / ${cols}) % ${rows};
-  let nc = i32(i) / (${cols} * ${rows});
-  let n = nc / p.c;
-  let c = nc % p.c;
-${names.map((t) => `  let ${t}b = p.${t}o + n * p.${t}sn + c * p.${t}sc;`).join('\n')}`;
+/**
+ * Dispatches one invocation per element of a [planes, rows, cols] grid and opens `main`
+ * with its coordinates: q (column), r (row), plane nc = (n, c), flat index i, and `<t>b`,
+ * the offset of plane (n, c) in each strided tensor t. The grid supplies the coordinates
+ * because integer division is slow on CPU adapters (lavapipe divides lane by lane); what
+ * division remains uses `divFloor`. Workgroups are 8 x 8 pixels, or 64 planes when planes
+ * are smaller than that (global pooling). Planes beyond the per-dimension workgroup limit
+ * go in further dispatches (`plane0`).
+ */
+function run(label: string, params: (plane0: number) => Params, code: (p: Params, head: (names: readonly string[]) => string) => string,
+  buffers: GPUBuffer[], planes: number, rows: number, cols: number): void {
+  if (planes * rows * cols === 0) return;
+  const e = engine();
+  const max = e.maxWorkgroupsPerDim;
+  const small = rows * cols < 64;
+  const perDispatch = small ? max * 64 : max;
+  let wgsl: string | null = null;
+  for (let plane0 = 0; plane0 < planes; plane0 += perDispatch) {
+    const prm = params(plane0).i32('plane0', plane0).i32('planes', planes).i32('rows', rows).i32('cols', cols);
+    wgsl ??= code(prm, (names) => mainHead(small, names));
+    const z = Math.min(perDispatch, planes - plane0);
+    const workgroups: [number, number, number] = small ? [cols, rows, Math.ceil(z / 64)] : [Math.ceil(cols / 8), Math.ceil(rows / 8), z];
+    e.dispatch({ code: wgsl, params: prm, buffers, workgroups, label });
+  }
 }
 
-function run(code: string, params: Params, buffers: GPUBuffer[], n: number, label: string): void {
-  const e = engine();
-  e.dispatch({ code, params, buffers, workgroups: e.grid(Math.ceil(n / WG)), label });
+function mainHead(small: boolean, names: readonly string[]): string {
+  return `@compute @workgroup_size(${small ? '1, 1, 64' : '8, 8, 1'})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let q = i32(gid.x);
+  let r = i32(gid.y);
+  let nc = i32(gid.z) + p.plane0;
+  if (q >= p.cols || r >= p.rows || nc >= p.planes) { return; }
+  let n = nc / p.c;
+  let c = nc % p.c;
+  let i = (nc * p.rows + r) * p.cols + q;
+${names.map((t) => `  let ${t}b = p.${t}o + n * p.${t}sn + c * p.${t}sc;`).join('\n')}`;
 }
 
 const header = (params: Params, inputs: readonly string[], outputs: readonly [string, string][]): string => `
@@ -148,11 +170,24 @@ ${params.wgsl('P')}
 ${inputs.map((s, k) => `@group(0) @binding(${k + 1}) var<storage, read> ${s};`).join('\n')}
 ${outputs.map(([name, type], k) => `@group(0) @binding(${inputs.length + k + 1}) var<storage, read_write> ${name}: array<${type}>;`).join('\n')}`;
 
-/** The smallest o >= 0 with o * stride >= t: with t = input index + pad - (window extent
- * - 1), the first output whose window reaches that input element. (For t > 0 this is the
- * ceiling of t / stride; WGSL's division truncates.) */
-const FIRST_CELL = /* wgsl */ `
-fn firstCell(t: i32, stride: i32) -> i32 { return select(0, (t + stride - 1) / stride, t > 0); }`;
+/** floor(t / d) for 0 <= t < 2^24 by a multiply with inv = 1 / d and a correction, and the
+ * first output whose window reaches an input element: the smallest o >= 0 with
+ * o * stride >= t (t = element + pad - window extent + 1). */
+const DIV_HELPERS = /* wgsl */ `
+fn divFloor(t: i32, d: i32, inv: f32) -> i32 {
+  var q = i32(f32(t) * inv);
+  q += select(0, 1, (q + 1) * d <= t);
+  q -= select(0, 1, q * d > t);
+  return q;
+}
+fn firstCell(t: i32, stride: i32, inv: f32) -> i32 {
+  return select(0, divFloor(t + stride - 1, stride, inv), t > 0);
+}`;
+
+/** Reciprocal strides for `divFloor`. */
+function inverseStrides(params: Params, g: PoolGeometry): Params {
+  return params.f32('ish', 1 / g.strideH).f32('isw', 1 / g.strideW);
+}
 
 // Max pooling ------------------------------------------------------------------------
 
@@ -162,16 +197,9 @@ function maxPoolForward(op: string, x: Tensor, opts: MaxPool2dOptions, withIndic
   const shape = [g.batch, g.channels, g.outH, g.outW];
   const values = Tensor.empty(shape);
   const indices = withIndices ? Tensor.empty(shape, 'int32') : null;
-  const n = values.size;
-  if (n === 0) return { values, indices };
-  const params = strided(geometryParams(g), 'x', x).u32('n', n);
   // Strict > keeps the first maximum in window order and NaN wins, as PyTorch.
-  const code = /* wgsl */ `${header(params, ['x: array<f32>'], indices ? [['y', 'f32'], ['idx', 'i32']] : [['y', 'f32']])}
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = ${linearIndex()};
-  if (i >= p.n) { return; }
-${planeCoords('p.oh', 'p.ow', ['x'])}
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['x: array<f32>'], indices ? [['y', 'f32'], ['idx', 'i32']] : [['y', 'f32']])}
+${head(['x'])}
   let hs = r * p.sh - p.ph;
   let ws = q * p.sw - p.pw;
   var best = 0.0;
@@ -193,7 +221,8 @@ ${planeCoords('p.oh', 'p.ow', ['x'])}
   y[i] = best;
 ${indices ? '  idx[i] = at;' : ''}
 }`;
-  run(code, params, indices ? [x.buffer, values.buffer, indices.buffer] : [x.buffer, values.buffer], n, op);
+  run(op, () => strided(geometryParams(g), 'x', x), code,
+    indices ? [x.buffer, values.buffer, indices.buffer] : [x.buffer, values.buffer], g.batch * g.channels, g.outH, g.outW);
   return { values, indices };
 }
 
@@ -220,38 +249,35 @@ export function maxPool2dBackward(gradOut: Tensor, indices: Tensor, inputShape: 
   checkShape(op, gradOut, 'gradOut', outShape);
   checkShape(op, indices, 'indices', outShape);
   const gradIn = Tensor.empty(inputShape);
-  const n = gradIn.size;
-  if (n === 0) return gradIn;
-  const params = strided(strided(geometryParams(g), 'g', gradOut), 'k', indices).u32('n', n);
-  const code = /* wgsl */ `${header(params, ['go: array<f32>', 'idx: array<i32>'], [['y', 'f32']])}
-${FIRST_CELL}
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = ${linearIndex()};
-  if (i >= p.n) { return; }
-${planeCoords('p.h', 'p.w', ['g', 'k'])}
+  // Only a dilated window skips positions, so only then is membership checked.
+  const dilated = g.dilationH > 1 || g.dilationW > 1;
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['go: array<f32>', 'idx: array<i32>'], [['y', 'f32']])}
+${DIV_HELPERS}
+${head(['g', 'k'])}
   let me = r * p.w + q;
+  let oh1 = min(p.oh - 1, divFloor(r + p.ph, p.sh, p.ish));
+  let ow0 = firstCell(q + p.pw - (p.kw - 1) * p.dw, p.sw, p.isw);
+  let ow1 = min(p.ow - 1, divFloor(q + p.pw, p.sw, p.isw));
   var s = 0.0;
-  for (var oh = firstCell(r + p.ph - (p.kh - 1) * p.dh, p.sh); oh <= min(p.oh - 1, (r + p.ph) / p.sh); oh++) {
-    if ((r + p.ph - oh * p.sh) % p.dh != 0) { continue; }
-    for (var ow = firstCell(q + p.pw - (p.kw - 1) * p.dw, p.sw); ow <= min(p.ow - 1, (q + p.pw) / p.sw); ow++) {
-      if ((q + p.pw - ow * p.sw) % p.dw != 0) { continue; }
+  for (var oh = firstCell(r + p.ph - (p.kh - 1) * p.dh, p.sh, p.ish); oh <= oh1; oh++) {
+${dilated ? '    if ((r + p.ph - oh * p.sh) % p.dh != 0) { continue; }' : ''}
+    for (var ow = ow0; ow <= ow1; ow++) {
+${dilated ? '      if ((q + p.pw - ow * p.sw) % p.dw != 0) { continue; }' : ''}
       if (idx[kb + oh * p.ksh + ow * p.ksw] == me) { s += go[gb + oh * p.gsh + ow * p.gsw]; }
     }
   }
   y[i] = s;
 }`;
-  run(code, params, [gradOut.buffer, indices.buffer, gradIn.buffer], n, op);
+  run(op, () => inverseStrides(strided(strided(geometryParams(g), 'g', gradOut), 'k', indices), g), code,
+    [gradOut.buffer, indices.buffer, gradIn.buffer], g.batch * g.channels, g.height, g.width);
   return gradIn;
 }
 
 // Average pooling --------------------------------------------------------------------
 
-/** WGSL for the divisor of output window (oh, ow), PyTorch's rule: the window clipped to
+/** WGSL for output window (oh, ow) and its divisor, PyTorch's rule: the window clipped to
  * the padded input, then to the input unless padding counts. */
-function avgDivisor(o: AvgPool2dOptions, params: Params): string {
-  params.f32('divisor', o.divisorOverride ?? 0);
-  const fixed = o.divisorOverride !== undefined;
+function avgWindow(o: AvgPool2dOptions): string {
   const includePad = o.countIncludePad ?? true;
   return /* wgsl */ `
 fn window(oh: i32, ow: i32) -> vec4<i32> {
@@ -260,9 +286,13 @@ fn window(oh: i32, ow: i32) -> vec4<i32> {
   return vec4<i32>(hs, ws, min(hs + p.kh, p.h + p.ph), min(ws + p.kw, p.w + p.pw));
 }
 fn divisor(win: vec4<i32>) -> f32 {
-  ${fixed ? 'return p.divisor;' : includePad ? 'return f32((win.z - win.x) * (win.w - win.y));'
+  ${o.divisorOverride !== undefined ? 'return p.divisor;' : includePad ? 'return f32((win.z - win.x) * (win.w - win.y));'
     : 'return f32((min(win.z, p.h) - max(win.x, 0)) * (min(win.w, p.w) - max(win.y, 0)));'}
 }`;
+}
+
+function avgParams(g: PoolGeometry, o: AvgPool2dOptions, name: string, t: Tensor): Params {
+  return inverseStrides(strided(geometryParams(g), name, t), g).f32('divisor', o.divisorOverride ?? 0);
 }
 
 /** `F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)`. */
@@ -271,17 +301,9 @@ export function avgPool2d(x: Tensor, opts: AvgPool2dOptions): Tensor {
   checkInput(op, x, 'input');
   const g = avgGeometry(op, x.shape, opts);
   const out = Tensor.empty([g.batch, g.channels, g.outH, g.outW]);
-  const n = out.size;
-  if (n === 0) return out;
-  const params = strided(geometryParams(g), 'x', x).u32('n', n);
-  const helpers = avgDivisor(opts, params);
-  const code = /* wgsl */ `${header(params, ['x: array<f32>'], [['y', 'f32']])}
-${helpers}
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = ${linearIndex()};
-  if (i >= p.n) { return; }
-${planeCoords('p.oh', 'p.ow', ['x'])}
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['x: array<f32>'], [['y', 'f32']])}
+${avgWindow(opts)}
+${head(['x'])}
   let win = window(r, q);
   var s = 0.0;
   for (var ih = max(win.x, 0); ih < min(win.z, p.h); ih++) {
@@ -291,7 +313,7 @@ ${planeCoords('p.oh', 'p.ow', ['x'])}
   }
   y[i] = s / divisor(win);
 }`;
-  run(code, params, [x.buffer, out.buffer], n, op);
+  run(op, () => avgParams(g, opts, 'x', x), code, [x.buffer, out.buffer], g.batch * g.channels, g.outH, g.outW);
   return out;
 }
 
@@ -302,27 +324,22 @@ export function avgPool2dBackward(gradOut: Tensor, inputShape: Shape, opts: AvgP
   const g = avgGeometry(op, inputShape, opts);
   checkShape(op, gradOut, 'gradOut', [g.batch, g.channels, g.outH, g.outW]);
   const gradIn = Tensor.empty(inputShape);
-  const n = gradIn.size;
-  if (n === 0) return gradIn;
-  const params = strided(geometryParams(g), 'g', gradOut).u32('n', n);
-  const helpers = avgDivisor(opts, params);
-  const code = /* wgsl */ `${header(params, ['go: array<f32>'], [['y', 'f32']])}
-${helpers}
-${FIRST_CELL}
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = ${linearIndex()};
-  if (i >= p.n) { return; }
-${planeCoords('p.h', 'p.w', ['g'])}
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['go: array<f32>'], [['y', 'f32']])}
+${avgWindow(opts)}
+${DIV_HELPERS}
+${head(['g'])}
+  let oh1 = min(p.oh - 1, divFloor(r + p.ph, p.sh, p.ish));
+  let ow0 = firstCell(q + p.pw - p.kw + 1, p.sw, p.isw);
+  let ow1 = min(p.ow - 1, divFloor(q + p.pw, p.sw, p.isw));
   var s = 0.0;
-  for (var oh = firstCell(r + p.ph - p.kh + 1, p.sh); oh <= min(p.oh - 1, (r + p.ph) / p.sh); oh++) {
-    for (var ow = firstCell(q + p.pw - p.kw + 1, p.sw); ow <= min(p.ow - 1, (q + p.pw) / p.sw); ow++) {
+  for (var oh = firstCell(r + p.ph - p.kh + 1, p.sh, p.ish); oh <= oh1; oh++) {
+    for (var ow = ow0; ow <= ow1; ow++) {
       s += go[gb + oh * p.gsh + ow * p.gsw] / divisor(window(oh, ow));
     }
   }
   y[i] = s;
 }`;
-  run(code, params, [gradOut.buffer, gradIn.buffer], n, op);
+  run(op, () => avgParams(g, opts, 'g', gradOut), code, [gradOut.buffer, gradIn.buffer], g.batch * g.channels, g.height, g.width);
   return gradIn;
 }
 
@@ -338,11 +355,12 @@ function adaptiveShape(op: string, shape: Shape, outputSize: IntPair): [number, 
 
 /** Output cell o of `out` covers input [floor(o * in / out), ceil((o + 1) * in / out)). */
 const ADAPTIVE_HELPERS = /* wgsl */ `
-fn cellStart(o: i32, size: i32, out: i32) -> i32 { return (o * size) / out; }
-fn cellEnd(o: i32, size: i32, out: i32) -> i32 { return ((o + 1) * size + out - 1) / out; }`;
+fn cellStart(o: i32, size: i32, out: i32, inv: f32) -> i32 { return divFloor(o * size, out, inv); }
+fn cellEnd(o: i32, size: i32, out: i32, inv: f32) -> i32 { return divFloor((o + 1) * size + out - 1, out, inv); }`;
 
 function adaptiveParams(c: number, h: number, w: number, oh: number, ow: number): Params {
-  return new Params().i32('c', c).i32('h', h).i32('w', w).i32('oh', oh).i32('ow', ow);
+  return new Params().i32('c', c).i32('h', h).i32('w', w).i32('oh', oh).i32('ow', ow)
+    .f32('ih', 1 / h).f32('iw', 1 / w).f32('ioh', 1 / oh).f32('iow', 1 / ow);
 }
 
 /** `F.adaptive_avg_pool2d(x, output_size)`. */
@@ -351,27 +369,21 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: IntPair): Tensor {
   checkInput(op, x, 'input');
   const [N, C, H, W, OH, OW] = adaptiveShape(op, x.shape, outputSize);
   const out = Tensor.empty([N, C, OH, OW]);
-  const n = out.size;
-  if (n === 0) return out;
-  const params = strided(adaptiveParams(C, H, W, OH, OW), 'x', x).u32('n', n);
-  const code = /* wgsl */ `${header(params, ['x: array<f32>'], [['y', 'f32']])}
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['x: array<f32>'], [['y', 'f32']])}
+${DIV_HELPERS}
 ${ADAPTIVE_HELPERS}
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = ${linearIndex()};
-  if (i >= p.n) { return; }
-${planeCoords('p.oh', 'p.ow', ['x'])}
-  let h0 = cellStart(r, p.h, p.oh);
-  let h1 = cellEnd(r, p.h, p.oh);
-  let w0 = cellStart(q, p.w, p.ow);
-  let w1 = cellEnd(q, p.w, p.ow);
+${head(['x'])}
+  let h0 = cellStart(r, p.h, p.oh, p.ioh);
+  let h1 = cellEnd(r, p.h, p.oh, p.ioh);
+  let w0 = cellStart(q, p.w, p.ow, p.iow);
+  let w1 = cellEnd(q, p.w, p.ow, p.iow);
   var s = 0.0;
   for (var ih = h0; ih < h1; ih++) {
     for (var iw = w0; iw < w1; iw++) { s += x[xb + ih * p.xsh + iw * p.xsw]; }
   }
   y[i] = s / f32((h1 - h0) * (w1 - w0));
 }`;
-  run(code, params, [x.buffer, out.buffer], n, op);
+  run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'x', x), code, [x.buffer, out.buffer], N * C, OH, OW);
   return out;
 }
 
@@ -383,33 +395,30 @@ export function adaptiveAvgPool2dBackward(gradOut: Tensor, inputShape: Shape): T
   const [N, C, H, W, OH, OW] = adaptiveShape(op, inputShape, [gradOut.shape[2]!, gradOut.shape[3]!]);
   checkShape(op, gradOut, 'gradOut', [N, C, OH, OW]);
   const gradIn = Tensor.empty(inputShape);
-  const n = gradIn.size;
-  if (n === 0) return gradIn;
-  const params = strided(adaptiveParams(C, H, W, OH, OW), 'g', gradOut).u32('n', n);
   // Cells covering input row r are oh in [floor(r * OH / H), ceil((r + 1) * OH / H)); the
   // loop re-checks each against its own bounds.
-  const code = /* wgsl */ `${header(params, ['go: array<f32>'], [['y', 'f32']])}
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['go: array<f32>'], [['y', 'f32']])}
+${DIV_HELPERS}
 ${ADAPTIVE_HELPERS}
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = ${linearIndex()};
-  if (i >= p.n) { return; }
-${planeCoords('p.h', 'p.w', ['g'])}
+${head(['g'])}
+  let oh1 = min(p.oh, divFloor((r + 1) * p.oh + p.h - 1, p.h, p.ih));
+  let ow0 = divFloor(q * p.ow, p.w, p.iw);
+  let ow1 = min(p.ow, divFloor((q + 1) * p.ow + p.w - 1, p.w, p.iw));
   var s = 0.0;
-  for (var oh = (r * p.oh) / p.h; oh < min(p.oh, ((r + 1) * p.oh + p.h - 1) / p.h); oh++) {
-    let h0 = cellStart(oh, p.h, p.oh);
-    let h1 = cellEnd(oh, p.h, p.oh);
+  for (var oh = divFloor(r * p.oh, p.h, p.ih); oh < oh1; oh++) {
+    let h0 = cellStart(oh, p.h, p.oh, p.ioh);
+    let h1 = cellEnd(oh, p.h, p.oh, p.ioh);
     if (r < h0 || r >= h1) { continue; }
-    for (var ow = (q * p.ow) / p.w; ow < min(p.ow, ((q + 1) * p.ow + p.w - 1) / p.w); ow++) {
-      let w0 = cellStart(ow, p.w, p.ow);
-      let w1 = cellEnd(ow, p.w, p.ow);
+    for (var ow = ow0; ow < ow1; ow++) {
+      let w0 = cellStart(ow, p.w, p.ow, p.iow);
+      let w1 = cellEnd(ow, p.w, p.ow, p.iow);
       if (q < w0 || q >= w1) { continue; }
       s += go[gb + oh * p.gsh + ow * p.gsw] / f32((h1 - h0) * (w1 - w0));
     }
   }
   y[i] = s;
 }`;
-  run(code, params, [gradOut.buffer, gradIn.buffer], n, op);
+  run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'g', gradOut), code, [gradOut.buffer, gradIn.buffer], N * C, H, W);
   return gradIn;
 }
 
