@@ -2,12 +2,14 @@
  * when asked for, so a large checkpoint is never held as one buffer or string. */
 import { open, rename, rm, writeFile } from 'node:fs/promises';
 import {
-  decodeTensor, headerLength, parseHeader, SafetensorsError, serializeSafetensors,
-  type HostArray, type SafeHeader, type SafeTensorInfo, type TensorToWrite,
+  decodeTensor, headerLength, parseHeader, SafetensorsError, SafetensorsHeaderView, serializeSafetensors,
+  type HostArray, type SafeHeader, type TensorToWrite,
 } from './safetensors.js';
 
-export class SafetensorsFileReader {
-  private constructor(private readonly fd: import('node:fs/promises').FileHandle, readonly header: SafeHeader, readonly path: string) {}
+export class SafetensorsFileReader extends SafetensorsHeaderView {
+  private constructor(private readonly fd: import('node:fs/promises').FileHandle, header: SafeHeader, readonly path: string) {
+    super(header, path);
+  }
 
   static async open(path: string): Promise<SafetensorsFileReader> {
     let fd;
@@ -28,20 +30,6 @@ export class SafetensorsFileReader {
       await fd.close();
       throw e;
     }
-  }
-
-  keys(): string[] {
-    return [...this.header.tensors.keys()];
-  }
-
-  get metadata(): Record<string, string> {
-    return this.header.metadata;
-  }
-
-  info(name: string): SafeTensorInfo {
-    const info = this.header.tensors.get(name);
-    if (!info) throw new SafetensorsError(`${this.path}: no tensor named "${name}"`);
-    return info;
   }
 
   async get(name: string): Promise<HostArray> {

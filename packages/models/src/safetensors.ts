@@ -189,9 +189,9 @@ function halfToFloat(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-/** A parsed in-memory safetensors file. */
-export class SafetensorsFile {
-  constructor(readonly header: SafeHeader, private readonly bytes: Uint8Array, readonly source: string) {}
+/** What every safetensors reader answers from the header alone. */
+export abstract class SafetensorsHeaderView {
+  constructor(readonly header: SafeHeader, readonly source: string) {}
 
   keys(): string[] {
     return [...this.header.tensors.keys()];
@@ -205,6 +205,13 @@ export class SafetensorsFile {
     const info = this.header.tensors.get(name);
     if (!info) throw new SafetensorsError(`${this.source}: no tensor named "${name}"`);
     return info;
+  }
+}
+
+/** A parsed in-memory safetensors file. */
+export class SafetensorsFile extends SafetensorsHeaderView {
+  constructor(header: SafeHeader, private readonly bytes: Uint8Array, source: string) {
+    super(header, source);
   }
 
   get(name: string): HostArray {
