@@ -1,6 +1,6 @@
 /** `tl eval`, `tl predict`, `tl inspect`, `tl export`, `tl doctor`. */
-import { existsSync, statSync } from 'node:fs';
-import { mkdir, readFile, writeFile, copyFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import * as A from '@tl/autograd';
 import {
@@ -182,8 +182,4 @@ export async function doctorCommand(): Promise<void> {
   const t = A.add(A.tensor([1, 2]), 1);
   const v = [...(await t.data())];
   process.stdout.write(`a test kernel ran: [1, 2] + 1 = [${v.join(', ')}]\n`);
-}
-
-export function isFile(p: string): boolean {
-  return existsSync(p) && statSync(p).isFile();
 }

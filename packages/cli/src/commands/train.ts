@@ -163,7 +163,7 @@ export async function trainCommand(c: TrainConfig, progress: Progress, resume?: 
   }
   const callbacks: Callback[] = c.unfreezeAt.map((s) => {
     const u = parseUnfreezeAt(s);
-    return unfreezeAt(u.epoch, u.pattern.includes('*') || u.pattern.includes('.') ? u.pattern : u.pattern, u.lr !== undefined ? { lr: u.lr } : {});
+    return unfreezeAt(u.epoch, u.pattern, u.lr !== undefined ? { lr: u.lr } : {});
   });
   if (c.earlyStop) callbacks.push(earlyStopping({ patience: c.earlyStop }));
   const stepsPerEpoch = Math.ceil(data.train.length / c.batchSize);
