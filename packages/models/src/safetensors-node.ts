@@ -62,13 +62,17 @@ export async function loadSafetensors(path: string): Promise<{ tensors: Map<stri
 }
 
 /** Writes to a temporary name and renames, so an interrupted save never clobbers the old file. */
-export async function saveSafetensors(path: string, tensors: Record<string, TensorToWrite> | Map<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   try {
-    await writeFile(tmp, serializeSafetensors(tensors, metadata));
+    await writeFile(tmp, bytes);
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true });
     throw e;
   }
+}
+
+export async function saveSafetensors(path: string, tensors: Record<string, TensorToWrite> | Map<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
+  await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
 }

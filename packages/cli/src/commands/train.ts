@@ -193,7 +193,7 @@ export async function trainCommand(c: TrainConfig, progress: Progress, resume?: 
   progress.line(`${c.model}: ${model.numParameters().toLocaleString('en')} parameters, ${model.numParameters({ trainable: true }).toLocaleString('en')} trainable; ${data.train.length} training and ${data.val?.length ?? 0} validation images, ${data.classes.length} classes`);
   await trainer.fit(data.train, data.val);
   if (lines.length) await appendFile(metricsFile, lines.splice(0).map((l) => `${l}\n`).join(''));
-  await saveModel(model, join(out, 'model.safetensors'), { model: c.model, classes: JSON.stringify(data.classes) });
+  await model.save(join(out, 'model.safetensors'), { model: c.model, classes: JSON.stringify(data.classes) });
   const evalResult = data.val ? await trainer.evaluate(data.val) : null;
   const mistakes = data.val && evalResult ? await misclassified(trainer, data.val, data.classes) : [];
   await writeFile(join(out, 'report.html'), renderReport({
@@ -211,14 +211,6 @@ export async function trainCommand(c: TrainConfig, progress: Progress, resume?: 
 }
 
 const pct = (v: number | undefined): string => (v === undefined ? '' : `${(100 * v).toFixed(1)}%`);
-
-/** Weights with PyTorch key names (num_batches_tracked as I64), loadable with strict=True. */
-export async function saveModel(model: { stateDict(): Map<string, A.Tensor> }, path: string, metadata: Record<string, string>): Promise<void> {
-  const { saveSafetensors } = await import('@tl/models');
-  const tensors = new Map<string, { dtype: 'F32' | 'I64'; shape: number[]; data: Float32Array | Int32Array }>();
-  for (const [k, t] of model.stateDict()) tensors.set(k, { dtype: t.dtype === 'int32' ? 'I64' : 'F32', shape: [...t.shape], data: await t.data() });
-  await saveSafetensors(path, tensors, { format: 'pt', ...metadata });
-}
 
 async function misclassified(trainer: Trainer, val: Dataset, classes: string[]): Promise<{ image: string; truth: string; predicted: string }[]> {
   const { outputs, width } = await trainer.predict(val);

@@ -5,7 +5,7 @@
  */
 import * as A from '@tl/autograd';
 import { keep, type Tensor } from '@tl/autograd';
-import type { HostArray } from '../safetensors.js';
+import { parseSafetensors, serializeSafetensors, type HostArray } from '../safetensors.js';
 
 export type StateValue = Tensor | HostArray;
 export type StateDict = Map<string, StateValue> | Record<string, StateValue>;
@@ -37,6 +37,19 @@ export function nameMatcher(pattern: string | readonly string[] | undefined): (n
     return new RegExp(`^${body}(\\..*)?$`);
   });
   return (name) => res.some((r) => r.test(name));
+}
+
+/** Reads and writes files where there is a file system (the Node entry registers them). */
+export interface ModuleFileIO {
+  write(path: string, bytes: Uint8Array): Promise<void>;
+  /** A path, URL or `hf:` reference, as safetensors bytes. */
+  read(source: string): Promise<Uint8Array>;
+}
+
+let fileIO: ModuleFileIO | null = null;
+
+export function registerModuleFileIO(io: ModuleFileIO): void {
+  fileIO = io;
 }
 
 export abstract class Module {
@@ -183,6 +196,31 @@ export abstract class Module {
       }
     }
     return { missing, unexpected };
+  }
+
+  /** The state dict as safetensors bytes with PyTorch's key names and dtypes
+   * (num_batches_tracked as I64), loadable with `load_state_dict(strict=True)`. */
+  async toSafetensors(metadata: Record<string, string> = {}): Promise<Uint8Array> {
+    const tensors = new Map<string, { dtype: 'F32' | 'I64'; shape: number[]; data: Float32Array | Int32Array }>();
+    for (const [k, t] of this.stateDict()) tensors.set(k, { dtype: t.dtype === 'int32' ? 'I64' : 'F32', shape: [...t.shape], data: await t.data() });
+    return serializeSafetensors(tensors, { format: 'pt', ...metadata });
+  }
+
+  /** Writes `toSafetensors()` to `path` (a temporary name, then renamed). Node only; in a
+   * browser, download the bytes of `toSafetensors()`. */
+  async save(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    if (!fileIO) throw new Error('Module.save(path) needs a file system (the Node entry of @tl/models); in a browser use toSafetensors()');
+    await fileIO.write(path, await this.toSafetensors(metadata));
+  }
+
+  /** Loads weights from safetensors bytes, or (Node) a path, URL or `hf:` reference. */
+  async load(source: string | ArrayBuffer | Uint8Array, opts: { strict?: boolean } = {}): Promise<LoadResult> {
+    let bytes: ArrayBuffer | Uint8Array;
+    if (typeof source === 'string') {
+      if (!fileIO) throw new Error(`Module.load("${source}") needs the Node entry of @tl/models; in a browser pass the bytes`);
+      bytes = await fileIO.read(source);
+    } else bytes = source;
+    return this.loadStateDict(parseSafetensors(bytes, typeof source === 'string' ? source : 'safetensors bytes').all(), opts);
   }
 
   train(mode = true): this {
