@@ -36,3 +36,20 @@ export function broadcastIndex(inShape: Shape, outShape: Shape): Int32Array {
   }
   return idx;
 }
+
+/** Row-major coordinates of flat index `i` in `shape`. */
+export function unravel(i: number, shape: Shape): number[] {
+  const c = new Array<number>(shape.length);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    c[d] = i % shape[d]!;
+    i = Math.floor(i / shape[d]!);
+  }
+  return c;
+}
+
+/** The flat row-major index of coordinates `c` in `shape`. */
+export function ravel(c: readonly number[], shape: Shape): number {
+  let i = 0;
+  for (let d = 0; d < shape.length; d++) i = i * shape[d]! + c[d]!;
+  return i;
+}

@@ -3,26 +3,11 @@ import {
   cat, chunk, concat, cpuCat, cpuChunk, cpuFlip, cpuPad, cpuRepeat, cpuSplit, cpuStack, cpuTril, cpuTriu,
   flip, host, memory, ones, pad, repeat, split, stack, tensor, tril, triu, type HostTensor, type PadMode,
 } from '../src/node.js';
-import { expectClose, randHost, setup, toGpu } from './helpers.js';
+import { expectClose, permuteHost, randHost, setup, toGpu } from './helpers.js';
 
 beforeAll(setup);
 
 /** The host copy of `h.permute(dims)`, to pair with a GPU permuted view. */
-function permuteHost(h: HostTensor, dims: number[]): HostTensor {
-  const shape = dims.map((d) => h.shape[d]!);
-  const out = host(shape);
-  const inStrides = h.shape.map((_, d) => h.shape.slice(d + 1).reduce((a, b) => a * b, 1));
-  for (let i = 0; i < out.data.length; i++) {
-    let r = i;
-    let off = 0;
-    for (let k = shape.length - 1; k >= 0; k--) {
-      off += (r % shape[k]!) * inStrides[dims[k]!]!;
-      r = Math.floor(r / shape[k]!);
-    }
-    out.data[i] = h.data[off]!;
-  }
-  return out;
-}
 
 const bigInts = (shape: number[], base: number): HostTensor => {
   const h = host(shape);

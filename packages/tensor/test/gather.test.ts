@@ -4,7 +4,7 @@ import {
   cpuIndexSelectBackward, cpuOneHot, embedding, embeddingBackward, gather, gatherBackward, host,
   indexSelect, indexSelectBackward, memory, oneHot, tensor, type HostTensor,
 } from '../src/node.js';
-import { expectClose, randHost, rng, setup, toGpu } from './helpers.js';
+import { expectClose, permuteHost, randHost, rng, setup, toGpu } from './helpers.js';
 
 beforeAll(setup);
 
@@ -17,21 +17,6 @@ function randInt(shape: number[], seed: number, lo: number, hi: number): HostTen
 }
 
 /** The host copy of `h.permute(dims)`, to pair with a GPU permuted view. */
-function permuteHost(h: HostTensor, dims: number[]): HostTensor {
-  const shape = dims.map((d) => h.shape[d]!);
-  const out = host(shape);
-  const inStrides = h.shape.map((_, d) => h.shape.slice(d + 1).reduce((a, b) => a * b, 1));
-  for (let i = 0; i < out.data.length; i++) {
-    let r = i;
-    let off = 0;
-    for (let k = shape.length - 1; k >= 0; k--) {
-      off += (r % shape[k]!) * inStrides[dims[k]!]!;
-      r = Math.floor(r / shape[k]!);
-    }
-    out.data[i] = h.data[off]!;
-  }
-  return out;
-}
 
 describe('embedding', () => {
   it('picks rows for index tensors of several shapes, zeros out of range', async () => {

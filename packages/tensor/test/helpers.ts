@@ -50,3 +50,20 @@ export async function expectClose(got: Tensor, want: HostTensor, rtol = 1e-5, at
     expect.fail(`element ${worst} of [${want.shape}]: got ${g[worst]}, want ${want.data[worst]} (rtol ${rtol}, atol ${atol})`);
   }
 }
+
+/** The host tensor permuted as `t.permute(dims)` would view it, materialised. */
+export function permuteHost(h: HostTensor, dims: number[]): HostTensor {
+  const shape = dims.map((d) => h.shape[d]!);
+  const out = host(shape);
+  const inStrides = h.shape.map((_, d) => h.shape.slice(d + 1).reduce((a, b) => a * b, 1));
+  for (let i = 0; i < out.data.length; i++) {
+    let r = i;
+    let off = 0;
+    for (let k = shape.length - 1; k >= 0; k--) {
+      off += (r % shape[k]!) * inStrides[dims[k]!]!;
+      r = Math.floor(r / shape[k]!);
+    }
+    out.data[i] = h.data[off]!;
+  }
+  return out;
+}

@@ -6,7 +6,7 @@
  * through their strides.
  */
 import { engine } from '../engine.js';
-import { host, type HostTensor } from '../host.js';
+import { host, ravel, unravel, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { fmt, normDim, numel, shapeEq, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
@@ -293,20 +293,6 @@ export function triu(x: Tensor, diagonal = 0): Tensor {
 
 // CPU references ----------------------------------------------------------------------
 
-function unravel(i: number, shape: Shape): number[] {
-  const c = new Array<number>(shape.length);
-  for (let d = shape.length - 1; d >= 0; d--) {
-    c[d] = i % shape[d]!;
-    i = Math.floor(i / shape[d]!);
-  }
-  return c;
-}
-
-function ravel(c: readonly number[], shape: Shape): number {
-  let i = 0;
-  for (let d = 0; d < shape.length; d++) i = i * shape[d]! + c[d]!;
-  return i;
-}
 
 /** out[c] = x[source(c)], or `fill` where source returns null. */
 function cpuRemap(x: HostTensor, outShape: Shape, source: (c: number[]) => number[] | null, fill = 0): HostTensor {

@@ -18,7 +18,7 @@
  * M=65536 sorts in about 0.1 s, M=2^20 in about 1.4 s.
  */
 import { engine } from '../engine.js';
-import { host, type HostTensor } from '../host.js';
+import { host, ravel, unravel, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { contiguousStrides, fmt, normDim, numel, shapeEq, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
@@ -434,20 +434,6 @@ export function gatherBackward(gradOut: Tensor, inputShape: Shape, dim: number, 
 
 // CPU references ----------------------------------------------------------------------
 
-function unravel(i: number, shape: Shape): number[] {
-  const c = new Array<number>(shape.length);
-  for (let d = shape.length - 1; d >= 0; d--) {
-    c[d] = i % shape[d]!;
-    i = Math.floor(i / shape[d]!);
-  }
-  return c;
-}
-
-function ravel(c: readonly number[], shape: Shape): number {
-  let i = 0;
-  for (let d = 0; d < shape.length; d++) i = i * shape[d]! + c[d]!;
-  return i;
-}
 
 function cpuTake(x: HostTensor, dim: number, index: HostTensor): HostTensor {
   const ir = index.shape.length;
