@@ -2,6 +2,7 @@ export * from './index.js';
 export * from './safetensors-node.js';
 export * from './hub/hub-node.js';
 export * from './pretrained-node.js';
+export * from './pretrained-text-node.js';
 
 import { readFile } from 'node:fs/promises';
 import { registerModuleFileIO } from './nn/module.js';

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { writeFile, rename, mkdir } from 'node:fs/promises';
 import { ClassifierModel } from './nn/classifier.js';
 import type { Module, StateDict } from './nn/module.js';
-import { getModelSpec } from './registry.js';
+import { getModelSpec, isTextModelSpec, type CreateModelOptions } from './registry.js';
+import { fromPretrainedText } from './pretrained-text-node.js';
 import { hubDownload, type HubOptions } from './hub/hub-node.js';
 import { DEFAULT_WEIGHTS_FILE, parseWeightRef } from './hub/ref.js';
 import { loadSafetensors } from './safetensors-node.js';
@@ -15,6 +16,8 @@ export interface PretrainedOptions {
   weights?: string;
   /** A new head with this many classes (the checkpoint's head is dropped when it differs). */
   numClasses?: number;
+  /** Input size to build the model for (a ViT resamples the checkpoint's position embedding). */
+  imgSize?: CreateModelOptions['imgSize'];
   hub?: HubOptions;
 }
 
@@ -36,14 +39,16 @@ export async function resolveWeights(ref: string, hub: HubOptions = {}): Promise
 /**
  * The model `id` with weights loaded strictly. When `numClasses` differs from the
  * checkpoint's head, the backbone loads strictly and the head is new (as timm's
- * `pretrained=True, num_classes=N`).
+ * `pretrained=True, num_classes=N`). Text models load through fromPretrainedText (their
+ * config.json, key map and tokenizer); this returns the model alone.
  */
 export async function fromPretrained(id: string, opts: PretrainedOptions = {}): Promise<Module> {
   const spec = getModelSpec(id);
-  if (!opts.weights) return spec.create(opts.numClasses !== undefined ? { numClasses: opts.numClasses } : {});
+  if (isTextModelSpec(spec) && opts.weights) return (await fromPretrainedText(id, { weights: opts.weights, numClasses: opts.numClasses, hub: opts.hub })).model;
+  if (!opts.weights) return spec.create({ numClasses: opts.numClasses, imgSize: opts.imgSize });
   const path = await resolveWeights(opts.weights, opts.hub);
   const { tensors } = await loadSafetensors(path);
-  const model = spec.create();
+  const model = spec.create({ imgSize: opts.imgSize });
   if (model instanceof ClassifierModel) {
     const ckptClasses = tensors.get(`${model.classifierPath}.weight`)?.shape[0];
     if (ckptClasses !== undefined && ckptClasses !== model.numClasses) model.resetClassifier(ckptClasses);

@@ -1,7 +1,8 @@
 /**
  * The model ids of the CLI (`--model resnet18`) and what goes with each: a constructor at
  * the standard configuration and, for image models, the input size and normalisation that
- * their usual pretrained weights expect. Other families add theirs with `registerModel`.
+ * their usual pretrained weights expect; text models are built from a checkpoint's config.json
+ * (`fromConfig`, used by fromPretrainedText). Other families add theirs with `registerModel`.
  */
 import { CifarResNet } from './arch/cifar-resnet.js';
 import { DenseNet } from './arch/densenet.js';
@@ -12,10 +13,18 @@ import { VGG, VGG_LAYOUTS } from './arch/vgg.js';
 import { VisionTransformer } from './arch/vit.js';
 import type { ClassifierModel } from './nn/classifier.js';
 import type { Module } from './nn/module.js';
+import { BertForSequenceClassification, type SequenceClassifierOptions } from './arch/bert.js';
+import { DistilBertForSequenceClassification } from './arch/distilbert.js';
+import { GPT2ForSequenceClassification } from './arch/gpt2.js';
+import { RobertaForSequenceClassification } from './arch/roberta.js';
+import { TEXT_MODEL_TYPES, type TextModelType } from './text-checkpoint.js';
 
 export interface CreateModelOptions {
   /** Outputs of the classification head (default: the spec's `numClasses`). */
   numClasses?: number;
+  /** Input side, or [height, width], for models whose structure depends on it (a ViT's
+   * position embedding; default the spec's `inputSize`). Convolutional models take any size. */
+  imgSize?: number | readonly [number, number];
 }
 
 export interface ModelSpec<M extends Module = Module> {
@@ -63,6 +72,24 @@ export function isImageModelSpec(spec: ModelSpec): spec is ImageModelSpec {
   return spec.task === 'image';
 }
 
+/** The sequence classifiers of the Hugging Face text architectures. */
+export type TextClassifier = BertForSequenceClassification | DistilBertForSequenceClassification | RobertaForSequenceClassification | GPT2ForSequenceClassification;
+
+export interface TextModelSpec extends ModelSpec<TextClassifier> {
+  task: 'text';
+  /** config.json's model_type, which also names the key map of its checkpoints. */
+  modelType: TextModelType;
+  /** The Hub repo of the original pretrained weights. */
+  hubRepo: string;
+  /** The network a config.json describes (transformers' defaults for what it leaves out);
+   * `numClasses` overrides its num_labels. */
+  fromConfig(config: Record<string, unknown>, opts?: CreateModelOptions): TextClassifier;
+}
+
+export function isTextModelSpec(spec: ModelSpec): spec is TextModelSpec {
+  return spec.task === 'text';
+}
+
 /** Every registered spec, optionally only those of one task, in registration order. */
 export function listModels(task?: string): ModelSpec[] {
   return [...registry.values()].filter((s) => task === undefined || s.task === task);
@@ -73,7 +100,7 @@ export function createModel(id: string, opts: CreateModelOptions = {}): Module {
   return getModelSpec(id).create(opts);
 }
 
-function imageNet(id: string, description: string, build: (numClasses: number) => ClassifierModel, extra: Partial<ImageModelSpec> = {}): ImageModelSpec {
+function imageNet(id: string, description: string, build: (numClasses: number, opts: CreateModelOptions) => ClassifierModel, extra: Partial<ImageModelSpec> = {}): ImageModelSpec {
   return {
     id,
     task: 'image',
@@ -83,7 +110,7 @@ function imageNet(id: string, description: string, build: (numClasses: number) =
     mean: IMAGENET_MEAN,
     std: IMAGENET_STD,
     cropPct: 0.875,
-    create: (opts = {}) => build(opts.numClasses ?? 1000),
+    create: (opts = {}) => build(opts.numClasses ?? 1000, opts),
     ...extra,
   };
 }
@@ -116,7 +143,7 @@ export const IMAGE_MODELS: readonly ImageModelSpec[] = [
   imageNet('vgg16_bn', 'VGG-16 with BatchNorm (torchvision keys)', (n) => new VGG({ cfg: VGG_LAYOUTS.vgg16, batchNorm: true, numClasses: n })),
   imageNet('densenet121', 'DenseNet-121 (torchvision / timm keys)', (n) => new DenseNet({ numClasses: n })),
   // timm's ViT-B/16 weights (augreg) expect input normalised to [-1, 1].
-  imageNet('vit_b_16', 'ViT-B/16 at 224 (timm vit_base_patch16_224 keys)', (n) => new VisionTransformer({ numClasses: n }), {
+  imageNet('vit_b_16', 'ViT-B/16 at 224 (timm vit_base_patch16_224 keys)', (n, opts) => new VisionTransformer({ numClasses: n, imgSize: opts.imgSize }), {
     mean: [0.5, 0.5, 0.5],
     std: [0.5, 0.5, 0.5],
     cropPct: 0.9,
@@ -124,3 +151,35 @@ export const IMAGE_MODELS: readonly ImageModelSpec[] = [
 ];
 
 for (const spec of IMAGE_MODELS) registerModel(spec);
+
+function textModel(modelType: TextModelType, description: string, hubRepo: string, build: (config: Record<string, unknown>, opts: SequenceClassifierOptions) => TextClassifier): TextModelSpec {
+  return {
+    id: modelType,
+    task: 'text',
+    modelType,
+    description,
+    hubRepo,
+    // transformers' default num_labels.
+    numClasses: 2,
+    create: (opts = {}) => build({}, { numLabels: opts.numClasses }),
+    fromConfig: (config, opts = {}) => {
+      const type = config.model_type;
+      if (type !== undefined && type !== modelType) {
+        const known = (TEXT_MODEL_TYPES as readonly unknown[]).includes(type);
+        throw new RangeError(`config.json has model_type ${JSON.stringify(type)}, not "${modelType}"${known ? `; load it as "${String(type)}"` : ''}`);
+      }
+      return build(config, { numLabels: opts.numClasses });
+    },
+  };
+}
+
+/** Full size they are BERT-base and GPT-2 small (66M to 125M parameters): build them from a
+ * checkpoint's config.json (fromPretrainedText), not in loops over every model. */
+export const TEXT_MODELS: readonly TextModelSpec[] = [
+  textModel('bert', 'BERT sequence classifier (transformers keys; bert-base-uncased shape)', 'google-bert/bert-base-uncased', (c, o) => new BertForSequenceClassification(c, o)),
+  textModel('distilbert', 'DistilBERT sequence classifier (transformers keys; distilbert-base-uncased shape)', 'distilbert/distilbert-base-uncased', (c, o) => new DistilBertForSequenceClassification(c, o)),
+  textModel('roberta', 'RoBERTa sequence classifier (transformers keys; roberta-base shape)', 'FacebookAI/roberta-base', (c, o) => new RobertaForSequenceClassification(c, o)),
+  textModel('gpt2', 'GPT-2 sequence classifier (transformers keys; gpt2 shape)', 'openai-community/gpt2', (c, o) => new GPT2ForSequenceClassification(c, o)),
+];
+
+for (const spec of TEXT_MODELS) registerModel(spec);

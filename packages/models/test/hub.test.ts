@@ -1,64 +1,26 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readlinkSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hubDownload, HubError, parseHubRef, parseWeightRef } from '../src/node.js';
+import { startFakeHub, type FakeHub } from './hub-server.js';
 
 const COMMIT = 'a'.repeat(40);
 const payload = new Uint8Array(200_000).map((_, i) => (i * 7) & 0xff);
 const etag = createHash('sha256').update(payload).digest('hex');
-const requests: { method: string; url: string; headers: IncomingHttpHeaders }[] = [];
-let server: Server;
+let hub: FakeHub;
+let requests: FakeHub['requests'];
 let base = '';
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    requests.push({ method: req.method!, url: req.url!, headers: req.headers });
-    const url = new URL(req.url!, 'http://x');
-    const m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
-    if (m) {
-      const [, repo, rev, file] = m;
-      if (repo === 'org/private' && req.headers.authorization !== 'Bearer secret') {
-        res.writeHead(401).end();
-        return;
-      }
-      if (rev !== 'main' && rev !== COMMIT) {
-        res.writeHead(404, { 'x-error-code': 'RevisionNotFound' }).end();
-        return;
-      }
-      if (file !== 'model.safetensors') {
-        res.writeHead(404, { 'x-error-code': 'EntryNotFound' }).end();
-        return;
-      }
-      // As the Hub does for LFS files: a redirect to the CDN, with the blob's identity in headers.
-      const port = (server.address() as AddressInfo).port;
-      res.writeHead(302, {
-        location: `http://localhost:${port}/cdn/${etag}`,
-        'x-repo-commit': COMMIT,
-        'x-linked-etag': `"${etag}"`,
-        'x-linked-size': String(payload.length),
-        etag: '"pointer-etag"',
-      }).end();
-      return;
-    }
-    if (url.pathname === `/cdn/${etag}`) {
-      const range = /bytes=(\d+)-/.exec(req.headers.range ?? '');
-      const start = range ? Number(range[1]) : 0;
-      const body = payload.subarray(start);
-      res.writeHead(range ? 206 : 200, { 'content-length': String(body.length) });
-      res.end(body);
-      return;
-    }
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const files = { 'model.safetensors': payload };
+  hub = await startFakeHub({ 'org/model': files, 'org/private': files }, { commit: COMMIT, tokens: { 'org/private': 'secret' } });
+  requests = hub.requests;
+  base = hub.url;
 });
 
-afterAll(() => new Promise<void>((r) => server.close(() => r())));
+afterAll(() => hub.close());
 
 describe('weight references', () => {
   it('parses hf: references, URLs and paths', () => {

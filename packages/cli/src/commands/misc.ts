@@ -4,7 +4,8 @@ import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import * as A from '@tl/autograd';
 import {
-  ClassifierModel, fromPretrained, getModelSpec, hubDownload, isImageModelSpec, listModels, parseWeightRef, SafetensorsFileReader,
+  ClassifierModel, fromPretrained, getModelSpec, hubDownload, isImageModelSpec, isTextModelSpec, listModels, parseWeightRef, SafetensorsFileReader,
+  textCheckpointFits,
   type ImageModelSpec,
 } from '@tl/models';
 import { decodeImage, evalTransform, Trainer, type Dataset } from '@tl/train';
@@ -34,7 +35,7 @@ export async function readRun(run: string): Promise<RunInfo> {
 async function modelFromRun(info: RunInfo): Promise<{ model: ClassifierModel; spec: ImageModelSpec }> {
   const spec = getModelSpec(info.config.model);
   if (!isImageModelSpec(spec)) throw new CliError(`${info.config.model} is not an image model`);
-  const model = await fromPretrained(info.config.model, { weights: info.weights });
+  const model = await fromPretrained(info.config.model, { weights: info.weights, imgSize: info.config.imageSize });
   if (!(model instanceof ClassifierModel)) throw new CliError(`${info.config.model} has no classification head`);
   return { model: model.eval(), spec };
 }
@@ -125,13 +126,16 @@ export async function inspectCommand(ref: string, json: boolean): Promise<void> 
   const params = infos.reduce((a, i) => a + i.shape.reduce((x, d) => x * d, 1), 0);
   const keySet = new Set(keys);
   const matches: string[] = [];
-  for (const spec of listModels()) {
+  for (const spec of listModels('image')) {
     if (spec.id.startsWith('vgg') || spec.id === 'vit_b_16') continue;
     const m = spec.create();
     const own = [...m.stateDict().keys()].filter((k) => !k.endsWith('num_batches_tracked'));
     if (own.every((k) => keySet.has(k)) && own.length === [...keySet].filter((k) => !k.endsWith('num_batches_tracked')).length) matches.push(spec.id);
     m.dispose();
   }
+  // Text checkpoints are matched through their key map on a miniature of their depth: a
+  // full-size BERT or GPT-2 takes far too long to build just for its key names.
+  for (const spec of listModels('text')) if (isTextModelSpec(spec) && textCheckpointFits(spec, keys)) matches.push(spec.id);
   await f.close();
   const summary = { file: path, tensors: keys.length, parameters: params, metadata: f.metadata, architectures: matches, keys: infos.map((i) => ({ key: i.key, dtype: i.dtype, shape: i.shape })) };
   if (json) {

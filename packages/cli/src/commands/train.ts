@@ -142,7 +142,7 @@ export async function trainCommand(c: TrainConfig, progress: Progress, resume?: 
   const numClasses = c.numClasses ?? data.classes.length;
   let model;
   try {
-    model = await fromPretrained(c.model, { weights: c.weights, numClasses });
+    model = await fromPretrained(c.model, { weights: c.weights, numClasses, imgSize: c.imageSize });
   } catch (e) {
     if (e instanceof StateDictError) throw new CliError(`--weights ${c.weights} do not fit ${c.model}:\n  ${e.message.split('\n').slice(1).join('\n  ')}`);
     throw e;

@@ -3,12 +3,17 @@
  * `cls_token`, `pos_embed`, `blocks.{i}.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}`,
  * `norm`, `head`. Pre-norm blocks, fused qkv, exact (erf) GELU, LayerNorm eps 1e-6, and the
  * class token as the pooled feature, as timm's vit_base_patch16_224.
+ *
+ * Built for another image size (`imgSize: 384`, or [rows, cols]), it loads checkpoints of any
+ * square grid: `pos_embed` is resampled on load as timm does when it creates a pretrained
+ * model at another size (see `resampleAbsPosEmbed`).
  */
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
 import { Conv2d, LayerNorm, Linear, Sequential } from '../nn/layers.js';
-import { Module } from '../nn/module.js';
+import { Module, type StateValue } from '../nn/module.js';
+import { resampleAbsPosEmbed } from '../nn/pos-embed.js';
 
 export class PatchEmbed extends Module {
   readonly proj: Conv2d;
@@ -77,7 +82,8 @@ export class ViTBlock extends Module {
 
 export interface ViTConfig {
   numClasses?: number;
-  imgSize?: number;
+  /** Input side, or [height, width]; each a multiple of patchSize. */
+  imgSize?: number | readonly [number, number];
   patchSize?: number;
   embedDim?: number;
   depth?: number;
@@ -96,16 +102,24 @@ export class VisionTransformer extends ClassifierModel {
   readonly patchEmbed: PatchEmbed;
   readonly blocks: Sequential;
   readonly norm: LayerNorm;
+  /** Patch rows and columns (timm's patch_embed.grid_size). */
+  readonly gridSize: readonly [number, number];
+  /** Tokens before the patches: the class token. */
+  readonly numPrefixTokens = 1;
   readonly numTokens: number;
 
   constructor(readonly config: ViTConfig = {}) {
     super();
     const img = config.imgSize ?? 224;
+    const [h, w] = typeof img === 'number' ? [img, img] : img;
     const patch = config.patchSize ?? 16;
     const dim = config.embedDim ?? 768;
     const eps = config.eps ?? 1e-6;
-    if (img % patch) throw new RangeError(`VisionTransformer: imgSize (${img}) must be a multiple of patchSize (${patch})`);
-    this.numTokens = (img / patch) ** 2 + 1;
+    if (!Number.isInteger(h) || !Number.isInteger(w) || h < patch || w < patch || h % patch || w % patch) {
+      throw new RangeError(`VisionTransformer: imgSize ${JSON.stringify(img)} must be positive multiples of patchSize (${patch})`);
+    }
+    this.gridSize = [h / patch, w / patch];
+    this.numTokens = this.numPrefixTokens + (h / patch) * (w / patch);
     // timm's initialisation of the two embeddings (the linear layers keep PyTorch's default).
     this.clsToken = this.param('cls_token', A.randn([1, 1, dim], { std: 1e-6 }));
     this.posEmbed = this.param('pos_embed', A.randn([1, this.numTokens, dim], { std: 0.02 }));
@@ -121,10 +135,12 @@ export class VisionTransformer extends ClassifierModel {
 
   /** The normalised class token, [N, embedDim]. */
   forwardFeatures(x: Tensor): Tensor {
-    const patches = this.patchEmbed.forward(x);
-    if (patches.shape[1]! + 1 !== this.numTokens) {
-      throw new RangeError(`VisionTransformer: a ${x.shape[2]}x${x.shape[3]} input gives ${patches.shape[1]} patches; the position embedding has ${this.numTokens - 1} (imgSize ${this.config.imgSize ?? 224})`);
+    const [gh, gw] = this.gridSize;
+    const [ih, iw] = [Math.floor(x.shape[2]! / this.patchEmbed.patchSize), Math.floor(x.shape[3]! / this.patchEmbed.patchSize)];
+    if (ih !== gh || iw !== gw) {
+      throw new RangeError(`VisionTransformer: a ${x.shape[2]}x${x.shape[3]} input gives a ${ih}x${iw} grid of patches; the position embedding has ${gh}x${gw} (imgSize ${JSON.stringify(this.config.imgSize ?? 224)})`);
     }
+    const patches = this.patchEmbed.forward(x);
     const cls = this.clsToken.expand(x.shape[0]!, -1, -1);
     const tokens = A.add(A.cat([cls, patches], 1), this.posEmbed);
     // LayerNorm is per token, so normalising only the pooled class token is the same.
@@ -141,6 +157,17 @@ export class VisionTransformer extends ClassifierModel {
 
   blockOrder(): string[] {
     return ['cls_token,pos_embed,patch_embed', ...this.blocks.layers.map((_, i) => `blocks.${i}`), 'norm', 'head'];
+  }
+
+  /** A checkpoint of another square grid (224 when this model is 384) gets its `pos_embed`
+   * resampled to this grid; one of another width is left to the shape check. */
+  protected override onLoadStateDict(entries: Map<string, StateValue>, prefix: string): void {
+    const key = `${prefix}pos_embed`;
+    const v = entries.get(key);
+    const [, tokens, dim] = this.posEmbed.shape as [number, number, number];
+    if (!v || v.shape.length !== 3 || v.shape[0] !== 1 || v.shape[2] !== dim || v.shape[1] === tokens) return;
+    const t = 'sourceDtype' in v ? A.tensor(v.data, { shape: v.shape }) : v;
+    entries.set(key, resampleAbsPosEmbed(t, this.gridSize, { numPrefixTokens: this.numPrefixTokens }));
   }
 
   /** The head is reached through `head()` (timm's attribute name clashes with it), so a

@@ -32,6 +32,11 @@ function truthy(v: string | undefined): boolean {
   return v !== undefined && ['1', 'true', 'yes', 'on'].includes(v.toLowerCase());
 }
 
+/** Whether only the cache is used: `opts.offline`, else HF_HUB_OFFLINE. */
+export function isHubOffline(opts: HubOptions = {}): boolean {
+  return opts.offline ?? truthy(process.env.HF_HUB_OFFLINE);
+}
+
 export function hubCacheDir(opts: HubOptions = {}): string {
   if (opts.cacheDir) return opts.cacheDir;
   if (process.env.HF_HUB_CACHE) return process.env.HF_HUB_CACHE;
@@ -76,7 +81,7 @@ export async function cachedFile(ref: HubRef, file: string, opts: HubOptions = {
 export async function hubDownload(refOrString: HubRef | string, fileArg?: string, opts: HubOptions = {}): Promise<string> {
   const ref = typeof refOrString === 'string' ? parseHubRef(refOrString) : refOrString;
   const file = fileArg ?? ref.file ?? DEFAULT_WEIGHTS_FILE;
-  const offline = opts.offline ?? truthy(process.env.HF_HUB_OFFLINE);
+  const offline = isHubOffline(opts);
   const cached = await cachedFile(ref, file, opts);
   if (offline) {
     if (cached) return cached;
@@ -90,8 +95,16 @@ export async function hubDownload(refOrString: HubRef | string, fileArg?: string
   if (tok) headers.authorization = `Bearer ${tok}`;
   const f = opts.fetch ?? fetch;
   let head: Response;
+  let headUrl = url;
   try {
-    head = await f(url, { method: 'HEAD', headers, redirect: 'manual' });
+    for (let hops = 0; ; hops++) {
+      head = await f(headUrl, { method: 'HEAD', headers, redirect: 'manual' });
+      // A renamed repo (gpt2 -> openai-community/gpt2) answers with a relative redirect on the
+      // Hub itself, which huggingface_hub follows; an LFS file redirects to the CDN's host.
+      const next = head.status >= 300 && head.status < 400 ? head.headers.get('location') : null;
+      if (!next || /^[a-z][a-z0-9+.-]*:/i.test(next) || next.startsWith('//') || hops === 5) break;
+      headUrl = new URL(next, headUrl).toString();
+    }
   } catch (e) {
     if (cached) return cached;
     throw new HubError(`cannot reach ${endpoint(opts)} for ${ref.repo}: ${(e as Error).message}. Set HF_HUB_OFFLINE=1 to use the cache only.`);
@@ -107,7 +120,7 @@ export async function hubDownload(refOrString: HubRef | string, fileArg?: string
   const snapshot = join(root, 'snapshots', commit, file);
   await mkdir(dirname(blob), { recursive: true });
   if (!(await exists(blob))) {
-    const from = location ? new URL(location, url).toString() : url;
+    const from = location ? new URL(location, headUrl).toString() : headUrl;
     // The CDN behind a redirect must not see the Hub token.
     const sameHost = new URL(from).host === new URL(url).host;
     await download(f, from, blob, file, sameHost ? headers : { 'user-agent': headers['user-agent']! }, Number.isFinite(size) ? size : null, opts);

@@ -219,3 +219,31 @@ export class ModuleList<M extends Module = Module> extends Module {
     return this.items[Symbol.iterator]();
   }
 }
+
+/** Children named by key, with no forward of its own, as torch.nn.ModuleDict: `heads.species.weight`. */
+export class ModuleDict<M extends Module = Module> extends Module {
+  private readonly items = new Map<string, M>();
+  constructor(items: Readonly<Record<string, M>> = {}) {
+    super();
+    for (const [name, m] of Object.entries(items)) {
+      // A dot would make the state-dict key ambiguous (PyTorch refuses it too).
+      if (name === '' || name.includes('.')) throw new RangeError(`ModuleDict: a name must be non-empty and have no ".", got ${JSON.stringify(name)}`);
+      this.items.set(name, this.module(name, m));
+    }
+  }
+  forward(): never {
+    throw new Error('ModuleDict has no forward; look its items up by name');
+  }
+  get(name: string): M | undefined {
+    return this.items.get(name);
+  }
+  keys(): string[] {
+    return [...this.items.keys()];
+  }
+  entries(): [string, M][] {
+    return [...this.items.entries()];
+  }
+  get size(): number {
+    return this.items.size;
+  }
+}

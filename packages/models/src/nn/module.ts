@@ -160,14 +160,30 @@ export abstract class Module {
    * Copies values into this module's tensors in place (optimizers keep their references).
    * With `strict` (the default) every missing, unexpected and mis-shaped key is reported in
    * one error; without it, shape mismatches still throw and the rest is returned.
+   * `ignoreMissing` names keys the dict may lack even when strict: they keep their current
+   * values (a freshly initialised head, as transformers' `_keys_to_ignore_on_load_missing`).
    */
-  loadStateDict(dict: StateDict, opts: { strict?: boolean } = {}): LoadResult {
-    const strict = opts.strict ?? true;
-    const entries = dict instanceof Map ? dict : new Map(Object.entries(dict));
+  loadStateDict(dict: StateDict, opts: { strict?: boolean; ignoreMissing?: readonly string[] } = {}): LoadResult {
+    // The scope frees what the hooks and reshapes create; the caller's dict is not modified.
+    return A.tidy(() => A.noGrad(() => {
+      const entries = new Map(dict instanceof Map ? dict : Object.entries(dict));
+      for (const [path, m] of this.namedModules()) m.onLoadStateDict(entries, path ? `${path}.` : '');
+      return this.copyStateDict(entries, opts.strict ?? true, new Set(opts.ignoreMissing));
+    }));
+  }
+
+  /**
+   * Adapts the checkpoint entries under `prefix` (this module's keys) to this module before
+   * they are checked and copied, as PyTorch's load_state_dict pre-hooks and timm's checkpoint
+   * filters: a ViT resamples `pos_embed` to its grid. Tensors it creates are freed after the copy.
+   */
+  protected onLoadStateDict(_entries: Map<string, StateValue>, _prefix: string): void {}
+
+  private copyStateDict(entries: Map<string, StateValue>, strict: boolean, ignoreMissing: ReadonlySet<string>): LoadResult {
     const own = this.stateDict();
     // Checkpoints from before PyTorch 0.4.1 (and many converted ones) have no
     // num_batches_tracked; PyTorch's BatchNorm accepts that, and so do we.
-    const missing = [...own.keys()].filter((k) => !entries.has(k) && !k.endsWith('num_batches_tracked'));
+    const missing = [...own.keys()].filter((k) => !entries.has(k) && !k.endsWith('num_batches_tracked') && !ignoreMissing.has(k));
     const unexpected = [...entries.keys()].filter((k) => !own.has(k));
     const mismatched: { key: string; expected: number[]; got: number[] }[] = [];
     for (const [k, t] of own) {
@@ -192,7 +208,7 @@ export abstract class Module {
       if ('sourceDtype' in v) {
         t.engine.write(t.buffer, t.dtype === 'int32' ? Int32Array.from(v.data) : v.data instanceof Float32Array ? v.data : Float32Array.from(v.data), t.offset * 4);
       } else {
-        A.noGrad(() => A.assign(t, v.shape.length === t.shape.length ? v : v.reshape(t.shape)));
+        A.assign(t, v.shape.length === t.shape.length ? v : v.reshape(t.shape));
       }
     }
     return { missing, unexpected };
