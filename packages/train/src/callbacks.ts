@@ -1,7 +1,7 @@
 /** Callbacks: early stopping with best-weights restore, gradual unfreezing, and hooks. */
 import * as A from '@tl/autograd';
 import { keep, type Tensor } from '@tl/autograd';
-import type { EpochLogs, Trainer } from './trainer.js';
+import type { EpochLogs, HeadLogs, Trainer } from './trainer.js';
 
 export interface Callback {
   readonly name: string;
@@ -14,9 +14,31 @@ export interface Callback {
   setState?(s: unknown): void;
 }
 
+/** The numeric entries of the epoch logs. */
+export type LogKey = { [K in keyof EpochLogs]-?: EpochLogs[K] extends number | undefined ? K : never }[keyof EpochLogs];
+
+/** An entry of the epoch logs ('valLoss'), or of one head's ('heads.species.valAccuracy'). */
+export type MonitorKey = LogKey | `heads.${string}.${keyof HeadLogs}`;
+
+/** The value of `key` in the logs, or undefined. */
+function logValue(logs: EpochLogs, key: MonitorKey): number | undefined {
+  if (!key.startsWith('heads.')) return logs[key as LogKey];
+  const dot = key.lastIndexOf('.');
+  return logs.heads?.[key.slice('heads.'.length, dot)]?.[key.slice(dot + 1) as keyof HeadLogs];
+}
+
+/** Every numeric entry of the logs, heads' included, by the names `monitor` takes. */
+function logKeys(logs: EpochLogs): string[] {
+  const top = Object.entries(logs).filter(([, v]) => typeof v === 'number').map(([k]) => k);
+  const heads = Object.entries(logs.heads ?? {}).flatMap(([h, l]) => Object.keys(l).map((k) => `heads.${h}.${k}`));
+  return [...top, ...heads];
+}
+
 export interface EarlyStoppingOptions {
-  /** A key of the epoch logs (default 'valLoss', or 'trainLoss' without validation). */
-  monitor?: keyof EpochLogs;
+  /** An entry of the epoch logs, or of a head's: 'heads.<name>.valAccuracy' (default 'valLoss',
+   * or 'trainLoss' without validation). */
+  monitor?: MonitorKey;
+  /** Default 'min' for losses and mean absolute errors, else 'max'. */
   mode?: 'min' | 'max';
   patience?: number;
   minDelta?: number;
@@ -43,11 +65,11 @@ export function earlyStopping(o: EarlyStoppingOptions = {}): Callback & { bestEp
     },
     onTrainBegin(t: Trainer) {
       monitor ??= t.hasValidation ? 'valLoss' : 'trainLoss';
-      mode ??= String(monitor).toLowerCase().includes('loss') ? 'min' : 'max';
+      mode ??= /loss|mae/i.test(monitor) ? 'min' : 'max';
     },
     onEpochEnd(t: Trainer, epoch: number, logs: EpochLogs) {
-      const v = logs[monitor!] as number | undefined;
-      if (v === undefined || Number.isNaN(v)) throw new Error(`earlyStopping: the epoch logs have no "${String(monitor)}" (have ${Object.keys(logs).join(', ')})`);
+      const v = logValue(logs, monitor!);
+      if (v === undefined || Number.isNaN(v)) throw new Error(`earlyStopping: the epoch logs have no "${monitor}" (have ${logKeys(logs).join(', ')})`);
       const improved = Number.isNaN(best) || (mode === 'min' ? v < best - (o.minDelta ?? 0) : v > best + (o.minDelta ?? 0));
       if (improved) {
         best = v;

@@ -2,30 +2,62 @@
  * The training loop: feature extraction (frozen backbone, cached features), fine-tuning of all
  * or chosen blocks, gradual unfreezing, per-parameter learning rates, schedules, clipping,
  * accumulation, early stopping, checkpoints that resume bit for bit, and a clear stop on a
- * NaN loss. Each step runs inside a scope, so GPU memory stays flat across steps.
+ * NaN loss. Each step runs inside a scope, so GPU memory stays flat across steps. A model with
+ * several heads (multi-task) trains on the weighted sum of its heads' losses, with metrics per head.
  */
 import * as A from '@tl/autograd';
-import { keep, type Tensor } from '@tl/autograd';
+import { keep, Tensor } from '@tl/autograd';
 import { nameMatcher, parseSafetensors, serializeSafetensors, type Module } from '@tl/models';
 import type { Callback } from './callbacks.js';
 import type { Dataset } from './data/dataset.js';
-import { DataLoader, collate, type Batch } from './data/loader.js';
+import { DataLoader, collate, IGNORE_INDEX, type Batch, type HeadTargetBatch } from './data/loader.js';
 import { argmaxRows, classificationReport, meanAbsoluteError, topKAccuracy, type ClassificationReport } from './metrics.js';
 import { adamw, type Optimizer, type OptimizerSpec, type OptimizerState, type ParamGroup } from './optim.js';
 import { constant, ReduceOnPlateau, type Schedule } from './schedule.js';
 import type { BlobStore } from './store.js';
 
+/** One output, or one per head (a multi-task model). */
+export type ModelOutput = Tensor | Record<string, Tensor>;
+
 /** What the trainer needs of a model: a Module with a forward, and optionally the split into
  * features and head that feature caching uses. */
 export interface TrainableModel extends Module {
-  forward(x: Tensor, mask?: Tensor): Tensor;
-  forwardFeatures?(x: Tensor, mask?: Tensor): Tensor;
-  forwardHead?(features: Tensor): Tensor;
+  forward(x: Tensor, mask?: Tensor, tokenTypeIds?: Tensor): ModelOutput;
+  forwardFeatures?(x: Tensor, mask?: Tensor, tokenTypeIds?: Tensor): Tensor;
+  forwardHead?(features: Tensor): ModelOutput;
   blockOrder?(): string[];
   readonly classifierPath?: string;
+  /** The task of each head of a model that returns one output per head (MultiTaskModel): the
+   * defaults of the trainer's `tasks`. */
+  readonly headTasks?: Readonly<Record<string, Task>>;
+  /** Whether forward's third argument is token type ids. Default: judged from the parameters
+   * forward declares (BERT's three, DistilBERT's two), as Hugging Face's Trainer passes only
+   * the inputs a forward names. */
+  readonly acceptsTokenTypeIds?: boolean;
 }
 
 export type Task = 'classification' | 'multilabel' | 'regression';
+const TASKS: readonly Task[] = ['classification', 'multilabel', 'regression'];
+
+/** How one head of a multi-task model trains. */
+export interface TaskOptions {
+  /** Default: the model's task for the head (MultiTaskModel.headTasks), else 'classification'. */
+  task?: Task;
+  /** Factor of this head's loss in the total (Keras' loss_weights); default 1. */
+  weight?: number;
+  /** Regression loss; default the trainer's regressionLoss, else 'mse'. */
+  loss?: 'mse' | 'l1';
+  /** Default the trainer's labelSmoothing. */
+  labelSmoothing?: number;
+}
+
+interface ResolvedTask {
+  name: string;
+  task: Task;
+  weight: number;
+  loss: 'mse' | 'l1';
+  labelSmoothing?: number;
+}
 
 export interface TrainerOptions {
   optimizer?: OptimizerSpec;
@@ -34,6 +66,12 @@ export interface TrainerOptions {
   batchSize?: number;
   callbacks?: Callback[];
   task?: Task;
+  /**
+   * One entry per head of a model that returns one output per head: the loss is the sum of
+   * weight × head loss. A MultiTaskModel's heads that are not named here train with their own
+   * task and weight 1. Samples carry one target per head (`label: { species: 3, age: ... }`).
+   */
+  tasks?: Readonly<Record<string, TaskOptions>>;
   /** Regression loss (default 'mse'). */
   regressionLoss?: 'mse' | 'l1';
   labelSmoothing?: number;
@@ -65,28 +103,48 @@ export type TrainerEvent =
   | { type: 'step'; epoch: number; step: number; steps: number; loss: number; accuracy: number | null; lr: number; samplesPerSec: number }
   | { type: 'epochEnd'; epoch: number; logs: EpochLogs };
 
-export interface EpochLogs {
-  epoch: number;
+/** One head's metrics in an epoch (multi-task). */
+export interface HeadLogs {
   trainLoss: number;
   trainAccuracy?: number;
   valLoss?: number;
   valAccuracy?: number;
   valMacroF1?: number;
   valMae?: number;
+}
+
+/** The metrics of the epoch; with several heads, the losses are the weighted sums of theirs. */
+export interface EpochLogs extends HeadLogs {
+  epoch: number;
+  /** Per head, for a multi-task model. */
+  heads?: Record<string, HeadLogs>;
   lr: number;
   seconds: number;
   samplesPerSec: number;
   cachedFeatures: boolean;
 }
 
-export interface EvalResult {
+export interface HeadEvalResult {
+  /** Mean loss over the samples with a target (with several heads: the weighted sum of theirs). */
   loss: number;
+  /** Samples evaluated (of a head: those with a target for it). */
   total: number;
   accuracy?: number;
   correct?: number;
   report?: ClassificationReport;
   topK?: number;
   mae?: number;
+}
+
+export interface EvalResult extends HeadEvalResult {
+  /** Per head, for a multi-task model. */
+  heads?: Record<string, HeadEvalResult>;
+}
+
+export interface Prediction {
+  /** Row-major [N, width]. */
+  outputs: Float32Array;
+  width: number;
 }
 
 export class TrainingError extends Error {
@@ -104,13 +162,17 @@ export class Trainer {
   history: EpochLogs[] = [];
   globalStep = 0;
   private startEpoch = 0;
+  /** The heads of a multi-task model and how each trains; null for a model with one output. */
+  private readonly tasks: readonly ResolvedTask[] | null;
   private paramNames = new Map<Tensor, string>();
   private featureMemo = new Map<string, { feats: Float32Array[]; shape: number[] }>();
+  private toldTokenTypes = false;
 
   constructor(readonly model: TrainableModel, opts: TrainerOptions = {}) {
     this.opts = { epochs: 10, batchSize: 32, task: 'classification', accumulate: 1, seed: 0, ...opts };
     if (!Number.isInteger(this.opts.epochs) || this.opts.epochs < 1) throw new RangeError(`epochs must be a positive integer, got ${this.opts.epochs}`);
     if (!Number.isInteger(this.opts.accumulate) || this.opts.accumulate < 1) throw new RangeError(`accumulate must be a positive integer, got ${this.opts.accumulate}`);
+    this.tasks = resolveTasks(model, opts);
     const spec = opts.optimizer ?? adamw({ lr: 1e-3 });
     this.optimizer = spec.create(this.paramGroups(spec));
     this.schedule = opts.schedule ?? constant();
@@ -162,17 +224,109 @@ export class Trainer {
   }
   private stepsPerEpoch = 1;
 
-  private lossFn(out: Tensor, batch: Batch): Tensor {
+  /** The output and targets of a model with one output, or an error saying what does not fit. */
+  private single(out: ModelOutput, batch: Batch): { out: Tensor; y: Tensor } {
+    if (!(out instanceof Tensor)) {
+      throw new TrainingError(`${this.model.constructor.name} returns one output per head (${Object.keys(out).join(', ')}); name them in the trainer's tasks option`);
+    }
+    if (!batch.y) {
+      throw new TrainingError(`the samples carry one target per head (${Object.keys(batch.targets ?? {}).join(', ')}), but ${this.model.constructor.name} has one output; use a multi-head model (MultiTaskModel) with the trainer's tasks option`);
+    }
+    return { out, y: batch.y };
+  }
+
+  private lossFn(output: ModelOutput, batch: Batch): Tensor {
+    const { out, y } = this.single(output, batch);
     switch (this.opts.task) {
       case 'classification':
-        return A.crossEntropy(out, batch.y, { labelSmoothing: this.opts.labelSmoothing });
+        return A.crossEntropy(out, y, { labelSmoothing: this.opts.labelSmoothing });
       case 'multilabel':
-        return A.binaryCrossEntropyWithLogits(out, batch.y);
+        return A.binaryCrossEntropyWithLogits(out, y);
       case 'regression': {
-        const pred = out.rank === 2 && out.shape[1] === 1 && batch.y.rank === 1 ? out.reshape([out.shape[0]!]) : out;
-        return this.opts.regressionLoss === 'l1' ? A.l1Loss(pred, batch.y) : A.mseLoss(pred, batch.y);
+        const pred = out.rank === 2 && out.shape[1] === 1 && y.rank === 1 ? out.reshape([out.shape[0]!]) : out;
+        return this.opts.regressionLoss === 'l1' ? A.l1Loss(pred, y) : A.mseLoss(pred, y);
       }
     }
+  }
+
+  /**
+   * Each head's output and targets (multi-task), checked against the tasks. A head with no
+   * target in this batch has `target` null.
+   */
+  private perHead(output: ModelOutput, batch: Batch): { task: ResolvedTask; out: Tensor; target: HeadTargetBatch | null }[] {
+    const tasks = this.tasks!;
+    const heads = tasks.map((t) => t.name);
+    if (output instanceof Tensor) throw new TrainingError(`the tasks name heads (${heads.join(', ')}), but ${this.model.constructor.name} returns one tensor`);
+    for (const k of Object.keys(output)) {
+      if (!heads.includes(k)) throw new TrainingError(`${this.model.constructor.name} returns an output "${k}" that the tasks do not name (tasks: ${heads.join(', ')})`);
+    }
+    if (!batch.targets) {
+      throw new TrainingError(`the model has heads (${heads.join(', ')}), but the samples carry a single target; give each sample one target per head, e.g. label: { ${heads[0]}: ... }`);
+    }
+    for (const k of Object.keys(batch.targets)) {
+      if (!heads.includes(k)) throw new TrainingError(`the samples have targets for "${k}", which is not a head of the model (heads: ${heads.join(', ')})`);
+    }
+    return tasks.map((task) => {
+      const out = output[task.name];
+      if (!out) throw new TrainingError(`${this.model.constructor.name} returned no output for the head "${task.name}" (outputs: ${Object.keys(output).join(', ')})`);
+      const target = batch.targets![task.name];
+      return { task, out, target: target && target.count > 0 ? target : null };
+    });
+  }
+
+  /** Mean loss of one head over the rows that have a target for it. */
+  private headLoss(t: ResolvedTask, out: Tensor, target: HeadTargetBatch): Tensor {
+    if (t.task === 'classification') {
+      if (target.y.dtype !== 'int32') throw new TrainingError(`head "${t.name}" is a classification head, but its targets are vectors; give class indices (numbers)`);
+      return A.crossEntropy(out, target.y, { labelSmoothing: t.labelSmoothing });
+    }
+    if (target.y.dtype !== 'float32') {
+      throw new TrainingError(`head "${t.name}" is a ${t.task} head, but its targets are class indices (numbers); give them as Float32Array (e.g. Float32Array.of(0.5))`);
+    }
+    if (out.rank !== 2 || out.shape[1] !== target.y.shape[1]) {
+      throw new TrainingError(`head "${t.name}" outputs [${out.shape.join(', ')}], but its targets are [${target.y.shape.join(', ')}]`);
+    }
+    const reduction = target.present ? 'none' : 'mean';
+    const el = t.task === 'multilabel'
+      ? A.binaryCrossEntropyWithLogits(out, target.y, reduction)
+      : t.loss === 'l1' ? A.l1Loss(out, target.y, reduction) : A.mseLoss(out, target.y, reduction);
+    if (!target.present) return el;
+    // The mean over the rows that have a target: absent rows hold 0 and are masked out.
+    return A.mul(A.sum(A.mul(el, target.present)), 1 / (target.count * out.shape[1]!));
+  }
+
+  /** The weighted sum of the heads' losses (null when no head has a target in the batch), and
+   * each head's loss (0 without targets) as [1]. */
+  private multiLoss(heads: { task: ResolvedTask; out: Tensor; target: HeadTargetBatch | null }[]): { total: Tensor | null; losses: Tensor[] } {
+    let total: Tensor | null = null;
+    const losses: Tensor[] = [];
+    for (const { task, out, target } of heads) {
+      if (!target) {
+        losses.push(A.zeros([1]));
+        continue;
+      }
+      const l = this.headLoss(task, out, target);
+      const weighted = A.mul(l, task.weight);
+      total = total ? A.add(total, weighted) : weighted;
+      losses.push(A.noGrad(() => l.reshape([1])));
+    }
+    return { total, losses };
+  }
+
+  /** The model's output for a batch (from cached features: the head's). */
+  private run(batch: Batch, cached: boolean): ModelOutput {
+    return cached ? this.model.forwardHead!(batch.x) : this.model.forward(batch.x, batch.mask ?? undefined, this.tokenTypes(batch));
+  }
+
+  /** The batch's token type ids when the model takes them; otherwise none, and says so once. */
+  private tokenTypes(batch: Batch): Tensor | undefined {
+    if (!batch.tokenTypeIds) return undefined;
+    if (this.model.acceptsTokenTypeIds ?? this.model.forward.length >= 3) return batch.tokenTypeIds;
+    if (!this.toldTokenTypes) {
+      this.toldTokenTypes = true;
+      this.log(`the samples carry token type ids, but ${this.model.constructor.name}.forward takes none (its third argument); they are not used`);
+    }
+    return undefined;
   }
 
   /** Whether only the head trains: the features can then be computed once. */
@@ -197,16 +351,23 @@ export class Trainer {
       let lossSum = 0;
       let correct = 0;
       let seen = 0;
+      const headSums = (this.tasks ?? []).map(() => ({ loss: 0, count: 0, hits: 0 }));
       const batches = cached ? await this.featureBatches(train, loader, epoch) : loader.epoch(epoch);
       this.opts.onEvent?.({ type: 'epochBegin', epoch, epochs: this.opts.epochs, steps: loader.length, cached });
       let micro = 0;
       let step = 0;
       for await (const batch of batches) {
-        const { loss, hits } = await this.trainStep(batch, cached, schedule, micro);
+        const { loss, hits, heads } = await this.trainStep(batch, cached, schedule, micro);
         micro = (micro + 1) % this.opts.accumulate;
         lossSum += loss * batch.size;
         correct += hits ?? 0;
         seen += batch.size;
+        heads?.forEach((h, i) => {
+          const sum = headSums[i]!;
+          sum.loss += h.loss * h.count;
+          sum.count += h.count;
+          sum.hits += h.hits;
+        });
         batch.dispose();
         step++;
         const secs = (performance.now() - t0) / 1000;
@@ -220,14 +381,20 @@ export class Trainer {
       const logs: EpochLogs = {
         epoch, trainLoss: lossSum / Math.max(seen, 1), lr: this.optimizer.groups[0]?.lr ?? 0, seconds,
         samplesPerSec: seen / Math.max(seconds, 1e-9), cachedFeatures: cached,
-        ...(this.opts.task === 'classification' ? { trainAccuracy: correct / Math.max(seen, 1) } : {}),
+        ...(this.opts.task === 'classification' && !this.tasks ? { trainAccuracy: correct / Math.max(seen, 1) } : {}),
       };
+      if (this.tasks) {
+        logs.heads = {};
+        this.tasks.forEach((t, i) => {
+          const { loss, count, hits } = headSums[i]!;
+          logs.heads![t.name] = { trainLoss: count ? loss / count : NaN, ...(t.task === 'classification' ? { trainAccuracy: count ? hits / count : NaN } : {}) };
+        });
+        logs.trainLoss = weightedTotal(this.tasks, this.tasks.map((t) => logs.heads![t.name]!.trainLoss));
+      }
       if (val && val.length > 0) {
         const r = await this.evaluate(val, { cached });
-        logs.valLoss = r.loss;
-        if (r.accuracy !== undefined) logs.valAccuracy = r.accuracy;
-        if (r.report) logs.valMacroF1 = r.report.macroF1;
-        if (r.mae !== undefined) logs.valMae = r.mae;
+        Object.assign(logs, valLogs(r));
+        for (const [name, h] of Object.entries(r.heads ?? {})) Object.assign(logs.heads![name]!, valLogs(h));
       }
       if (schedule instanceof ReduceOnPlateau) schedule.observe(logs.valLoss ?? logs.trainLoss);
       this.history.push(logs);
@@ -239,17 +406,26 @@ export class Trainer {
     return this.history;
   }
 
-  private async trainStep(batch: Batch, cached: boolean, schedule: Schedule, micro: number): Promise<{ loss: number; hits: number | null }> {
+  private async trainStep(
+    batch: Batch, cached: boolean, schedule: Schedule, micro: number,
+  ): Promise<{ loss: number; hits: number | null; heads: { loss: number; count: number; hits: number }[] | null }> {
     const stats = A.tidy(() => {
-      const out = cached ? this.model.forwardHead!(batch.x) : this.model.forward(batch.x, batch.mask ?? undefined);
-      const loss = this.lossFn(out, batch);
+      const out = this.run(batch, cached);
+      const heads = this.tasks ? this.perHead(out, batch) : null;
+      const { total: loss, losses } = heads ? this.multiLoss(heads) : { total: this.lossFn(out, batch), losses: [] };
+      if (!loss) throw new TrainingError(`samples ${batch.indices.join(', ')} have no target for any head (${this.tasks!.map((t) => t.name).join(', ')})`);
       const scaled = this.opts.accumulate > 1 ? A.mul(loss, 1 / this.opts.accumulate) : loss;
       A.backward(scaled);
-      const parts = [A.noGrad(() => loss.reshape([1]))];
-      if (this.opts.task === 'classification') {
-        parts.push(A.sum(A.eq(A.argmax(out, 1), batch.y)).reshape([1]));
-      }
-      return A.noGrad(() => A.cat(parts));
+      return A.noGrad(() => {
+        const parts = [loss.reshape([1]), ...losses];
+        if (heads) {
+          for (const h of heads) parts.push(h.task.task === 'classification' && h.target ? A.sum(A.eq(A.argmax(h.out, 1), h.target.y)).reshape([1]) : A.zeros([1]));
+        } else if (this.opts.task === 'classification') {
+          const { out: logits, y } = this.single(out, batch);
+          parts.push(A.sum(A.eq(A.argmax(logits, 1), y)).reshape([1]));
+        }
+        return A.cat(parts);
+      });
     });
     if (micro === this.opts.accumulate - 1) this.optimizerStep(schedule);
     const values = await stats.data();
@@ -262,7 +438,12 @@ export class Trainer {
           '. Lower the learning rate, clip gradients (gradClip) or check the data for NaNs.',
       );
     }
-    return { loss, hits: this.opts.task === 'classification' ? values[1]! : null };
+    if (this.tasks) {
+      const n = this.tasks.length;
+      const heads = this.tasks.map((t, i) => ({ loss: values[1 + i]!, count: batch.targets?.[t.name]?.count ?? 0, hits: values[1 + n + i]! }));
+      return { loss, hits: null, heads };
+    }
+    return { loss, hits: this.opts.task === 'classification' ? values[1]! : null, heads: null };
   }
 
   private optimizerStep(schedule: Schedule): void {
@@ -317,7 +498,7 @@ export class Trainer {
     let shape: number[] = [];
     const loader = new DataLoader(ds, { batchSize: Math.max(this.opts.batchSize, 64), shuffle: false });
     for await (const batch of loader.epoch(0)) {
-      const f = A.tidy(() => A.noGrad(() => this.model.forwardFeatures!(batch.x, batch.mask ?? undefined)));
+      const f = A.tidy(() => A.noGrad(() => this.model.forwardFeatures!(batch.x, batch.mask ?? undefined, this.tokenTypes(batch))));
       const data = (await f.data()) as Float32Array;
       shape = f.shape.slice(1);
       const n = data.length / batch.size;
@@ -356,59 +537,119 @@ export class Trainer {
     const cached = opts.cached ?? (!!this.opts.cacheFeatures && this.backboneFrozen());
     const loader = new DataLoader(ds, { batchSize: Math.max(this.opts.batchSize, 64), shuffle: false });
     const batches = cached ? await this.featureBatches(ds, loader, 0) : loader.epoch(0);
+    try {
+      return this.tasks ? await this.evaluateHeads(this.tasks, batches, cached, opts.topK) : await this.evaluateSingle(batches, cached, opts.topK);
+    } finally {
+      this.model.train(wasTraining);
+    }
+  }
+
+  private async evaluateSingle(batches: AsyncIterable<Batch>, cached: boolean, topK?: number): Promise<EvalResult> {
     let lossSum = 0;
     let n = 0;
     const outs: Float32Array[] = [];
     const targets: number[] = [];
-    const regTargets: number[] = [];
     let width = 0;
     for await (const batch of batches) {
       const [out, loss] = A.tidy(() => A.noGrad(() => {
-        const o = cached ? this.model.forwardHead!(batch.x) : this.model.forward(batch.x, batch.mask ?? undefined);
-        return [o, this.lossFn(o, batch)] as const;
+        const o = this.run(batch, cached);
+        return [this.single(o, batch).out, this.lossFn(o, batch)] as const;
       }));
       lossSum += (await loss.item()) * batch.size;
       const data = (await out.data()) as Float32Array;
       width = data.length / batch.size;
       outs.push(data);
-      const y = await batch.y.data();
-      if (this.opts.task === 'classification') targets.push(...y);
-      else regTargets.push(...y);
+      targets.push(...(await batch.y!.data()));
       n += batch.size;
       out.dispose();
       loss.dispose();
       batch.dispose();
     }
-    this.model.train(wasTraining);
     const all = concatRows(outs);
     const result: EvalResult = { loss: n ? lossSum / n : NaN, total: n };
-    if (this.opts.task === 'classification' && n > 0) {
-      const pred = argmaxRows(all, width);
-      const report = classificationReport(pred, targets, width);
-      Object.assign(result, { accuracy: report.accuracy, correct: report.correct, report });
-      if (opts.topK) result.topK = topKAccuracy(all, targets, width, opts.topK);
-    }
-    if (this.opts.task === 'regression') result.mae = meanAbsoluteError(all, regTargets);
+    if (this.opts.task === 'classification' && n > 0) Object.assign(result, classificationResult(all, targets, width, topK));
+    if (this.opts.task === 'regression') result.mae = meanAbsoluteError(all, targets);
     return result;
   }
 
+  /** Per head: the mean loss and metrics over the samples that have a target for it. */
+  private async evaluateHeads(tasks: readonly ResolvedTask[], batches: AsyncIterable<Batch>, cached: boolean, topK?: number): Promise<EvalResult> {
+    const acc = tasks.map(() => ({ lossSum: 0, count: 0, outs: [] as Float32Array[], targets: [] as number[], width: 0 }));
+    let n = 0;
+    for await (const batch of batches) {
+      const heads = A.tidy(() => A.noGrad(() => {
+        const per = this.perHead(this.run(batch, cached), batch);
+        const { losses } = this.multiLoss(per);
+        return per.map((h, i) => ({ ...h, loss: losses[i]! }));
+      }));
+      for (const [i, h] of heads.entries()) {
+        const a = acc[i]!;
+        const out = (await h.out.data()) as Float32Array;
+        a.width = out.length / batch.size;
+        if (h.target) {
+          const y = await h.target.y.data();
+          const present = h.target.present ? await h.target.present.data() : null;
+          const k = y.length / batch.size;
+          const rows = [...Array(batch.size).keys()].filter((r) => (h.task.task === 'classification' ? y[r] !== IGNORE_INDEX : !present || present[r] === 1));
+          a.outs.push(pickRows(out, a.width, rows));
+          for (const r of rows) for (let j = 0; j < k; j++) a.targets.push(y[r * k + j]!);
+          a.lossSum += (await h.loss.item()) * h.target.count;
+          a.count += h.target.count;
+        }
+        h.out.dispose();
+        h.loss.dispose();
+      }
+      n += batch.size;
+      batch.dispose();
+    }
+    const results: Record<string, HeadEvalResult> = {};
+    tasks.forEach((t, i) => {
+      const a = acc[i]!;
+      const r: HeadEvalResult = { loss: a.count ? a.lossSum / a.count : NaN, total: a.count };
+      const all = concatRows(a.outs);
+      if (t.task === 'classification' && a.count > 0) Object.assign(r, classificationResult(all, a.targets, a.width, topK));
+      if (t.task === 'regression' && a.count > 0) r.mae = meanAbsoluteError(all, a.targets);
+      results[t.name] = r;
+    });
+    return { loss: weightedTotal(tasks, tasks.map((t) => results[t.name]!.loss)), total: n, heads: results };
+  }
+
   /** Logits (classification) or outputs for every sample, row-major [N, K]. */
-  async predict(ds: Dataset): Promise<{ outputs: Float32Array; width: number }> {
+  async predict(ds: Dataset): Promise<Prediction> {
+    if (this.tasks) throw new TrainingError(`${this.model.constructor.name} has several heads (${this.tasks.map((t) => t.name).join(', ')}); use predictHeads`);
+    return (await this.predictAll(ds)).get(SINGLE) ?? { outputs: new Float32Array(0), width: 0 };
+  }
+
+  /** Every head's outputs for every sample (multi-task models). */
+  async predictHeads(ds: Dataset): Promise<Record<string, Prediction>> {
+    if (!this.tasks) throw new TrainingError(`${this.model.constructor.name} has one output; use predict`);
+    return Object.fromEntries(await this.predictAll(ds));
+  }
+
+  private async predictAll(ds: Dataset): Promise<Map<string, Prediction>> {
     const wasTraining = this.model.training;
     this.model.eval();
     const loader = new DataLoader(ds, { batchSize: Math.max(this.opts.batchSize, 64), shuffle: false });
-    const outs: Float32Array[] = [];
-    let width = 0;
-    for await (const batch of loader.epoch(0)) {
-      const out = A.tidy(() => A.noGrad(() => this.model.forward(batch.x, batch.mask ?? undefined)));
-      const data = (await out.data()) as Float32Array;
-      width = data.length / batch.size;
-      outs.push(data);
-      out.dispose();
-      batch.dispose();
+    const parts = new Map<string, Float32Array[]>();
+    let rows = 0;
+    try {
+      for await (const batch of loader.epoch(0)) {
+        rows += batch.size;
+        const out = A.tidy(() => A.noGrad(() => this.run(batch, false)));
+        for (const [name, t] of out instanceof Tensor ? [[SINGLE, out] as const] : Object.entries(out)) {
+          if (!parts.has(name)) parts.set(name, []);
+          parts.get(name)!.push((await t.data()) as Float32Array);
+          t.dispose();
+        }
+        batch.dispose();
+      }
+    } finally {
+      this.model.train(wasTraining);
     }
-    this.model.train(wasTraining);
-    return { outputs: concatRows(outs), width };
+    return new Map([...parts].map(([name, p]) => {
+      const outputs = concatRows(p);
+      return [name, { outputs, width: outputs.length / rows }];
+    }));
   }
 
   // Checkpoints ----------------------------------------------------------------------------
@@ -474,6 +715,74 @@ function clipScale(params: Tensor[], maxNorm: number): Tensor {
     const total = A.sqrt(A.sum(sq)).reshape([1]);
     return keep(A.map([total], ([n]) => `min(1.0, ${maxNorm} / (${n} + 1e-6))`, { label: 'clipScale' }));
   }));
+}
+
+/** The key predictAll files a single-output model's outputs under. */
+const SINGLE = '';
+
+/**
+ * The heads of a multi-task run: those of the model (MultiTaskModel.headTasks) or of the
+ * `tasks` option, with the option's settings over the model's defaults. Null for a model
+ * with one output.
+ */
+function resolveTasks(model: TrainableModel, opts: TrainerOptions): ResolvedTask[] | null {
+  const own = model.headTasks;
+  const given = opts.tasks;
+  if (!own && !given) return null;
+  const names = own ? Object.keys(own) : Object.keys(given!);
+  if (opts.task !== undefined) {
+    throw new RangeError(`give task (a model with one output) or tasks (one entry per head), not both; got task ${JSON.stringify(opts.task)} with heads ${names.join(', ')}`);
+  }
+  if (names.length === 0) throw new RangeError('tasks must name at least one head');
+  for (const n of Object.keys(given ?? {})) {
+    if (own && !(n in own)) throw new RangeError(`tasks names "${n}", which is not a head of ${model.constructor.name} (heads: ${names.join(', ')})`);
+  }
+  return names.map((name) => {
+    const o = given?.[name] ?? {};
+    const task = o.task ?? own?.[name] ?? 'classification';
+    if (!TASKS.includes(task)) throw new RangeError(`tasks.${name}.task must be one of ${TASKS.join(', ')}, got ${JSON.stringify(task)}`);
+    if (own && task !== own[name]) throw new RangeError(`tasks.${name}.task is "${task}", but the model's head "${name}" is a ${own[name]} head`);
+    const weight = o.weight ?? 1;
+    if (!(Number.isFinite(weight) && weight >= 0)) throw new RangeError(`tasks.${name}.weight must be a finite number >= 0, got ${weight}`);
+    const loss = o.loss ?? opts.regressionLoss ?? 'mse';
+    if (loss !== 'mse' && loss !== 'l1') throw new RangeError(`tasks.${name}.loss must be 'mse' or 'l1', got ${JSON.stringify(loss)}`);
+    if (o.loss !== undefined && task !== 'regression') throw new RangeError(`tasks.${name}.loss is for regression heads; "${name}" is a ${task} head`);
+    return { name, task, weight, loss, labelSmoothing: o.labelSmoothing ?? opts.labelSmoothing };
+  });
+}
+
+/** Σ weight × loss over the heads that had targets (a head without any has NaN). */
+function weightedTotal(tasks: readonly ResolvedTask[], losses: number[]): number {
+  let total = 0;
+  let any = false;
+  tasks.forEach((t, i) => {
+    const l = losses[i]!;
+    if (Number.isNaN(l)) return;
+    total += t.weight * l;
+    any = true;
+  });
+  return any ? total : NaN;
+}
+
+/** The validation entries of the epoch logs from an evaluation. */
+function valLogs(r: HeadEvalResult): Pick<HeadLogs, 'valLoss' | 'valAccuracy' | 'valMacroF1' | 'valMae'> {
+  return {
+    valLoss: r.loss,
+    ...(r.accuracy !== undefined ? { valAccuracy: r.accuracy } : {}),
+    ...(r.report ? { valMacroF1: r.report.macroF1 } : {}),
+    ...(r.mae !== undefined ? { valMae: r.mae } : {}),
+  };
+}
+
+function classificationResult(logits: Float32Array, targets: number[], width: number, topK?: number): Pick<HeadEvalResult, 'accuracy' | 'correct' | 'report' | 'topK'> {
+  const report = classificationReport(argmaxRows(logits, width), targets, width);
+  return { accuracy: report.accuracy, correct: report.correct, report, ...(topK ? { topK: topKAccuracy(logits, targets, width, topK) } : {}) };
+}
+
+function pickRows(data: Float32Array, width: number, rows: number[]): Float32Array {
+  const out = new Float32Array(rows.length * width);
+  rows.forEach((r, i) => out.set(data.subarray(r * width, (r + 1) * width), i * width));
+  return out;
 }
 
 function concatRows(parts: Float32Array[]): Float32Array {

@@ -1,17 +1,30 @@
 /**
  * Data sets are lists of samples that load on demand. An image sample is a float32 CHW
- * array already normalised; a text sample is token ids with a mask; labels are class
- * indices (single-label), 0/1 vectors (multi-label) or numbers (regression).
+ * array already normalised; a text sample is token ids with a mask (and token type ids for
+ * sentence pairs); labels are class indices (single-label), 0/1 vectors (multi-label) or
+ * float vectors (regression), or one of those per head for a multi-task model.
  */
 import { mixSeed, Rng } from './random.js';
+
+/** A class index, or a target vector (multi-label, regression). */
+export type Target = number | Float32Array;
+
+/** One target per head of a multi-task model. A head that is absent (or null) here leaves
+ * this sample out of that head's loss and metrics. */
+export type HeadTargets = Readonly<Record<string, Target | null | undefined>>;
+
+export function isHeadTargets(label: Target | HeadTargets): label is HeadTargets {
+  return typeof label === 'object' && !(label instanceof Float32Array);
+}
 
 export interface Sample {
   /** Float32 CHW pixels, or int32 token ids. */
   input: Float32Array | Int32Array;
   /** Attention mask for text samples. */
   mask?: Int32Array;
-  /** Class index, or a target vector (multi-label, regression). */
-  label: number | Float32Array;
+  /** Token type ids (0 for the first text, 1 for the second) of sentence-pair samples. */
+  tokenTypeIds?: Int32Array;
+  label: Target | HeadTargets;
 }
 
 export interface Dataset {
@@ -22,7 +35,7 @@ export interface Dataset {
   /** Loads sample `i`; `augmentSeed` set means: apply random augmentation with that seed. */
   get(i: number, augmentSeed?: number): Promise<Sample>;
   /** Labels without loading inputs (for stratified splits and metrics). */
-  labels(): (number | Float32Array)[];
+  labels(): (Target | HeadTargets)[];
   /** A stable description of what the samples are (cache keys). */
   readonly fingerprint: string;
   /** Whether `get` with a seed changes the sample (random augmentation is on). */
@@ -52,7 +65,7 @@ export class Subset implements Dataset {
     if (j === undefined) throw new RangeError(`sample ${i} is out of range for a data set of ${this.length}`);
     return this.base.get(j, this.augment === false ? undefined : augmentSeed);
   }
-  labels(): (number | Float32Array)[] {
+  labels(): (Target | HeadTargets)[] {
     const all = this.base.labels();
     return this.indices.map((i) => all[i]!);
   }
@@ -112,12 +125,13 @@ export class TensorDataset implements Dataset {
   readonly augments: boolean;
   constructor(
     readonly inputs: (Float32Array | Int32Array)[],
-    readonly targets: (number | Float32Array)[],
+    readonly targets: (Target | HeadTargets)[],
     readonly inputShape: number[],
     readonly fingerprint: string,
     readonly classes?: string[],
     readonly masks?: Int32Array[],
     private readonly augmentFn?: (x: Float32Array, rng: Rng, index: number) => Float32Array,
+    readonly tokenTypeIds?: Int32Array[],
   ) {
     if (inputs.length !== targets.length) throw new Error(`TensorDataset: ${inputs.length} inputs but ${targets.length} labels`);
     this.augments = augmentFn !== undefined;
@@ -129,9 +143,14 @@ export class TensorDataset implements Dataset {
     const x = this.inputs[i];
     if (!x) throw new RangeError(`sample ${i} is out of range for a data set of ${this.length}`);
     const input = augmentSeed !== undefined && this.augmentFn && x instanceof Float32Array ? this.augmentFn(x, new Rng(augmentSeed), i) : x;
-    return { input, label: this.targets[i]!, ...(this.masks ? { mask: this.masks[i]! } : {}) };
+    return {
+      input,
+      label: this.targets[i]!,
+      ...(this.masks ? { mask: this.masks[i]! } : {}),
+      ...(this.tokenTypeIds ? { tokenTypeIds: this.tokenTypeIds[i]! } : {}),
+    };
   }
-  labels(): (number | Float32Array)[] {
+  labels(): (Target | HeadTargets)[] {
     return this.targets;
   }
 }

@@ -5,14 +5,33 @@
  */
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
-import type { Dataset, Sample } from './dataset.js';
+import { isHeadTargets, type Dataset, type HeadTargets, type Sample, type Target } from './dataset.js';
 import { mixSeed, Rng } from './random.js';
+
+/** crossEntropy's default ignoreIndex (PyTorch's -100): rows without a class for a head. */
+export const IGNORE_INDEX = -100;
+
+/** One head's targets in a multi-task batch. */
+export interface HeadTargetBatch {
+  /** int32 class indices [B] (IGNORE_INDEX where a sample has none), or float32 targets [B, K]
+   * (0 where a sample has none). */
+  y: Tensor;
+  /** float32 [B, 1]: 1 for the rows with a target for this head; null when all have one. */
+  present: Tensor | null;
+  /** Rows with a target for this head. */
+  count: number;
+}
 
 export interface Batch {
   x: Tensor;
-  /** int32 class indices [B], or float32 targets [B, K]. */
-  y: Tensor;
+  /** int32 class indices [B], or float32 targets [B, K]; null when the samples carry one
+   * target per head (see `targets`). */
+  y: Tensor | null;
+  /** Multi-task targets by head name; null for single-target samples. */
+  targets: Record<string, HeadTargetBatch> | null;
   mask: Tensor | null;
+  /** int32 token type ids [B, T] of sentence-pair text. */
+  tokenTypeIds: Tensor | null;
   /** Data-set indices of the rows. */
   indices: number[];
   size: number;
@@ -82,28 +101,82 @@ export function collate(samples: Sample[], indices: number[], inputShape: number
     if (s.input.length !== per) throw new Error(`sample ${indices[i]} has ${s.input.length} values; expected ${per} (shape [${inputShape}])`);
     xs.set(s.input, i * per);
   });
-  const x = A.tensor(xs, { shape: [B, ...inputShape], dtype: isInt ? 'int32' : 'float32' });
-  let y: Tensor;
-  if (typeof first.label === 'number') {
-    y = A.tensor(Int32Array.from(samples.map((s) => s.label as number)), { shape: [B], dtype: 'int32' });
+  const tensors: Tensor[] = [];
+  const upload = (data: Float32Array | Int32Array, shape: number[]): Tensor => {
+    const t = A.tensor(data, { shape, dtype: data instanceof Int32Array ? 'int32' : 'float32' });
+    tensors.push(t);
+    return t;
+  };
+  const x = upload(xs, [B, ...inputShape]);
+  let y: Tensor | null = null;
+  let targets: Record<string, HeadTargetBatch> | null = null;
+  if (isHeadTargets(first.label)) {
+    targets = {};
+    for (const head of headNames(samples, indices)) targets[head] = collateHead(head, samples.map((s) => (s.label as HeadTargets)[head] ?? null), indices, upload);
+  } else if (typeof first.label === 'number') {
+    y = upload(Int32Array.from(samples.map((s) => s.label as number)), [B]);
   } else {
     const k = first.label.length;
     const ys = new Float32Array(B * k);
     samples.forEach((s, i) => ys.set(s.label as Float32Array, i * k));
-    y = A.tensor(ys, { shape: [B, k] });
+    y = upload(ys, [B, k]);
   }
-  let mask: Tensor | null = null;
-  if (first.mask) {
-    const ms = new Int32Array(B * per);
-    samples.forEach((s, i) => ms.set(s.mask!, i * per));
-    mask = A.tensor(ms, { shape: [B, ...inputShape], dtype: 'int32' });
-  }
+  const stack = (field: 'mask' | 'tokenTypeIds'): Tensor | null => {
+    if (!first[field]) return null;
+    const out = new Int32Array(B * per);
+    samples.forEach((s, i) => {
+      const v = s[field];
+      if (!v) throw new Error(`sample ${indices[i]} has no ${field}, unlike sample ${indices[0]}`);
+      out.set(v, i * per);
+    });
+    return upload(out, [B, ...inputShape]);
+  };
+  const mask = stack('mask');
+  const tokenTypeIds = stack('tokenTypeIds');
   return {
-    x, y, mask, indices, size: B,
+    x, y, targets, mask, tokenTypeIds, indices, size: B,
     dispose() {
-      x.dispose();
-      y.dispose();
-      mask?.dispose();
+      for (const t of tensors) t.dispose();
     },
   };
+}
+
+function headNames(samples: Sample[], indices: number[]): string[] {
+  const names = new Set<string>();
+  samples.forEach((s, i) => {
+    if (!isHeadTargets(s.label)) throw new Error(`sample ${indices[i]} has a single target, but sample ${indices[0]} has one per head: a batch cannot mix them`);
+    for (const k of Object.keys(s.label)) names.add(k);
+  });
+  return [...names];
+}
+
+/** Class indices (IGNORE_INDEX where absent) or float vectors (0 where absent, with `present`). */
+function collateHead(head: string, values: (Target | null)[], indices: number[], upload: (d: Float32Array | Int32Array, shape: number[]) => Tensor): HeadTargetBatch {
+  const B = values.length;
+  const given = values.find((v) => v !== null);
+  const count = values.filter((v) => v !== null).length;
+  const where = (i: number): string => `sample ${indices[i]}, head "${head}"`;
+  if (given === undefined || typeof given === 'number') {
+    const ys = new Int32Array(B).fill(IGNORE_INDEX);
+    values.forEach((v, i) => {
+      if (v === null) return;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+        throw new TypeError(`${where(i)}: expected a class index (an integer >= 0) like the other samples' targets, got ${v instanceof Float32Array ? `a Float32Array` : v}; give regression and multi-label targets as Float32Array`);
+      }
+      ys[i] = v;
+    });
+    return { y: upload(ys, [B]), present: null, count };
+  }
+  const k = given.length;
+  const ys = new Float32Array(B * k);
+  const present = new Float32Array(B);
+  values.forEach((v, i) => {
+    if (v === null) return;
+    if (!(v instanceof Float32Array) || v.length !== k) {
+      throw new TypeError(`${where(i)}: expected a Float32Array of ${k} targets like the other samples', got ${v instanceof Float32Array ? `${v.length} values` : v}`);
+    }
+    ys.set(v, i * k);
+    present[i] = 1;
+  });
+  return { y: upload(ys, [B, k]), present: count < B ? upload(present, [B, 1]) : null, count };
 }

@@ -1,14 +1,17 @@
 /**
- * Text classification data sets: labelled sentences tokenized once, up front, into int32 token
- * ids and an int32 attention mask (1 for tokens, 0 for padding), padded or truncated to
- * `maxLength` so the loader stacks them into [B, T] (ids and mask alike) for
- * `model.forward(inputIds, attentionMask)`.
+ * Text classification data sets: labelled sentences (or sentence pairs) tokenized once, up
+ * front, into int32 token ids and an int32 attention mask (1 for tokens, 0 for padding), padded
+ * or truncated to `maxLength` so the loader stacks them into [B, T] (ids and mask alike) for
+ * `model.forward(inputIds, attentionMask)`. Pairs also get the tokenizer's token type ids
+ * (BERT: [CLS] text [SEP] textPair [SEP], types 0 … 0 1 … 1), passed as the third argument.
  */
 import type { Tokenizer } from '@tl/models';
 import { hashInts, TensorDataset } from './dataset.js';
 
 export interface TextRow {
   text: string;
+  /** The second text of a sentence-pair task (the hypothesis of NLI, the answer of QA …). */
+  textPair?: string;
   /** A class name, or a class index. */
   label: string | number;
 }
@@ -33,6 +36,7 @@ const isIntLabel = (s: string): boolean => /^-?\d+$/.test(s.trim());
 function resolveClasses(rows: readonly TextRow[], given?: string[]): { classes: string[]; targets: number[] } {
   rows.forEach((r, i) => {
     if (!r || typeof r.text !== 'string') throw new TypeError(`textDataset: row ${i} needs a string "text", got ${JSON.stringify(r?.text)}`);
+    if (r.textPair !== undefined && typeof r.textPair !== 'string') throw new TypeError(`textDataset: row ${i} has a textPair that is not a string: ${JSON.stringify(r.textPair)}`);
     if (typeof r.label !== 'string' && !(typeof r.label === 'number' && Number.isInteger(r.label))) {
       throw new TypeError(`textDataset: row ${i} needs a label (class name or integer index), got ${JSON.stringify(r.label)}`);
     }
@@ -61,24 +65,34 @@ function resolveClasses(rows: readonly TextRow[], given?: string[]): { classes: 
 
 /**
  * A data set of int32 token ids [maxLength] with an int32 attention mask, from labelled texts.
- * Every text is tokenized here (cheap next to training), so epochs only stack arrays.
+ * When any row has a `textPair`, every sample also carries int32 token type ids (a row without
+ * one is a single text, all type 0). Every text is tokenized here (cheap next to training), so
+ * epochs only stack arrays.
  */
 export function textDataset(rows: readonly TextRow[], tokenizer: TextTokenizer, opts: TextDatasetOptions): TensorDataset {
   const T = opts.maxLength;
   if (!Number.isInteger(T) || T < 1) throw new RangeError(`textDataset: maxLength must be a positive integer, got ${T}`);
   const { classes, targets } = resolveClasses(rows, opts.classes);
+  const pairs = rows.some((r) => r.textPair !== undefined);
   const inputs: Int32Array[] = [];
   const masks: Int32Array[] = [];
+  const types: Int32Array[] = [];
   const all: number[] = [T];
   for (const r of rows) {
-    const e = tokenizer.encode(r.text, { maxLength: T, truncation: true, padding: 'max_length', addSpecialTokens: opts.addSpecialTokens ?? true });
-    if (e.inputIds.length !== T || e.attentionMask.length !== T) {
+    const e = tokenizer.encode(r.text, {
+      pair: r.textPair, maxLength: T, truncation: true, padding: 'max_length', addSpecialTokens: opts.addSpecialTokens ?? true,
+    });
+    if (e.inputIds.length !== T || e.attentionMask.length !== T || (pairs && e.tokenTypeIds.length !== T)) {
       throw new Error(`textDataset: the tokenizer gave ${e.inputIds.length} ids for maxLength ${T}`);
     }
     inputs.push(Int32Array.from(e.inputIds));
     masks.push(Int32Array.from(e.attentionMask));
     all.push(...e.inputIds);
+    if (pairs) {
+      types.push(Int32Array.from(e.tokenTypeIds));
+      all.push(...e.tokenTypeIds);
+    }
   }
-  const fingerprint = `text:${opts.name ?? ''}:${rows.length}:${hashInts(all)}:${hashInts(targets)}`;
-  return new TensorDataset(inputs, targets, [T], fingerprint, classes, masks);
+  const fingerprint = `text:${opts.name ?? ''}:${rows.length}:${pairs ? 'pairs:' : ''}${hashInts(all)}:${hashInts(targets)}`;
+  return new TensorDataset(inputs, targets, [T], fingerprint, classes, masks, undefined, pairs ? types : undefined);
 }
