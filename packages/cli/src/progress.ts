@@ -1,5 +1,5 @@
 /**
- * Progress: on a terminal, a bar per epoch with step, loss, accuracy, images/s and ETA;
+ * Progress: on a terminal, a bar per epoch with step, loss, accuracy, samples/s and ETA;
  * elsewhere (CI, pipes) one plain line per epoch.
  */
 import type { TrainerEvent } from '@tl/train';
@@ -7,6 +7,8 @@ import type { TrainerEvent } from '@tl/train';
 export class Progress {
   private epochStart = 0;
   private lastDraw = 0;
+  /** Throughput unit of the lines: 'img/s' for images, 'samples/s' for texts. */
+  unit = 'img/s';
   constructor(private readonly out: NodeJS.WriteStream = process.stderr, readonly tty = !!out.isTTY && !process.env.CI, private readonly quiet = false) {}
 
   line(s: string): void {
@@ -28,7 +30,7 @@ export class Progress {
       const elapsed = (now - this.epochStart) / 1000;
       const eta = (elapsed / e.step) * (e.steps - e.step);
       const acc = e.accuracy === null ? '' : ` acc ${(100 * e.accuracy).toFixed(1)}%`;
-      this.draw(`${tag}epoch ${e.epoch + 1}`, e.step, e.steps, `loss ${e.loss.toFixed(4)}${acc} ${e.samplesPerSec.toFixed(1)} img/s ETA ${fmtTime(eta)}`);
+      this.draw(`${tag}epoch ${e.epoch + 1}`, e.step, e.steps, `loss ${e.loss.toFixed(4)}${acc} ${e.samplesPerSec.toFixed(1)} ${this.unit} ETA ${fmtTime(eta)}`);
     } else if (e.type === 'epochEnd') {
       const l = e.logs;
       const parts = [
@@ -38,7 +40,7 @@ export class Progress {
         l.valLoss !== undefined ? `val_loss ${l.valLoss.toFixed(4)}` : '',
         l.valAccuracy !== undefined ? `val_acc ${(100 * l.valAccuracy).toFixed(1)}%` : '',
         `lr ${l.lr.toExponential(2)}`,
-        `${l.samplesPerSec.toFixed(1)} img/s`,
+        `${l.samplesPerSec.toFixed(1)} ${this.unit}`,
         `${l.seconds.toFixed(1)} s${l.cachedFeatures ? ' (cached features)' : ''}`,
       ];
       this.line(parts.filter(Boolean).join('  '));

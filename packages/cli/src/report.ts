@@ -1,7 +1,7 @@
 /**
  * The run's report.html: one self-contained file (inline SVG and data-URL images, no
  * scripts from elsewhere) with loss and accuracy curves, the learning-rate schedule, the
- * confusion matrix, per-class precision/recall and some misclassified examples.
+ * confusion matrix, per-class precision/recall and some misclassified images or texts.
  */
 import type { ClassificationReport, EpochLogs } from '@tl/train';
 
@@ -18,9 +18,11 @@ export interface ReportInput {
   steps: StepRecord[];
   classes: string[];
   report: ClassificationReport | null;
-  /** Misclassified examples: PNG data URL, true and predicted class. */
-  mistakes: { image: string; truth: string; predicted: string; file?: string }[];
+  /** Misclassified examples: the image (PNG data URL) or the text, true and predicted class. */
+  mistakes: Mistake[];
 }
+
+export type Mistake = ({ image: string; file?: string } | { text: string }) & { truth: string; predicted: string };
 
 const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
@@ -89,9 +91,13 @@ export function renderReport(r: ReportInput): string {
   const perClass = r.report ? `<table><thead><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr></thead><tbody>${r.report.perClass.map((m, i) =>
     `<tr><td>${esc(r.classes[i] ?? String(i))}</td><td>${(100 * m.precision).toFixed(1)}%</td><td>${(100 * m.recall).toFixed(1)}%</td><td>${(100 * m.f1).toFixed(1)}%</td><td>${m.support}</td></tr>`).join('')}</tbody></table>
 <p>accuracy ${(100 * r.report.accuracy).toFixed(2)}% (${r.report.correct}/${r.report.total}), macro F1 ${(100 * r.report.macroF1).toFixed(2)}%</p>` : '<p>No validation set.</p>';
-  const mistakes = r.mistakes.length ? `<div class="mistakes">${r.mistakes.map((m) => `<figure><img src="${m.image}" width="64" height="64" alt="${esc(m.file ?? '')}"><figcaption>true ${esc(m.truth)}<br>predicted ${esc(m.predicted)}</figcaption></figure>`).join('')}</div>` : '<p>None.</p>';
+  const images = r.mistakes.flatMap((m) => ('image' in m ? [m] : []));
+  const texts = r.mistakes.flatMap((m) => ('text' in m ? [m] : []));
+  const mistakes = images.length ? `<div class="mistakes">${images.map((m) => `<figure><img src="${m.image}" width="64" height="64" alt="${esc(m.file ?? '')}"><figcaption>true ${esc(m.truth)}<br>predicted ${esc(m.predicted)}</figcaption></figure>`).join('')}</div>`
+    : texts.length ? `<table class="texts"><thead><tr><th>text</th><th>true</th><th>predicted</th></tr></thead><tbody>${texts.map((m) => `<tr><td>${esc(m.text)}</td><td>${esc(m.truth)}</td><td>${esc(m.predicted)}</td></tr>`).join('')}</tbody></table>`
+    : '<p>None.</p>';
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(r.title)}</title>
-<style>body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.mistakes{display:flex;flex-wrap:wrap;gap:12px}.mistakes img{image-rendering:pixelated;border:1px solid #ccc}pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:240px}</style></head>
+<style>body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.mistakes{display:flex;flex-wrap:wrap;gap:12px}.mistakes img{image-rendering:pixelated;border:1px solid #ccc}.texts td:first-child{max-width:640px;white-space:pre-wrap}pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:240px}</style></head>
 <body><h1>${esc(r.title)}</h1>
 <div class="charts">${charts.join('')}${r.report ? confusion(r.report, r.classes) : ''}</div>
 <h2>Per-class precision and recall (validation)</h2>${perClass}

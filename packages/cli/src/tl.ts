@@ -6,7 +6,8 @@ import { init } from '@tl/autograd';
 import { parseArgs, type FlagSpec, type Flags } from './args.js';
 import { defaultJob, DEFAULT_JOB } from './commands/default-job.js';
 import { doctorCommand, evalCommand, exportCommand, inspectCommand, predictCommand } from './commands/misc.js';
-import { readConfigFile, trainCommand, validateConfig, type TrainConfig } from './commands/train.js';
+import { isTextModel, trainTextCommand } from './commands/text.js';
+import { readConfigFile, readTrainConfig, trainCommand, validateConfig, type TrainConfig } from './commands/train.js';
 import { registerEmbedded } from './embedded.js';
 import { CliError, nearest } from './errors.js';
 import { pretrain } from './pretrain.js';
@@ -18,13 +19,18 @@ const TRAIN_FLAGS: FlagSpec = {
   optimizer: 'string', momentum: 'number', 'weight-decay': 'number', schedule: 'string', warmup: 'number', 'label-smoothing': 'number',
   dropout: 'number', 'early-stop': 'number', 'image-size': 'number', augment: 'boolean', 'cache-features': 'boolean', 'grad-clip': 'number',
   seed: 'number', resume: 'string', out: 'string', config: 'string', 'labels-per-class': 'number', 'test-per-class': 'number', help: 'boolean',
+  'text-column': 'string', 'text-pair-column': 'string', 'label-column': 'string', 'max-length': 'number', 'config-json': 'string',
 };
 
 const COMMANDS: Record<string, { flags: FlagSpec; help: string }> = {
-  train: { flags: TRAIN_FLAGS, help: 'tl train [--model <id> --data <folder|csv|jsonl|idx> ...]   (no arguments: the embedded default job)' },
+  train: { flags: TRAIN_FLAGS, help: 'tl train [--model <id> --data <folder|csv|jsonl|idx> ...]   (no arguments: the embedded default job)\n'
+    + '  text models (bert, distilbert, roberta, gpt2): --weights <hf:org/name|folder> --data <texts.csv|jsonl> [--text-column text --label-column label --max-length 128]' },
   pretrain: { flags: { epochs: 'number', 'batch-size': 'number', lr: 'number', seed: 'number', out: 'string', help: 'boolean' }, help: 'tl pretrain [--epochs 6 --batch-size 128 --lr 0.1 --seed 0 --out <file>]: retrain the embedded weights on digits 0-4' },
-  eval: { flags: { run: 'string', data: 'string', json: 'boolean', help: 'boolean' }, help: 'tl eval --run <run folder> [--data <folder>] [--json]' },
-  predict: { flags: { run: 'string', 'top-k': 'number', json: 'boolean', logits: 'boolean', help: 'boolean' }, help: 'tl predict --run <run folder> <images...> [--top-k 3] [--json] [--logits]' },
+  eval: { flags: { run: 'string', data: 'string', json: 'boolean', help: 'boolean' }, help: 'tl eval --run <run folder> [--data <folder|csv|jsonl>] [--json]' },
+  predict: {
+    flags: { run: 'string', 'top-k': 'number', json: 'boolean', logits: 'boolean', text: 'list', 'text-pair': 'list', help: 'boolean' },
+    help: 'tl predict --run <run folder> <images...> [--top-k 3] [--json] [--logits]\n  text runs: --text "..." [--text-pair "..."] or <files of one text per line (text<TAB>pair for pairs)>',
+  },
   inspect: { flags: { json: 'boolean', help: 'boolean' }, help: 'tl inspect <file.safetensors|hf:org/name>' },
   export: { flags: { run: 'string', out: 'string', help: 'boolean' }, help: 'tl export --run <run folder> --out <folder>' },
   doctor: { flags: { help: 'boolean' }, help: 'tl doctor: the WebGPU adapter, features and limits, or what to install' },
@@ -35,6 +41,10 @@ function toTrainConfig(f: Flags): Partial<TrainConfig> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(f)) if (v !== undefined && !['config', 'resume', 'help', 'labelsPerClass', 'testPerClass'].includes(k)) out[k] = v;
   return out as Partial<TrainConfig>;
+}
+
+function train(c: TrainConfig, progress: Progress, resume?: string): Promise<void> {
+  return (isTextModel(c.model) ? trainTextCommand : trainCommand)(c, progress, resume);
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -70,11 +80,9 @@ async function main(argv: string[]): Promise<void> {
       const fileCfg = await readConfigFile(cfgPath);
       const flagCfg = toTrainConfig(flags);
       if (flags.resume) {
-        const { readFile } = await import('node:fs/promises');
-        const path = `${flags.resume}/config.json`;
-        if (!existsSync(path)) throw new CliError(`--resume ${flags.resume}: not a run folder (no config.json)`);
-        const saved = JSON.parse(await readFile(path, 'utf8')) as TrainConfig;
-        await trainCommand(validateConfig({ ...saved, ...flagCfg, out: String(flags.resume) }), progress, String(flags.resume));
+        const saved = await readTrainConfig(String(flags.resume));
+        if (!saved) throw new CliError(`--resume ${flags.resume}: not a run folder (no config.json)`);
+        await train(validateConfig({ ...saved, ...flagCfg, out: String(flags.resume) }), progress, String(flags.resume));
         return;
       }
       if (!flagCfg.model && !flagCfg.data && !fileCfg.model) {
@@ -87,7 +95,7 @@ async function main(argv: string[]): Promise<void> {
         }, progress);
         return;
       }
-      await trainCommand(validateConfig({ ...fileCfg, ...flagCfg }), progress);
+      await train(validateConfig({ ...fileCfg, ...flagCfg }), progress);
       return;
     }
     case 'pretrain': {
@@ -103,7 +111,9 @@ async function main(argv: string[]): Promise<void> {
       return evalCommand(String(flags.run), flags.data as string | undefined, !!flags.json);
     case 'predict':
       if (!flags.run) throw new CliError('tl predict: --run <run folder> is required', 2);
-      return predictCommand(positional, String(flags.run), Number(flags.topK ?? 3), !!flags.json, !!flags.logits);
+      return predictCommand(positional, String(flags.run), Number(flags.topK ?? 3), !!flags.json, !!flags.logits, {
+        texts: (flags.text as string[] | undefined) ?? [], pairs: (flags.textPair as string[] | undefined) ?? [],
+      });
     case 'inspect':
       if (positional.length !== 1) throw new CliError('tl inspect: name one file or hf:org/name', 2);
       return inspectCommand(positional[0]!, !!flags.json);

@@ -32,9 +32,12 @@ export interface PretrainedText {
   config: Record<string, unknown>;
   /** What the key map renamed and dropped, and which keys are newly initialised. */
   report: TextLoadReport;
+  /** Where the files were read from (the Hub cache for `hf:` references), e.g. to copy the
+   * tokenizer next to fine-tuned weights. */
+  files: TextFiles;
 }
 
-interface TextFiles {
+export interface TextFiles {
   weights: string;
   config: string;
   tokenizer: string;
@@ -154,7 +157,7 @@ export async function fromPretrainedText(id: string, opts: TextPretrainedOptions
       const head = model.namedParameters().map(([k]) => k).filter((k) => k.startsWith(`${model.classifierPath}.`));
       report.newlyInitialized = [...new Set([...report.newlyInitialized, ...head])];
     }
-    return { model, tokenizer, config, report };
+    return { model, tokenizer, config, report, files };
   } catch (e) {
     model.dispose();
     throw e;

@@ -1,6 +1,6 @@
 /** `tl eval`, `tl predict`, `tl inspect`, `tl export`, `tl doctor`. */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import * as A from '@tl/autograd';
 import {
@@ -11,9 +11,11 @@ import {
 import { decodeImage, evalTransform, Trainer, type Dataset } from '@tl/train';
 import { CliError } from '../errors.js';
 import { table } from '../progress.js';
-import { loadData, type TrainConfig } from './train.js';
+import { exportText, isTextModel, predictTextCommand, textEvalSet, type TextInputs } from './text.js';
+import { loadData, readTrainConfig, type TrainConfig } from './train.js';
 
 interface RunInfo {
+  dir: string;
   config: TrainConfig;
   classes: string[];
   weights: string;
@@ -21,15 +23,14 @@ interface RunInfo {
 
 export async function readRun(run: string): Promise<RunInfo> {
   const dir = resolve(run);
-  const cfgPath = join(dir, 'config.json');
-  if (!existsSync(cfgPath)) throw new CliError(`${run} is not a run folder (no config.json); train one with \`tl train --out ${run}\``);
-  const config = JSON.parse(await readFile(cfgPath, 'utf8')) as TrainConfig;
+  const config = await readTrainConfig(dir);
+  if (!config) throw new CliError(`${run} is not a run folder (no config.json); train one with \`tl train --out ${run}\``);
   const weights = join(dir, 'model.safetensors');
   if (!existsSync(weights)) throw new CliError(`${run} has no model.safetensors (did training finish?)`);
   const r = await SafetensorsFileReader.open(weights);
   const classes = JSON.parse(r.metadata.classes ?? '[]') as string[];
   await r.close();
-  return { config, classes, weights };
+  return { dir, config, classes, weights };
 }
 
 async function modelFromRun(info: RunInfo): Promise<{ model: ClassifierModel; spec: ImageModelSpec }> {
@@ -40,13 +41,17 @@ async function modelFromRun(info: RunInfo): Promise<{ model: ClassifierModel; sp
   return { model: model.eval(), spec };
 }
 
-export async function evalCommand(run: string, dataOverride: string | undefined, json: boolean): Promise<void> {
-  const info = await readRun(run);
+async function imageEvalSet(info: RunInfo, dataOverride: string | undefined): Promise<{ model: ClassifierModel; ds: Dataset }> {
   const { model, spec } = await modelFromRun(info);
   const cfg = { ...info.config, data: dataOverride ?? info.config.data, augment: false };
   const data = await loadData(spec, dataOverride ? { ...cfg, valSplit: 0.5, val: undefined } : cfg);
-  const ds: Dataset = dataOverride ? mergeSplit(data) : (data.val ?? data.train);
-  const trainer = new Trainer(model, { batchSize: cfg.batchSize, logger: () => {} });
+  return { model, ds: dataOverride ? mergeSplit(data) : (data.val ?? data.train) };
+}
+
+export async function evalCommand(run: string, dataOverride: string | undefined, json: boolean): Promise<void> {
+  const info = await readRun(run);
+  const { model, ds } = isTextModel(info.config.model) ? await textEvalSet(info.dir, info.config, info.classes, dataOverride) : await imageEvalSet(info, dataOverride);
+  const trainer = new Trainer(model, { batchSize: info.config.batchSize, logger: () => {} });
   const r = await trainer.evaluate(ds);
   const perClass = r.report!.perClass.map((m, i) => ({ class: info.classes[i] ?? String(i), ...m }));
   if (json) {
@@ -75,9 +80,11 @@ function mergeSplit(d: { train: Dataset; val: Dataset | null }): Dataset {
 
 const pct = (v: number): string => `${(100 * v).toFixed(1)}%`;
 
-export async function predictCommand(files: string[], run: string, topK: number, json: boolean, logits: boolean): Promise<void> {
-  if (files.length === 0) throw new CliError('tl predict: name at least one image file', 2);
+export async function predictCommand(files: string[], run: string, topK: number, json: boolean, logits: boolean, text: Omit<TextInputs, 'files'>): Promise<void> {
   const info = await readRun(run);
+  if (isTextModel(info.config.model)) return predictTextCommand(info.dir, info.config, info.classes, { ...text, files }, topK, json, logits);
+  if (text.texts.length || text.pairs.length) throw new CliError(`tl predict: --text is for text models; ${run} holds ${info.config.model}, an image model`, 2);
+  if (files.length === 0) throw new CliError('tl predict: name at least one image file', 2);
   const { model, spec } = await modelFromRun(info);
   const pre = { imageSize: info.config.imageSize ?? spec.inputSize, mean: spec.mean, std: spec.std, channels: spec.channels ?? 3, augment: false as const };
   const results: unknown[] = [];
@@ -153,6 +160,11 @@ export async function exportCommand(run: string, out: string): Promise<void> {
   const info = await readRun(run);
   const spec = getModelSpec(info.config.model);
   const dir = resolve(out);
+  if (isTextModelSpec(spec)) {
+    const files = await exportText(info.dir, dir);
+    process.stdout.write(`exported ${info.config.model} to ${dir} (${files.join(', ')}): AutoModelForSequenceClassification.from_pretrained and AutoTokenizer.from_pretrained load it\n`);
+    return;
+  }
   await mkdir(dir, { recursive: true });
   await copyFile(info.weights, join(dir, 'model.safetensors'));
   const image = isImageModelSpec(spec) ? spec : null;

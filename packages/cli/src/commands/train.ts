@@ -1,9 +1,9 @@
-/** `tl train`: fine-tune a registered model on the user's data into a run folder. */
+/** `tl train`: fine-tune a registered image model on the user's data into a run folder (text models: text.ts). */
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as A from '@tl/autograd';
-import { ClassifierModel, fromPretrained, getModelSpec, isImageModelSpec, listModels, StateDictError, type ImageModelSpec } from '@tl/models';
+import { ClassifierModel, fromPretrained, getModelSpec, isImageModelSpec, isTextModelSpec, listModels, StateDictError, type ImageModelSpec } from '@tl/models';
 import {
   adam, adamw, constant, cosine, dirStore, earlyStopping, idxDataset, imageFolder, imageList, linear, oneCycle, plateau, sgd, stepLR,
   stratifiedSplit, Trainer, unfreezeAt, type Callback, type Dataset, type OptimizerSpec, type Schedule, DataError,
@@ -11,7 +11,7 @@ import {
 import sharp from 'sharp';
 import { CliError, nearest } from '../errors.js';
 import { table, type Progress } from '../progress.js';
-import { renderReport, type StepRecord } from '../report.js';
+import { renderReport, type Mistake, type StepRecord } from '../report.js';
 
 export interface TrainConfig {
   model: string;
@@ -41,12 +41,26 @@ export interface TrainConfig {
   gradClip?: number;
   seed: number;
   out: string;
+  /** Text models: the columns of --data, tokens per text, and the config.json of a model
+   * trained from scratch (without --weights). */
+  textColumn?: string;
+  textPairColumn?: string;
+  labelColumn?: string;
+  maxLength?: number;
+  configJson?: string;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   valSplit: 0.2, freeze: 'none', unfreezeAt: [], epochs: 5, batchSize: 32, lr: 1e-3, optimizer: 'adamw', momentum: 0.9,
   weightDecay: 0.01, schedule: 'cosine', warmup: 0, labelSmoothing: 0, dropout: 0, augment: false, cacheFeatures: false, seed: 0, out: 'runs/latest',
 };
+
+/** Where text models start from instead: Hugging Face's Trainer defaults (a BERT fine-tuned
+ * at the image default of 1e-3 diverges). */
+const TEXT_DEFAULTS: Partial<TrainConfig> = { lr: 5e-5, epochs: 3 };
+
+const IMAGE_ONLY = { imageSize: 'image-size', augment: 'augment' } as const;
+const TEXT_ONLY = { textColumn: 'text-column', textPairColumn: 'text-pair-column', labelColumn: 'label-column', maxLength: 'max-length', configJson: 'config-json' } as const;
 
 const CHOICES: Record<string, readonly string[]> = {
   optimizer: ['sgd', 'adam', 'adamw'],
@@ -62,16 +76,24 @@ export function validateConfig(c: Partial<TrainConfig>): TrainConfig {
     }
   }
   if (!c.model) throw new CliError('tl train: --model is required (or run `tl train` with no arguments for the embedded default)', 2);
-  if (!c.data) throw new CliError('tl train: --data is required: an image folder (one sub-folder per class), a CSV/JSONL of path,label, or an IDX images file', 2);
   const known = listModels().map((s) => s.id);
+  const text = known.includes(c.model) && isTextModelSpec(getModelSpec(c.model));
+  if (!c.data && text) throw new CliError('tl train: --data is required: a CSV (with a header line) or JSONL file of texts and labels', 2);
+  if (!c.data) throw new CliError('tl train: --data is required: an image folder (one sub-folder per class), a CSV/JSONL of path,label, or an IDX images file', 2);
   if (!known.includes(c.model)) {
     const near = nearest(c.model, known);
     throw new CliError(`unknown model "${c.model}"${near ? ` (did you mean ${near}?)` : ''}; known models: ${known.join(', ')}`, 2);
   }
-  const cfg = { ...TRAIN_DEFAULTS, ...c } as TrainConfig;
+  const misplaced = Object.entries(text ? IMAGE_ONLY : TEXT_ONLY).find(([k]) => {
+    const v = (c as Record<string, unknown>)[k];
+    return v !== undefined && v !== false;
+  });
+  if (misplaced) throw new CliError(`--${misplaced[1]} is for ${text ? 'image' : 'text'} models; ${c.model} is ${text ? 'a text' : 'an image'} model`, 2);
+  const cfg = { ...TRAIN_DEFAULTS, ...(text ? TEXT_DEFAULTS : {}), ...c } as TrainConfig;
   for (const k of ['epochs', 'batchSize'] as const) {
     if (!Number.isInteger(cfg[k]) || cfg[k] < 1) throw new CliError(`--${k === 'batchSize' ? 'batch-size' : k} must be a positive integer, got ${cfg[k]}`, 2);
   }
+  if (cfg.maxLength !== undefined && (!Number.isInteger(cfg.maxLength) || cfg.maxLength < 1)) throw new CliError(`--max-length must be a positive integer, got ${cfg.maxLength}`, 2);
   if (!(cfg.lr > 0)) throw new CliError(`--lr must be positive, got ${cfg.lr}`, 2);
   return cfg;
 }
@@ -126,7 +148,7 @@ export async function loadData(spec: ImageModelSpec, c: TrainConfig): Promise<{ 
 
 export async function trainCommand(c: TrainConfig, progress: Progress, resume?: string): Promise<void> {
   const spec = getModelSpec(c.model);
-  if (!isImageModelSpec(spec)) throw new CliError(`tl train: ${c.model} is a ${spec.task} model; the CLI trains image models so far`);
+  if (!isImageModelSpec(spec)) throw new CliError(`tl train: ${c.model} is a ${spec.task} model; the CLI trains image and text models`);
   const out = resolve(c.out);
   await mkdir(out, { recursive: true });
   progress.line(`tl train: resolved configuration\n${JSON.stringify(c, null, 2)}`);
@@ -148,7 +170,34 @@ export async function trainCommand(c: TrainConfig, progress: Progress, resume?: 
     throw e;
   }
   if (!(model instanceof ClassifierModel)) throw new CliError(`${c.model} has no classification head`);
-  if (c.freeze === 'backbone') model.freeze().unfreeze(model.headPattern());
+  await fitRun(c, {
+    model, data, head: [model.headPattern()], noun: 'images', unit: 'img/s', files: ['model.safetensors', 'config.json', 'metrics.jsonl', 'report.html', 'checkpoint/'],
+    mistakes: (trainer, val) => misclassified(trainer, val, data.classes),
+  }, progress, resume);
+}
+
+/** A model and its data, ready to train into the run folder `c.out`. */
+export interface RunSetup {
+  model: ClassifierModel;
+  data: { train: Dataset; val: Dataset | null; classes: string[] };
+  /** What `--freeze backbone` leaves trainable. */
+  head: string[];
+  /** What a sample is called in the summary ('images'), and the throughput unit ('img/s'). */
+  noun: string;
+  unit: string;
+  /** The run folder's files, for the last line. */
+  files: string[];
+  /** Some misclassified validation samples, for the report. */
+  mistakes(trainer: Trainer, val: Dataset): Promise<Mistake[]>;
+}
+
+/** Freezing, callbacks, the Trainer and its metrics.jsonl, model.safetensors and report.html:
+ * what every model type's run does once its model and data are ready. */
+export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, resume?: string): Promise<void> {
+  const { model, data } = run;
+  const out = resolve(c.out);
+  progress.unit = run.unit;
+  if (c.freeze === 'backbone') model.freeze().unfreeze(run.head);
   else if (c.freeze !== 'none') {
     try {
       model.freeze(c.freeze);
@@ -190,32 +239,32 @@ export async function trainCommand(c: TrainConfig, progress: Progress, resume?: 
     if (!(await trainer.resume(dirStore(out)))) throw new CliError(`--resume ${resume}: no checkpoint in ${out}`);
     progress.line(`resumed from ${out} at epoch ${trainer.history.length + 1}`);
   }
-  progress.line(`${c.model}: ${model.numParameters().toLocaleString('en')} parameters, ${model.numParameters({ trainable: true }).toLocaleString('en')} trainable; ${data.train.length} training and ${data.val?.length ?? 0} validation images, ${data.classes.length} classes`);
+  progress.line(`${c.model}: ${model.numParameters().toLocaleString('en')} parameters, ${model.numParameters({ trainable: true }).toLocaleString('en')} trainable; ${data.train.length} training and ${data.val?.length ?? 0} validation ${run.noun}, ${data.classes.length} classes`);
   await trainer.fit(data.train, data.val);
   if (lines.length) await appendFile(metricsFile, lines.splice(0).map((l) => `${l}\n`).join(''));
   await model.save(join(out, 'model.safetensors'), { model: c.model, classes: JSON.stringify(data.classes) });
   const evalResult = data.val ? await trainer.evaluate(data.val) : null;
-  const mistakes = data.val && evalResult ? await misclassified(trainer, data.val, data.classes) : [];
+  const mistakes = data.val && evalResult ? await run.mistakes(trainer, data.val) : [];
   await writeFile(join(out, 'report.html'), renderReport({
     title: `${c.model} on ${c.data}`, config: c as unknown as Record<string, unknown>, history: trainer.history, steps, classes: data.classes,
     report: evalResult?.report ?? null, mistakes,
   }));
   const h = trainer.history;
   progress.line('');
-  progress.line(table(['epoch', 'train loss', 'train acc', 'val loss', 'val acc', 'lr', 'img/s'], h.map((e) => [
+  progress.line(table(['epoch', 'train loss', 'train acc', 'val loss', 'val acc', 'lr', run.unit], h.map((e) => [
     String(e.epoch + 1), e.trainLoss.toFixed(4), pct(e.trainAccuracy), e.valLoss?.toFixed(4) ?? '', pct(e.valAccuracy), e.lr.toExponential(2), e.samplesPerSec.toFixed(1),
   ])));
   if (evalResult) progress.line(`validation: ${pct(evalResult.accuracy)} (${evalResult.correct}/${evalResult.total}), macro F1 ${pct(evalResult.report?.macroF1)}`);
-  progress.line(`run folder: ${out} (model.safetensors, config.json, metrics.jsonl, report.html, checkpoint/)`);
+  progress.line(`run folder: ${out} (${run.files.join(', ')})`);
   model.dispose();
 }
 
 const pct = (v: number | undefined): string => (v === undefined ? '' : `${(100 * v).toFixed(1)}%`);
 
-async function misclassified(trainer: Trainer, val: Dataset, classes: string[]): Promise<{ image: string; truth: string; predicted: string }[]> {
+async function misclassified(trainer: Trainer, val: Dataset, classes: string[]): Promise<Mistake[]> {
   const { outputs, width } = await trainer.predict(val);
   const labels = val.labels() as number[];
-  const out: { image: string; truth: string; predicted: string }[] = [];
+  const out: Mistake[] = [];
   for (let i = 0; i < labels.length && out.length < 12; i++) {
     let best = 0;
     for (let c = 1; c < width; c++) if (outputs[i * width + c]! > outputs[i * width + best]!) best = c;
@@ -232,6 +281,17 @@ async function misclassified(trainer: Trainer, val: Dataset, classes: string[]):
     out.push({ image: `data:image/png;base64,${png.toString('base64')}`, truth: classes[labels[i]!] ?? String(labels[i]), predicted: classes[best] ?? String(best) });
   }
   return out;
+}
+
+/** Where a text run keeps its TrainConfig: its config.json is the model's, for transformers. */
+export const TRAIN_CONFIG_FILE = 'train_config.json';
+
+/** The TrainConfig of a run folder (null when it is none). */
+export async function readTrainConfig(dir: string): Promise<TrainConfig | null> {
+  for (const f of [TRAIN_CONFIG_FILE, 'config.json']) {
+    if (existsSync(join(dir, f))) return JSON.parse(await readFile(join(dir, f), 'utf8')) as TrainConfig;
+  }
+  return null;
 }
 
 export async function readConfigFile(path: string): Promise<Partial<TrainConfig>> {

@@ -33,6 +33,17 @@ export type TextTokenizer = Pick<Tokenizer, 'encode'>;
 
 const isIntLabel = (s: string): boolean => /^-?\d+$/.test(s.trim());
 
+/** The class names of labelled rows, in index order: with numeric labels '0' … the largest;
+ * otherwise the distinct labels, sorted (numerically when they are all integers). */
+export function textClasses(rows: readonly Pick<TextRow, 'label'>[]): string[] {
+  if (rows.every((r) => typeof r.label === 'number')) {
+    const max = rows.reduce((m, r) => Math.max(m, r.label as number), -1);
+    return Array.from({ length: max + 1 }, (_, i) => String(i));
+  }
+  const names = [...new Set(rows.map((r) => String(r.label)))];
+  return names.every(isIntLabel) ? names.sort((a, b) => Number(a) - Number(b)) : names.sort();
+}
+
 function resolveClasses(rows: readonly TextRow[], given?: string[]): { classes: string[]; targets: number[] } {
   rows.forEach((r, i) => {
     if (!r || typeof r.text !== 'string') throw new TypeError(`textDataset: row ${i} needs a string "text", got ${JSON.stringify(r?.text)}`);
@@ -41,18 +52,8 @@ function resolveClasses(rows: readonly TextRow[], given?: string[]): { classes: 
       throw new TypeError(`textDataset: row ${i} needs a label (class name or integer index), got ${JSON.stringify(r.label)}`);
     }
   });
-  let classes = given;
-  if (!classes) {
-    if (rows.every((r) => typeof r.label === 'number')) {
-      const max = rows.reduce((m, r) => Math.max(m, r.label as number), -1);
-      classes = Array.from({ length: max + 1 }, (_, i) => String(i));
-    } else {
-      const names = [...new Set(rows.map((r) => String(r.label)))];
-      classes = names.every(isIntLabel) ? names.sort((a, b) => Number(a) - Number(b)) : names.sort();
-    }
-  }
-  const index = new Map(classes.map((c, i) => [c, i]));
-  const cls = classes;
+  const cls = given ?? textClasses(rows);
+  const index = new Map(cls.map((c, i) => [c, i]));
   const targets = rows.map((r, i) => {
     const c = typeof r.label === 'number' ? r.label : index.get(r.label);
     if (c === undefined || c < 0 || c >= cls.length) {
