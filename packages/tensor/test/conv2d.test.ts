@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   conv2d, conv2dBackwardInput, conv2dBackwardWeight, conv2dOutputShape, cpuConv2d, cpuConv2dBackwardInput,
-  cpuConv2dBackwardWeight, type Conv2dGradOptions,
+  cpuConv2dBackwardWeight, type Conv2dGradOptions, type ConvActivation, type Tensor,
 } from '../src/node.js';
 import { expectClose, randHost, setup, toGpu } from './helpers.js';
 
@@ -29,20 +29,21 @@ const cases: Case[] = [
   { name: 'stride larger than kernel', x: [1, 2, 9, 9], w: [3, 2, 2, 2], opts: { stride: 3 } },
 ];
 
+/** Every pass of `c` (forward with a bias and `activation`) against the float64 reference. */
+async function checkPasses(c: Case, activation?: ConvActivation): Promise<void> {
+  const x = randHost(c.x, 1);
+  const w = randHost(c.w, 2);
+  const b = randHost([c.w[0]!], 3);
+  const gy = randHost(conv2dOutputShape(c.x, c.w, c.opts), 4);
+  const xg = toGpu(x);
+  const wg = toGpu(w);
+  await expectClose(conv2d(xg, wg, { ...c.opts, bias: toGpu(b), activation }), cpuConv2d(x, w, { ...c.opts, bias: b, activation }), 1e-4, 1e-5);
+  await expectClose(conv2dBackwardInput(toGpu(gy), wg, c.x, c.opts), cpuConv2dBackwardInput(gy, w, c.x, c.opts), 1e-4, 1e-5);
+  await expectClose(conv2dBackwardWeight(xg, toGpu(gy), c.w, c.opts), cpuConv2dBackwardWeight(x, gy, c.w, c.opts), 1e-4, 1e-4);
+}
+
 describe('conv2d and its gradients against the float64 reference', () => {
-  for (const c of cases) {
-    it(c.name, async () => {
-      const x = randHost(c.x, 1);
-      const w = randHost(c.w, 2);
-      const b = randHost([c.w[0]!], 3);
-      const gy = randHost(conv2dOutputShape(c.x, c.w, c.opts), 4);
-      const xg = toGpu(x);
-      const wg = toGpu(w);
-      await expectClose(conv2d(xg, wg, { ...c.opts, bias: toGpu(b) }), cpuConv2d(x, w, { ...c.opts, bias: b }), 1e-4, 1e-5);
-      await expectClose(conv2dBackwardInput(toGpu(gy), wg, c.x, c.opts), cpuConv2dBackwardInput(gy, w, c.x, c.opts), 1e-4, 1e-5);
-      await expectClose(conv2dBackwardWeight(xg, toGpu(gy), c.w, c.opts), cpuConv2dBackwardWeight(x, gy, c.w, c.opts), 1e-4, 1e-4);
-    });
-  }
+  for (const c of cases) it(c.name, () => checkPasses(c));
 
   it('sizes that span several channel and pixel blocks', async () => {
     const opts = { padding: 1 };
@@ -90,5 +91,60 @@ describe('conv2d and its gradients against the float64 reference', () => {
     expect(() => conv2d(x, toGpu(randHost([2, 4, 3, 3], 2)), { stride: 0 })).toThrow(/stride 0/);
     expect(() => conv2d(x, toGpu(randHost([2, 4, 3, 3], 2)), { bias: toGpu(randHost([3], 1)) })).toThrow(/bias must have shape \[2\]/);
     expect(() => conv2dBackwardInput(toGpu(randHost([1, 2, 4, 4], 1)), toGpu(randHost([2, 4, 3, 3], 2)), [1, 4, 5, 5])).toThrow(/gives? an output of \[1, 2, 3, 3\]/);
+  });
+});
+
+/**
+ * Each output plane reading one source plane (depthwise, a channel multiplier, one input
+ * channel) walks column strips of 8 with the source rows under the kernel kept in registers,
+ * reading vec4s where rows are 16-byte aligned (width a multiple of 4) and single elements
+ * otherwise; small problems split strips into blocks of rows. The cases cover both kinds of
+ * rows, partial strips, row blocks, kernels too large to bake, and strided views.
+ */
+const planeCases: (Case & { activation?: ConvActivation })[] = [
+  { name: 'width 1', x: [2, 3, 5, 1], w: [3, 1, 3, 3], opts: { groups: 3, padding: 1 } },
+  { name: 'width 3, no padding', x: [1, 2, 4, 3], w: [2, 1, 3, 3], opts: { groups: 2 } },
+  { name: 'width 17, dilation 2, padding 2', x: [1, 3, 9, 17], w: [3, 1, 3, 3], opts: { groups: 3, padding: 2, dilation: 2 } },
+  { name: 'width 57, stride 2', x: [1, 2, 6, 57], w: [2, 1, 3, 3], opts: { groups: 2, padding: 1, stride: 2 } },
+  { name: 'width 129, relu6', x: [1, 2, 3, 129], w: [2, 1, 3, 3], opts: { groups: 2, padding: 1 }, activation: 'relu6' },
+  { name: 'vec4 rows, partial last strip, silu', x: [2, 3, 11, 20], w: [3, 1, 3, 3], opts: { groups: 3, padding: 1 }, activation: 'silu' },
+  { name: 'vec4 rows, row blocks', x: [1, 2, 37, 8], w: [2, 1, 3, 3], opts: { groups: 2, padding: 1 } },
+  { name: 'vec4 rows, 5x5, dilation 2, stride 2', x: [1, 2, 13, 24], w: [2, 1, 5, 5], opts: { groups: 2, padding: 4, dilation: 2, stride: 2 } },
+  { name: 'vec4 rows, 1x3 kernel, stride [2, 1]', x: [1, 2, 9, 16], w: [2, 1, 1, 3], opts: { groups: 2, padding: [0, 1], stride: [2, 1] } },
+  { name: 'channel multiplier 3', x: [2, 2, 9, 12], w: [6, 1, 3, 3], opts: { groups: 2, padding: 1 } },
+  { name: 'one input channel, groups 1', x: [2, 1, 10, 12], w: [4, 1, 3, 3], opts: { padding: 1 } },
+  { name: 'one output channel', x: [1, 3, 7, 12], w: [1, 3, 3, 3], opts: { padding: 1 } },
+  { name: '9x9 (taps not baked)', x: [1, 2, 12, 16], w: [2, 1, 9, 9], opts: { groups: 2, padding: 4 } },
+  { name: '9x9, multiplier 2 (general kernel)', x: [1, 2, 10, 9], w: [4, 1, 9, 9], opts: { groups: 2, padding: 4 } },
+  { name: '2x2 stride [3, 1]: rows no tap reaches', x: [1, 3, 8, 8], w: [3, 1, 2, 2], opts: { groups: 3, stride: [3, 1] } },
+];
+
+/** The values of a view, as a host tensor. */
+async function hostOf(t: Tensor): Promise<{ shape: number[]; data: Float64Array }> {
+  return { shape: [...t.shape], data: Float64Array.from(await t.contiguous().data()) };
+}
+
+describe('one-plane convolutions (depthwise) against the float64 reference', () => {
+  for (const c of planeCases) it(c.name, () => checkPasses(c, c.activation));
+
+  it('reads strided views: a channel slice (aligned), a column slice and a transpose', async () => {
+    const opts = { groups: 3, padding: 1 };
+    const w = randHost([3, 1, 3, 3], 20);
+    const wg = toGpu(w);
+    const views = [
+      toGpu(randHost([2, 4, 6, 8], 21)).slice(1, 1, 4),
+      toGpu(randHost([2, 3, 6, 9], 22)).slice(3, 1, 9),
+      toGpu(randHost([2, 3, 8, 6], 23)).transpose(2, 3),
+    ];
+    for (const xv of views) {
+      expect(xv.isContiguous).toBe(false);
+      const x = await hostOf(xv);
+      const gyWide = toGpu(randHost([2, 5, 6, 8], 24));
+      const gv = gyWide.slice(1, 2, 5);
+      const gy = await hostOf(gv);
+      await expectClose(conv2d(xv, wg, opts), cpuConv2d(x, w, opts), 1e-4, 1e-5);
+      await expectClose(conv2dBackwardInput(gv, wg, x.shape, opts), cpuConv2dBackwardInput(gy, w, x.shape, opts), 1e-4, 1e-5);
+      await expectClose(conv2dBackwardWeight(xv, gv, w.shape, opts), cpuConv2dBackwardWeight(x, gy, w.shape, opts), 1e-4, 1e-4);
+    }
   });
 });

@@ -9,8 +9,10 @@
  * blocks are shaped to maximise multiply-adds per load and to keep weight loads uniform.
  * (Staging each workgroup's weights in workgroup memory, behind barriers, was 1.3-1.8x
  * slower.) Kernel taps are runtime loops: one pipeline serves every kernel size and
- * stride, and a variant with taps baked in compiled 3-5x slower without running faster,
- * except for single-channel (depthwise) passes, which get their own kernel.
+ * stride, and a variant with taps baked in compiled 3-5x slower without running faster.
+ * Passes where each output plane reads one source plane (depthwise convolutions, a channel
+ * multiplier, one input or output channel per group) get their own kernels, which walk
+ * down column strips and reuse every loaded row for each kernel tap (see `rowWindow`).
  */
 import { engine } from '../engine.js';
 import { host, type HostTensor } from '../host.js';
@@ -240,94 +242,282 @@ function axisParams(params: Params, prefix: 'r' | 'c', a: Axis): void {
     .i32(`${prefix}Start`, a.start).i32(`${prefix}Stride`, a.stride);
 }
 
-/** Pixels per invocation of the single-channel row kernel. */
-const ROW_TN = 16;
+// Plane passes -----------------------------------------------------------------------------
+
+/** Output pixels along a row per invocation of the plane kernels: two vec4s (4 and 16
+ * measured slower). */
+const PLANE_TN = 8;
+/** Invocations per workgroup of the plane kernels; 8 to 64 measured within noise, and the
+ * last workgroup of a channel leaves fewer lanes idle than with 64. */
+const PLANE_LANES = 16;
+/** An invocation walks down its whole column strip unless that leaves fewer invocations
+ * than this to spread over the cores; then strips are cut into blocks of rows (at least
+ * PLANE_MIN_ROWS, as each block reloads the rows its kernel overlaps). */
+const PLANE_TARGET_INVOCATIONS = 2048;
+const PLANE_MIN_ROWS = 8;
+/** Kernels up to this many taps have all of them baked into the code; the compile time
+ * grows fast with their count (on lavapipe 0.4 s for 3x3, 1.5 s for 7x7, 3 s for 9x9).
+ * Larger kernels loop over their rows at run time with one output channel per group, and
+ * otherwise (and for the weight gradient) use the general kernels. */
+const PLANE_MAX_TAPS = 49;
+
+const id = (v: number): string => (v < 0 ? `m${-v}` : `${v}`);
+
+/** One load from a source row: the vec4 of columns col..col+3, or the element at col. */
+interface Slot {
+  col: number;
+  vec: boolean;
+}
+
+/** The loads that cover `cols` (relative to a multiple of 4 when `vec`): whole vec4s where
+ * all four elements are used, single elements at the ragged ends. */
+function slotsFor(cols: readonly number[], vec: boolean): Slot[] {
+  if (!vec) return cols.map((col) => ({ col, vec: false }));
+  const quads = [...new Set(cols.map((u) => Math.floor(u / 4)))].sort((a, b) => a - b);
+  return quads.flatMap((k): Slot[] => {
+    const used = cols.filter((u) => Math.floor(u / 4) === k);
+    return used.length === 4 ? [{ col: 4 * k, vec: true }] : used.map((col) => ({ col, vec: false }));
+  });
+}
+
+/** Rows of a source plane as a plane kernel reads them: element (row, col0 + u) for u in
+ * `cols` at index base + row * rowStride + (col0 + u) * colStride, zero outside
+ * height x width. `vec` says the buffer is bound as vec4s and base, rowStride and col0 are
+ * multiples of 4 (colStride 1, width a multiple of 4, so no vec4 straddles the edge). */
+interface RowSource {
+  /** Prefix of its WGSL variables. */
+  name: string;
+  buf: string;
+  vec: boolean;
+  base: string;
+  rowStride: string;
+  colStride: string;
+  height: string;
+  width: string;
+  col0: string;
+  cols: readonly number[];
+}
+
+/** WGSL that reads rows of a `RowSource` into variables named after a tag. */
+interface RowReader {
+  /** Which columns are inside the plane (`okb` is false for idle lanes). */
+  checks: string;
+  /** Declares the variables of `tag`. */
+  vars(tag: string): string;
+  /** Reads row `row` into the variables of `tag`, declaring them with `decl`. */
+  read(tag: string, row: string, decl: boolean): string;
+  move(to: string, from: string): string;
+  /** The element at column col0 + u of the row read under `tag`. */
+  at(tag: string, u: number): string;
+}
+
+function rowReader(s: RowSource): RowReader {
+  const slots = slotsFor(s.cols, s.vec);
+  const type = (sl: Slot): string => (sl.vec ? 'vec4<f32>' : 'f32');
+  const v = (tag: string, sl: Slot): string => `${tag}_${id(sl.col)}`;
+  return {
+    checks: slots.map((sl) => `let ${s.name}cv${id(sl.col)} = okb && ${s.col0} + ${sl.col} >= 0 && ${s.col0} + ${sl.col} < ${s.width};`).join('\n'),
+    vars: (tag: string): string => slots.map((sl) => `var ${v(tag, sl)}: ${type(sl)};`).join('\n'),
+    read: (tag: string, row: string, decl: boolean): string => [
+      `let ${tag}r = ${row};`,
+      `let ${tag}ok = ${tag}r >= 0 && ${tag}r < ${s.height};`,
+      `let ${tag}at = ${s.base} + ${tag}r * ${s.rowStride};`,
+      ...slots.map((sl) => {
+        const ok = `${tag}ok && ${s.name}cv${id(sl.col)}`;
+        const q = Math.floor(sl.col / 4);
+        const at = s.vec ? `(${tag}at + ${s.col0}) / 4 + ${q}` : `${tag}at + (${s.col0} + ${sl.col}) * ${s.colStride}`;
+        const read = `${s.buf}[select(0, ${at}, ${ok})]${s.vec && !sl.vec ? `[${sl.col - 4 * q}]` : ''}`;
+        return `${decl ? 'let ' : ''}${v(tag, sl)} = select(${type(sl)}(), ${read}, ${ok});`;
+      }),
+    ].join('\n'),
+    move: (to: string, from: string): string => slots.map((sl) => `${v(to, sl)} = ${v(from, sl)};`).join('\n'),
+    at: (tag: string, u: number): string => {
+      const q = Math.floor(u / 4);
+      const whole = slots.find((sl) => sl.vec && sl.col === 4 * q);
+      return whole ? `${v(tag, whole)}[${u - 4 * q}]` : `${tag}_${id(u)}`;
+    },
+  };
+}
 
 /**
- * The single-channel variant (depthwise convolutions and their input gradient), where the
- * general kernel loads one value per multiply-add: each invocation computes `tn`
- * neighbouring pixels of one grid row, whose column taps overlap, so each distinct source
- * column is loaded once per kernel row and reused by every tap that hits it (about 3x
- * faster for 3x3). Column taps are baked into the code: tap `kw` reads source column
- * (c0 + j) * step + offset + colOff for pixel j, offsets shifted so the smallest is 0.
+ * The rows of a `RowSource` under a kernel whose taps read rows i * step + o (o in `taps`)
+ * for grid row i, kept in registers while an invocation walks down its grid column: on
+ * lavapipe every load is a lane-by-lane loop, so each source row is loaded once. Window row
+ * o at grid row i + 1 is window row o + step at grid row i; only the rows entering the
+ * window are loaded per grid row. The walk starts `warmup` grid rows early, only loading, to
+ * fill the window (a second copy of the loads before the loop doubled the compile time).
  */
-function rowConvCode(params: Params, tn: number, step: number, taps: readonly { kw: number; offset: number }[], bias: boolean, act: ConvActivation | undefined): string {
-  const cols = [...new Set(taps.flatMap((t) => range(tn).map((j) => j * step + t.offset)))].sort((a, b) => a - b);
-  const col = (j: number, offset: number): number => cols.indexOf(j * step + offset);
-  const U = cols.length;
-  const epilogue = (v: string): string => (act ? UNARY[act].wgsl(v) : v);
+interface RowWindow {
+  warmup: number;
+  /** Column checks and the window's variables. */
+  init: string;
+  /** Loads the rows entering the window at grid row `gridRow`. */
+  load(gridRow: string): string;
+  /** Moves the window down one grid row. */
+  advance: string;
+  /** The element at column col0 + u of window row o. */
+  at(o: number, u: number): string;
+}
+
+function rowWindow(s: RowSource, taps: readonly number[], step: number): RowWindow {
+  const reader = rowReader(s);
+  const lo = Math.min(...taps);
+  const hi = Math.max(...taps);
+  // Window rows that some tap reads, now or after moving up by whole steps.
+  const rows = range(hi - lo + 1).map((i) => lo + i).filter((o) => taps.some((t) => t <= o && (o - t) % step === 0));
+  const tag = (o: number): string => `${s.name}${id(o)}`;
+  return {
+    warmup: Math.ceil(Math.max(0, hi - lo + 1 - step) / step),
+    init: [reader.checks, ...rows.map((o) => reader.vars(tag(o)))].join('\n'),
+    load: (gridRow: string): string => rows.filter((o) => o > hi - step).map((o) => reader.read(tag(o), `${gridRow} * ${step} + ${o}`, false)).join('\n'),
+    advance: rows.filter((o) => o + step <= hi).map((o) => reader.move(tag(o), tag(o + step))).join('\n'),
+    at: (o: number, u: number): string => reader.at(tag(o), u),
+  };
+}
+
+/** A kernel tap along one axis that reads source offset `off` (see `Axis`). */
+interface PlaneTap {
+  k: number;
+  off: number;
+}
+
+function planeTaps(a: Axis, k: number): PlaneTap[] {
+  return range(k)
+    .map((i) => ({ k: i, t: a.base + i * a.mult }))
+    .filter(({ t }) => t % a.div === 0)
+    .map(({ k: i, t }) => ({ k: i, off: t / a.div }));
+}
+
+/**
+ * The correlation when each output plane reads one source plane (depthwise convolutions and
+ * their input gradient, or one output channel per group), where the general kernel would
+ * load one value per multiply-add: each invocation walks down a strip of `PLANE_TN` output
+ * columns of one plane, so that neighbouring pixels share their loads. With one source
+ * plane and at most `PLANE_MAX_TAPS` taps, the source rows under the kernel stay in a
+ * register window (`rowWindow`) and every tap is baked in: each source element is loaded once
+ * per strip. (An unrolled 8 x 8 block per invocation, each loaded row feeding up to 3 output
+ * rows, was 3x slower than this loop: ~100 KB of machine code against ~20 KB.)
+ * Otherwise kernel rows and source planes are run-time loops, and only column taps are baked.
+ */
+function planeConvCode(params: Params, d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[], vecIn: boolean, vecOut: boolean): string {
+  const tn = PLANE_TN;
+  const carry = d.rG === 1 && rowTaps.length * colTaps.length <= PLANE_MAX_TAPS;
+  const bias = d.bias !== undefined;
+  const epilogue = (x: string): string => (d.act ? UNARY[d.act].wgsl(x) : x);
+  const src: RowSource = {
+    name: 'x', buf: 'src', vec: vecIn, base: 'sbr', rowStride: 'p.ssh', colStride: 'p.ssw', height: 'p.srcH', width: 'p.srcW', col0: 'sc0',
+    cols: [...new Set(colTaps.flatMap((t) => range(tn).map((j) => j * d.cols.step + t.off)))].sort((a, b) => a - b),
+  };
+  const fma = (w: string, x: (u: number) => string, off: number): string =>
+    range(tn).map((j) => `a${j} = fma(${w}, ${x(j * d.cols.step + off)}, a${j});`).join('\n');
+  // The walk: `load` at every grid row, `compute` into a0..a{tn-1} from the first output row on.
+  let setup: string;
+  let load = '';
+  let compute: string;
+  let advance = '';
+  let warmup = 0;
+  if (carry) {
+    const win = rowWindow(src, rowTaps.map((t) => t.off), d.rows.step);
+    warmup = win.warmup;
+    setup = [
+      'let sbr = sb;',
+      ...rowTaps.flatMap((rt) => colTaps.map((ct) => `let w${rt.k}_${ct.k} = wt[wb + ${rt.k * d.kw + ct.k}];`)),
+      win.init,
+    ].join('\n');
+    load = win.load('i');
+    compute = rowTaps.flatMap((rt) => colTaps.map((ct) => fma(`w${rt.k}_${ct.k}`, (u) => win.at(rt.off, u), ct.off))).join('\n');
+    advance = win.advance;
+  } else {
+    const reader = rowReader(src);
+    setup = reader.checks;
+    compute = `for (var kh = 0; kh < p.kh; kh++) {
+      let th = p.rBase + kh * p.rMult;
+      if (th % p.rDiv != 0) { continue; }
+      let sr = i * ${d.rows.step} + th / p.rDiv;
+      for (var r = 0; r < p.rG; r++) {
+        let sbr = sb + r * p.ssc;
+        ${reader.read('xk', 'sr', true)}
+        let wr = wb + r * p.wsR + kh * ${d.kw};
+        ${colTaps.map((ct) => `let w${ct.k} = wt[wr + ${ct.k}];\n${fma(`w${ct.k}`, (u) => reader.at('xk', u), ct.off)}`).join('\n')}
+      }
+    }`;
+  }
+  const store = vecOut
+    ? range(tn / 4).map((q) => `if (c0 + ${4 * q} < p.gridW) { y[yr / 4 + ${q}] = vec4<f32>(${range(4).map((t) => epilogue(`(a${4 * q + t} + b)`)).join(', ')}); }`)
+    : range(tn).map((j) => `if (c0 + ${j} < p.gridW) { y[yr + ${j} * p.cStride] = ${epilogue(`(a${j} + b)`)}; }`);
   return /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<${vecIn ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 ${bias ? '@group(0) @binding(3) var<storage, read> bias: array<f32>;' : ''}
-@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: array<f32>;
-${act ? MATH_HELPERS : ''}
-@compute @workgroup_size(${LANES})
+@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: array<${vecOut ? 'vec4<f32>' : 'f32'}>;
+${d.act ? MATH_HELPERS : ''}
+@compute @workgroup_size(${PLANE_LANES})
 fn main(${MAIN}) {
   let wgi = i32(wid.x + wid.y * nwg.x);
   if (wgi >= p.total) { return; }
-  ${taps.length === 0 ? '_ = src[0]; _ = wt[0]; // no tap reaches these pixels; they are zero' : ''}
   let cb = wgi % p.cblocks;
   let g = cb / p.mG;
   let co = g * p.mG + cb % p.mG;
   let wb = g * p.wsG + (cb % p.mG) * p.wsM;
-  let q = (wgi / p.cblocks) * ${LANES} + i32(lid);
+  let q = (wgi / p.cblocks) * ${PLANE_LANES} + i32(lid);
   let okb = q < p.nblocks;
-  let c0 = (min(q, p.nblocks - 1) % p.colBlocks) * ${tn};
-  let gr = (min(q, p.nblocks - 1) / p.colBlocks) % p.gridH;
-  let n = min(q, p.nblocks - 1) / (p.colBlocks * p.gridH);
+  let qc = min(q, p.nblocks - 1);
+  let c0 = (qc % p.colBlocks) * ${tn};
+  let r0 = ((qc / p.colBlocks) % p.rowBlocks) * p.rowsPer;
+  let r1 = select(r0 - ${warmup}, min(r0 + p.rowsPer, p.gridH), okb);
+  let n = qc / (p.colBlocks * p.rowBlocks);
   let sb = p.so + n * p.ssn + g * p.rG * p.ssc;
-  let cbase = c0 * ${step} + p.colOff;
-${lines(U, (u) => `  let cv${u} = okb && cbase + ${cols[u]} >= 0 && cbase + ${cols[u]} < p.srcW;`)}
-${lines(tn, (j) => `  var a${j} = 0.0;`)}
-  for (var kh = 0; kh < p.kh; kh++) {
-    let th = p.rBase + kh * p.rMult;
-    if (th % p.rDiv != 0) { continue; }
-    let sr = gr * p.rStep + th / p.rDiv;
-    let rv = sr >= 0 && sr < p.srcH;
-    let row = sb + sr * p.ssh;
-${lines(U, (u) => `    var o${u} = select(p.so, row + (cbase + ${cols[u]}) * p.ssw, rv && cv${u});
-    let m${u} = select(0.0, 1.0, rv && cv${u});`)}
-    var wo = kh * p.kw;
-    for (var r = 0; r < p.rG; r++) {
-${lines(U, (u) => `      let x${u} = src[o${u}] * m${u};`)}
-${taps.map((t) => `      let w${t.kw} = wt[wb + wo + ${t.kw}];
-${lines(tn, (j) => `      a${j} = fma(w${t.kw}, x${col(j, t.offset)}, a${j});`)}`).join('\n')}
-${lines(U, (u) => `      o${u} += p.ssc;`)}
-      wo += p.wsR;
-    }
-  }
-  let yb = (n * p.outC + co) * p.outHW + (p.rStart + gr * p.rStride) * p.outW + p.cStart;
+  let sc0 = c0 * ${d.cols.step};
+  let yb = (n * p.outC + co) * p.outHW + p.cStart + c0 * p.cStride;
   let b = ${bias ? 'bias[co]' : '0.0'};
-${lines(tn, (j) => `  if (okb && c0 + ${j} < p.gridW) { y[yb + (c0 + ${j}) * p.cStride] = ${epilogue(`(a${j} + b)`)}; }`)}
+  ${setup}
+  for (var i = r0 - ${warmup}; i < r1; i++) {
+    ${load}
+    if (i >= r0) {
+${lines(tn, (j) => `      var a${j} = 0.0;`)}
+      ${compute}
+      let yr = yb + (p.rStart + i * p.rStride) * p.outW;
+${store.map((l) => `      ${l}`).join('\n')}
+    }
+    ${advance}
+  }
 }`;
 }
 
-function dispatchRowConv(d: TapConv): void {
+/** Whether a 4-D tensor can be read as vec4s along its rows (see `RowSource`). */
+const vec4Rows = (t: Tensor): boolean =>
+  t.strides[3] === 1 && t.shape[3]! % 4 === 0 && [t.offset, ...t.strides.slice(0, 3)].every((v) => v % 4 === 0);
+
+/** Row blocks of `rows` rows: whole columns unless `strips` column strips are too few. */
+function rowBlocking(rows: number, strips: number): { rowsPer: number; rowBlocks: number } {
+  const wanted = Math.ceil(PLANE_TARGET_INVOCATIONS / strips);
+  const rowsPer = Math.ceil(rows / Math.max(1, Math.min(wanted, Math.floor(rows / PLANE_MIN_ROWS))));
+  return { rowsPer, rowBlocks: Math.ceil(rows / rowsPer) };
+}
+
+function dispatchPlaneConv(d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[]): void {
   const e = engine();
   const [N, outC, outH, outW] = d.out.shape as [number, number, number, number];
-  const taps = range(d.kw)
-    .map((kw) => ({ kw, t: d.cols.base + kw * d.cols.mult }))
-    .filter(({ t }) => t % d.cols.div === 0)
-    .map(({ kw, t }) => ({ kw, offset: t / d.cols.div }));
-  const colOff = taps.length > 0 ? Math.min(...taps.map((t) => t.offset)) : 0;
-  const colBlocks = Math.ceil(d.gridW / ROW_TN);
-  const nblocks = N * d.gridH * colBlocks;
+  const vecIn = d.cols.step === 1 && vec4Rows(d.src);
+  const vecOut = d.cols.stride === 1 && outW % 4 === 0 && d.cols.start % 4 === 0 && d.gridW % 4 === 0;
+  const colBlocks = Math.ceil(d.gridW / PLANE_TN);
   const cblocks = d.mG * d.groups;
-  const total = cblocks * Math.ceil(nblocks / LANES);
+  const { rowsPer, rowBlocks } = rowBlocking(d.gridH, N * cblocks * colBlocks);
+  const nblocks = N * rowBlocks * colBlocks;
+  const total = cblocks * Math.ceil(nblocks / PLANE_LANES);
   const params = strideParams(new Params(), 's', d.src)
     .i32('srcH', d.src.shape[2]!).i32('srcW', d.src.shape[3]!)
     .i32('mG', d.mG).i32('rG', d.rG).i32('wsM', d.wsM).i32('wsR', d.wsR).i32('wsG', d.wsG)
-    .i32('kh', d.kh).i32('kw', d.kw).i32('gridH', d.gridH).i32('gridW', d.gridW)
-    .i32('colBlocks', colBlocks).i32('nblocks', nblocks).i32('colOff', colOff)
+    .i32('kh', d.kh).i32('rBase', d.rows.base).i32('rMult', d.rows.mult).i32('rDiv', d.rows.div)
+    .i32('gridH', d.gridH).i32('gridW', d.gridW)
+    .i32('colBlocks', colBlocks).i32('rowBlocks', rowBlocks).i32('rowsPer', rowsPer).i32('nblocks', nblocks)
     .i32('outC', outC).i32('outHW', outH * outW).i32('outW', outW)
+    .i32('rStart', d.rows.start).i32('rStride', d.rows.stride).i32('cStart', d.cols.start).i32('cStride', d.cols.stride)
     .i32('cblocks', cblocks).i32('total', total);
-  axisParams(params, 'r', d.rows);
-  axisParams(params, 'c', d.cols);
   e.dispatch({
-    code: rowConvCode(params, ROW_TN, d.cols.step, taps.map((t) => ({ kw: t.kw, offset: t.offset - colOff })), d.bias !== undefined, d.act),
+    code: planeConvCode(params, d, rowTaps, colTaps, vecIn, vecOut),
     params,
     buffers: d.bias ? [d.src.buffer, d.weight.buffer, d.bias.buffer, d.out.buffer] : [d.src.buffer, d.weight.buffer, d.out.buffer],
     workgroups: e.grid(total),
@@ -336,11 +526,16 @@ function dispatchRowConv(d: TapConv): void {
 }
 
 function dispatchTapConv(d: TapConv): void {
-  const tm = channelTile(d.mG);
-  if (tm === 1) {
-    dispatchRowConv(d);
+  const rowTaps = planeTaps(d.rows, d.kh);
+  const colTaps = planeTaps(d.cols, d.kw);
+  // The general kernel writes the zeros of an input-gradient phase that no tap reaches, and
+  // serves several output channels of one source plane when the kernel is too large to bake
+  // (there each load feeds several channels).
+  if (rowTaps.length > 0 && colTaps.length > 0 && (d.mG === 1 || (d.rG === 1 && rowTaps.length * colTaps.length <= PLANE_MAX_TAPS))) {
+    dispatchPlaneConv(d, rowTaps, colTaps);
     return;
   }
+  const tm = channelTile(d.mG);
   const e = engine();
   const [N, outC, outH, outW] = d.out.shape as [number, number, number, number];
   const tn = TAP_TN;
@@ -522,21 +717,13 @@ fn main(${MAIN_ARGS}) {
   y[i] = s;
 }`;
 
-/**
- * The gradient of `conv2d` with respect to its weight: gradOut [N, out, OH, OW] correlated
- * with x, summed over the batch and every output pixel. When the weight is small next to
- * that reduction, the pixel rows are split into chunks reduced into partial weights first.
- */
-export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Shape, opts: Conv2dGradOptions = {}): Tensor {
-  checkFloat(x, 'input');
-  checkFloat(gradOut, 'gradOut');
-  const g = conv2dGeometry(x.shape, weightShape, opts);
-  const outShape = [g.batch, g.outChannels, g.outH, g.outW];
-  if (!shapeEq(gradOut.shape, outShape)) {
-    throw new RangeError(`conv2dBackwardWeight: gradOut has shape ${fmt(gradOut.shape)} but input ${fmt(x.shape)} and weight ${fmt(weightShape)} give an output of ${fmt(outShape)}`);
-  }
-  const gradW = Tensor.empty(weightShape);
-  if (gradW.size === 0) return gradW;
+/** Partial weight gradients, `splits` of them stacked (one: the gradient itself). */
+interface WeightGradParts {
+  target: Tensor;
+  splits: number;
+}
+
+function dispatchWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, gradW: Tensor): WeightGradParts {
   const e = engine();
   const cinG = g.inChannels / g.groups;
   const coutG = g.outChannels / g.groups;
@@ -567,8 +754,111 @@ export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Sh
     workgroups: e.grid(total),
     label: 'conv2dBackwardWeight',
   });
+  return { target, splits: usedSplits };
+}
+
+/**
+ * The weight gradient when each output channel reads one input channel (depthwise): the
+ * general kernel spreads lanes over the kh * kw weight entries (9 of 16 lanes busy for 3x3)
+ * and loads one x value per multiply-add. Here each invocation walks down a strip of
+ * `PLANE_TN` output columns of one image and channel, like `planeConvCode`, keeping the x rows
+ * under the kernel in registers, and sums gradOut * x for every tap into partial gradients,
+ * one per strip, that the sum pass adds up.
+ */
+function planeWeightGradCode(params: Params, g: Conv2dGeometry, vecX: boolean, vecG: boolean): string {
+  const tn = PLANE_TN;
+  const rowOff = range(g.kernelH).map((kh) => kh * g.dilationH - g.padH);
+  const colOff = range(g.kernelW).map((kw) => kw * g.dilationW - g.padW);
+  const xw = rowWindow({
+    name: 'x', buf: 'x', vec: vecX, base: 'xb', rowStride: 'p.xsh', colStride: 'p.xsw', height: 'p.h', width: 'p.w', col0: 'xc0',
+    cols: [...new Set(colOff.flatMap((off) => range(tn).map((j) => j * g.strideW + off)))].sort((a, b) => a - b),
+  }, rowOff, g.strideH);
+  const gy = rowReader({
+    name: 'gy', buf: 'go', vec: vecG, base: 'gb', rowStride: 'p.gosh', colStride: 'p.gosw', height: 'p.oh', width: 'p.ow', col0: 'c0', cols: range(tn),
+  });
+  const khw = g.kernelH * g.kernelW;
+  const fmas = range(g.kernelH).flatMap((kh) => range(g.kernelW).flatMap((kw) => range(tn).map((j) =>
+    `a${kh * g.kernelW + kw} = fma(${gy.at('gy', j)}, ${xw.at(rowOff[kh]!, j * g.strideW + colOff[kw]!)}, a${kh * g.kernelW + kw});`)));
+  return /* wgsl */ `
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<${vecX ? 'vec4<f32>' : 'f32'}>;
+@group(0) @binding(2) var<storage, read> go: array<${vecG ? 'vec4<f32>' : 'f32'}>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(${PLANE_LANES})
+fn main(${MAIN}) {
+  let q = i32(wid.x + wid.y * nwg.x) * ${PLANE_LANES} + i32(lid);
+  let okb = q < p.total;
+  let qc = min(q, p.total - 1);
+  let strip = qc % p.colBlocks;
+  let rb = (qc / p.colBlocks) % p.rowBlocks;
+  let n = (qc / (p.colBlocks * p.rowBlocks)) % p.n;
+  let o = qc / (p.colBlocks * p.rowBlocks * p.n);
+  let c0 = strip * ${tn};
+  let r0 = rb * p.rowsPer;
+  let r1 = select(r0 - ${xw.warmup}, min(r0 + p.rowsPer, p.oh), okb);
+  let xb = p.xo + n * p.xsn + (o / p.mG) * p.xsc;
+  let gb = p.goo + n * p.gosn + o * p.gosc;
+  let xc0 = c0 * ${g.strideW};
+${range(khw).map((k) => `  var a${k} = 0.0;`).join('\n')}
+  ${gy.checks}
+  ${xw.init}
+  for (var i = r0 - ${xw.warmup}; i < r1; i++) {
+    ${xw.load('i')}
+    if (i >= r0) {
+      ${gy.read('gy', 'i', true)}
+      ${fmas.join('\n      ')}
+    }
+    ${xw.advance}
+  }
+  if (okb) {
+    let yb = ((n * p.rowBlocks + rb) * p.colBlocks + strip) * p.wsize + o * ${khw};
+${range(khw).map((k) => `    y[yb + ${k}] = a${k};`).join('\n')}
+  }
+}`;
+}
+
+function dispatchPlaneWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, gradW: Tensor): WeightGradParts {
+  const e = engine();
+  const colBlocks = Math.ceil(g.outW / PLANE_TN);
+  const { rowsPer, rowBlocks } = rowBlocking(g.outH, g.batch * g.outChannels * colBlocks);
+  const splits = g.batch * rowBlocks * colBlocks;
+  const total = g.outChannels * splits;
+  const target = splits > 1 ? Tensor.empty([splits, gradW.size]) : gradW;
+  const params = strideParams(strideParams(new Params(), 'x', x), 'go', gradOut)
+    .i32('h', g.height).i32('w', g.width).i32('oh', g.outH).i32('ow', g.outW).i32('n', g.batch)
+    .i32('mG', g.outChannels / g.groups).i32('colBlocks', colBlocks).i32('rowBlocks', rowBlocks).i32('rowsPer', rowsPer)
+    .i32('wsize', gradW.size).i32('total', total);
+  e.dispatch({
+    code: planeWeightGradCode(params, g, g.strideW === 1 && vec4Rows(x), vec4Rows(gradOut)),
+    params,
+    buffers: [x.buffer, gradOut.buffer, target.buffer],
+    workgroups: e.grid(Math.ceil(total / PLANE_LANES)),
+    label: 'conv2dBackwardWeight',
+  });
+  return { target, splits };
+}
+
+/**
+ * The gradient of `conv2d` with respect to its weight: gradOut [N, out, OH, OW] correlated
+ * with x, summed over the batch and every output pixel. When the weight is small next to
+ * that reduction, the pixel rows are split into chunks reduced into partial weights first.
+ */
+export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Shape, opts: Conv2dGradOptions = {}): Tensor {
+  checkFloat(x, 'input');
+  checkFloat(gradOut, 'gradOut');
+  const g = conv2dGeometry(x.shape, weightShape, opts);
+  const outShape = [g.batch, g.outChannels, g.outH, g.outW];
+  if (!shapeEq(gradOut.shape, outShape)) {
+    throw new RangeError(`conv2dBackwardWeight: gradOut has shape ${fmt(gradOut.shape)} but input ${fmt(x.shape)} and weight ${fmt(weightShape)} give an output of ${fmt(outShape)}`);
+  }
+  const gradW = Tensor.empty(weightShape);
+  if (gradW.size === 0) return gradW;
+  const plane = g.inChannels === g.groups && g.kernelH * g.kernelW <= PLANE_MAX_TAPS;
+  const { target, splits } = plane ? dispatchPlaneWeightGrad(x, gradOut, g, gradW) : dispatchWeightGrad(x, gradOut, g, gradW);
   if (target !== gradW) {
-    const sum = new Params().u32('n', gradW.size).u32('splits', usedSplits);
+    const e = engine();
+    const sum = new Params().u32('n', gradW.size).u32('splits', splits);
     e.dispatch({
       code: SUM_SPLITS_CODE(sum),
       params: sum,
