@@ -84,16 +84,21 @@ function fillKernel(t: Tensor, expr: string, value: number, step: number): void 
   const n = t.size;
   if (n === 0) return;
   const e = engine();
-  const params = new Params().u32('n', n).f32('value', value).f32('step', step);
-  const code = /* wgsl */ `
+  let code: string | null = null;
+  for (const { start, count } of e.elementRuns(n, t.fitsBinding)) {
+    const out = e.bindElements(t.buffer, t.offset + start, count, 'fill');
+    const params = new Params().u32('n', count).u32('start', start).u32('off', out.offset).f32('value', value).f32('step', step);
+    code ??= /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> out: array<${wgslType(t.dtype)}>;
 @compute @workgroup_size(${WG})
 fn main(${MAIN_ARGS}) {
-  let i = ${linearIndex()};
-  if (i >= p.n) { return; }
-  out[i] = ${expr};
+  let j = ${linearIndex()};
+  if (j >= p.n) { return; }
+  let i = p.start + j;
+  out[p.off + j] = ${expr};
 }`;
-  e.dispatch({ code, params, buffers: [t.buffer], workgroups: e.grid(Math.ceil(n / WG)), label: 'fill' });
+    e.dispatch({ code, params, buffers: [out.resource], workgroups: e.grid(Math.ceil(count / WG)), label: 'fill' });
+  }
 }

@@ -2,11 +2,20 @@ import { acquireDevice } from './gpu.js';
 import { BufferPool, bucketSize, type MemoryInfo } from './pool.js';
 import type { Params } from './params.js';
 
+/** A storage binding: a whole buffer, or a byte range of one (see `Engine.bindElements`). */
+export type StorageBinding = GPUBuffer | GPUBufferBinding;
+
+/** Where a kernel finds a run of elements: the binding, and the first element's index in it. */
+export interface BoundElements {
+  resource: StorageBinding;
+  offset: number;
+}
+
 /** One compute dispatch: WGSL whose binding 0 is the uniform block (when params are given)
  * and whose following bindings are `buffers`, in order. */
 export interface Dispatch {
   code: string;
-  buffers: readonly GPUBuffer[];
+  buffers: readonly StorageBinding[];
   params?: Params;
   workgroups: readonly [number, number?, number?];
   /** Human-readable name used in error messages. */
@@ -32,6 +41,10 @@ export class Engine {
   readonly hasSubgroups: boolean;
   readonly hasF16: boolean;
   private readonly uniformAlign: number;
+  /** Byte alignment of a bound range's start: the device's, and at least 16 so a range
+   * starts on a vec4 and element offsets keep their alignment to 4 within it. */
+  private readonly storageAlign: number;
+  private _bindingLimit: number;
   private pipelines = new Map<string, GPUComputePipeline>();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -56,6 +69,8 @@ export class Engine {
     this.pool = new BufferPool(device);
     this.maxWorkgroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     this.uniformAlign = device.limits.minUniformBufferOffsetAlignment;
+    this.storageAlign = Math.max(device.limits.minStorageBufferOffsetAlignment, 16);
+    this._bindingLimit = device.limits.maxStorageBufferBindingSize;
     this.hasSubgroups = device.features.has('subgroups');
     this.hasF16 = device.features.has('shader-f16');
     this.arena = device.createBuffer({ size: ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
@@ -92,6 +107,74 @@ export class Engine {
     return this.pipelines.size;
   }
 
+  /** The largest storage binding in bytes (the device's maxStorageBufferBindingSize unless
+   * lowered by `setBindingLimit`). Ops on larger tensors either run in chunks of bound
+   * ranges or throw, naming the op and the size. */
+  get bindingLimit(): number {
+    return this._bindingLimit;
+  }
+
+  /** Test hook: lowers the binding limit (null restores the device's) so the chunked paths
+   * run on small tensors. Buffers over it are then bound by range, as on a real device. */
+  setBindingLimit(bytes: number | null): void {
+    const device = this.device.limits.maxStorageBufferBindingSize;
+    if (bytes === null) {
+      this._bindingLimit = device;
+      return;
+    }
+    if (!Number.isInteger(bytes) || bytes < 4 * this.storageAlign || bytes > device || bytes % 4 !== 0) {
+      throw new RangeError(`setBindingLimit: ${bytes} bytes; expected a multiple of 4 from ${4 * this.storageAlign} to the device's ${device}`);
+    }
+    this._bindingLimit = bytes;
+  }
+
+  /** Elements that always fit one binding, wherever they start: chunked ops split by this. */
+  get maxBindingElements(): number {
+    return Math.floor((this._bindingLimit - this.storageAlign) / 4);
+  }
+
+  /**
+   * Binds `count` 4-byte elements of `buffer` starting at element `first`: the whole buffer
+   * when it fits the binding limit (the common case binds exactly as before), else the
+   * aligned byte range that holds them. Throws, naming `label`, when they cannot fit.
+   */
+  bindElements(buffer: GPUBuffer, first: number, count: number, label: string): BoundElements {
+    if (buffer.size <= this._bindingLimit) return { resource: buffer, offset: first };
+    const start = this.rangeStart(first);
+    const size = Math.max((first + count) * 4 - start, 4);
+    if (size > this._bindingLimit) throw this.tooLarge(label, count * 4);
+    return { resource: { buffer, offset: start, size }, offset: first - start / 4 };
+  }
+
+  /** Runs of `n` elements for ops on contiguous tensors: one run when `whole` (everything
+   * fits a binding), else runs of `maxBindingElements`, each dispatched on bound ranges. */
+  elementRuns(n: number, whole: boolean): { start: number; count: number }[] {
+    const step = whole ? n : this.maxBindingElements;
+    const runs: { start: number; count: number }[] = [];
+    for (let start = 0; start < n; start += step) runs.push({ start, count: Math.min(step, n - start) });
+    return runs;
+  }
+
+  /** Whether `bindElements` can bind these elements. */
+  fitsBinding(buffer: GPUBuffer, first: number, count: number): boolean {
+    return buffer.size <= this._bindingLimit || (first + count) * 4 - this.rangeStart(first) <= this._bindingLimit;
+  }
+
+  private rangeStart(first: number): number {
+    return Math.floor((first * 4) / this.storageAlign) * this.storageAlign;
+  }
+
+  /** The error for a tensor of `bytes` that op `label` cannot bind or split; `why` says
+   * what the op can split, where it splits some. */
+  tooLarge(label: string, bytes: number, why = `${label} does not split tensors over it`): Error {
+    const limit = this._bindingLimit;
+    const own = this.device.limits.maxStorageBufferBindingSize;
+    return new RangeError(
+      `${label}: a tensor of ${bytes} bytes exceeds the adapter's storage binding limit of ${limit} bytes ` +
+        `(maxStorageBufferBindingSize${limit === own ? '' : `, lowered from ${own} by setBindingLimit`}); ${why}`,
+    );
+  }
+
   dispatch(d: Dispatch): void {
     this.checkAlive();
     const [x, y = 1, z = 1] = d.workgroups;
@@ -100,6 +183,7 @@ export class Engine {
     if (x > max || y > max || z > max) {
       throw new Error(`${d.label ?? 'kernel'}: dispatch [${x}, ${y}, ${z}] exceeds ${max} workgroups per dimension`);
     }
+    const storage = d.buffers.map((b) => this.storageResource(b, d.label ?? 'kernel'));
     const pipeline = this.pipeline(d.code, d.label);
     const entries: GPUBindGroupEntry[] = [];
     let binding = 0;
@@ -111,7 +195,7 @@ export class Engine {
       this.arenaUsed = Math.ceil((offset + bytes.byteLength) / this.uniformAlign) * this.uniformAlign;
       entries.push({ binding: binding++, resource: { buffer: this.arena, offset, size: bytes.byteLength } });
     }
-    for (const buffer of d.buffers) entries.push({ binding: binding++, resource: { buffer } });
+    for (const resource of storage) entries.push({ binding: binding++, resource });
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const pass = this.computePass();
     pass.setPipeline(pipeline);
@@ -242,6 +326,16 @@ export class Engine {
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
     this.device.destroy();
+  }
+
+  /** A whole buffer over the binding limit is bound up to its tensor's size when that fits
+   * (buckets round up); else the op was handed a tensor it cannot split. */
+  private storageResource(b: StorageBinding, label: string): GPUBufferBinding {
+    if ('buffer' in b) return b;
+    if (b.size <= this._bindingLimit) return { buffer: b };
+    const bytes = this.pool.requestedBytes(b);
+    if (bytes > this._bindingLimit) throw this.tooLarge(label, bytes);
+    return { buffer: b, offset: 0, size: bytes };
   }
 
   private commandEncoder(): GPUCommandEncoder {

@@ -33,8 +33,19 @@ export class BufferPool {
 
   constructor(private readonly device: GPUDevice, private readonly maxPooledBytes = 1 << 30) {}
 
+  /** The bytes each live buffer was acquired for (its size is the bucket's): the engine
+   * binds a buffer over the binding limit up to this when it fits. */
+  private requested = new WeakMap<GPUBuffer, number>();
+
   acquire(bytes: number): GPUBuffer {
-    const size = bucketSize(bytes);
+    const max = this.device.limits.maxBufferSize;
+    if (bytes > max) {
+      throw new RangeError(`cannot allocate a tensor of ${bytes} bytes: the adapter's maxBufferSize is ${max} bytes`);
+    }
+    // Near maxBufferSize the bucket may not fit; such a buffer gets its exact size and is
+    // destroyed on release rather than pooled.
+    const bucket = bucketSize(bytes);
+    const size = bucket <= max ? bucket : Math.ceil(bytes / 4) * 4;
     const list = this.free.get(size);
     let buffer = list?.pop();
     if (buffer) {
@@ -43,16 +54,21 @@ export class BufferPool {
     } else {
       buffer = this.device.createBuffer({ size, usage: BUFFER_USAGE });
     }
+    this.requested.set(buffer, bytes);
     this.liveBuffers++;
     this.liveBytes += size;
     return buffer;
+  }
+
+  requestedBytes(buffer: GPUBuffer): number {
+    return this.requested.get(buffer) ?? buffer.size;
   }
 
   release(buffer: GPUBuffer): void {
     const size = buffer.size;
     this.liveBuffers--;
     this.liveBytes -= size;
-    if (this.pooledBytes + size > this.maxPooledBytes) {
+    if (this.pooledBytes + size > this.maxPooledBytes || bucketSize(size) !== size) {
       // Recorded but unsubmitted commands may still use it; destroy() is only safe once
       // they are submitted (the engine calls `afterSubmit`).
       this.toDestroy.push(buffer);

@@ -1,4 +1,4 @@
-import { engine, type Engine } from './engine.js';
+import { engine, type BoundElements, type Engine } from './engine.js';
 import { checkShape, contiguousStrides, fmt, normDim, numel, shapeEq, type Shape } from './shape.js';
 
 export type DType = 'float32' | 'int32';
@@ -72,6 +72,25 @@ export class Tensor {
 
   get size(): number {
     return numel(this.shape);
+  }
+
+  /** Elements from `offset` to the last one this view reaches through its strides. */
+  get span(): number {
+    if (this.size === 0) return 0;
+    return 1 + this.shape.reduce((s, d, i) => s + (d - 1) * this.strides[i]!, 0);
+  }
+
+  /** Whether `binding` succeeds: false only for a view spanning more than the binding limit. */
+  get fitsBinding(): boolean {
+    this.assertAlive();
+    return this.engine.fitsBinding(this.storage.buffer, this.offset, this.span);
+  }
+
+  /** How a kernel binds this tensor: its storage, or where that exceeds the binding limit
+   * the range this view spans, with the view's offset within the binding. */
+  binding(label: string): BoundElements {
+    this.assertAlive();
+    return this.engine.bindElements(this.storage.buffer, this.offset, this.span, label);
   }
 
   get rank(): number {

@@ -170,60 +170,77 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
   if (into && tensors.some((t) => t.storage === into.storage)) {
     throw new Error('map(): an input shares storage with the output view; clone() it first');
   }
+  const label = opts.label ?? 'map';
   const out = into ?? Tensor.empty(outShape, outDtype);
   if (n === 0) return out;
   const outDirect = !into || into.isContiguous;
   const T = opts.int ? 'i32' : 'f32';
   const rank = outShape.length;
-  const params = new Params().u32('n', n);
-  if (rank > 0) params.u32s('shape', outShape, rank);
-  const decls: string[] = [];
-  const loads: string[] = [];
-  const names: string[] = [];
-  let binding = 1;
-  let scalarCount = 0;
-  const coordNeeded = !outDirect || tensors.some((t) => !(shapeEq(t.shape, outShape) && t.isContiguous));
-  params.u32('offOut', into ? into.offset : 0);
-  let outIndex = 'p.offOut + i';
-  if (!outDirect) {
-    params.u32s('stOut', into!.strides, rank);
-    outIndex = `p.offOut${into!.strides.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', 'stOut', d)}`)).join('')}`;
+  const direct = tensors.map((t) => shapeEq(t.shape, outShape) && t.isContiguous);
+  // Over the binding limit the output and the same-shaped contiguous inputs are split into
+  // ranges, one dispatch each; other inputs must fit whole (they are read by coordinates).
+  const chunked = !out.fitsBinding || tensors.some((t) => !t.fitsBinding);
+  if (chunked) {
+    const why = `${label} splits only a contiguous output and inputs of its shape that are contiguous`;
+    if (!outDirect) throw e.tooLarge(label, into!.span * 4, why);
+    tensors.forEach((t, k) => {
+      if (!direct[k] && !t.fitsBinding) throw e.tooLarge(label, t.span * 4, why);
+    });
   }
-  tensors.forEach((t, k) => {
+  const coordNeeded = !outDirect || direct.some((d) => !d);
+  const strides = tensors.map((t) => {
     const lead = rank - t.rank;
     if (lead < 0) throw new RangeError(`input of shape [${t.shape}] has more dims than the output [${outShape}]`);
-    const st = outShape.map((d, i) => {
+    return outShape.map((d, i) => {
       if (i < lead) return 0;
       const s = t.shape[i - lead]!;
       if (s === d) return t.strides[i - lead]!;
       if (s === 1) return 0;
       throw new RangeError(`input of shape [${t.shape}] does not broadcast to [${outShape}]`);
     });
+  });
+  const params = (count: number, start: number, offOut: number, offs: readonly number[]): Params => {
+    const ps = new Params().u32('n', count);
+    if (rank > 0) ps.u32s('shape', outShape, rank);
+    if (chunked) ps.u32('start', start);
+    ps.u32('offOut', offOut);
+    if (!outDirect) ps.u32s('stOut', into!.strides, rank);
+    tensors.forEach((_, k) => {
+      ps.u32(`off${k}`, offs[k]!);
+      if (!direct[k]) ps.u32s(`st${k}`, strides[k]!, rank);
+    });
+    let scalars = 0;
+    for (const x of inputs) if (!(x instanceof Tensor)) ps.f32(`s${scalars++}`, x);
+    return ps.f32('alpha', opts.alpha ?? 0).f32('beta', opts.beta ?? 0);
+  };
+  let outIndex = 'p.offOut + i';
+  if (!outDirect) {
+    outIndex = `p.offOut${into!.strides.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', 'stOut', d)}`)).join('')}`;
+  }
+  const decls: string[] = [];
+  const loads: string[] = [];
+  const names: string[] = [];
+  let binding = 1;
+  tensors.forEach((t, k) => {
     decls.push(`@group(0) @binding(${binding++}) var<storage, read> in${k}: array<${wgslType(t.dtype)}>;`);
-    params.u32(`off${k}`, t.offset);
-    const contiguousSame = shapeEq(t.shape, outShape) && t.isContiguous;
-    let index: string;
-    if (contiguousSame) index = `p.off${k} + i`;
-    else {
-      params.u32s(`st${k}`, st, rank);
-      index = `p.off${k}${st.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', `st${k}`, d)}`)).join('')}`;
-    }
+    const index = direct[k]
+      ? `p.off${k} + i`
+      : `p.off${k}${strides[k]!.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', `st${k}`, d)}`)).join('')}`;
     const raw = `in${k}[${index}]`;
     loads.push(`  let v${k} = ${wgslType(t.dtype) === T ? raw : `${T}(${raw})`};`);
   });
   let ti = 0;
+  let scalarCount = 0;
   for (const x of inputs) {
     if (x instanceof Tensor) names.push(`v${ti++}`);
     else {
-      params.f32(`s${scalarCount}`, x);
       names.push(T === 'i32' ? `i32(p.s${scalarCount})` : `p.s${scalarCount}`);
       scalarCount++;
     }
   }
-  params.f32('alpha', opts.alpha ?? 0).f32('beta', opts.beta ?? 0);
   const coords: string[] = [];
   if (coordNeeded && rank > 0) {
-    coords.push('  var r = i;');
+    coords.push(chunked ? '  var r = p.start + i;' : '  var r = i;');
     for (let d = rank - 1; d >= 0; d--) {
       const s = Params.at('p', 'shape', d);
       coords.push(`  let c${d} = r % ${s};`);
@@ -232,8 +249,13 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
   }
   const outT = wgslType(outDtype);
   const body = expr(names);
-  const code = /* wgsl */ `
-${params.wgsl('P')}
+  let code: string | null = null;
+  for (const { start, count } of e.elementRuns(n, !chunked)) {
+    const bound = tensors.map((t, k) => (direct[k] ? e.bindElements(t.buffer, t.offset + start, count, label) : t.binding(label)));
+    const o = outDirect ? e.bindElements(out.buffer, out.offset + start, count, label) : out.binding(label);
+    const ps = params(count, start, o.offset, bound.map((b) => b.offset));
+    code ??= /* wgsl */ `
+${ps.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join('\n')}
 @group(0) @binding(${binding}) var<storage, read_write> out: array<${outT}>;
@@ -250,13 +272,14 @@ ${loads.join('\n')}
   out[${outIndex}] = ${outT}(${body});
   }
 }`;
-  e.dispatch({
-    code,
-    params,
-    buffers: [...tensors.map((t) => t.buffer), out.buffer],
-    workgroups: e.grid(Math.ceil(n / (WG * PER_INVOCATION))),
-    label: opts.label ?? 'map',
-  });
+    e.dispatch({
+      code,
+      params: ps,
+      buffers: [...bound.map((b) => b.resource), o.resource],
+      workgroups: e.grid(Math.ceil(count / (WG * PER_INVOCATION))),
+      label,
+    });
+  }
   return out;
 }
 

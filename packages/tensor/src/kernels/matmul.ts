@@ -6,7 +6,7 @@
  * through their strides: a transposed view (strides [1, M]) is a specialization of the
  * WGSL, not a copy.
  */
-import { engine } from '../engine.js';
+import { engine, type BoundElements } from '../engine.js';
 import { broadcastIndex, host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { broadcastShapes, fmt } from '../shape.js';
@@ -40,6 +40,8 @@ export interface MatmulSpec {
   batchRank: number;
   bias: boolean;
   activation: MatmulActivation | null;
+  /** Add the product to what the output holds (a chunk of K after the first). */
+  accumulate: boolean;
   /** Workgroup size along N and M. */
   wx: number;
   wy: number;
@@ -48,7 +50,8 @@ export interface MatmulSpec {
 /**
  * The kernel. Uniforms: M, N, K; per operand its element offset, leading-dim stride (ldA:
  * between rows of A, or between columns when transA; ldB: between rows of B, or columns when
- * transB) and batch strides; the bias offset and stride. Rows and columns past the edge are
+ * transB) and batch strides; the bias offset and stride; the output's offset and row stride
+ * (a chunk's columns are a strided block of it). Rows and columns past the edge are
  * clamped on load (their results are never stored), so only K needs a tail.
  */
 export function matmulWgsl(s: MatmulSpec, params: Params): string {
@@ -151,12 +154,13 @@ export function matmulWgsl(s: MatmulSpec, params: Params): string {
   // inlined copy of the activation instead of tm * tn (compile time, not run time).
   const n = `n0 + c`;
   let value = `res[i * ${nq}u + (c >> 2u)][c & 3u]`;
+  if (s.accumulate) value = `out[row + ${n}] + ${value}`;
   if (s.bias) value = `${value} + bias[p.offBias + (${n}) * p.sBias]`;
   if (s.activation) value = `act_(${value})`;
   const store = [
     `  var res = array<vec4<f32>, ${tm * nq}>(${range(tm).flatMap((i) => range(nq).map((q) => `acc${i}_${q}`)).join(', ')});`,
     `  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`,
-    '    let row = zo + (m0 + i) * p.N;',
+    '    let row = p.offOut + zo + (m0 + i) * p.ldOut;',
     `    for (var c = 0u; c < ${tn}u && ${n} < p.N; c++) {`,
     `      out[row + ${n}] = ${value};`,
     '    }',
@@ -375,29 +379,79 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
     batchRank: slots,
     bias: bias !== undefined,
     activation: opts.activation ?? null,
+    accumulate: false,
     wx: WG_X,
     wy: WG_Y,
   };
 
-  const gx = Math.ceil(N / (tn * WG_X));
-  const gy = Math.ceil(M / (tm * WG_Y));
+  // Past the binding limit an operand is split along the dim whose ranges are contiguous
+  // in its storage: M for a row-major A and the output, N for a column-major B (linear's
+  // weight), K for a column-major A or a row-major B, whose partial products accumulate in
+  // the output. Along a dim read as vec4s chunks are multiples of 4, so the vec4 choices
+  // above hold for every chunk.
+  const step = { M, N, K };
+  const quantum = { M: la.trans && vecA ? 4 : 1, N: !lb.trans && vecB ? 4 : 1, K: (!la.trans && vecA) || (lb.trans && vecB) ? 4 : 1 };
+  const cap = e.maxBindingElements;
+  const limitDim = (dim: 'M' | 'N' | 'K', t: Tensor, ld: number, inner: number): void => {
+    if (t.fitsBinding) return;
+    if (batchCount > 1) throw e.tooLarge(label, t.span * 4, `${label} splits only products without batch dims`);
+    const rows = ld === 0 ? step[dim] : Math.floor((cap - inner) / ld) + 1;
+    const chunk = rows >= step[dim] ? step[dim] : Math.floor(rows / quantum[dim]) * quantum[dim];
+    if (!(chunk >= 1)) throw e.tooLarge(label, t.span * 4, `${label} splits it by rows, and ${quantum[dim]} of its rows are over the limit`);
+    step[dim] = chunk;
+  };
+  limitDim(la.trans ? 'K' : 'M', a.t, ldA, la.trans ? M : K);
+  limitDim(lb.trans ? 'N' : 'K', b.t, lb.ld, lb.trans ? K : N);
+  limitDim('M', out, N, N);
+  if (bias && !bias.fitsBinding) throw e.tooLarge(label, bias.span * 4, `${label} does not split its bias`);
+
+  const bind = (t: Tensor, delta: number, extent: number): BoundElements => {
+    if (t.fitsBinding) {
+      const whole = t.binding(label);
+      return { resource: whole.resource, offset: whole.offset + delta };
+    }
+    return e.bindElements(t.buffer, t.offset + delta, extent, label);
+  };
+  const biasBound = bias?.binding(label);
+  const codes = new Map<string, string>();
   const max = e.maxWorkgroupsPerDim;
-  const buffers = [a.t.buffer, b.t.buffer, ...(bias ? [bias.buffer] : []), out.buffer];
-  let code: string | null = null;
-  // Grids past the per-dimension workgroup limit run as several dispatches with offsets.
-  for (let x = 0; x < gx; x += max) {
-    for (let y = 0; y < gy; y += max) {
-      for (let z = 0; z < batchCount; z += max) {
-        const params = new Params()
-          .u32('M', M).u32('N', N).u32('K', K)
-          .u32('offA', a.offset).u32('offB', b.offset).u32('ldA', ldA).u32('ldB', lb.ld)
-          .u32('xBase', x * WG_X).u32('yBase', y * WG_Y).u32('zBase', z)
-          .u32s('bshape', dims.map((d) => d.size)).u32s('bsa', dims.map((d) => d.sa)).u32s('bsb', dims.map((d) => d.sb));
-        if (bias) params.u32('offBias', bias.offset).u32('sBias', sBias);
-        code ??= matmulWgsl(spec, params);
-        const workgroups = [Math.min(max, gx - x), Math.min(max, gy - y), Math.min(max, batchCount - z)] as const;
-        e.dispatch({ code, params, buffers, workgroups, label });
-      }
+  for (let m0 = 0; m0 < M; m0 += step.M) {
+    const mc = Math.min(step.M, M - m0);
+    for (let n0 = 0; n0 < N; n0 += step.N) {
+      const nc = Math.min(step.N, N - n0);
+      let k0 = 0;
+      do {
+        const kc = Math.min(step.K, K - k0);
+        const first = k0 === 0;
+        const last = k0 + kc >= K;
+        const A = bind(a.t, la.trans ? m0 + k0 * ldA : m0 * ldA + k0, la.trans ? (kc - 1) * ldA + mc : (mc - 1) * ldA + kc);
+        const B = bind(b.t, lb.trans ? n0 * lb.ld + k0 : k0 * lb.ld + n0, lb.trans ? (nc - 1) * lb.ld + kc : (kc - 1) * lb.ld + nc);
+        const O = bind(out, m0 * N + n0, (mc - 1) * N + nc);
+        const chunk: MatmulSpec = { ...spec, bias: spec.bias && first, activation: last ? spec.activation : null, accumulate: !first };
+        const gx = Math.ceil(nc / (tn * WG_X));
+        const gy = Math.ceil(mc / (tm * WG_Y));
+        const buffers = [A.resource, B.resource, ...(chunk.bias ? [biasBound!.resource] : []), O.resource];
+        // Grids past the per-dimension workgroup limit run as several dispatches with offsets.
+        for (let x = 0; x < gx; x += max) {
+          for (let y = 0; y < gy; y += max) {
+            for (let z = 0; z < batchCount; z += max) {
+              const params = new Params()
+                .u32('M', mc).u32('N', nc).u32('K', kc)
+                .u32('offA', A.offset).u32('offB', B.offset).u32('ldA', ldA).u32('ldB', lb.ld)
+                .u32('offOut', O.offset).u32('ldOut', N)
+                .u32('xBase', x * WG_X).u32('yBase', y * WG_Y).u32('zBase', z)
+                .u32s('bshape', dims.map((d) => d.size)).u32s('bsa', dims.map((d) => d.sa)).u32s('bsb', dims.map((d) => d.sb));
+              if (chunk.bias) params.u32('offBias', biasBound!.offset + n0 * sBias).u32('sBias', sBias);
+              const key = `${chunk.bias}${chunk.activation}${chunk.accumulate}`;
+              let code = codes.get(key);
+              if (!code) codes.set(key, (code = matmulWgsl(chunk, params)));
+              const workgroups = [Math.min(max, gx - x), Math.min(max, gy - y), Math.min(max, batchCount - z)] as const;
+              e.dispatch({ code, params, buffers, workgroups, label });
+            }
+          }
+        }
+        k0 += kc;
+      } while (k0 < K);
     }
   }
   for (const t of temps) t.dispose();

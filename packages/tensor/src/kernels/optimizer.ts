@@ -42,21 +42,28 @@ function checkParam(op: string, p: Tensor, g: Tensor, state: Tensor[]): void {
   }
 }
 
-function run(op: string, p: Tensor, g: Tensor, state: Tensor[], params: Params, body: string, gradScale?: Tensor | null): void {
+/** Dispatches `body` over the parameter's elements; tensors over the binding limit run in
+ * ranges, one dispatch each (every tensor is contiguous, so a range is one per tensor). */
+function run(op: string, p: Tensor, g: Tensor, state: Tensor[], hyper: () => Params, body: string, gradScale?: Tensor | null): void {
   const e = engine();
   const n = p.size;
   if (n === 0) return;
-  params.u32('n', n).u32('offP', p.offset).u32('offG', g.offset);
-  state.forEach((s, i) => params.u32(`offS${i}`, s.offset));
-  if (gradScale) params.u32('offScale', gradScale.offset);
-  const decls = [
-    '@group(0) @binding(1) var<storage, read_write> param: array<f32>;',
-    '@group(0) @binding(2) var<storage, read> grad: array<f32>;',
-    ...state.map((_, i) => `@group(0) @binding(${3 + i}) var<storage, read_write> s${i}: array<f32>;`),
-    ...(gradScale ? [`@group(0) @binding(${3 + state.length}) var<storage, read> scale: array<f32>;`] : []),
-  ];
-  const code = /* wgsl */ `
-${params.wgsl('P')}
+  const tensors = [p, g, ...state];
+  const scale = gradScale ? gradScale.binding(op) : null;
+  let code: string | null = null;
+  for (const { start, count } of e.elementRuns(n, tensors.every((t) => t.fitsBinding))) {
+    const [bp, bg, ...bs] = tensors.map((t) => e.bindElements(t.buffer, t.offset + start, count, op));
+    const ps = hyper().u32('n', count).u32('offP', bp!.offset).u32('offG', bg!.offset);
+    bs.forEach((b, i) => ps.u32(`offS${i}`, b.offset));
+    if (scale) ps.u32('offScale', scale.offset);
+    const decls = [
+      '@group(0) @binding(1) var<storage, read_write> param: array<f32>;',
+      '@group(0) @binding(2) var<storage, read> grad: array<f32>;',
+      ...state.map((_, i) => `@group(0) @binding(${3 + i}) var<storage, read_write> s${i}: array<f32>;`),
+      ...(scale ? [`@group(0) @binding(${3 + state.length}) var<storage, read> scale: array<f32>;`] : []),
+    ];
+    code ??= /* wgsl */ `
+${ps.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join('\n')}
 @compute @workgroup_size(${WG})
@@ -64,21 +71,22 @@ fn main(${MAIN_ARGS}) {
   let i = ${linearIndex()};
   if (i >= p.n) { return; }
   let w = param[p.offP + i];
-  let g0 = grad[p.offG + i]${gradScale ? ' * scale[p.offScale]' : ''};
+  let g0 = grad[p.offG + i]${scale ? ' * scale[p.offScale]' : ''};
 ${body}
 }`;
-  e.dispatch({
-    code, params, label: op,
-    buffers: [p.buffer, g.buffer, ...state.map((s) => s.buffer), ...(gradScale ? [gradScale.buffer] : [])],
-    workgroups: e.grid(Math.ceil(n / WG)),
-  });
+    e.dispatch({
+      code, params: ps, label: op,
+      buffers: [bp!.resource, bg!.resource, ...bs.map((b) => b.resource), ...(scale ? [scale.resource] : [])],
+      workgroups: e.grid(Math.ceil(count / WG)),
+    });
+  }
 }
 
 /** One SGD step on `param` in place; `momentumBuffer` is required when momentum != 0. */
 export function sgdStep(param: Tensor, grad: Tensor, momentumBuffer: Tensor | null, h: SgdHyper, gradScale?: Tensor | null): void {
   const state = momentumBuffer && h.momentum !== 0 ? [momentumBuffer] : [];
   checkParam('sgdStep', param, grad, state);
-  const params = new Params().f32('lr', h.lr).f32('momentum', h.momentum).f32('dampening', h.dampening).f32('wd', h.weightDecay);
+  const hyper = (): Params => new Params().f32('lr', h.lr).f32('momentum', h.momentum).f32('dampening', h.dampening).f32('wd', h.weightDecay);
   const mom = state.length > 0;
   const body = `
   var d = g0 + p.wd * w;
@@ -86,7 +94,7 @@ ${mom ? `  let buf = ${h.firstStep ? 'd' : 's0[p.offS0 + i] * p.momentum + (1.0 
   s0[p.offS0 + i] = buf;
   d = ${h.nesterov ? 'd + p.momentum * buf' : 'buf'};` : ''}
   param[p.offP + i] = w - p.lr * d;`;
-  run('sgdStep', param, grad, state, params, body, gradScale);
+  run('sgdStep', param, grad, state, hyper, body, gradScale);
 }
 
 /** One Adam / AdamW step on `param` in place, with first and second moment buffers. */
@@ -95,7 +103,7 @@ export function adamStep(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: 
   if (!Number.isInteger(h.step) || h.step < 1) throw new RangeError(`adamStep: step must be a positive integer, got ${h.step}`);
   const bc1 = 1 - h.beta1 ** h.step;
   const bc2 = 1 - h.beta2 ** h.step;
-  const params = new Params()
+  const hyper = (): Params => new Params()
     .f32('lr', h.lr).f32('b1', h.beta1).f32('b2', h.beta2).f32('eps', h.eps).f32('wd', h.weightDecay)
     .f32('stepSize', h.lr / bc1).f32('bc2Sqrt', Math.sqrt(bc2));
   const body = `
@@ -105,7 +113,7 @@ export function adamStep(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: 
   s0[p.offS0 + i] = m;
   s1[p.offS1 + i] = v;
   param[p.offP + i] = w0 - p.stepSize * m / (sqrt(v) / p.bc2Sqrt + p.eps);`;
-  run('adamStep', param, grad, [expAvg, expAvgSq], params, body, gradScale);
+  run('adamStep', param, grad, [expAvg, expAvgSq], hyper, body, gradScale);
 }
 
 /** Multiplies `t` in place by the scalar held in the one-element tensor `scale`. */
@@ -115,8 +123,12 @@ export function scaleInPlace(t: Tensor, scale: Tensor): void {
   const e = engine();
   const n = t.size;
   if (n === 0) return;
-  const params = new Params().u32('n', n).u32('off', t.offset).u32('offScale', scale.offset);
-  const code = /* wgsl */ `
+  const s = scale.binding('scaleInPlace');
+  let code: string | null = null;
+  for (const { start, count } of e.elementRuns(n, t.fitsBinding)) {
+    const x = e.bindElements(t.buffer, t.offset + start, count, 'scaleInPlace');
+    const params = new Params().u32('n', count).u32('off', x.offset).u32('offScale', s.offset);
+    code ??= /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -127,7 +139,8 @@ fn main(${MAIN_ARGS}) {
   if (i >= p.n) { return; }
   x[p.off + i] = x[p.off + i] * scale[p.offScale];
 }`;
-  e.dispatch({ code, params, buffers: [t.buffer, scale.buffer], workgroups: e.grid(Math.ceil(n / WG)), label: 'scaleInPlace' });
+    e.dispatch({ code, params, buffers: [x.resource, s.resource], workgroups: e.grid(Math.ceil(count / WG)), label: 'scaleInPlace' });
+  }
 }
 
 // CPU references (float64), the same rules.

@@ -68,28 +68,37 @@ function randomKernel(shape: Shape, normal: boolean, opts: RandomOptions): Tenso
   const e = engine();
   const out = Tensor.empty(shape);
   const n = numel(shape);
-  const { seed, stream } = nextRandomKey(opts.seed);
-  const params = new Params()
-    .u32('n', n)
-    .u32('seed', seed)
-    .u32('stream', stream)
-    .f32('a', normal ? (opts.mean ?? 0) : (opts.low ?? 0))
-    .f32('b', normal ? (opts.std ?? 1) : (opts.high ?? 1) - (opts.low ?? 0));
+  const key = nextRandomKey(opts.seed);
+  const label = normal ? 'randn' : 'rand';
   const value = normal
     ? `p.a + p.b * sqrt(-2.0 * log(1.0 - rand_(p.seed, p.stream, 2u * i))) * cos(6.283185307179586 * rand_(p.seed, p.stream, 2u * i + 1u))`
     : `p.a + p.b * rand_(p.seed, p.stream, i)`;
-  const code = /* wgsl */ `
+  let code: string | null = null;
+  // Each element's value depends on its index in the whole tensor, so chunks pass theirs.
+  for (const { start, count } of e.elementRuns(n, out.fitsBinding)) {
+    const bound = e.bindElements(out.buffer, start, count, label);
+    const params = new Params()
+      .u32('n', count)
+      .u32('start', start)
+      .u32('off', bound.offset)
+      .u32('seed', key.seed)
+      .u32('stream', key.stream)
+      .f32('a', normal ? (opts.mean ?? 0) : (opts.low ?? 0))
+      .f32('b', normal ? (opts.std ?? 1) : (opts.high ?? 1) - (opts.low ?? 0));
+    code ??= /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 ${HASH_WGSL}
 @compute @workgroup_size(${WG})
 fn main(${MAIN_ARGS}) {
-  let i = ${linearIndex()};
-  if (i >= p.n) { return; }
-  out[i] = ${value};
+  let j = ${linearIndex()};
+  if (j >= p.n) { return; }
+  let i = p.start + j;
+  out[p.off + j] = ${value};
 }`;
-  e.dispatch({ code, params, buffers: [out.buffer], workgroups: e.grid(Math.ceil(n / WG)), label: normal ? 'randn' : 'rand' });
+    e.dispatch({ code, params, buffers: [bound.resource], workgroups: e.grid(Math.ceil(count / WG)), label });
+  }
   return out;
 }
 

@@ -25,6 +25,7 @@ import { host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { fmt, normDim, numel, type Shape } from '../shape.js';
 import { Tensor, type DType } from '../tensor.js';
+import { assign } from './elementwise.js';
 import { linearIndex, MAIN_ARGS, WG, wgslType } from './wgsl.js';
 
 export type Dims = number | readonly number[];
@@ -247,18 +248,20 @@ export function reduceGeneric(spec: ReduceSpec): Tensor[] {
   const r = inner.sizes.length;
   const nested = r >= 2 && splits <= inner.sizes[r - 1]!;
   const K = spec.inputs.length;
+  const bound = spec.inputs.map((t) => t.binding(spec.label));
+  const extras = (spec.extras ?? []).map((t) => t.binding(spec.label));
   const params = new Params().u32('n', rows * splits).u32('len', len).u32('splits', splits);
   if (kept.sizes.length > 0) params.u32s('ks', kept.sizes);
   const outerRank = nested ? r - 1 : r;
   if (outerRank > 0) params.u32s('rs', inner.sizes.slice(0, outerRank));
   if (nested) params.u32('lk', inner.sizes[r - 1]!).u32('lo', len / inner.sizes[r - 1]!);
-  spec.inputs.forEach((t, k) => {
-    params.u32(`off${k}`, t.offset);
+  bound.forEach((b, k) => {
+    params.u32(`off${k}`, b.offset);
     if (kept.sizes.length > 0) params.u32s(`kst${k}`, kept.strides[k]!);
     if (outerRank > 0) params.u32s(`rst${k}`, inner.strides[k]!.slice(0, outerRank));
     if (nested) params.u32(`lst${k}`, inner.strides[k]![r - 1]!);
   });
-  (spec.extras ?? []).forEach((t, k) => params.u32(`exOff${k}`, t.offset));
+  extras.forEach((x, k) => params.u32(`exOff${k}`, x.offset));
   userParams(params);
   let b = 1;
   const decls = spec.inputs.map((t, k) => `@group(0) @binding(${b++}) var<storage, read> in${k}: array<${wgslType(t.dtype)}>;`);
@@ -320,7 +323,7 @@ ${final ? outWrites : '  part[g] = acc;'}
   e.dispatch({
     code,
     params,
-    buffers: [...spec.inputs.map((t) => t.buffer), ...(spec.extras ?? []).map((t) => t.buffer), ...(part ? [part.buffer] : outputs.map((o) => o.buffer))],
+    buffers: [...bound.map((x) => x.resource), ...extras.map((x) => x.resource), ...(part ? [part.buffer] : outputs.map((o) => o.buffer))],
     workgroups: e.grid(Math.ceil((rows * splits) / WG)),
     label: spec.label,
   });
@@ -407,10 +410,36 @@ function simple(kind: 'sum' | 'max' | 'min', x: Tensor, dims: Dims | undefined, 
   const keepdim = opts.keepdim ?? false;
   const empty = emptyReduction(x, d, keepdim, kind === 'sum' ? (mean ? NaN : 0) : null, op, x.dtype);
   if (empty) return empty;
+  if (d.length === x.rank && x.isContiguous && !x.fitsBinding) return reduceInRuns(kind, x, keepdim, op, mean);
   return reduceGeneric({
     kind, inputs: [x], dims: d, keepdim, label: op,
     outputs: [{ dtype: x.dtype, expr: (s) => (mean ? `${s} / p.count` : s) }],
   })[0]!;
+}
+
+/** A whole contiguous tensor over the binding limit: each run of elements (a view bound as a
+ * range) reduces to one value, then the per-run values reduce to the result. */
+function reduceInRuns(kind: 'sum' | 'max' | 'min', x: Tensor, keepdim: boolean, op: string, mean: boolean): Tensor {
+  const e = engine();
+  const flat = x.reshape([x.size]);
+  const runs = e.elementRuns(x.size, false);
+  const partials = Tensor.empty([runs.length], x.dtype);
+  runs.forEach(({ start, count }, i) => {
+    const run = flat.narrow(0, start, count);
+    const [value] = reduceGeneric({ kind, inputs: [run], dims: [0], keepdim: true, label: op, outputs: [{ dtype: x.dtype, expr: (s) => s }] });
+    const slot = partials.narrow(0, i, 1);
+    assign(slot, value!);
+    for (const t of [run, value!, slot]) t.dispose();
+  });
+  flat.dispose();
+  const [total] = reduceGeneric({
+    kind, inputs: [partials], dims: [0], keepdim: false, label: op, scalars: { total: x.size },
+    outputs: [{ dtype: x.dtype, expr: (s) => (mean ? `${s} / p.total` : s) }],
+  });
+  partials.dispose();
+  const out = total!.reshape(keepdim ? x.shape.map(() => 1) : []);
+  total!.dispose();
+  return out;
 }
 
 /** Sum over `dims` (all when omitted), as `torch.sum`. int32 sums stay int32 (and wrap). */
