@@ -130,7 +130,7 @@ export class Engine {
 
   /** Elements that always fit one binding, wherever they start: chunked ops split by this. */
   get maxBindingElements(): number {
-    return Math.floor((this._bindingLimit - this.storageAlign) / 4);
+    return Math.floor((Math.floor(this._bindingLimit / 16) * 16 - this.storageAlign) / 4);
   }
 
   /**
@@ -141,7 +141,7 @@ export class Engine {
   bindElements(buffer: GPUBuffer, first: number, count: number, label: string): BoundElements {
     if (buffer.size <= this._bindingLimit) return { resource: buffer, offset: first };
     const start = this.rangeStart(first);
-    const size = Math.max((first + count) * 4 - start, 4);
+    const size = this.rangeSize(buffer, start, (first + count) * 4 - start);
     if (size > this._bindingLimit) throw this.tooLarge(label, count * 4);
     return { resource: { buffer, offset: start, size }, offset: first - start / 4 };
   }
@@ -157,11 +157,19 @@ export class Engine {
 
   /** Whether `bindElements` can bind these elements. */
   fitsBinding(buffer: GPUBuffer, first: number, count: number): boolean {
-    return buffer.size <= this._bindingLimit || (first + count) * 4 - this.rangeStart(first) <= this._bindingLimit;
+    if (buffer.size <= this._bindingLimit) return true;
+    const start = this.rangeStart(first);
+    return this.rangeSize(buffer, start, (first + count) * 4 - start) <= this._bindingLimit;
   }
 
   private rangeStart(first: number): number {
     return Math.floor((first * 4) / this.storageAlign) * this.storageAlign;
+  }
+
+  /** A bound range's size: whole vec4s, since a kernel reading the range as vec4s (matmul)
+   * sees only complete ones and may load the one holding the last elements. */
+  private rangeSize(buffer: GPUBuffer, start: number, bytes: number): number {
+    return Math.min(Math.max(Math.ceil(bytes / 16) * 16, 16), buffer.size - start);
   }
 
   /** The error for a tensor of `bytes` that op `label` cannot bind or split; `why` says
@@ -334,8 +342,9 @@ export class Engine {
     if ('buffer' in b) return b;
     if (b.size <= this._bindingLimit) return { buffer: b };
     const bytes = this.pool.requestedBytes(b);
-    if (bytes > this._bindingLimit) throw this.tooLarge(label, bytes);
-    return { buffer: b, offset: 0, size: bytes };
+    const size = this.rangeSize(b, 0, bytes);
+    if (size > this._bindingLimit) throw this.tooLarge(label, bytes);
+    return { buffer: b, offset: 0, size };
   }
 
   private commandEncoder(): GPUCommandEncoder {

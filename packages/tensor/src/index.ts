@@ -1,4 +1,4 @@
-export { Engine, engine, init, getDevice, setEngine, type Dispatch } from './engine.js';
+export { Engine, engine, init, getDevice, setEngine, type Dispatch, type BoundElements, type StorageBinding } from './engine.js';
 export { registerGpuProvider, type GpuProvider } from './gpu.js';
 export { BufferPool, bucketSize, type MemoryInfo } from './pool.js';
 export { Params } from './params.js';

@@ -50,18 +50,18 @@ function run(op: string, p: Tensor, g: Tensor, state: Tensor[], hyper: () => Par
   if (n === 0) return;
   const tensors = [p, g, ...state];
   const scale = gradScale ? gradScale.binding(op) : null;
+  const decls = [
+    '@group(0) @binding(1) var<storage, read_write> param: array<f32>;',
+    '@group(0) @binding(2) var<storage, read> grad: array<f32>;',
+    ...state.map((_, i) => `@group(0) @binding(${3 + i}) var<storage, read_write> s${i}: array<f32>;`),
+    ...(scale ? [`@group(0) @binding(${3 + state.length}) var<storage, read> scale: array<f32>;`] : []),
+  ];
   let code: string | null = null;
   for (const { start, count } of e.elementRuns(n, tensors.every((t) => t.fitsBinding))) {
     const [bp, bg, ...bs] = tensors.map((t) => e.bindElements(t.buffer, t.offset + start, count, op));
     const ps = hyper().u32('n', count).u32('offP', bp!.offset).u32('offG', bg!.offset);
     bs.forEach((b, i) => ps.u32(`offS${i}`, b.offset));
     if (scale) ps.u32('offScale', scale.offset);
-    const decls = [
-      '@group(0) @binding(1) var<storage, read_write> param: array<f32>;',
-      '@group(0) @binding(2) var<storage, read> grad: array<f32>;',
-      ...state.map((_, i) => `@group(0) @binding(${3 + i}) var<storage, read_write> s${i}: array<f32>;`),
-      ...(scale ? [`@group(0) @binding(${3 + state.length}) var<storage, read> scale: array<f32>;`] : []),
-    ];
     code ??= /* wgsl */ `
 ${ps.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;

@@ -421,17 +421,16 @@ function simple(kind: 'sum' | 'max' | 'min', x: Tensor, dims: Dims | undefined, 
  * range) reduces to one value, then the per-run values reduce to the result. */
 function reduceInRuns(kind: 'sum' | 'max' | 'min', x: Tensor, keepdim: boolean, op: string, mean: boolean): Tensor {
   const e = engine();
-  const flat = x.reshape([x.size]);
   const runs = e.elementRuns(x.size, false);
   const partials = Tensor.empty([runs.length], x.dtype);
   runs.forEach(({ start, count }, i) => {
-    const run = flat.narrow(0, start, count);
+    // A bare view: through x's own view methods autograd would record it.
+    const run = new Tensor(x.storage.retain(), [count], x.dtype, [1], x.offset + start);
     const [value] = reduceGeneric({ kind, inputs: [run], dims: [0], keepdim: true, label: op, outputs: [{ dtype: x.dtype, expr: (s) => s }] });
     const slot = partials.narrow(0, i, 1);
     assign(slot, value!);
     for (const t of [run, value!, slot]) t.dispose();
   });
-  flat.dispose();
   const [total] = reduceGeneric({
     kind, inputs: [partials], dims: [0], keepdim: false, label: op, scalars: { total: x.size },
     outputs: [{ dtype: x.dtype, expr: (s) => (mean ? `${s} / p.total` : s) }],
