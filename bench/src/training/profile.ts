@@ -78,7 +78,7 @@ export async function profileStep(m: OursModel, x: Tensor, y: Tensor, reps = 1):
 
 interface Captured {
   code: string;
-  buffers: readonly GPUBuffer[];
+  buffers: readonly A.StorageBinding[];
   bytes: Uint8Array | null;
   workgroups: readonly [number, number?, number?];
   label: string;

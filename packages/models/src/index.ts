@@ -20,3 +20,4 @@ export * from './arch/roberta.js';
 export * from './arch/gpt2.js';
 export * from './registry.js';
 export * from './text-checkpoint.js';
+export * from './pretrained-text.js';

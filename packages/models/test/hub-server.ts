@@ -3,7 +3,8 @@
  * `/{org}/{name}/resolve/{revision}/{file}` answers small files itself (200, the blob's etag)
  * and redirects LFS files (*.safetensors) to a CDN path on another host name with the blob's
  * identity in X-Linked-* headers, as huggingface.co does; the CDN honours Range requests. A
- * renamed repo answers with a relative redirect to its new name.
+ * renamed repo answers with a relative redirect to its new name. With `cors`, every answer
+ * carries the CORS headers huggingface.co sends, so that a browser page can load from it.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
@@ -24,6 +25,8 @@ export interface FakeHubOptions {
   tokens?: Record<string, string>;
   /** Old repo id -> the id it was renamed to (as gpt2 -> openai-community/gpt2). */
   renamed?: Record<string, string>;
+  /** Answer cross-origin requests (a page on another port), exposing the Hub's headers. */
+  cors?: boolean;
 }
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -35,6 +38,10 @@ export async function startFakeHub(repos: Record<string, Record<string, Uint8Arr
   const requests: FakeHub['requests'] = [];
   const server = createServer((req, res) => {
     requests.push({ method: req.method!, url: req.url!, headers: req.headers });
+    if (opts.cors) {
+      res.setHeader('access-control-allow-origin', '*');
+      res.setHeader('access-control-expose-headers', 'x-repo-commit, x-error-code, x-linked-etag, x-linked-size, etag, content-length');
+    }
     const path = decodeURIComponent(new URL(req.url!, 'http://x').pathname);
     const m = /^\/((?:[^/]+\/)?[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
     if (m) {

@@ -1,3 +1,4 @@
 export * from './images.js';
 export * from './store.js';
 export * from './weights.js';
+export * from './text.js';

@@ -3,21 +3,13 @@
  * resolve URLs), kept in the Cache API so a second visit downloads nothing; from a local
  * File or Blob (file picker, drag and drop); or from OPFS (`opfs:path/in/opfs`).
  */
-import { DEFAULT_WEIGHTS_FILE, parseHubRef, parseSafetensors, type SafetensorsFile } from '@tl/models';
+import { DEFAULT_WEIGHTS_FILE, parseHubRef, parseSafetensors, type HubRef, type SafetensorsFile } from '@tl/models';
+import { fetchCached, openCache, WeightsError, type FetchWeightsOptions } from './fetch.js';
 
-export const WEIGHTS_CACHE = 'tl-weights-v1';
+export { WEIGHTS_CACHE, WeightsError, type FetchWeightsOptions } from './fetch.js';
 export const HUB_ENDPOINT = 'https://huggingface.co';
 
 export type WeightsSource = string | URL | Blob;
-
-export interface FetchWeightsOptions {
-  /** Cache API cache name (default `tl-weights-v1`); false turns caching off. */
-  cache?: string | false;
-  /** Hub endpoint for `hf:` references (default https://huggingface.co). */
-  endpoint?: string;
-  onProgress?: (loaded: number, total: number | null) => void;
-  signal?: AbortSignal;
-}
 
 export interface LoadedWeights {
   file: SafetensorsFile;
@@ -27,50 +19,11 @@ export interface LoadedWeights {
   fromCache: boolean;
 }
 
-export class WeightsError extends Error {
-  override name = 'WeightsError';
-}
-
 /** The resolve URL of a Hub reference (`hf:timm/resnet18.a1_in1k` → …/resolve/main/model.safetensors). */
-export function hubResolveUrl(ref: string, endpoint = HUB_ENDPOINT): string {
-  const r = parseHubRef(ref);
+export function hubResolveUrl(ref: string | HubRef, endpoint = HUB_ENDPOINT): string {
+  const r = typeof ref === 'string' ? parseHubRef(ref) : ref;
   const file = r.file ?? DEFAULT_WEIGHTS_FILE;
   return `${endpoint.replace(/\/+$/, '')}/${r.repo}/resolve/${encodeURIComponent(r.revision)}/${file.split('/').map(encodeURIComponent).join('/')}`;
-}
-
-async function readBody(res: Response, source: string, o: FetchWeightsOptions): Promise<Uint8Array> {
-  const len = Number(res.headers.get('content-length'));
-  const total = Number.isFinite(len) && len > 0 ? len : null;
-  if (!res.body || !o.onProgress) return new Uint8Array(await res.arrayBuffer());
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let loaded = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.byteLength;
-    o.onProgress(loaded, total);
-  }
-  if (total !== null && loaded < total && !res.headers.get('content-encoding')) {
-    throw new WeightsError(`${source}: the download stopped after ${loaded} of ${total} bytes`);
-  }
-  const out = new Uint8Array(loaded);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
-}
-
-async function openCache(name: string | false | undefined): Promise<Cache | null> {
-  if (name === false || typeof caches === 'undefined') return null;
-  try {
-    return await caches.open(name ?? WEIGHTS_CACHE);
-  } catch {
-    return null; // e.g. an insecure context, or storage turned off
-  }
 }
 
 async function fromOpfs(path: string): Promise<Uint8Array> {
@@ -95,21 +48,9 @@ export async function fetchWeightsBytes(src: WeightsSource, o: FetchWeightsOptio
   const s = String(src);
   if (s.startsWith('opfs:')) return { bytes: await fromOpfs(s.slice(5)), source: s, fromCache: false };
   const url = s.startsWith('hf:') ? hubResolveUrl(s, o.endpoint) : new URL(s, globalThis.location?.href).href;
-  const cache = await openCache(o.cache);
-  const hit = await cache?.match(url);
-  if (hit) return { bytes: await readBody(hit, url, o), source: url, fromCache: true };
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: o.signal, mode: 'cors', credentials: 'omit' });
-  } catch (e) {
-    throw new WeightsError(`cannot download ${url}: ${(e as Error).message} (offline, or the server does not allow cross-origin requests)`);
-  }
-  if (!res.ok) throw new WeightsError(`${url}: HTTP ${res.status} ${res.statusText}${res.status === 401 || res.status === 403 ? ' (a gated or private repository needs a token; download the file and drop it on the page instead)' : ''}`);
-  const bytes = await readBody(res, url, o);
-  if (cache) {
-    await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) } })).catch(() => {});
-  }
-  return { bytes, source: url, fromCache: false };
+  const r = await fetchCached(url, o);
+  if (!r) throw new WeightsError(`${url}: HTTP 404 Not Found`);
+  return { bytes: r.bytes, source: url, fromCache: r.fromCache };
 }
 
 /** Downloads (or reads) and parses a safetensors file. */

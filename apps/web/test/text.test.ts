@@ -1,0 +1,157 @@
+/**
+ * Text models in Chromium through fromPretrainedTextBrowser: the bert and gpt2 fixtures of the
+ * Node loader's test, served by the local Hub (cross-origin, as huggingface.co is), load with the
+ * same report and give PyTorch's backbone output; a second load comes from the Cache API with
+ * no request; a wrong model type fails on config.json alone; picked files and a folder URL load too.
+ */
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSafetensors, type HostArray } from '@tl/models';
+import { startFakeHub, type FakeHub } from '../../../packages/models/test/hub-server.js';
+import { caseOf } from '../../../packages/models/test/hub-text-cases.js';
+import { launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
+import type { Output, TextLoadArgs, TextRun } from './text-page.js';
+
+const FIXTURES = fileURLToPath(new URL('../../../packages/models/fixtures/', import.meta.url));
+const reference = parseSafetensors(readFileSync(join(FIXTURES, 'hub_text_reference.safetensors')));
+const batches = JSON.parse(readFileSync(join(FIXTURES, 'tokenizers.json'), 'utf8')) as Record<string, { batch: { texts: string[] } }>;
+const COMMIT = 'c'.repeat(40);
+
+/** bert and gpt2 of the Node loader's cases. */
+const CASES = [caseOf('bert'), caseOf('gpt2')] as const;
+
+const repoFiles = (repo: string): Record<string, Uint8Array> =>
+  Object.fromEntries(readdirSync(join(FIXTURES, 'hub_text', repo)).map((f) => [f, new Uint8Array(readFileSync(join(FIXTURES, 'hub_text', repo, f)))]));
+
+let dir: string;
+let server: StaticServer;
+let hub: FakeHub;
+let browser: Browser;
+let page: Page;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tl-text-page-'));
+  // Built as the packages' browser entries are: a Node import anywhere on the way fails here.
+  await build({
+    entryPoints: [new URL('./text-page.ts', import.meta.url).pathname], outfile: join(dir, 'page.js'), bundle: true, format: 'esm',
+    platform: 'browser', target: 'es2022', conditions: ['browser-source', 'browser'], tsconfigRaw: {}, logLevel: 'warning',
+  });
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>text models</title><script type="module" src="page.js"></script>');
+  [server, hub, browser] = await Promise.all([
+    serveStatic(dir),
+    startFakeHub({ 'tiny/bert': repoFiles('bert'), 'tiny/gpt2': repoFiles('gpt2') }, { commit: COMMIT, cors: true }),
+    launchChromium(),
+  ]);
+  page = await browser.context.newPage();
+  await page.goto(server.url);
+  await page.waitForFunction(() => window.__text !== undefined, null, { timeout: 60_000 });
+  const ready = await page.evaluate(() => window.__text!);
+  if ('error' in ready) throw new Error(`the text page failed: ${ready.error}`);
+  console.log(`text models in Chromium on ${ready.adapter}`);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await Promise.all([server?.close(), hub?.close()]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function load(args: TextLoadArgs): Promise<TextRun> {
+  const r = await page.evaluate((a) => (window.__text as { load(a: TextLoadArgs): Promise<TextRun | { error: string }> }).load(a), args);
+  if ('error' in r) throw new Error(`loading ${args.id} from ${typeof args.weights === 'string' ? args.weights : 'picked files'} failed: ${r.error}`);
+  return r;
+}
+
+async function loadError(args: TextLoadArgs): Promise<{ error: string; name: string }> {
+  const r = await page.evaluate((a) => (window.__text as { load(a: TextLoadArgs): Promise<TextRun | { error: string; name: string }> }).load(a), args);
+  if (!('error' in r)) throw new Error(`loading ${args.id} from ${String(args.weights)} did not fail`);
+  return r;
+}
+
+/** Within 1e-4 of the reference, relative to its largest element (as the Node test). */
+function expectClose(got: Output, want: HostArray, what: string): void {
+  expect(got.shape, what).toEqual(want.shape);
+  let max = 0;
+  for (const v of want.data) max = Math.max(max, Math.abs(v));
+  for (let i = 0; i < want.data.length; i++) {
+    const w = want.data[i]!;
+    if (!(Math.abs(got.data[i]! - w) <= 1e-4 * max + 1e-4 * Math.abs(w))) throw new Error(`${what}: element ${i} is ${got.data[i]}, PyTorch has ${w}`);
+  }
+}
+
+function checkAgainstPyTorch(c: (typeof CASES)[number], r: TextRun): void {
+  expect(r.inputIds).toEqual([...reference.get(`${c.repo}.input_ids`).data]);
+  expect(r.attentionMask).toEqual([...reference.get(`${c.repo}.attention_mask`).data]);
+  expectClose(r.hidden, reference.get(`${c.repo}.last_hidden_state`), `${c.repo}: last hidden state`);
+  if (c.repo === 'bert') expectClose(r.pooled!, reference.get('bert.pooler_output'), 'bert: pooled output');
+}
+
+const args = (c: (typeof CASES)[number], extra: Partial<TextLoadArgs> = {}): TextLoadArgs =>
+  ({ id: c.id, weights: `hf:tiny/${c.repo}`, endpoint: hub.url, numClasses: 4, texts: batches[c.tokenizer]!.batch.texts, ...extra });
+
+describe('text models in the browser (fromPretrainedTextBrowser)', () => {
+  for (const c of CASES) {
+    it(`${c.repo}: from the Hub, one commit, the Node loader's report, PyTorch's backbone output; then from the Cache API`, async () => {
+      const before = hub.requests.length;
+      const r = await load(args(c));
+      expect(r.report.dropped.map((d) => d.key).sort()).toEqual([...c.dropped].sort());
+      expect(r.report.renamed.length).toBe(c.renamed[0]);
+      expect(r.report.renamed).toContainEqual(c.renamed[1]);
+      expect(r.report.newlyInitialized).toEqual(c.newlyInitialized);
+      expect(r.numClasses).toBe(4);
+      expect(r.modelType).toBe(c.id);
+      expect(r.fromCache).toBe(false);
+      checkAgainstPyTorch(c, r);
+      // config.json at the branch, the rest at the commit it resolved to (the weights through the CDN).
+      const paths = hub.requests.slice(before).map((q) => q.url);
+      expect(paths).toEqual([
+        `/tiny/${c.repo}/resolve/main/config.json`,
+        `/tiny/${c.repo}/resolve/${COMMIT}/tokenizer.json`,
+        `/tiny/${c.repo}/resolve/${COMMIT}/tokenizer_config.json`,
+        `/tiny/${c.repo}/resolve/${COMMIT}/model.safetensors`,
+        expect.stringMatching(/^\/cdn\/[0-9a-f]{64}$/),
+      ]);
+      expect(r.files.tokenizerConfig).toBe(c.repo === 'bert' ? `${hub.url}/tiny/bert/resolve/${COMMIT}/tokenizer_config.json` : null);
+
+      const again = await load(args(c));
+      expect(hub.requests.length - before).toBe(paths.length);
+      expect(again.fromCache).toBe(true);
+      expect(again.report).toEqual(r.report);
+      checkAgainstPyTorch(c, again);
+    });
+  }
+
+  it('picked files, and a folder URL on the page\'s own server, load as the Hub repo does', async () => {
+    const files = Object.fromEntries(Object.entries(repoFiles('gpt2')).map(([f, b]) => [f, Buffer.from(b).toString('base64')]));
+    const before = hub.requests.length;
+    const r = await load(args(CASES[1], { weights: files, numClasses: undefined }));
+    expect(hub.requests.length).toBe(before);
+    expect(r.numClasses).toBe(2);
+    expect(r.files).toEqual({ config: 'config.json', tokenizer: 'tokenizer.json', tokenizerConfig: null, weights: 'model.safetensors' });
+    expect(r.report.newlyInitialized).toEqual(['score.weight']);
+    checkAgainstPyTorch(CASES[1], r);
+
+    cpSync(join(FIXTURES, 'hub_text', 'bert'), join(dir, 'models', 'bert'), { recursive: true });
+    const fromUrl = await load(args(CASES[0], { weights: 'models/bert' }));
+    expect(fromUrl.files.weights).toBe(`${server.url}models/bert/model.safetensors`);
+    expect(fromUrl.report.renamed.length).toBe(CASES[0].renamed[0]);
+    checkAgainstPyTorch(CASES[0], fromUrl);
+  });
+
+  it('a checkpoint of another model type fails on config.json, before the weights download; a bad numClasses before any request', async () => {
+    const before = hub.requests.length;
+    const e = await loadError(args(CASES[0], { id: 'gpt2', weights: `hf:tiny/bert@${COMMIT}` }));
+    expect(e.error).toMatch(/model_type "bert", not "gpt2"; load it as "bert"/);
+    expect(hub.requests.slice(before).map((q) => q.url)).toEqual([`/tiny/bert/resolve/${COMMIT}/config.json`]);
+    const bad = await loadError(args(CASES[1], { weights: 'hf:tiny/elsewhere', numClasses: 0 }));
+    expect(bad.error).toMatch(/fromPretrainedTextBrowser: numClasses must be a positive integer, got 0/);
+    const missing = await loadError(args(CASES[1], { weights: 'hf:tiny/none' }));
+    expect(missing.error).toMatch(new RegExp(`^hf:tiny/none has no config\\.json \\(HTTP 404 from ${hub.url}/tiny/none/resolve/main/config\\.json\\)`));
+    expect(hub.requests.length - before).toBe(2);
+  });
+});

@@ -1,0 +1,159 @@
+/**
+ * Text models in the browser, the counterpart of @tl/models' fromPretrainedText in Node: the
+ * same loader (pretrained-text.ts: the network from config.json, the tokenizer, the checks, the
+ * strict load and its report) over files from the Hub, a base URL or the user's file picker.
+ * Downloads go through the Cache API like the weights, so a second load makes no request.
+ */
+import {
+  checkNumClasses, DEFAULT_WEIGHTS_FILE, loadPretrainedText, missingTextFile, parseHubRef, parseSafetensors, textModelSpec,
+  type NamedText, type PretrainedText, type TextCheckpointFile, type TextCheckpointSource,
+} from '@tl/models';
+import { fetchCached, type Fetched, type FetchWeightsOptions } from './fetch.js';
+import { hubResolveUrl } from './weights.js';
+
+/** A checkpoint's files as the user picked them (an `<input type="file" multiple>`, a drop). */
+export interface PickedTextFiles {
+  config: Blob;
+  tokenizer: Blob;
+  weights: Blob;
+  tokenizerConfig?: Blob;
+}
+
+export interface TextPretrainedBrowserOptions extends FetchWeightsOptions {
+  /**
+   * `hf:org/name[@revision][/folder/model.safetensors]`, the URL of a folder holding config.json,
+   * tokenizer.json and model.safetensors (or of that model.safetensors), or the picked files.
+   * `onProgress` follows the model.safetensors download.
+   */
+  weights: string | URL | PickedTextFiles;
+  /** A new head with this many classes (the checkpoint's head, if any, is replaced when it differs). */
+  numClasses?: number;
+}
+
+export interface PretrainedTextBrowser extends PretrainedText {
+  /** Whether every file came from the Cache API (false for picked files). */
+  fromCache: boolean;
+}
+
+const CALLER = 'fromPretrainedTextBrowser';
+
+/** The URLs of a checkpoint's files; `pin` moves them to the commit config.json came from. */
+interface Locations {
+  url(file: string): string;
+  weights(): string;
+  pin(commit: string): void;
+}
+
+function hubLocations(s: string, endpoint: string | undefined): Locations {
+  let ref = parseHubRef(s);
+  const weightsFile = ref.file ?? DEFAULT_WEIGHTS_FILE;
+  const slash = weightsFile.lastIndexOf('/');
+  const dir = slash < 0 ? '' : weightsFile.slice(0, slash + 1);
+  return {
+    url: (file) => hubResolveUrl({ ...ref, file: dir + file }, endpoint),
+    weights: () => hubResolveUrl({ ...ref, file: weightsFile }, endpoint),
+    // The rest from the same commit, even if the branch moves meanwhile.
+    pin: (commit) => (ref = { ...ref, revision: commit }),
+  };
+}
+
+function urlLocations(s: string): Locations {
+  const given = new URL(s, globalThis.location?.href);
+  const isWeights = given.pathname.endsWith('.safetensors');
+  const dir = isWeights ? new URL('.', given) : new URL(given.pathname.endsWith('/') ? given.href : `${given.href}/`);
+  return { url: (file) => new URL(file, dir).href, weights: () => (isWeights ? given.href : new URL(DEFAULT_WEIGHTS_FILE, dir).href), pin: () => {} };
+}
+
+function urlSource(where: string, at: Locations, o: FetchWeightsOptions, downloaded: { any: boolean }): TextCheckpointSource {
+  // onProgress is the weights download's; the JSON files are small.
+  const small = { ...o, onProgress: undefined };
+  const note = (f: Fetched | null): Fetched | null => {
+    if (f && !f.fromCache) downloaded.any = true;
+    return f;
+  };
+  const required = async (file: TextCheckpointFile, url: string, opts: FetchWeightsOptions): Promise<Fetched> => {
+    const f = note(await fetchCached(url, opts));
+    if (!f) throw missingTextFile(where, file, ` (HTTP 404 from ${url})`);
+    return f;
+  };
+  const text = (f: Fetched): NamedText => ({ name: f.url, text: new TextDecoder().decode(f.bytes) });
+  return {
+    config: async () => {
+      const f = await required('config.json', at.url('config.json'), small);
+      if (f.commit !== null) at.pin(f.commit);
+      return text(f);
+    },
+    tokenizer: async () => {
+      const tokenizer = text(await required('tokenizer.json', at.url('tokenizer.json'), small));
+      const config = note(await fetchCached(at.url('tokenizer_config.json'), small, true));
+      return { tokenizer, tokenizerConfig: config && text(config) };
+    },
+    weights: async () => {
+      const f = await required('model.safetensors', at.weights(), o);
+      return { name: f.url, tensors: parseSafetensors(f.bytes, f.url) };
+    },
+  };
+}
+
+const nameOf = (b: Blob, fallback: string): string => (b instanceof File && b.name !== '' ? b.name : fallback);
+
+function typeName(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'function') return 'a function';
+  return v === null || typeof v !== 'object' ? String(v) : (v as object).constructor?.name ?? 'an object';
+}
+
+function pickedSource(files: PickedTextFiles): TextCheckpointSource {
+  const read = async (b: Blob, fallback: string): Promise<NamedText> => ({ name: nameOf(b, fallback), text: await b.text() });
+  return {
+    config: () => read(files.config, 'config.json'),
+    tokenizer: async () => ({
+      tokenizer: await read(files.tokenizer, 'tokenizer.json'),
+      tokenizerConfig: files.tokenizerConfig ? await read(files.tokenizerConfig, 'tokenizer_config.json') : null,
+    }),
+    weights: async () => {
+      const name = nameOf(files.weights, DEFAULT_WEIGHTS_FILE);
+      return { name, tensors: parseSafetensors(new Uint8Array(await files.weights.arrayBuffer()), name) };
+    },
+  };
+}
+
+function checkPicked(id: string, w: object): PickedTextFiles {
+  const picked = w as Partial<Record<keyof PickedTextFiles, unknown>>;
+  const files: [keyof PickedTextFiles, string, boolean][] = [
+    ['config', 'config.json', true], ['tokenizer', 'tokenizer.json', true], ['weights', 'model.safetensors', true], ['tokenizerConfig', 'tokenizer_config.json', false],
+  ];
+  for (const [key, file, needed] of files) {
+    const v = picked[key];
+    if ((needed || v !== undefined) && !(v instanceof Blob)) {
+      throw new TypeError(`${CALLER}("${id}"): weights.${key} must be a File or Blob (the checkpoint's ${file}), got ${typeName(v)}`);
+    }
+  }
+  return w as PickedTextFiles;
+}
+
+/**
+ * A text model with its checkpoint loaded strictly, and its tokenizer, in the browser. config.json
+ * comes first (a wrong model type fails before the weights download); for `hf:` references the
+ * Hub's X-Repo-Commit pins tokenizer.json, tokenizer_config.json and model.safetensors to the
+ * commit config.json came from. The key map, report and errors are fromPretrainedText's.
+ */
+export async function fromPretrainedTextBrowser(id: string, opts: TextPretrainedBrowserOptions): Promise<PretrainedTextBrowser> {
+  const spec = textModelSpec(id, CALLER);
+  const w: unknown = opts?.weights;
+  checkNumClasses(opts?.numClasses, CALLER);
+  const load = (source: TextCheckpointSource, label: string): Promise<PretrainedText> => loadPretrainedText(spec, source, { label, numClasses: opts.numClasses });
+  if ((typeof w === 'string' && w !== '') || w instanceof URL) {
+    const s = String(w);
+    if (s.startsWith('opfs:')) throw new TypeError(`${CALLER}("${id}"): ${s}: text models are not read from OPFS; pass hf:org/name, a URL or the picked files`);
+    const downloaded = { any: false };
+    const at = s.startsWith('hf:') ? hubLocations(s, opts.endpoint) : urlLocations(s);
+    const loaded = await load(urlSource(s, at, opts, downloaded), s);
+    return { ...loaded, fromCache: !downloaded.any };
+  }
+  if (typeof w === 'object' && w !== null && !(w instanceof Blob)) {
+    const files = checkPicked(id, w);
+    return { ...(await load(pickedSource(files), nameOf(files.weights, DEFAULT_WEIGHTS_FILE))), fromCache: false };
+  }
+  throw new TypeError(`${CALLER}("${id}"): weights must be "hf:${spec.hubRepo}", the URL of a folder with config.json, tokenizer.json and model.safetensors, or { config, tokenizer, weights } files; got ${typeName(w)}`);
+}
