@@ -1,7 +1,20 @@
 /** Callbacks: early stopping with best-weights restore, gradual unfreezing, and hooks. */
 import * as A from '@tl/autograd';
-import { keep, type Tensor } from '@tl/autograd';
+import { keep, Tensor } from '@tl/autograd';
+import type { StateValue } from '@tl/models';
 import type { EpochLogs, HeadLogs, Trainer } from './trainer.js';
+
+/**
+ * What a callback carries across an interrupted run, as Keras' and Lightning's callback state
+ * dicts: small values go to the checkpoint's trainer.json, tensors (best weights) to a
+ * safetensors file beside it.
+ */
+export interface CallbackState {
+  /** Plain JSON; NaN and ±Infinity survive too. */
+  json: unknown;
+  /** Tensors come back from a checkpoint as host arrays (StateValue takes both). */
+  tensors?: ReadonlyMap<string, StateValue>;
+}
 
 export interface Callback {
   readonly name: string;
@@ -9,9 +22,13 @@ export interface Callback {
   onEpochBegin?(t: Trainer, epoch: number): void | Promise<void>;
   onEpochEnd?(t: Trainer, epoch: number, logs: EpochLogs): void | Promise<void>;
   onTrainEnd?(t: Trainer): void | Promise<void>;
-  /** JSON state saved in checkpoints, so a resumed run continues the same way. */
-  state?(): unknown;
-  setState?(s: unknown): void;
+  /**
+   * The state a resumed run needs to continue exactly as an uninterrupted one; saved in every
+   * checkpoint under the callback's name, which must then be unique among stateful callbacks.
+   */
+  stateDict?(): CallbackState;
+  /** Puts back what stateDict returned, when `t` resumes from a checkpoint. */
+  loadStateDict?(s: CallbackState, t: Trainer): void;
 }
 
 /** The numeric entries of the epoch logs. */
@@ -44,19 +61,36 @@ export interface EarlyStoppingOptions {
   minDelta?: number;
   /** Put back the weights of the best epoch when training ends (default true). */
   restoreBest?: boolean;
+  /** Default 'earlyStopping'; checkpoints file the state of each stateful callback by name, so
+   * two early stoppings in one run need distinct names. */
+  name?: string;
+}
+
+interface EarlyStoppingJson {
+  best: number;
+  bestEpoch: number;
+  wait: number;
+  stopped: boolean;
 }
 
 /** Stops when the monitored metric has not improved for `patience` epochs. */
 export function earlyStopping(o: EarlyStoppingOptions = {}): Callback & { bestEpoch: number; best: number } {
+  const name = o.name ?? 'earlyStopping';
   const patience = o.patience ?? 3;
   let monitor = o.monitor;
   let mode = o.mode;
   let best = NaN;
   let bestEpoch = -1;
   let wait = 0;
-  let weights: Map<string, Tensor> | null = null;
+  let stopped = false;
+  // Host arrays after a resume: the best epoch may predate the interruption.
+  let weights: Map<string, StateValue> | null = null;
+  const release = (): void => {
+    for (const w of weights?.values() ?? []) if (w instanceof Tensor) w.dispose();
+    weights = null;
+  };
   const cb = {
-    name: 'earlyStopping',
+    name,
     get best() {
       return best;
     },
@@ -69,18 +103,19 @@ export function earlyStopping(o: EarlyStoppingOptions = {}): Callback & { bestEp
     },
     onEpochEnd(t: Trainer, epoch: number, logs: EpochLogs) {
       const v = logValue(logs, monitor!);
-      if (v === undefined || Number.isNaN(v)) throw new Error(`earlyStopping: the epoch logs have no "${monitor}" (have ${logKeys(logs).join(', ')})`);
+      if (v === undefined || Number.isNaN(v)) throw new Error(`${name}: the epoch logs have no "${monitor}" (have ${logKeys(logs).join(', ')})`);
       const improved = Number.isNaN(best) || (mode === 'min' ? v < best - (o.minDelta ?? 0) : v > best + (o.minDelta ?? 0));
       if (improved) {
         best = v;
         bestEpoch = epoch;
         wait = 0;
         if (o.restoreBest !== false) {
-          for (const w of weights?.values() ?? []) w.dispose();
+          release();
           weights = new Map([...t.model.stateDict()].map(([k, w]) => [k, keep(A.noGrad(() => w.clone()))]));
         }
       } else if (++wait >= patience) {
         t.stopTraining = true;
+        stopped = true;
         t.log(`early stopping at epoch ${epoch + 1}: ${String(monitor)} has not improved for ${patience} epochs (best ${best.toFixed(4)} at epoch ${bestEpoch + 1})`);
       }
     },
@@ -88,13 +123,22 @@ export function earlyStopping(o: EarlyStoppingOptions = {}): Callback & { bestEp
       if (weights && o.restoreBest !== false) {
         t.model.loadStateDict(weights, { strict: false });
         t.log(`restored the weights of epoch ${bestEpoch + 1} (${String(monitor)} ${best.toFixed(4)})`);
-        for (const w of weights.values()) w.dispose();
-        weights = null;
+        release();
       }
     },
-    state: () => ({ best, bestEpoch, wait }),
-    setState(s: unknown) {
-      ({ best, bestEpoch, wait } = s as { best: number; bestEpoch: number; wait: number });
+    stateDict(): CallbackState {
+      const json: EarlyStoppingJson = { best, bestEpoch, wait, stopped };
+      return weights ? { json, tensors: weights } : { json };
+    },
+    loadStateDict(s: CallbackState, t: Trainer) {
+      ({ best, bestEpoch, wait, stopped } = s.json as EarlyStoppingJson);
+      release();
+      if (o.restoreBest !== false && bestEpoch >= 0) {
+        if (!s.tensors) throw new Error(`${name}: the checkpoint holds no best weights (it was saved with restoreBest: false), so they cannot be restored; resume with restoreBest: false`);
+        weights = new Map(s.tensors);
+      }
+      // A run that had stopped early stays stopped: resuming it only restores the best weights.
+      if (stopped) t.stopTraining = true;
     },
   };
   return cb;

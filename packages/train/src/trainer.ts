@@ -7,7 +7,7 @@
  */
 import * as A from '@tl/autograd';
 import { keep, Tensor } from '@tl/autograd';
-import { nameMatcher, parseSafetensors, serializeSafetensors, type Module } from '@tl/models';
+import { nameMatcher, parseSafetensors, serializeSafetensors, type Module, type SafetensorsFile } from '@tl/models';
 import type { Callback } from './callbacks.js';
 import type { Dataset } from './data/dataset.js';
 import { DataLoader, collate, IGNORE_INDEX, type Batch, type HeadTargetBatch } from './data/loader.js';
@@ -151,7 +151,31 @@ export class TrainingError extends Error {
   override name = 'TrainingError';
 }
 
-const CKPT = { model: 'checkpoint/model.safetensors', optim: 'checkpoint/optimizer.safetensors', state: 'checkpoint/trainer.json' };
+const CKPT = {
+  model: 'checkpoint/model.safetensors',
+  optim: 'checkpoint/optimizer.safetensors',
+  callbacks: 'checkpoint/callbacks.safetensors',
+  state: 'checkpoint/trainer.json',
+};
+const CHECKPOINT_VERSION = 2;
+
+/** checkpoint/trainer.json. */
+interface CheckpointState {
+  version: number;
+  /** `nextEpoch:globalStep`, also in each safetensors blob's metadata. */
+  tag: string;
+  nextEpoch: number;
+  globalStep: number;
+  rng: ReturnType<typeof A.getRngState>;
+  /** Its tensors are in optimizer.safetensors. */
+  optimizer: Omit<OptimizerState, 'tensors'>;
+  schedule: ReturnType<ReduceOnPlateau['state']> | null;
+  /** By callback name: the JSON state, and the keys of its tensors in callbacks.safetensors
+   * (stored as `<name>/<key>`). */
+  callbacks: Record<string, { json: unknown; tensors: string[] }>;
+  trainable: string[];
+  history: EpochLogs[];
+}
 
 export class Trainer {
   readonly opts: Required<Pick<TrainerOptions, 'epochs' | 'batchSize' | 'task' | 'accumulate' | 'seed'>> & TrainerOptions;
@@ -655,27 +679,43 @@ export class Trainer {
   // Checkpoints ----------------------------------------------------------------------------
 
   async saveCheckpoint(store: BlobStore, nextEpoch: number): Promise<void> {
+    // Each blob names the checkpoint it belongs to, so resume can tell a set torn by a crash
+    // between the writes from a whole one.
+    const tag = `${nextEpoch}:${this.globalStep}`;
     const weights = new Map<string, { dtype: 'F32' | 'I64'; shape: number[]; data: Float32Array | Int32Array }>();
     for (const [k, t] of this.model.stateDict()) {
       const d = await t.data();
       weights.set(k, { dtype: t.dtype === 'int32' ? 'I64' : 'F32', shape: [...t.shape], data: d });
     }
-    const opt: OptimizerState = await this.optimizer.stateDict();
-    const optTensors = Object.fromEntries(Object.entries(opt.tensors).map(([k, v]) => [k, { dtype: 'F32' as const, shape: [v.length], data: v }]));
-    const state = {
-      version: 1,
+    const { tensors: optArrays, ...optimizer } = await this.optimizer.stateDict();
+    const optTensors = Object.fromEntries(Object.entries(optArrays).map(([k, v]) => [k, { dtype: 'F32' as const, shape: [v.length], data: v }]));
+    const callbacks: CheckpointState['callbacks'] = {};
+    const cbTensors = new Map<string, { dtype: 'F32' | 'I32'; shape: number[]; data: Float32Array | Int32Array }>();
+    for (const c of this.statefulCallbacks()) {
+      const { json, tensors } = c.stateDict!();
+      const keys = [...(tensors?.keys() ?? [])];
+      callbacks[c.name] = { json, tensors: keys };
+      for (const [k, v] of tensors ?? []) {
+        const data = v instanceof Tensor ? await v.data() : v.data;
+        cbTensors.set(`${c.name}/${k}`, { dtype: v.dtype === 'int32' ? 'I32' : 'F32', shape: [...v.shape], data });
+      }
+    }
+    const state: CheckpointState = {
+      version: CHECKPOINT_VERSION,
+      tag,
       nextEpoch,
       globalStep: this.globalStep,
       rng: A.getRngState(),
-      optimizer: { ...opt, tensors: undefined },
+      optimizer,
       schedule: this.schedule instanceof ReduceOnPlateau ? this.schedule.state() : null,
-      callbacks: Object.fromEntries((this.opts.callbacks ?? []).map((c) => [c.name, c.state?.() ?? null])),
+      callbacks,
       trainable: this.model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n),
       history: this.history,
     };
-    await store.write(CKPT.model, serializeSafetensors(weights, { format: 'pt' }));
-    await store.write(CKPT.optim, serializeSafetensors(optTensors));
-    await store.write(CKPT.state, new TextEncoder().encode(JSON.stringify(state)));
+    await store.write(CKPT.model, serializeSafetensors(weights, { format: 'pt', checkpoint: tag }));
+    await store.write(CKPT.optim, serializeSafetensors(optTensors, { checkpoint: tag }));
+    if (cbTensors.size > 0) await store.write(CKPT.callbacks, serializeSafetensors(cbTensors, { checkpoint: tag }));
+    await store.write(CKPT.state, new TextEncoder().encode(encodeJson(state)));
   }
 
   /** Restores weights, optimizer, schedule, RNG, callbacks and history; `fit` then continues
@@ -683,26 +723,58 @@ export class Trainer {
   async resume(store: BlobStore): Promise<boolean> {
     const stateBytes = await store.read(CKPT.state);
     if (!stateBytes) return false;
-    const state = JSON.parse(new TextDecoder().decode(stateBytes));
-    const modelBytes = await store.read(CKPT.model);
-    const optBytes = await store.read(CKPT.optim);
-    if (!modelBytes || !optBytes) throw new TrainingError(`the checkpoint in ${store.description} is incomplete`);
+    const state = decodeJson(new TextDecoder().decode(stateBytes)) as CheckpointState;
+    if (state.version !== CHECKPOINT_VERSION) {
+      throw new TrainingError(`the checkpoint in ${store.description} has format version ${state.version}; this trainer resumes version ${CHECKPOINT_VERSION} (callback state with tensors) only, so start the run afresh`);
+    }
+    const blob = async (name: string): Promise<SafetensorsFile> => {
+      const bytes = await store.read(name);
+      if (!bytes) throw new TrainingError(`the checkpoint in ${store.description} is incomplete: ${name} is missing`);
+      const file = parseSafetensors(bytes, name);
+      if (file.metadata.checkpoint !== state.tag) {
+        throw new TrainingError(`the checkpoint in ${store.description} is torn: ${name} belongs to checkpoint ${file.metadata.checkpoint ?? '(none)'}, ${CKPT.state} to ${state.tag} (interrupted while writing?)`);
+      }
+      return file;
+    };
+    const modelFile = await blob(CKPT.model);
+    const optFile = await blob(CKPT.optim);
+    const stateful = this.statefulCallbacks();
+    const saved = Object.keys(state.callbacks);
+    const given = stateful.map((c) => c.name);
+    const extra = saved.filter((n) => !given.includes(n));
+    if (extra.length > 0) {
+      throw new TrainingError(`the checkpoint in ${store.description} holds the state of callback ${extra.map((n) => `"${n}"`).join(', ')}, which the callbacks given (${given.join(', ') || 'none with state'}) lack; resume with the callbacks of the interrupted run`);
+    }
+    const missing = given.filter((n) => !saved.includes(n));
+    if (missing.length > 0) {
+      throw new TrainingError(`callback ${missing.map((n) => `"${n}"`).join(', ')} keeps state, but the checkpoint in ${store.description} has none for it (the interrupted run did not have it); resume with the callbacks of that run`);
+    }
+    const cbFile = Object.values(state.callbacks).some((c) => c.tensors.length > 0) ? await blob(CKPT.callbacks) : null;
     const trainable = new Set<string>(state.trainable);
     for (const [n, p] of this.model.namedParameters()) p.requiresGrad = trainable.has(n);
-    this.model.loadStateDict(parseSafetensors(modelBytes, CKPT.model).all(), { strict: true });
-    const optFile = parseSafetensors(optBytes, CKPT.optim);
+    this.model.loadStateDict(modelFile.all(), { strict: true });
     const tensors = Object.fromEntries(optFile.keys().map((k) => [k, optFile.get(k).data as Float32Array]));
     this.optimizer.loadStateDict({ ...state.optimizer, tensors });
     if (state.schedule && this.schedule instanceof ReduceOnPlateau) this.schedule.setState(state.schedule);
-    for (const c of this.opts.callbacks ?? []) {
-      const s = state.callbacks?.[c.name];
-      if (s !== undefined && s !== null) c.setState?.(s);
+    for (const c of stateful) {
+      const { json, tensors: keys } = state.callbacks[c.name]!;
+      const cbTensors = keys.length > 0 ? new Map(keys.map((k) => [k, cbFile!.get(`${c.name}/${k}`)])) : undefined;
+      c.loadStateDict!(cbTensors ? { json, tensors: cbTensors } : { json }, this);
     }
     A.setRngState(state.rng);
     this.globalStep = state.globalStep;
     this.history = state.history;
     this.startEpoch = state.nextEpoch;
     return true;
+  }
+
+  /** The callbacks that keep state, checked to have distinct names (their key in checkpoints). */
+  private statefulCallbacks(): Callback[] {
+    const stateful = (this.opts.callbacks ?? []).filter((c) => c.stateDict && c.loadStateDict);
+    const names = stateful.map((c) => c.name);
+    const dup = names.find((n, i) => names.indexOf(n) !== i);
+    if (dup !== undefined) throw new TrainingError(`two callbacks that keep state are named "${dup}"; checkpoints file callback state by name, so give them distinct names (earlyStopping({ name }))`);
+    return stateful;
   }
 }
 
@@ -793,6 +865,21 @@ function concatRows(parts: Float32Array[]): Float32Array {
     off += o.length;
   }
   return all;
+}
+
+/** JSON writes NaN and ±Infinity as null, yet histories (a head without targets) and plateau
+ * bests hold them; they are written as { "$nonFinite": "NaN" } to come back as they were. */
+const NON_FINITE = '$nonFinite';
+
+function encodeJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'number' && !Number.isFinite(x) ? { [NON_FINITE]: String(x) } : x));
+}
+
+function decodeJson(text: string): unknown {
+  return JSON.parse(text, (_k, x: unknown) => {
+    if (typeof x !== 'object' || x === null || !(NON_FINITE in x)) return x;
+    return Number((x as Record<string, unknown>)[NON_FINITE]);
+  });
 }
 
 function fnv(s: string): string {

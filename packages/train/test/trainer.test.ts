@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
 import { CifarResNet } from '@tl/models';
 import {
-  adam, cosine, earlyStopping, lambdaCallback, MemoryStore, sgd, TensorDataset, Trainer, TrainingError, unfreezeAt, stratifiedSplit, type EpochLogs,
+  adam, cosine, earlyStopping, lambdaCallback, MemoryStore, plateau, sgd, TensorDataset, Trainer, TrainingError, unfreezeAt, stratifiedSplit, type EpochLogs, type TrainerOptions,
 } from '../src/index.js';
 import { rng, setup } from '../../tensor/test/helpers.js';
 
@@ -70,6 +70,63 @@ describe('Trainer', () => {
     const h = await t2.fit(data);
     expect(losses(h)).toEqual(losses(h4));
     expect([...(await second.stateDict().get('linear.weight')!.data())]).toEqual([...w4]);
+  });
+
+  it('resumes early stopping bit for bit: a best epoch from before the interruption is restored', async () => {
+    // A quarter of the validation labels are wrong, so validation loss is best while the
+    // model is still unsure (near 75% confidence) and worsens as training makes it sure.
+    const train = toyData(8, 10);
+    const clean = toyData(16, 11);
+    const val = new TensorDataset(clean.inputs, clean.targets.map((c, i) => (i % 4 === 0 ? 1 - Number(c) : c)), [1, 8, 8], 'toy16-11-noisy');
+    const opts = (): TrainerOptions => ({ optimizer: adam({ lr: 0.1 }), schedule: plateau({ patience: 0, factor: 0.5 }), epochs: 10, batchSize: 4, seed: 2, logger: () => {} });
+    const watch = (): ReturnType<typeof earlyStopping> => earlyStopping({ patience: 3 });
+    const weights = async (m: CifarResNet): Promise<number[][]> => Promise.all([...m.stateDict().values()].map(async (t) => [...(await t.data())]));
+    const view = (h: EpochLogs[]): unknown => h.map((e) => [e.epoch, e.trainLoss, e.trainAccuracy, e.valLoss, e.valAccuracy, e.lr]);
+
+    const straight = model();
+    A.manualSeed(4);
+    const es = watch();
+    const done = new MemoryStore();
+    const ts = new Trainer(straight, { ...opts(), checkpointStore: done, callbacks: [es] });
+    const h = await ts.fit(train, val);
+    const w = await weights(straight);
+    // The run stops early, its best epoch comes before the interruption below, and the plateau
+    // lowers the lr after it (its state must cross the interruption too).
+    expect(h.length).toBeLessThan(10);
+    expect(es.bestEpoch).toBeLessThan(2);
+    expect(h.at(-1)!.lr).toBeLessThan(h[0]!.lr);
+
+    const store = new MemoryStore();
+    const first = model();
+    A.manualSeed(4);
+    // Killed after epoch 3 (checkpoint written), with the best epoch behind it.
+    const t1 = new Trainer(first, { ...opts(), checkpointStore: store, callbacks: [watch(), lambdaCallback({ onEpochEnd: (t, e) => { if (e === 2) t.stopTraining = true; } })] });
+    await t1.fit(train, val);
+    first.dispose();
+    A.manualSeed(999);
+    const second = model();
+    const es2 = watch();
+    const t2 = new Trainer(second, { ...opts(), checkpointStore: store, callbacks: [es2] });
+    expect(await t2.resume(store)).toBe(true);
+    const h2 = await t2.fit(train, val);
+    expect(view(h2)).toEqual(view(h));
+    expect([es2.best, es2.bestEpoch]).toEqual([es.best, es.bestEpoch]);
+    expect(await weights(second)).toEqual(w);
+
+    // Resuming the run that stopped trains no further and restores the same best weights.
+    const again = model();
+    const t3 = new Trainer(again, { ...opts(), callbacks: [watch()] });
+    expect(await t3.resume(done)).toBe(true);
+    expect(view(await t3.fit(train, val))).toEqual(view(h));
+    expect(await weights(again)).toEqual(w);
+
+    // The callbacks given on resume must be those of the checkpoint's run.
+    await expect(new Trainer(again, opts()).resume(store)).rejects.toThrow(/holds the state of callback "earlyStopping", which the callbacks given \(none with state\) lack/);
+    await expect(new Trainer(again, { ...opts(), callbacks: [watch(), earlyStopping({ name: 'accuracy', monitor: 'valAccuracy' })] }).resume(store))
+      .rejects.toThrow(/callback "accuracy" keeps state, but the checkpoint .* has none for it/);
+    await expect(new Trainer(again, { ...opts(), callbacks: [watch(), watch()] }).resume(store)).rejects.toThrow(/two callbacks that keep state are named "earlyStopping"/);
+    second.dispose();
+    again.dispose();
   });
 
   it('stops on a NaN loss with a clear error', async () => {
