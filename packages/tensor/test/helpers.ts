@@ -1,11 +1,21 @@
-import { expect } from 'vitest';
-import { host, init, tensor, type HostTensor, type Tensor } from '../src/node.js';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { engine, host, init, tensor, type HostTensor, type Tensor } from '../src/node.js';
 
 export async function setup(): Promise<void> {
   await init();
 }
 
 /** A small seeded generator for test inputs (mulberry32). */
+/** Sets up the device with its storage binding limit lowered to `bytes` for the file's tests
+ * (the paths that split tensors over the limit, on small shapes), and restores it after. */
+export function withBindingLimit(bytes: number): void {
+  beforeAll(async () => {
+    await setup();
+    engine().setBindingLimit(bytes);
+  });
+  afterAll(() => engine().setBindingLimit(null));
+}
+
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {

@@ -1,18 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   adamStep, add, arange, assign, cpuAdamStep, cpuBinary, cpuLinear, cpuMatmul, cpuRand, cpuSgdStep, cpuUnary, engine, full,
   host, linear, matmul, max, mean, mul, rand, relu, scaleInPlace, sgdStep, softmax, sum, tensor, Tensor, zeros, type HostTensor,
 } from '../src/node.js';
-import { expectClose, randHost, setup, toGpu } from './helpers.js';
+import { expectClose, randHost, toGpu, withBindingLimit } from './helpers.js';
 
 /** The lowered binding limit: 960 float32 elements bind from any start (a 256-byte alignment). */
 const LIMIT = 4096;
 
-beforeAll(async () => {
-  await setup();
-  engine().setBindingLimit(LIMIT);
-});
-afterAll(() => engine().setBindingLimit(null));
+withBindingLimit(LIMIT);
 
 function transposeHost(h: HostTensor): HostTensor {
   const [r, c] = h.shape as [number, number];

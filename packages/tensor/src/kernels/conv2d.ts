@@ -19,7 +19,8 @@ import { host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { fmt, shapeEq, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
-import { UNARY } from './elementwise.js';
+import { byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
+import { add, UNARY } from './elementwise.js';
 import { linearIndex, MAIN_ARGS, MATH_HELPERS, WG } from './wgsl.js';
 
 /** A size given once for both spatial dims or as [h, w]. */
@@ -577,7 +578,9 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   if (opts.activation !== undefined && !(opts.activation in UNARY)) {
     throw new RangeError(`conv2d: unknown activation '${String(opts.activation)}'; expected relu, relu6, gelu, silu, sigmoid or tanh`);
   }
-  const out = Tensor.empty([g.batch, g.outChannels, g.outH, g.outW]);
+  const outShape = [g.batch, g.outChannels, g.outH, g.outW];
+  if (needsImageRuns([x], [outShape])) return byImages('conv2d', [x], [{ shape: outShape }], ([xc]) => [conv2d(xc!, weight, opts)])[0]!;
+  const out = Tensor.empty(outShape);
   if (out.size === 0) return out;
   const cinG = g.inChannels / g.groups;
   const coutG = g.outChannels / g.groups;
@@ -616,6 +619,10 @@ export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape:
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
   if (!shapeEq(gradOut.shape, outShape)) {
     throw new RangeError(`conv2dBackwardInput: gradOut has shape ${fmt(gradOut.shape)} but input ${fmt(inputShape)} and weight ${fmt(weight.shape)} give an output of ${fmt(outShape)}`);
+  }
+  if (needsImageRuns([gradOut], [inputShape])) {
+    return byImages('conv2dBackwardInput', [gradOut], [{ shape: inputShape }],
+      ([gc]) => [conv2dBackwardInput(gc!, weight, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
   }
   const gradIn = Tensor.empty(inputShape);
   if (gradIn.size === 0) return gradIn;
@@ -735,7 +742,9 @@ function dispatchWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, gradW
   const bpg = Math.ceil(coutG / tm);
   const cblocks = bpg * g.groups;
   const rows = g.batch * g.outH;
-  const splits = Math.max(1, Math.min(rows, Math.ceil(WGRAD_TARGET_WORKGROUPS / (cblocks * eblocks))));
+  // The partial weights are bound whole, so no more of them than fit one binding.
+  const fit = Math.floor((Math.floor(e.bindingLimit / 16) * 16) / (4 * gradW.size));
+  const splits = Math.max(1, Math.min(rows, fit, Math.ceil(WGRAD_TARGET_WORKGROUPS / (cblocks * eblocks))));
   const rowsPerSplit = Math.ceil(rows / splits);
   const usedSplits = Math.ceil(rows / rowsPerSplit);
   const total = cblocks * eblocks * usedSplits;
@@ -852,6 +861,7 @@ export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Sh
   if (!shapeEq(gradOut.shape, outShape)) {
     throw new RangeError(`conv2dBackwardWeight: gradOut has shape ${fmt(gradOut.shape)} but input ${fmt(x.shape)} and weight ${fmt(weightShape)} give an output of ${fmt(outShape)}`);
   }
+  if (needsImageRuns([x, gradOut], [])) return weightGradByImages(x, gradOut, g, weightShape, opts);
   const gradW = Tensor.empty(weightShape);
   if (gradW.size === 0) return gradW;
   const plane = g.inChannels === g.groups && g.kernelH * g.kernelW <= PLANE_MAX_TAPS;
@@ -869,6 +879,28 @@ export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Sh
     target.dispose();
   }
   return gradW;
+}
+
+/** The weight gradient as the sum of those of runs of images, when x or gradOut is over
+ * the binding limit (the weight gradient itself is not split). */
+function weightGradByImages(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weightShape: Shape, opts: Conv2dGradOptions): Tensor {
+  let sum: Tensor | null = null;
+  for (const { start, count } of imageRuns('conv2dBackwardWeight', g.batch, [x.shape, gradOut.shape])) {
+    const xc = imageSlice(x, start, count);
+    const gc = imageSlice(gradOut, start, count);
+    const part = conv2dBackwardWeight(xc, gc, weightShape, opts);
+    xc.dispose();
+    gc.dispose();
+    if (sum) {
+      const next = add(sum, part);
+      sum.dispose();
+      part.dispose();
+      sum = next;
+    } else {
+      sum = part;
+    }
+  }
+  return sum!;
 }
 
 // CPU references ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import { Params } from '../params.js';
 import { fmt, numel, shapeEq } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { linearIndex, MAIN_ARGS, WG } from './wgsl.js';
+import { byImages, needsImageRuns } from './batches.js';
 import { moments, reduceGeneric, rowLayout, rowParams, rowProgram, rowWorkgroups } from './reduce.js';
 
 function checkFloat(op: string, what: string, t: Tensor): void {
@@ -305,6 +306,9 @@ export function batchNorm(x: Tensor, runningMean: Tensor, runningVar: Tensor, we
   checkParam(op, 'runningVar', runningVar, [C]);
   checkParam(op, 'weight', weight, [C]);
   checkParam(op, 'bias', bias, [C]);
+  if (needsImageRuns([x], [x.shape])) {
+    return byImages(op, [x], [{ shape: x.shape }], ([xc]) => [batchNorm(xc!, runningMean, runningVar, weight, bias, eps)])[0]!;
+  }
   return channelMap(op, [x], [runningMean, runningVar, weight ?? 1, bias ?? 0], C, inner, '(f0 - c0) / sqrt(c1 + p.eps) * c2 + c3', { eps });
 }
 

@@ -9,6 +9,7 @@ import { host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { fmt, shapeEq, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
+import { byImages, needsImageRuns } from './batches.js';
 import type { IntPair } from './conv2d.js';
 
 export interface MaxPool2dOptions {
@@ -195,6 +196,14 @@ function maxPoolForward(op: string, x: Tensor, opts: MaxPool2dOptions, withIndic
   checkInput(op, x, 'input');
   const g = poolGeometry(op, x.shape, opts);
   const shape = [g.batch, g.channels, g.outH, g.outW];
+  if (needsImageRuns([x], [shape])) {
+    const outputs = withIndices ? [{ shape }, { shape, dtype: 'int32' as const }] : [{ shape }];
+    const [values, indices] = byImages(op, [x], outputs, ([xc]) => {
+      const r = maxPoolForward(op, xc!, opts, withIndices);
+      return r.indices ? [r.values, r.indices] : [r.values];
+    });
+    return { values: values!, indices: indices ?? null };
+  }
   const values = Tensor.empty(shape);
   const indices = withIndices ? Tensor.empty(shape, 'int32') : null;
   // Strict > keeps the first maximum in window order and NaN wins, as PyTorch.
@@ -248,6 +257,10 @@ export function maxPool2dBackward(gradOut: Tensor, indices: Tensor, inputShape: 
   const outShape = [g.batch, g.channels, g.outH, g.outW];
   checkShape(op, gradOut, 'gradOut', outShape);
   checkShape(op, indices, 'indices', outShape);
+  if (needsImageRuns([gradOut, indices], [inputShape])) {
+    return byImages(op, [gradOut, indices], [{ shape: inputShape }],
+      ([gc, ic]) => [maxPool2dBackward(gc!, ic!, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
+  }
   const gradIn = Tensor.empty(inputShape);
   // Only a dilated window skips positions, so only then is membership checked.
   const dilated = g.dilationH > 1 || g.dilationW > 1;
@@ -300,7 +313,9 @@ export function avgPool2d(x: Tensor, opts: AvgPool2dOptions): Tensor {
   const op = 'avgPool2d';
   checkInput(op, x, 'input');
   const g = avgGeometry(op, x.shape, opts);
-  const out = Tensor.empty([g.batch, g.channels, g.outH, g.outW]);
+  const outShape = [g.batch, g.channels, g.outH, g.outW];
+  if (needsImageRuns([x], [outShape])) return byImages(op, [x], [{ shape: outShape }], ([xc]) => [avgPool2d(xc!, opts)])[0]!;
+  const out = Tensor.empty(outShape);
   const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['x: array<f32>'], [['y', 'f32']])}
 ${avgWindow(opts)}
 ${head(['x'])}
@@ -323,6 +338,9 @@ export function avgPool2dBackward(gradOut: Tensor, inputShape: Shape, opts: AvgP
   checkInput(op, gradOut, 'gradOut');
   const g = avgGeometry(op, inputShape, opts);
   checkShape(op, gradOut, 'gradOut', [g.batch, g.channels, g.outH, g.outW]);
+  if (needsImageRuns([gradOut], [inputShape])) {
+    return byImages(op, [gradOut], [{ shape: inputShape }], ([gc]) => [avgPool2dBackward(gc!, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
+  }
   const gradIn = Tensor.empty(inputShape);
   const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['go: array<f32>'], [['y', 'f32']])}
 ${avgWindow(opts)}
@@ -368,6 +386,7 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: IntPair): Tensor {
   const op = 'adaptiveAvgPool2d';
   checkInput(op, x, 'input');
   const [N, C, H, W, OH, OW] = adaptiveShape(op, x.shape, outputSize);
+  if (needsImageRuns([x], [[N, C, OH, OW]])) return byImages(op, [x], [{ shape: [N, C, OH, OW] }], ([xc]) => [adaptiveAvgPool2d(xc!, outputSize)])[0]!;
   const out = Tensor.empty([N, C, OH, OW]);
   const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['x: array<f32>'], [['y', 'f32']])}
 ${DIV_HELPERS}
@@ -394,6 +413,9 @@ export function adaptiveAvgPool2dBackward(gradOut: Tensor, inputShape: Shape): T
   if (gradOut.rank !== 4) throw new RangeError(`${op}: gradOut must be 4-D, got ${fmt(gradOut.shape)}`);
   const [N, C, H, W, OH, OW] = adaptiveShape(op, inputShape, [gradOut.shape[2]!, gradOut.shape[3]!]);
   checkShape(op, gradOut, 'gradOut', [N, C, OH, OW]);
+  if (needsImageRuns([gradOut], [inputShape])) {
+    return byImages(op, [gradOut], [{ shape: inputShape }], ([gc]) => [adaptiveAvgPool2dBackward(gc!, [gc!.shape[0]!, C, H, W])])[0]!;
+  }
   const gradIn = Tensor.empty(inputShape);
   // Cells covering input row r are oh in [floor(r * OH / H), ceil((r + 1) * OH / H)); the
   // loop re-checks each against its own bounds.
