@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
-import { expectClose, setup } from '../../tensor/test/helpers.js';
+import { setup } from '../../tensor/test/helpers.js';
+import { closeToFixture } from './fixture-close.js';
 import {
   batchTensors,
   DistilBertForSequenceClassification,
@@ -40,16 +41,7 @@ const reference = parseSafetensors(readFileSync(new URL('../fixtures/hub_text_re
 const tokenizerFixtures = JSON.parse(readFileSync(new URL('../fixtures/tokenizers.json', import.meta.url), 'utf8')) as Record<string, { batch: { texts: string[] } }>;
 const COMMIT = 'c'.repeat(40);
 
-/** Within 1e-4 of the reference, relative to its largest element. */
-async function close(got: Tensor, want: HostArray, what: string): Promise<void> {
-  let max = 0;
-  for (const v of want.data) max = Math.max(max, Math.abs(v));
-  try {
-    await expectClose(got, { shape: want.shape, data: Float64Array.from(want.data) }, 1e-4, 1e-4 * max);
-  } catch (e) {
-    throw new Error(`${what}: ${(e as Error).message}`);
-  }
-}
+const close = (got: Tensor, want: HostArray, what: string): Promise<void> => closeToFixture(got, want, what);
 
 
 /** The tokenizer's batch of the case's texts matches the reference's, and the backbone's output PyTorch's. */

@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { expectClose, setup } from '../../tensor/test/helpers.js';
+import { closeToFixture, gpu } from './fixture-close.js';
 import {
   BertForSequenceClassification,
   causalMask,
@@ -29,23 +30,13 @@ beforeAll(setup);
 
 const RTOL = 1e-4;
 const load = (name: string): SafetensorsFile => parseSafetensors(readFileSync(new URL(`../fixtures/text_${name}.safetensors`, import.meta.url)));
-const gpu = (h: HostArray): Tensor => A.tensor(h.data, { shape: h.shape, dtype: h.dtype });
-const want = (h: HostArray) => ({ shape: h.shape, data: Float64Array.from(h.data) });
 
 /**
  * Relative to the tensor's scale: elements near zero are held to 1e-4 of its largest. The 1e-6
  * floor is for the key biases, whose gradients are analytically zero (softmax ignores a constant
  * added to a row of scores): both sides hold rounding noise there.
  */
-async function close(got: Tensor, h: HostArray, what: string): Promise<void> {
-  let max = 0;
-  for (const v of h.data) max = Math.max(max, Math.abs(v));
-  try {
-    await expectClose(got, want(h), RTOL, RTOL * max + 1e-6);
-  } catch (e) {
-    throw new Error(`${what}: ${(e as Error).message}`);
-  }
-}
+const close = (got: Tensor, h: HostArray, what: string): Promise<void> => closeToFixture(got, h, what, 1e-6, RTOL);
 
 type TextClassifier = ClassifierModel & { forward(ids: Tensor, mask?: Tensor | null, types?: Tensor | null): Tensor };
 const cases: [fixture: string, build: (config: Record<string, unknown>) => TextClassifier][] = [

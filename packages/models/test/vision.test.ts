@@ -8,7 +8,8 @@ import { gunzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
-import { expectClose, setup } from '../../tensor/test/helpers.js';
+import { setup } from '../../tensor/test/helpers.js';
+import { closeToFixture, gpu } from './fixture-close.js';
 import {
   CifarResNet,
   DenseNet,
@@ -34,19 +35,9 @@ beforeAll(setup);
 
 const RTOL = 1e-4;
 const load = (name: string): SafetensorsFile => parseSafetensors(readFileSync(new URL(`../fixtures/vision_${name}.safetensors`, import.meta.url)));
-const gpu = (h: HostArray): Tensor => A.tensor(h.data, { shape: h.shape, dtype: h.dtype });
-const want = (h: HostArray) => ({ shape: h.shape, data: Float64Array.from(h.data) });
 
 /** Relative to the tensor's scale: elements near zero are held to 1e-4 of its largest. */
-async function close(got: Tensor, h: HostArray, what: string): Promise<void> {
-  let max = 0;
-  for (const v of h.data) max = Math.max(max, Math.abs(v));
-  try {
-    await expectClose(got, want(h), RTOL, RTOL * max + 1e-7);
-  } catch (e) {
-    throw new Error(`${what}: ${(e as Error).message}`);
-  }
-}
+const close = (got: Tensor, h: HostArray, what: string): Promise<void> => closeToFixture(got, h, what, 1e-7, RTOL);
 
 /** What every vision architecture adds to ClassifierModel. */
 type Vision = ClassifierModel & {

@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
-import { expectClose, setup } from '../../tensor/test/helpers.js';
+import { setup } from '../../tensor/test/helpers.js';
+import { closeToFixture, gpu } from './fixture-close.js';
 import {
   getModelSpec,
   Module,
@@ -26,19 +27,8 @@ const f = parseSafetensors(readFileSync(new URL('../fixtures/vision_vit_resample
 const config = JSON.parse(f.metadata.config!) as ViTConfig;
 const cases = JSON.parse(f.metadata.cases!) as { name: string; imgSize: [number, number] }[];
 const checkpoint = (): Map<string, HostArray> => new Map(f.keys().filter((k) => k.startsWith('sd.')).map((k) => [k.slice(3), f.get(k)]));
-const gpu = (h: HostArray): Tensor => A.tensor(h.data, { shape: h.shape });
 
-/** Within 1e-4 of the reference, relative to its largest element. */
-async function close(got: Tensor, key: string): Promise<void> {
-  const h = f.get(key);
-  let max = 0;
-  for (const v of h.data) max = Math.max(max, Math.abs(v));
-  try {
-    await expectClose(got, { shape: h.shape, data: Float64Array.from(h.data) }, 1e-4, 1e-4 * max);
-  } catch (e) {
-    throw new Error(`${key}: ${(e as Error).message}`);
-  }
-}
+const close = (got: Tensor, key: string): Promise<void> => closeToFixture(got, f.get(key), key);
 
 class Wrapper extends Module {
   constructor(readonly backbone: VisionTransformer) {
