@@ -1,4 +1,5 @@
 /** The benchmarked kernels, their inputs (canonical layout: row-major, NCHW) and FLOP counts. */
+import { Rng } from '@tl/tensor';
 
 export type Family = 'matmul' | 'conv' | 'softmax';
 
@@ -65,16 +66,8 @@ export function familyOf(spec: CaseSpec): Family {
 
 /** Deterministic uniform values in [-1, 1) (mulberry32), so every run sees the same data. */
 export function uniform(length: number, seed: number): Float32Array {
-  const out = new Float32Array(length);
-  let s = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
+  const r = new Rng(seed);
+  return Float32Array.from({ length }, () => r.next() * 2 - 1);
 }
 
 export function buildCase(spec: CaseSpec, seed: number): Case {

@@ -134,18 +134,6 @@ const benches: Bench[] = [
   },
 ];
 
-/** Deterministic inputs: uniform in [-1, 1] (mulberry32), labels in 0..9. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Row {
   bench: string;
   shape: string;
@@ -179,10 +167,11 @@ const now = (): number => performance.now();
 const t0 = now();
 for (const b of selected) {
   console.error(`${b.bench}: ${b.shape}`);
-  const r = rng(1234);
+  // Deterministic inputs: uniform in [-1, 1], labels in 0..9.
+  const r = new A.Rng(1234);
   const size = b.input.reduce((a, d) => a * d, 1);
-  const x = new Float32Array(size).map(() => 2 * r() - 1);
-  const labels = Int32Array.from({ length: b.input[0]! }, () => Math.floor(r() * 10));
+  const x = new Float32Array(size).map(() => 2 * r.next() - 1);
+  const labels = Int32Array.from({ length: b.input[0]! }, () => r.int(10));
 
   A.manualSeed(42);
   const ours = buildOurs(b.id, TRANSFORMER);

@@ -19,22 +19,11 @@ export interface CaseResult {
   detail: string;
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 let seed = 1;
 function rand(shape: number[], lo = -1, hi = 1): HostTensor {
-  const r = rng(seed++);
+  const r = new T.Rng(seed++);
   const h = host(shape);
-  for (let i = 0; i < h.data.length; i++) h.data[i] = Math.fround(lo + (hi - lo) * r());
+  for (let i = 0; i < h.data.length; i++) h.data[i] = Math.fround(lo + (hi - lo) * r.next());
   return h;
 }
 

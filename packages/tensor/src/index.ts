@@ -2,6 +2,7 @@ export { Engine, engine, init, getDevice, setEngine, type Dispatch, type BoundEl
 export { registerGpuProvider, type GpuProvider } from './gpu.js';
 export { BufferPool, bucketSize, type MemoryInfo } from './pool.js';
 export { Params } from './params.js';
+export { Rng, mixSeed } from './rng.js';
 export { Tensor, Storage, tidy, tidyAsync, keep, registerViewHook, type DType, type NestedArray, type GradNodeLike, type ViewKind } from './tensor.js';
 export * from './shape.js';
 export { host, broadcastIndex, type HostTensor } from './host.js';

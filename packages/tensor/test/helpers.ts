@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect } from 'vitest';
-import { engine, host, init, tensor, type HostTensor, type Tensor } from '../src/node.js';
+import { engine, host, init, Rng, tensor, type HostTensor, type Tensor } from '../src/node.js';
 
 export async function setup(): Promise<void> {
   await init();
@@ -17,14 +17,8 @@ export function withBindingLimit(bytes: number): void {
 }
 
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 /** Uniform values in [lo, hi), rounded to float32 so the reference sees the kernel's inputs. */

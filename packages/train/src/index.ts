@@ -1,7 +1,7 @@
 export * from './optim.js';
 export * from './schedule.js';
 export * from './data/dataset.js';
-export * from './data/random.js';
+export { Rng, mixSeed } from '@tl/tensor';
 export * from './data/transforms.js';
 export * from './data/idx.js';
 export * from './data/arrays.js';

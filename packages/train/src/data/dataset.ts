@@ -4,7 +4,7 @@
  * sentence pairs); labels are class indices (single-label), 0/1 vectors (multi-label) or
  * float vectors (regression), or one of those per head for a multi-task model.
  */
-import { mixSeed, Rng } from './random.js';
+import { mixSeed, Rng } from '@tl/tensor';
 
 /** A class index, or a target vector (multi-label, regression). */
 export type Target = number | Float32Array;

@@ -6,7 +6,7 @@
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { isHeadTargets, type Dataset, type HeadTargets, type Sample, type Target } from './dataset.js';
-import { mixSeed, Rng } from './random.js';
+import { mixSeed, Rng } from '@tl/tensor';
 
 /** crossEntropy's default ignoreIndex (PyTorch's -100): rows without a class for a head. */
 export const IGNORE_INDEX = -100;

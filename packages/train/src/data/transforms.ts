@@ -1,5 +1,5 @@
 /** Image transforms on float32 CHW arrays in [0, 1] (before normalisation), seeded. */
-import type { Rng } from './random.js';
+import type { Rng } from '@tl/tensor';
 
 export interface Image {
   data: Float32Array;

@@ -8,7 +8,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join, resolve, dirname } from 'node:path';
 import sharp from 'sharp';
 import { stratifiedSplit, type Dataset, type Sample, type Subset } from '../data/dataset.js';
-import { Rng } from '../data/random.js';
+import { Rng } from '@tl/tensor';
 import { describePreprocess, evalTransform, trainTransform, type Image, type Preprocess } from '../data/transforms.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp', '.tif', '.tiff', '.avif']);

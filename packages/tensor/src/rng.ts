@@ -1,5 +1,5 @@
-/** A small seeded generator (mulberry32) for shuffling, splits and augmentation, so data
- * order and transforms are reproducible and resumable from (seed, epoch). */
+/** A small seeded host generator (mulberry32): data order and augmentation in @tl/train
+ * (reproducible and resumable from (seed, epoch)), and the inputs of tests and benchmarks. */
 export class Rng {
   private a: number;
   constructor(seed: number) {
