@@ -1,6 +1,6 @@
 /**
  * The `tl` command end to end, as a user runs it: the built CLI in a temporary folder, a
- * tiny image folder, the shared CIFAR ResNet-20 weights; every file of the run folder,
+ * tiny image folder, the CIFAR ResNet-20 weights in data/pretrained; every file of the run folder,
  * --resume, predict --json, inspect, export, the error cases, and report.html in Chromium.
  */
 import { spawnSync } from 'node:child_process';
@@ -12,7 +12,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 const TL = new URL('../dist/tl.js', import.meta.url).pathname;
-const WEIGHTS = new URL('../../../../shared/data/pretrained/cifar10-resnet20.safetensors', import.meta.url).pathname;
+const WEIGHTS = new URL('../../../data/pretrained/cifar10-resnet20.safetensors', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'tl-cli-'));
 const data = join(work, 'shapes');
 const run = join(work, 'run');
