@@ -27,6 +27,10 @@ export interface FakeHubOptions {
   renamed?: Record<string, string>;
   /** Answer cross-origin requests (a page on another port), exposing the Hub's headers. */
   cors?: boolean;
+  /** Headers that replace the protocol's on `resolve` answers (a hostile or broken server). */
+  resolveHeaders?: Record<string, string>;
+  /** The CDN closes the connection after this many body bytes of the first download (a cut-off transfer). */
+  cutAfter?: number;
 }
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -36,6 +40,7 @@ export async function startFakeHub(repos: Record<string, Record<string, Uint8Arr
   const blobs = new Map<string, Uint8Array>();
   for (const files of Object.values(repos)) for (const bytes of Object.values(files)) blobs.set(sha256(bytes), bytes);
   const requests: FakeHub['requests'] = [];
+  let cutAfter = opts.cutAfter;
   const server = createServer((req, res) => {
     requests.push({ method: req.method!, url: req.url!, headers: req.headers });
     if (opts.cors) {
@@ -79,10 +84,11 @@ export async function startFakeHub(repos: Record<string, Record<string, Uint8Arr
           'x-linked-etag': `"${etag}"`,
           'x-linked-size': String(bytes.length),
           etag: '"pointer-etag"',
+          ...opts.resolveHeaders,
         }).end();
         return;
       }
-      res.writeHead(200, { 'x-repo-commit': opts.commit, etag: `"${etag.slice(0, 40)}"`, 'content-length': String(bytes.length) });
+      res.writeHead(200, { 'x-repo-commit': opts.commit, etag: `"${etag.slice(0, 40)}"`, 'content-length': String(bytes.length), ...opts.resolveHeaders });
       res.end(req.method === 'HEAD' ? undefined : bytes);
       return;
     }
@@ -92,6 +98,12 @@ export async function startFakeHub(repos: Record<string, Record<string, Uint8Arr
       const range = /bytes=(\d+)-/.exec(req.headers.range ?? '');
       const body = bytes.subarray(range ? Number(range[1]) : 0);
       res.writeHead(range ? 206 : 200, { 'content-length': String(body.length) });
+      if (cutAfter !== undefined && req.method === 'GET') {
+        const n = cutAfter;
+        cutAfter = undefined;
+        res.write(body.subarray(0, n), () => res.destroy());
+        return;
+      }
       res.end(body);
       return;
     }

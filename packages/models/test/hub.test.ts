@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readlinkSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, existsSync, writeFileSync, mkdirSync, readdirSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hubDownload, HubError, parseHubRef, parseWeightRef } from '../src/node.js';
+import { cachedFile, hubDownload, HubError, parseHubRef, parseWeightRef, type HubRef } from '../src/node.js';
 import { startFakeHub, type FakeHub } from './hub-server.js';
 
 const COMMIT = 'a'.repeat(40);
@@ -90,5 +90,101 @@ describe('Hub client against a local server that speaks the protocol', () => {
     expect((await err('hf:org/model', 'pytorch_model.bin')).message).toMatch(/file "pytorch_model.bin" not found/);
     expect((await err('hf:org/model@nope')).message).toMatch(/revision "nope" not found/);
     expect((await err('hf:org/other', undefined, true)).message).toMatch(/not in the Hub cache.*HF_HUB_OFFLINE/);
+  });
+});
+
+/** Every path under `dir`, recursively, with each file's size (so a rewrite shows too). */
+function listTree(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .map((d) => join(d.parentPath, d.name))
+    .map((p) => `${relative(dir, p)}:${lstatSync(p).isFile() ? lstatSync(p).size : 'dir'}`)
+    .sort();
+}
+
+describe('Hub client against a hostile server', () => {
+  const files = { 'config.json': new TextEncoder().encode('{"a":1}'), 'model.safetensors': payload };
+  // The cache sits four folders deep, so "../../../../x" from its inside lands in `parent`,
+  // where the test can see it, rather than somewhere shared under /tmp.
+  const setup = (): { parent: string; cache: string; before: string[] } => {
+    const parent = mkdtempSync(join(tmpdir(), 'tl-hub-hostile-'));
+    const cache = join(parent, 'a', 'b', 'c', 'hub');
+    mkdirSync(cache, { recursive: true });
+    writeFileSync(join(parent, 'keep.txt'), 'x');
+    return { parent, cache, before: listTree(parent) };
+  };
+  const outsideCache = (parent: string, cache: string): string[] =>
+    listTree(parent).filter((p) => !p.startsWith(`${relative(parent, cache)}${sep}`));
+
+  async function attempt(headers: Record<string, string>, ref: HubRef | string, file?: string): Promise<{ error: unknown; parent: string; cache: string; before: string[] }> {
+    const s = setup();
+    const server = await startFakeHub({ 'org/model': files }, { commit: COMMIT, resolveHeaders: headers });
+    let error: unknown = null;
+    try {
+      await hubDownload(ref, file, { cacheDir: s.cache, endpoint: server.url });
+    } catch (e) {
+      error = e;
+    } finally {
+      await server.close();
+    }
+    return { error, ...s };
+  }
+
+  it('refuses an X-Repo-Commit that is not 40 hex digits and writes nothing outside the cache', async () => {
+    for (const commit of ['../../../../tmp/x', 'A'.repeat(40), `${COMMIT}/..`]) {
+      for (const file of ['config.json', 'model.safetensors']) {
+        const r = await attempt({ 'x-repo-commit': commit }, 'hf:org/model', file);
+        expect(r.error).toBeInstanceOf(HubError);
+        expect((r.error as Error).message).toContain(`X-Repo-Commit ${JSON.stringify(commit)} is not a commit hash; expected 40 hex digits`);
+        expect(outsideCache(r.parent, r.cache)).toEqual(r.before);
+        expect(readdirSync(r.cache).filter((n) => n.includes('.tmp-'))).toEqual([]);
+      }
+    }
+  });
+
+  it('stores a blob whose ETag is a path under a hashed name inside the cache', async () => {
+    const etagHeaders = { etag: '"../../../../tmp/y"', 'x-linked-etag': 'W/"../../../../tmp/y"' };
+    for (const file of ['config.json', 'model.safetensors']) {
+      const r = await attempt(etagHeaders, 'hf:org/model', file);
+      expect(r.error).toBeNull();
+      const blobs = readdirSync(join(r.cache, 'models--org--model', 'blobs'));
+      expect(blobs).toEqual([`etag-sha256-${createHash('sha256').update('../../../../tmp/y').digest('hex')}`]);
+      expect(new Uint8Array(readFileSync(join(r.cache, 'models--org--model', 'snapshots', COMMIT, file)))).toEqual(files[file as keyof typeof files]);
+      expect(outsideCache(r.parent, r.cache)).toEqual(r.before);
+    }
+  });
+
+  it('refuses file names and revisions that leave the repo snapshot', async () => {
+    const bad = ['../../../../tmp/z', '/etc/passwd', 'a/../../x', 'a\\..\\x', 'a\0b', '', 'a//b', './a', 'C:/x'];
+    for (const file of bad) {
+      const r = await attempt({}, { kind: 'hub', repo: 'org/model', revision: 'main', file: undefined }, file);
+      expect(r.error, file).toBeInstanceOf(HubError);
+      expect((r.error as Error).message).toContain(`the file ${JSON.stringify(file)} is not a safe path inside the repo`);
+      expect(outsideCache(r.parent, r.cache)).toEqual(r.before);
+      expect(await cachedFile({ kind: 'hub', repo: 'org/model', revision: 'main', file: undefined }, file, { cacheDir: r.cache }).catch((e: Error) => e.name)).toBe('HubError');
+    }
+    for (const revision of ['..', '../../../../tmp/w', '.']) {
+      const r = await attempt({}, { kind: 'hub', repo: 'org/model', revision, file: undefined }, 'config.json');
+      expect((r.error as Error).message).toContain(`the revision ${JSON.stringify(revision)} is not a safe path`);
+      expect(listTree(r.parent)).toEqual(r.before);
+    }
+  });
+
+  it('turns a cut-off download into a HubError that says it will resume, then resumes it', async () => {
+    const s = setup();
+    const server = await startFakeHub({ 'org/model': files }, { commit: COMMIT, cutAfter: 70_000 });
+    try {
+      const opts = { cacheDir: s.cache, endpoint: server.url };
+      const error = await hubDownload('hf:org/model', undefined, opts).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(HubError);
+      expect((error as Error).message).toMatch(/^download of model\.safetensors was interrupted at \d+ of 200000 bytes \(.*\); run again to resume it$/);
+      const blobs = join(s.cache, 'models--org--model', 'blobs');
+      expect(readdirSync(blobs)).toEqual([`${etag}.incomplete`]);
+      expect(readdirSync(s.cache).filter((n) => n.includes('.tmp-'))).toEqual([]);
+      const p = await hubDownload('hf:org/model', undefined, opts);
+      expect(new Uint8Array(readFileSync(p))).toEqual(payload);
+      expect(server.requests.at(-1)!.headers.range).toMatch(/^bytes=[1-9]\d*-$/);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -5,10 +5,11 @@
  * HF_TOKEN mean what they mean there. Downloads go to `<blob>.incomplete`, resume from its
  * size with a Range request, and are renamed when complete.
  */
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, readlink, rename, rm, stat, symlink, writeFile, copyFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { DEFAULT_WEIGHTS_FILE, parseHubRef, repoFolderName, type HubRef } from './ref.js';
 
 export interface HubOptions {
@@ -54,18 +55,60 @@ function token(opts: HubOptions): string | undefined {
 
 const COMMIT_RE = /^[0-9a-f]{40}$/;
 
+/**
+ * Every cache path is built from names the server or a repo listing chose (the commit, the
+ * ETag, file names), so each one is checked to resolve inside the cache before it is read or
+ * written: a hostile HF_ENDPOINT must not be able to write anywhere else.
+ */
+function insideCache(cache: string, ...parts: string[]): string {
+  const p = resolve(cache, ...parts);
+  const rel = relative(resolve(cache), p);
+  if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
+    throw new HubError(`the Hub cache path ${p} is outside the cache ${cache}; refusing to use it`);
+  }
+  return p;
+}
+
+/** A path inside the repo, as huggingface_hub accepts it: relative, `/`-separated, no `.`/`..`/empty segments. */
+function checkRepoPath(what: string, p: string): void {
+  const bad = p === '' || p.startsWith('/') || /[\\\0]/.test(p) || /^[A-Za-z]:/.test(p) || p.split('/').some((s) => s === '' || s === '.' || s === '..');
+  if (bad) throw new HubError(`${what} ${JSON.stringify(p)} is not a safe path inside the repo; expected relative "/"-separated names without "." or ".." segments, backslashes or NUL`);
+}
+
+function checkCommit(commit: string, url: string): void {
+  if (!COMMIT_RE.test(commit)) throw new HubError(`${url}: the server's X-Repo-Commit ${JSON.stringify(commit)} is not a commit hash; expected 40 hex digits`);
+}
+
+/**
+ * The blob's file name. huggingface_hub names a blob by its ETag without quotes and `W/`;
+ * the Hub's own ETags are hex digests, and other servers' are mostly hex or base64url with
+ * dashes, all of which are kept as they are so the cache stays shared. RFC 9110 lets an ETag
+ * hold nearly any printable character, though, including `/` and `.`: anything outside
+ * [0-9A-Za-z_-] is hashed into a fixed-length hex name instead of refused, because the ETag is
+ * only a content key (a valid, if odd, server must still work) and the name must never act
+ * as a path.
+ */
+function blobName(etag: string): string {
+  if (/^[0-9A-Za-z_-]{1,128}$/.test(etag)) return etag;
+  return `etag-sha256-${createHash('sha256').update(etag).digest('hex')}`;
+}
+
 /** Path of a cached file for `ref` (no network), or null. */
 export async function cachedFile(ref: HubRef, file: string, opts: HubOptions = {}): Promise<string | null> {
-  const root = join(hubCacheDir(opts), repoFolderName(ref.repo));
+  checkRepoPath('the file', file);
+  checkRepoPath('the revision', ref.revision);
+  const cache = hubCacheDir(opts);
+  const root = insideCache(cache, repoFolderName(ref.repo));
   let commit = ref.revision;
   if (!COMMIT_RE.test(commit)) {
     try {
-      commit = (await readFile(join(root, 'refs', ref.revision), 'utf8')).trim();
+      commit = (await readFile(insideCache(cache, root, 'refs', ref.revision), 'utf8')).trim();
     } catch {
       return null;
     }
+    if (!COMMIT_RE.test(commit)) return null;
   }
-  const p = join(root, 'snapshots', commit, file);
+  const p = insideCache(cache, root, 'snapshots', commit, file);
   try {
     await stat(p);
     return p;
@@ -81,6 +124,8 @@ export async function cachedFile(ref: HubRef, file: string, opts: HubOptions = {
 export async function hubDownload(refOrString: HubRef | string, fileArg?: string, opts: HubOptions = {}): Promise<string> {
   const ref = typeof refOrString === 'string' ? parseHubRef(refOrString) : refOrString;
   const file = fileArg ?? ref.file ?? DEFAULT_WEIGHTS_FILE;
+  checkRepoPath('the file', file);
+  checkRepoPath('the revision', ref.revision);
   const offline = isHubOffline(opts);
   const cached = await cachedFile(ref, file, opts);
   if (offline) {
@@ -113,11 +158,14 @@ export async function hubDownload(refOrString: HubRef | string, fileArg?: string
   const commit = head.headers.get('x-repo-commit');
   const etag = normalizeEtag(head.headers.get('x-linked-etag') ?? head.headers.get('etag'));
   if (!commit || !etag) throw new HubError(`${url}: the server sent no X-Repo-Commit or ETag header; is HF_ENDPOINT a Hub?`);
+  checkCommit(commit, url);
   const size = Number(head.headers.get('x-linked-size') ?? head.headers.get('content-length') ?? NaN);
   const location = head.status >= 300 && head.status < 400 ? head.headers.get('location') : null;
-  const root = join(hubCacheDir(opts), repoFolderName(ref.repo));
-  const blob = join(root, 'blobs', etag);
-  const snapshot = join(root, 'snapshots', commit, file);
+  const cache = hubCacheDir(opts);
+  const root = insideCache(cache, repoFolderName(ref.repo));
+  const blob = insideCache(cache, root, 'blobs', blobName(etag));
+  const snapshot = insideCache(cache, root, 'snapshots', commit, file);
+  const refFile = COMMIT_RE.test(ref.revision) ? null : insideCache(cache, root, 'refs', ref.revision);
   await mkdir(dirname(blob), { recursive: true });
   if (!(await exists(blob))) {
     const from = location ? new URL(location, headUrl).toString() : headUrl;
@@ -127,9 +175,9 @@ export async function hubDownload(refOrString: HubRef | string, fileArg?: string
   }
   await mkdir(dirname(snapshot), { recursive: true });
   await linkBlob(blob, snapshot);
-  if (!COMMIT_RE.test(ref.revision)) {
-    await mkdir(join(root, 'refs'), { recursive: true });
-    await writeAtomic(join(root, 'refs', ref.revision), commit);
+  if (refFile !== null) {
+    await mkdir(dirname(refFile), { recursive: true });
+    await writeAtomic(refFile, commit);
   }
   return snapshot;
 }
@@ -173,7 +221,12 @@ async function download(
     have = 0;
   }
   const h = { ...headers, ...(have > 0 ? { range: `bytes=${have}-` } : {}) };
-  const res = await f(url, { headers: h, redirect: 'follow' });
+  let res: Response;
+  try {
+    res = await f(url, { headers: h, redirect: 'follow' });
+  } catch (e) {
+    throw new HubError(`download of ${file} from ${new URL(url).host} failed: ${(e as Error).message}; run again to retry`);
+  }
   if (res.status === 416 && total !== null && have === total) {
     await rename(part, blob);
     return;
@@ -183,19 +236,26 @@ async function download(
   const out = createWriteStream(part, { flags: have > 0 ? 'a' : 'w' });
   let received = have;
   const reader = res.body.getReader();
+  const of = total === null ? '' : ` of ${total}`;
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      received += value.byteLength;
-      if (!out.write(value)) await new Promise<void>((r) => out.once('drain', () => r()));
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        // undici reports a connection cut mid-body as `TypeError: terminated`.
+        throw new HubError(`download of ${file} was interrupted at ${received}${of} bytes (${(e as Error).message}); run again to resume it`);
+      }
+      if (chunk.done) break;
+      received += chunk.value.byteLength;
+      if (!out.write(chunk.value)) await new Promise<void>((r) => out.once('drain', () => r()));
       opts.onProgress?.({ file, received, total });
     }
   } finally {
     await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
   }
   if (total !== null && received !== total) {
-    throw new HubError(`download of ${file} stopped at ${received} of ${total} bytes; run again to resume`);
+    throw new HubError(`download of ${file} was interrupted at ${received}${of} bytes; run again to resume it`);
   }
   await rename(part, blob);
 }
@@ -218,6 +278,11 @@ async function linkBlob(blob: string, snapshot: string): Promise<void> {
 
 async function writeAtomic(path: string, text: string): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, text);
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, text);
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw new HubError(`cannot write the Hub cache file ${path}: ${(e as Error).message}`);
+  }
 }
