@@ -51,7 +51,7 @@ export const silu = (x: Tensor): Tensor => unary('silu', x);
 export const sigmoid = (x: Tensor): Tensor => unary('sigmoid', x);
 export const tanh = (x: Tensor): Tensor => unary('tanh', x);
 export const softplus = (x: Tensor): Tensor => unary('softplus', x);
-export const clamp = (x: Tensor, min = -Infinity, max = Infinity): Tensor => unary('clamp', x, Math.max(min, -3.4e38), Math.min(max, 3.4e38));
+export const clamp = (x: Tensor, min = -Infinity, max = Infinity): Tensor => unary('clamp', x, min, max);
 
 export const add = (a: Tensor | number, b: Tensor | number): Tensor => binary('add', a, b);
 export const sub = (a: Tensor | number, b: Tensor | number): Tensor => binary('sub', a, b);

@@ -24,6 +24,8 @@ export interface UnaryOp {
 
 export interface BinaryOp {
   wgsl: Expr2;
+  /** The expression on int32 operands, where it differs (no NaN to keep). */
+  wgslInt?: Expr2;
   cpu: (a: number, b: number) => number;
   gradA: ((a: string, b: string, y: string, g: string) => string) | null;
   gradB: ((a: string, b: string, y: string, g: string) => string) | null;
@@ -54,8 +56,8 @@ export const UNARY = {
   floor: { wgsl: (x) => `floor(${x})`, cpu: Math.floor, grad: null },
   ceil: { wgsl: (x) => `ceil(${x})`, cpu: Math.ceil, grad: null },
   round: { wgsl: (x) => `round(${x})`, cpu: roundHalfEven, grad: null },
-  relu: { wgsl: (x) => `keepNan_(${x}, max(${x}, 0.0))`, cpu: (x) => (Number.isNaN(x) ? x : Math.max(x, 0)), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0`)}` },
-  relu6: { wgsl: (x) => `keepNan_(${x}, clamp(${x}, 0.0, 6.0))`, cpu: (x) => (Number.isNaN(x) ? x : Math.min(Math.max(x, 0), 6)), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0 && ${x} < 6.0`)}` },
+  relu: { wgsl: (x) => `keepNan_(${x}, max(${x}, 0.0))`, cpu: (x) => Math.max(x, 0), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0 || isNan_(${x})`)}` },
+  relu6: { wgsl: (x) => `keepNan_(${x}, clamp(${x}, 0.0, 6.0))`, cpu: (x) => Math.min(Math.max(x, 0), 6), grad: (x, _y, g) => `${g} * ${step(`(${x} > 0.0 && ${x} < 6.0) || isNan_(${x})`)}` },
   leakyRelu: { wgsl: (x) => `select(p.alpha * ${x}, ${x}, ${x} > 0.0)`, cpu: (x, a) => (x > 0 ? x : a * x), grad: (x, _y, g) => `${g} * select(p.alpha, 1.0, ${x} > 0.0)` },
   gelu: {
     wgsl: (x) => `0.5 * ${x} * (1.0 + erf_(${x} * ${SQRT1_2}))`,
@@ -72,7 +74,7 @@ export const UNARY = {
   sigmoid: { wgsl: (x) => `sigmoid_(${x})`, cpu: sigmoidF, grad: (_x, y, g) => `${g} * ${y} * (1.0 - ${y})` },
   tanh: { wgsl: (x) => `tanh_(${x})`, cpu: Math.tanh, grad: (_x, y, g) => `${g} * (1.0 - ${y} * ${y})` },
   softplus: { wgsl: (x) => `select(log(1.0 + exp(${x})), ${x}, ${x} > 20.0)`, cpu: (x) => (x > 20 ? x : Math.log1p(Math.exp(x))), grad: (x, _y, g) => `${g} * sigmoid_(${x})` },
-  clamp: { wgsl: (x) => `clamp(${x}, p.alpha, p.beta)`, cpu: (x, a, b) => Math.min(Math.max(x, a), b), grad: (x, _y, g) => `${g} * ${step(`${x} >= p.alpha && ${x} <= p.beta`)}` },
+  clamp: { wgsl: (x) => `keepNan_(${x}, clamp(${x}, p.alpha, p.beta))`, cpu: (x, a, b) => Math.min(Math.max(x, a), b), grad: (x, _y, g) => `${g} * ${step(`${x} >= p.alpha && ${x} <= p.beta`)}` },
   powScalar: { wgsl: (x) => `pow_(${x}, p.alpha)`, cpu: (x, a) => x ** a, grad: (x, _y, g) => `${g} * p.alpha * pow_(${x}, p.alpha - 1.0)` },
 } satisfies Record<string, UnaryOp>;
 
@@ -88,14 +90,16 @@ export const BINARY = {
     gradB: (a, _b, y, g) => `select(0.0, ${g} * ${y} * log(${a}), ${a} > 0.0)`,
   },
   maximum: {
-    wgsl: (a, b) => `max(${a}, ${b})`,
+    wgsl: (a, b) => `maxNan_(${a}, ${b})`,
+    wgslInt: (a, b) => `max(${a}, ${b})`,
     cpu: Math.max,
     gradA: (a, b, _y, g) => `${g} * select(select(0.0, 0.5, ${a} == ${b}), 1.0, ${a} > ${b})`,
     gradB: (a, b, _y, g) => `${g} * select(select(0.0, 0.5, ${a} == ${b}), 1.0, ${b} > ${a})`,
     int: true,
   },
   minimum: {
-    wgsl: (a, b) => `min(${a}, ${b})`,
+    wgsl: (a, b) => `minNan_(${a}, ${b})`,
+    wgslInt: (a, b) => `min(${a}, ${b})`,
     cpu: Math.min,
     gradA: (a, b, _y, g) => `${g} * select(select(0.0, 0.5, ${a} == ${b}), 1.0, ${a} < ${b})`,
     gradB: (a, b, _y, g) => `${g} * select(select(0.0, 0.5, ${a} == ${b}), 1.0, ${b} < ${a})`,
@@ -298,7 +302,8 @@ export function binary(op: BinaryName, a: Tensor | number, b: Tensor | number): 
   const scalarsInt = [a, b].every((x) => x instanceof Tensor || Number.isInteger(x));
   const int = def.int === true && scalarsInt && tensors.every((t) => t.dtype === 'int32');
   const dtype: DType = def.compare ? 'float32' : int ? 'int32' : 'float32';
-  return map([a, b], ([x, y]) => def.wgsl(x!, y!), { int, dtype, label: op });
+  const expr = int && def.wgslInt ? def.wgslInt : def.wgsl;
+  return map([a, b], ([x, y]) => expr(x!, y!), { int, dtype, label: op });
 }
 
 export const neg = (x: Tensor): Tensor => unary('neg', x);
@@ -324,7 +329,7 @@ export const silu = (x: Tensor): Tensor => unary('silu', x);
 export const sigmoid = (x: Tensor): Tensor => unary('sigmoid', x);
 export const tanh = (x: Tensor): Tensor => unary('tanh', x);
 export const softplus = (x: Tensor): Tensor => unary('softplus', x);
-export const clamp = (x: Tensor, min = -Infinity, max = Infinity): Tensor => unary('clamp', x, Math.max(min, -3.4e38), Math.min(max, 3.4e38));
+export const clamp = (x: Tensor, min = -Infinity, max = Infinity): Tensor => unary('clamp', x, min, max);
 
 export const add = (a: Tensor | number, b: Tensor | number): Tensor => binary('add', a, b);
 export const sub = (a: Tensor | number, b: Tensor | number): Tensor => binary('sub', a, b);

@@ -34,7 +34,9 @@ function rowView(shape: readonly number[], dim: number): RowView {
 /** The lowest finite f32 (WGSL rejects an infinite constant); -inf logits still give exp = 0. */
 const LOWEST = '-0x1.fffffep+127f';
 
-/** WGSL that leaves `m` (row max) and `s` (sum of exp(x - m)) for input `x` at offset p.offX. */
+/** WGSL that leaves `m` (row max) and `s` (sum of exp(x - m)) for input `x` at offset p.offX.
+ * WGSL's max may drop a NaN from `m`, but that NaN still enters `s`, so a row holding one
+ * comes out all NaN, as in PyTorch (tested on both row modes). */
 function maxSumExp(x: string): string {
   return `
   var mv = VT(${LOWEST});

@@ -26,12 +26,22 @@ fn erf_(x: f32) -> f32 {
 fn tanh_(x: f32) -> f32 {
   let c = clamp(x, -15.0, 15.0);
   let e = exp(2.0 * c);
-  return (e - 1.0) / (e + 1.0);
+  return keepNan_(x, (e - 1.0) / (e + 1.0));
 }
-// max/min/clamp return the other operand for NaN, which would hide a diverged network (a
-// NaN loss must surface, as in PyTorch). Bit tests survive compilers that assume no NaNs.
+// WGSL lets max/min/clamp return the other operand for NaN (relu(NaN) = 0), which would hide
+// a diverged network: a NaN must reach the loss, as in PyTorch. The test is on the bits,
+// because a compiler that assumes no NaNs may fold x != x to false.
+fn isNan_(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
 fn keepNan_(x: f32, y: f32) -> f32 {
-  return select(y, x, (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u);
+  return select(y, x, isNan_(x));
+}
+fn maxNan_(a: f32, b: f32) -> f32 {
+  return select(max(a, b), a + b, isNan_(a) || isNan_(b));
+}
+fn minNan_(a: f32, b: f32) -> f32 {
+  return select(min(a, b), a + b, isNan_(a) || isNan_(b));
 }
 fn sigmoid_(x: f32) -> f32 {
   if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
