@@ -1,31 +1,70 @@
-// Bundles a package's entries (src/<entry>.ts -> dist/<entry>.js) with esbuild. The
-// workspace's own packages are bundled from source (their "source" export condition), so a
-// built entry runs without building its dependencies first; npm dependencies stay external.
-// The browser entry is built for the browser platform, so any Node import in it fails.
+// Builds the package in the current directory.
+//
+// A library (no arguments): `tsc -p tsconfig.build.json` writes one .js, .d.ts and their maps
+// per source file into dist/. Imports of the other @tl/* packages stay imports, so a process
+// that loads several packages runs one copy of each, hence one GPU engine. tsc resolves those
+// imports to the dependencies' dist/*.d.ts (turbo builds dependencies first). Then the browser
+// entry is bundled for the browser platform, without writing it, so a Node import reachable
+// from it fails the build, and every emitted module that runs code on import (a registration
+// call, a bare import) must be listed in package.json "sideEffects", or bundlers would drop it.
+//
+// A command (`--bin <entry>`): src/<entry>.ts is bundled by esbuild into dist/<entry>.js with a
+// shebang; every package it depends on (the @tl/* ones included) stays an import.
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
-const entries = process.argv.slice(2);
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
-const deps = [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})];
-const external = [...deps.filter((d) => !d.startsWith('@tl/')), 'webgpu', 'sharp'];
+const declared = ['dependencies', 'peerDependencies', 'optionalDependencies'].flatMap((k) => Object.keys(pkg[k] ?? {}));
+// `@tl/tensor/x` and `sharp/lib/x` are the same packages as `@tl/tensor` and `sharp`.
+const external = declared.flatMap((d) => [d, `${d}/*`]);
 
-for (const entry of entries) {
-  const browser = entry === 'browser';
+const [flag, bin] = process.argv.slice(2);
+rmSync('dist', { recursive: true, force: true });
+
+if (flag === '--bin') {
   await build({
-    entryPoints: [`src/${entry}.ts`],
-    outfile: `dist/${entry}.js`,
+    entryPoints: [`src/${bin}.ts`],
+    outfile: `dist/${bin}.js`,
     bundle: true,
     format: 'esm',
-    platform: browser ? 'browser' : 'node',
-    target: browser ? 'es2022' : 'node20',
-    external: browser ? [] : external,
-    conditions: browser ? ['browser-source', 'browser'] : ['source', 'node'],
+    platform: 'node',
+    target: 'node20',
+    external,
     sourcemap: true,
-    // The tsconfig path aliases point at the Node entries (for typechecking); bundles resolve
-    // through package.json exports instead, so the browser entry gets browser code.
     tsconfigRaw: {},
     logLevel: 'warning',
-    banner: entry === 'tl' ? { js: "#!/usr/bin/env node\nimport { createRequire as __tlCreateRequire } from 'node:module'; const require = __tlCreateRequire(import.meta.url);" } : undefined,
+    banner: { js: '#!/usr/bin/env node' },
   });
+} else if (flag === undefined) {
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  checkSideEffects();
+  if (existsSync('dist/browser.js')) {
+    await build({
+      entryPoints: ['dist/browser.js'],
+      bundle: true,
+      write: false,
+      format: 'esm',
+      platform: 'browser',
+      external,
+      logLevel: 'warning',
+    });
+  }
+} else {
+  throw new Error(`build-package: unknown argument ${flag}; expected none (a library) or --bin <entry>`);
+}
+
+/** Top-level statements that run on import, found in tsc's output (one statement per line at
+ * column 0): calls like `registerGpuProvider(…);` and imports for effect like `import './x.js';`. */
+function checkSideEffects() {
+  const listed = new Set(Array.isArray(pkg.sideEffects) ? pkg.sideEffects : []);
+  if (pkg.sideEffects === undefined || pkg.sideEffects === true) return;
+  const runsOnImport = /^(?:[A-Za-z_$][\w$.]*\(|import ['"])/m;
+  const files = readdirSync('dist', { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.js'));
+  const unlisted = files.map((f) => `./dist/${f.split('\\').join('/')}`).filter((f) => !listed.has(f) && runsOnImport.test(readFileSync(f, 'utf8')));
+  if (unlisted.length > 0) {
+    throw new Error(`${pkg.name}: ${unlisted.join(', ')} run code on import; add them to package.json "sideEffects" (it lists ${[...listed].join(', ') || 'none'})`);
+  }
 }

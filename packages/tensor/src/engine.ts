@@ -399,7 +399,12 @@ export async function getDevice(): Promise<GPUDevice> {
 }
 
 export function engine(): Engine {
-  if (!current) throw new Error('@tl/tensor: the GPU engine is not initialised; `await init()` once before creating tensors');
+  if (!current) {
+    throw new Error(
+      "@tl/tensor: the GPU engine is not initialised. Add `import { init } from '@tl/tensor'; await init();` " +
+        'once, before creating tensors or models.',
+    );
+  }
   return current;
 }
 

@@ -5,7 +5,7 @@
  */
 export interface GpuProvider {
   readonly name: string;
-  gpu(): GPU | undefined;
+  gpu(): GPU | undefined | Promise<GPU | undefined>;
   /** Why no adapter was found on this platform and what to install. */
   noAdapterHelp(): string;
   /** Adapter options to try in order (e.g. core first, then compatibility). */
@@ -38,7 +38,7 @@ export interface AcquiredDevice {
 /** Requests an adapter and a device with the adapter's own limits (the defaults are too small). */
 export async function acquireDevice(): Promise<AcquiredDevice> {
   const p = gpuProvider();
-  const gpu = p.gpu();
+  const gpu = await p.gpu();
   if (!gpu) throw new Error(`WebGPU is not available (${p.name}). ${p.noAdapterHelp()}`);
   // The first adapter that is not a software fallback (Chrome answers a core request with
   // SwiftShader where only a compatibility adapter is hardware-backed); else the fallback.
