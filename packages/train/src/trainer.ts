@@ -1,8 +1,8 @@
 /**
  * The training loop: feature extraction (frozen backbone, cached features), fine-tuning of all
  * or chosen blocks, gradual unfreezing, per-parameter learning rates, schedules, clipping,
- * accumulation, early stopping, checkpoints that resume bit for bit, and a clear stop on a
- * NaN loss. Each step runs inside a scope, so GPU memory stays flat across steps. A model with
+ * accumulation, early stopping, checkpoints that resume bit for bit, and a clear stop when
+ * the run diverges (divergence.ts). Each step runs inside a scope, so GPU memory stays flat across steps. A model with
  * several heads (multi-task) trains on the weighted sum of its heads' losses, with metrics per head.
  */
 import * as A from '@tl/autograd';
@@ -10,11 +10,15 @@ import { keep, Tensor } from '@tl/autograd';
 import { nameMatcher, parseSafetensors, serializeSafetensors, type Module, type SafetensorsFile } from '@tl/models';
 import type { Callback } from './callbacks.js';
 import type { Dataset } from './data/dataset.js';
+import { checkDivergenceFactor, DEFAULT_DIVERGENCE_FACTOR, describeNonFinite, epochProblem, firstNonFinite, stepLossProblem } from './divergence.js';
+import { TrainingError } from './errors.js';
 import { DataLoader, collate, IGNORE_INDEX, type Batch, type HeadTargetBatch } from './data/loader.js';
 import { argmaxRows, classificationReport, meanAbsoluteError, topKAccuracy, type ClassificationReport } from './metrics.js';
 import { adamw, type Optimizer, type OptimizerSpec, type OptimizerState, type ParamGroup } from './optim.js';
 import { constant, ReduceOnPlateau, type Schedule } from './schedule.js';
 import type { BlobStore } from './store.js';
+
+export { TrainingError };
 
 /** One output, or one per head (a multi-task model). */
 export type ModelOutput = Tensor | Record<string, Tensor>;
@@ -89,8 +93,12 @@ export interface TrainerOptions {
   cacheFeatures?: boolean;
   /** Where cached features persist between runs (keyed by weights, preprocessing and data). */
   featureStore?: BlobStore;
-  /** Write a checkpoint here at the end of every epoch. */
+  /** Write a checkpoint here at the end of every epoch (never one with non-finite weights). */
   checkpointStore?: BlobStore;
+  /** A step's loss above this many times the first epoch's mean (or a validation loss above
+   * this many times the first epoch's) stops the run as diverged; default 1e4, Infinity
+   * turns the rule off. Non-finite losses and weights always stop it. */
+  divergenceFactor?: number;
   seed?: number;
   /** Progress events (the CLI draws bars from them). */
   onEvent?: (e: TrainerEvent) => void;
@@ -147,10 +155,6 @@ export interface Prediction {
   width: number;
 }
 
-export class TrainingError extends Error {
-  override name = 'TrainingError';
-}
-
 const CKPT = {
   model: 'checkpoint/model.safetensors',
   optim: 'checkpoint/optimizer.safetensors',
@@ -191,12 +195,17 @@ export class Trainer {
   private paramNames = new Map<Tensor, string>();
   private featureMemo = new Map<string, { feats: Float32Array[]; shape: number[] }>();
   private toldTokenTypes = false;
+  private readonly divergenceFactor: number;
+  /** Epochs done at the last checkpoint written or resumed from (all its weights finite). */
+  private lastCheckpoint: number | null = null;
+  private resumedFrom: string | null = null;
 
   constructor(readonly model: TrainableModel, opts: TrainerOptions = {}) {
     this.opts = { epochs: 10, batchSize: 32, task: 'classification', accumulate: 1, seed: 0, ...opts };
     if (!Number.isInteger(this.opts.epochs) || this.opts.epochs < 1) throw new RangeError(`epochs must be a positive integer, got ${this.opts.epochs}`);
     if (!Number.isInteger(this.opts.accumulate) || this.opts.accumulate < 1) throw new RangeError(`accumulate must be a positive integer, got ${this.opts.accumulate}`);
     this.tasks = resolveTasks(model, opts);
+    this.divergenceFactor = checkDivergenceFactor(opts.divergenceFactor ?? DEFAULT_DIVERGENCE_FACTOR);
     const spec = opts.optimizer ?? adamw({ lr: 1e-3 });
     this.optimizer = spec.create(this.paramGroups(spec));
     this.schedule = opts.schedule ?? constant();
@@ -363,6 +372,12 @@ export class Trainer {
   async fit(train: Dataset, val?: Dataset | null): Promise<EpochLogs[]> {
     this.hasValidation = !!val && val.length > 0;
     if (train.length === 0) throw new TrainingError('the training set is empty');
+    const before = firstNonFinite(weightArrays(await this.weightsOnHost()));
+    if (before) {
+      throw new TrainingError(this.resumedFrom
+        ? `the checkpoint in ${this.resumedFrom} is not finite: ${describeNonFinite(before)}; the run that wrote it had diverged, so start afresh with a lower learning rate`
+        : `the model's weights are not finite before training: ${describeNonFinite(before)}; load weights without NaN or Inf (the file is damaged or was saved by a run that diverged)`);
+    }
     const loader = new DataLoader(train, { batchSize: this.opts.batchSize, shuffle: true, seed: this.opts.seed, augment: train.augments });
     this.stepsPerEpoch = Math.ceil(loader.length / this.opts.accumulate);
     const schedule = this.schedule.withTotal?.(this.totalSteps) ?? this.schedule;
@@ -394,6 +409,8 @@ export class Trainer {
         });
         batch.dispose();
         step++;
+        const problem = stepLossProblem(loss, this.history, this.divergenceFactor);
+        if (problem) throw this.diverged(problem, epoch, `step ${step} of ${loader.length}`);
         const secs = (performance.now() - t0) / 1000;
         this.opts.onEvent?.({
           type: 'step', epoch, step, steps: loader.length, loss, accuracy: hits === null ? null : hits / batch.size,
@@ -415,16 +432,21 @@ export class Trainer {
         });
         logs.trainLoss = weightedTotal(this.tasks, this.tasks.map((t) => logs.heads![t.name]!.trainLoss));
       }
-      if (val && val.length > 0) {
-        const r = await this.evaluate(val, { cached });
+      const r = val && val.length > 0 ? await this.evaluate(val, { cached }) : null;
+      if (r) {
         Object.assign(logs, valLogs(r));
         for (const [name, h] of Object.entries(r.heads ?? {})) Object.assign(logs.heads![name]!, valLogs(h));
       }
+      const problem = epochProblem(logs.trainLoss, r, this.history, this.divergenceFactor);
+      if (problem) throw this.diverged(problem, epoch, null);
+      const weights = await this.weightsOnHost();
+      const bad = firstNonFinite(weightArrays(weights));
+      if (bad) throw this.diverged(`after its last step ${describeNonFinite(bad)}`, epoch, null);
       if (schedule instanceof ReduceOnPlateau) schedule.observe(logs.valLoss ?? logs.trainLoss);
       this.history.push(logs);
       for (const cb of this.opts.callbacks ?? []) await cb.onEpochEnd?.(this, epoch, logs);
       this.opts.onEvent?.({ type: 'epochEnd', epoch, logs });
-      if (this.opts.checkpointStore) await this.saveCheckpoint(this.opts.checkpointStore, epoch + 1);
+      if (this.opts.checkpointStore) await this.writeCheckpoint(this.opts.checkpointStore, epoch + 1, weights);
     }
     for (const cb of this.opts.callbacks ?? []) await cb.onTrainEnd?.(this);
     return this.history;
@@ -455,19 +477,23 @@ export class Trainer {
     const values = await stats.data();
     stats.dispose();
     const loss = values[0]!;
-    if (!Number.isFinite(loss)) {
-      throw new TrainingError(
-        `the loss became ${loss} at epoch ${this.history.length + 1}, step ${this.globalStep}` +
-          (this.opts.checkpointStore ? `; the last good checkpoint is in ${this.opts.checkpointStore.description}` : '') +
-          '. Lower the learning rate, clip gradients (gradClip) or check the data for NaNs.',
-      );
-    }
     if (this.tasks) {
       const n = this.tasks.length;
       const heads = this.tasks.map((t, i) => ({ loss: values[1 + i]!, count: batch.targets?.[t.name]?.count ?? 0, hits: values[1 + n + i]! }));
       return { loss, hits: null, heads };
     }
     return { loss, hits: this.opts.task === 'classification' ? values[1]! : null, heads: null };
+  }
+
+  /** The stop of a diverged run: where, what, which checkpoint is kept, and what to change. */
+  private diverged(problem: string, epoch: number, step: string | null): TrainingError {
+    const store = this.opts.checkpointStore;
+    const kept = !store ? ''
+      : this.lastCheckpoint === null ? `; no checkpoint was written to ${store.description} before it`
+      : `; the last finite checkpoint (after epoch ${this.lastCheckpoint}) is kept in ${store.description}`;
+    const lr = this.optimizer.groups[0]?.lr ?? 0;
+    const at = step === null ? `at the end of epoch ${epoch + 1}` : `in epoch ${epoch + 1}, ${step}`;
+    return new TrainingError(`training diverged ${at}: ${problem}${kept}. Lower the learning rate (it was ${lr.toPrecision(3)}), clip the gradients or check the data for NaN.`);
   }
 
   private optimizerStep(schedule: Schedule): void {
@@ -678,15 +704,28 @@ export class Trainer {
 
   // Checkpoints ----------------------------------------------------------------------------
 
+  /** Writes a checkpoint of the current state; refuses when a weight is not finite. */
   async saveCheckpoint(store: BlobStore, nextEpoch: number): Promise<void> {
-    // Each blob names the checkpoint it belongs to, so resume can tell a set torn by a crash
-    // between the writes from a whole one.
-    const tag = `${nextEpoch}:${this.globalStep}`;
-    const weights = new Map<string, { dtype: 'F32' | 'I64'; shape: number[]; data: Float32Array | Int32Array }>();
+    const weights = await this.weightsOnHost();
+    const bad = firstNonFinite(weightArrays(weights));
+    if (bad) throw new TrainingError(`not writing a checkpoint to ${store.description}: ${describeNonFinite(bad)}`);
+    await this.writeCheckpoint(store, nextEpoch, weights);
+  }
+
+  /** Every weight and buffer of the model, read back. */
+  private async weightsOnHost(): Promise<Map<string, HostWeight>> {
+    const weights = new Map<string, HostWeight>();
     for (const [k, t] of this.model.stateDict()) {
       const d = await t.data();
       weights.set(k, { dtype: t.dtype === 'int32' ? 'I64' : 'F32', shape: [...t.shape], data: d });
     }
+    return weights;
+  }
+
+  private async writeCheckpoint(store: BlobStore, nextEpoch: number, weights: Map<string, HostWeight>): Promise<void> {
+    // Each blob names the checkpoint it belongs to, so resume can tell a set torn by a crash
+    // between the writes from a whole one.
+    const tag = `${nextEpoch}:${this.globalStep}`;
     const { tensors: optArrays, ...optimizer } = await this.optimizer.stateDict();
     const optTensors = Object.fromEntries(Object.entries(optArrays).map(([k, v]) => [k, { dtype: 'F32' as const, shape: [v.length], data: v }]));
     const callbacks: CheckpointState['callbacks'] = {};
@@ -716,6 +755,7 @@ export class Trainer {
     await store.write(CKPT.optim, serializeSafetensors(optTensors, { checkpoint: tag }));
     if (cbTensors.size > 0) await store.write(CKPT.callbacks, serializeSafetensors(cbTensors, { checkpoint: tag }));
     await store.write(CKPT.state, new TextEncoder().encode(encodeJson(state)));
+    this.lastCheckpoint = nextEpoch;
   }
 
   /** Restores weights, optimizer, schedule, RNG, callbacks and history; `fit` then continues
@@ -765,6 +805,8 @@ export class Trainer {
     this.globalStep = state.globalStep;
     this.history = state.history;
     this.startEpoch = state.nextEpoch;
+    this.lastCheckpoint = state.nextEpoch;
+    this.resumedFrom = store.description;
     return true;
   }
 
@@ -777,6 +819,14 @@ export class Trainer {
     return stateful;
   }
 }
+
+interface HostWeight {
+  dtype: 'F32' | 'I64';
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+const weightArrays = (w: Map<string, HostWeight>): [string, Float32Array | Int32Array][] => [...w].map(([k, v]) => [k, v.data]);
 
 /** The factor min(1, maxNorm / ||g||) that the optimizer kernels apply to every gradient. */
 function clipScale(params: Tensor[], maxNorm: number): Tensor {

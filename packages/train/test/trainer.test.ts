@@ -1,32 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
-import { CifarResNet } from '@tl/models';
 import {
   adam, cosine, earlyStopping, lambdaCallback, MemoryStore, plateau, sgd, TensorDataset, Trainer, TrainingError, unfreezeAt, stratifiedSplit, type EpochLogs, type TrainerOptions,
 } from '../src/index.js';
-import { rng, setup } from '../../tensor/test/helpers.js';
+import type { CifarResNet } from '@tl/models';
+import { setup } from '../../tensor/test/helpers.js';
+import { model, toyData } from './toy.js';
 
 beforeAll(setup);
-
-/** Two classes of 8x8 single-channel images: a bright left half or a bright right half, noisy. */
-function toyData(n: number, seed: number): TensorDataset {
-  const r = rng(seed);
-  const inputs: Float32Array[] = [];
-  const labels: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const c = i % 2;
-    const x = new Float32Array(64);
-    for (let k = 0; k < 64; k++) x[k] = ((k % 8 < 4) === (c === 0) ? 1 : -1) * 0.5 + (r() - 0.5);
-    inputs.push(x);
-    labels.push(c);
-  }
-  return new TensorDataset(inputs, labels, [1, 8, 8], `toy${n}-${seed}`, ['left', 'right']);
-}
-
-const model = (): CifarResNet => {
-  A.manualSeed(1);
-  return new CifarResNet({ depth: 8, inChannels: 1, numClasses: 2, widths: [4, 8, 8] });
-};
 
 const losses = (h: EpochLogs[]): number[] => h.map((e) => e.trainLoss);
 
