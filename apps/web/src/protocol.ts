@@ -51,7 +51,8 @@ export interface Preview {
 }
 
 export type FromWorker =
-  | { type: 'ready'; adapter: AdapterInfo; models: { id: string; description: string; inputSize: number; channels: number }[] }
+  /** `embedded`: the architecture id of the embedded default, which its exports load back with. */
+  | { type: 'ready'; adapter: AdapterInfo; models: { id: string; description: string; inputSize: number; channels: number }[]; embedded: string }
   | { type: 'unsupported'; message: string }
   | { type: 'log'; line: string }
   | { type: 'stage'; text: string; loaded?: number; total?: number | null }

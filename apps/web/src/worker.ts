@@ -5,10 +5,10 @@
  */
 import * as A from '@tl/autograd';
 import { init } from '@tl/tensor';
-import { ClassifierModel, getModelSpec, isImageModelSpec, listModels, registerModel, serializeSafetensors, type HostArray, type ImageModelSpec } from '@tl/models';
-import { browserImages, browserStore, decodeImageData, evalTransform, fetchWeights, saveToOpfs, Subset, type Dataset, type Preprocess } from '@tl/train';
+import { ClassifierModel, DIGITS_RESNET14, getModelSpec, isImageModelSpec, listModels, saveToOpfs, serializeSafetensors, type ImageModelSpec, type WeightsSource } from '@tl/models';
+import { browserImages, browserStore, decodeImageData, digitsFromJson, evalTransform, splitDigits, Subset, type Dataset, type DigitJson, type Preprocess } from '@tl/train';
 import { digitUrls, embeddedWeightsUrl } from 'virtual:tl-assets';
-import { digitsFromJson, digitsSplit, embeddedSpec, EMBEDDED_FILE, EMBEDDED_ID, exportTensors, pretrainedModel, runJob, type DigitJson } from './job.js';
+import { EMBEDDED_FILE, exportTensors, pretrainedModel, runJob } from './job.js';
 import type { AdapterInfo, FromWorker, ModelChoice, Preview, ToWorker, TrainRequest } from './protocol.js';
 
 const scope = self as unknown as {
@@ -16,8 +16,6 @@ const scope = self as unknown as {
   onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
 };
 const post = (m: FromWorker, transfer: Transferable[] = []): void => scope.postMessage(m, transfer);
-
-if (!listModels().some((s) => s.id === EMBEDDED_ID)) registerModel(embeddedSpec);
 
 interface Current {
   model: ClassifierModel;
@@ -53,7 +51,7 @@ function start(): Promise<boolean> {
     try {
       const e = await init();
       const models = listModels('image').filter(isImageModelSpec).map((m) => ({ id: m.id, description: m.description, inputSize: m.inputSize, channels: m.channels ?? 3 }));
-      post({ type: 'ready', adapter: adapterInfo(e), models });
+      post({ type: 'ready', adapter: adapterInfo(e), models, embedded: DIGITS_RESNET14.id });
       return true;
     } catch (err) {
       post({ type: 'unsupported', message: (err as Error).message });
@@ -63,25 +61,19 @@ function start(): Promise<boolean> {
   return ready;
 }
 
-async function loadWeights(choice: ModelChoice): Promise<{ spec: ImageModelSpec; weights: Map<string, HostArray> | null; source: string }> {
-  const spec = getModelSpec(choice.kind === 'embedded' ? EMBEDDED_ID : choice.arch);
+/** The model the page chose, and where its weights are (null: random initialisation). */
+function weightsOf(choice: ModelChoice): { spec: ImageModelSpec; src: WeightsSource | null; label: string } {
+  const spec = getModelSpec(choice.kind === 'embedded' ? DIGITS_RESNET14.id : choice.arch);
   if (!isImageModelSpec(spec)) throw new Error(`${spec.id} is a ${spec.task} model; the app fine-tunes image models`);
-  let src: string | Blob;
+  let src: WeightsSource;
   if (choice.kind === 'embedded') {
     if (!embeddedWeightsUrl) throw new Error(`the embedded weights (${EMBEDDED_FILE}) were not there when the app was built; run \`pnpm tl pretrain\`, or load weights from a URL or a file`);
     src = embeddedWeightsUrl;
   } else if (choice.kind === 'url') src = choice.url.trim();
   else if (choice.kind === 'opfs') src = `opfs:${choice.path}`;
   else src = choice.file;
-  if (src === '') return { spec, weights: null, source: 'random initialisation' };
-  const label = choice.kind === 'file' ? choice.name : choice.kind === 'embedded' ? EMBEDDED_FILE : String(src);
-  post({ type: 'stage', text: `loading weights: ${label}` });
-  const w = await fetchWeights(src, {
-    ...(choice.kind === 'url' && choice.endpoint ? { endpoint: choice.endpoint } : {}),
-    onProgress: (loaded, total) => post({ type: 'stage', text: `downloading ${label}`, loaded, total }),
-  });
-  post({ type: 'log', line: `weights: ${label} (${(w.bytes.byteLength / 2 ** 20).toFixed(2)} MiB, ${w.file.keys().length} tensors${w.fromCache ? ', from the Cache API' : ''})` });
-  return { spec, weights: w.file.all(), source: label };
+  if (src === '') return { spec, src: null, label: 'random initialisation' };
+  return { spec, src, label: choice.kind === 'file' ? choice.name : choice.kind === 'embedded' ? EMBEDDED_FILE : String(src) };
 }
 
 async function loadDigits(): Promise<DigitJson[]> {
@@ -134,7 +126,7 @@ async function previews(ds: Dataset, pre: Preprocess, trainer: { predict(d: Data
 async function train(req: TrainRequest): Promise<void> {
   if (!(await start())) return;
   stopRequested = false;
-  const { spec, weights, source } = await loadWeights(req.model);
+  const { spec, src, label } = weightsOf(req.model);
   let train: Dataset;
   let val: Dataset | null = null;
   let test: Dataset | null = null;
@@ -142,7 +134,7 @@ async function train(req: TrainRequest): Promise<void> {
   const pre = preprocessOf(spec, req.data.kind === 'images' && req.data.augment);
   if (req.data.kind === 'digits') {
     if (spec.inputSize !== 28 || (spec.channels ?? 3) !== 1) throw new Error(`the digits are 28x28 grayscale; ${spec.id} takes ${spec.channels ?? 3}x${spec.inputSize}x${spec.inputSize}. Add your own images instead.`);
-    const split = digitsSplit(digitsFromJson(await loadDigits()), { digits: [5, 6, 7, 8, 9], labelsPerClass: req.data.labelsPerClass, testPerClass: req.data.testPerClass, seed: req.seed });
+    const split = splitDigits(digitsFromJson(await loadDigits()), { digits: [5, 6, 7, 8, 9], labelsPerClass: req.data.labelsPerClass, testPerClass: req.data.testPerClass, seed: req.seed });
     ({ train, test, classes } = split);
   } else {
     post({ type: 'stage', text: 'decoding images' });
@@ -154,7 +146,12 @@ async function train(req: TrainRequest): Promise<void> {
   current?.model.dispose();
   current = null;
   A.manualSeed(req.seed);
-  const model = pretrainedModel(spec, weights, classes.length);
+  if (src !== null) post({ type: 'stage', text: `loading weights: ${label}` });
+  const model = await pretrainedModel(spec.id, src, classes.length, {
+    endpoint: req.model.kind === 'url' && req.model.endpoint ? req.model.endpoint : undefined,
+    onProgress: (loaded, total) => post({ type: 'stage', text: `downloading ${label}`, loaded, total }),
+    onWeights: (w) => post({ type: 'log', line: `weights: ${label} (${(w.bytes / 2 ** 20).toFixed(2)} MiB, ${w.tensors} tensors${w.fromCache ? ', from the Cache API' : ''})` }),
+  });
   post({ type: 'stage', text: `training ${spec.id} (${req.strategy}) on ${train.length} images` });
   const r = await runJob({
     model, strategy: req.strategy, train, val, test, epochs: req.epochs, batchSize: req.batchSize, lr: req.lr, seed: req.seed,
@@ -164,7 +161,7 @@ async function train(req: TrainRequest): Promise<void> {
     logger: (line) => post({ type: 'log', line }),
     shouldStop: () => stopRequested,
   });
-  current = { model, spec, classes, preprocess: { ...pre, augment: false }, source };
+  current = { model, spec, classes, preprocess: { ...pre, augment: false }, source: label };
   const shown = test ?? val;
   post({
     type: 'done', history: r.history, classes, seconds: r.seconds, trainableParams: r.trainableParams, totalParams: model.numParameters(),

@@ -12,9 +12,10 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadSafetensors, parseSafetensors } from '@tl/models';
+import { parseSafetensors } from '@tl/models';
 import { init } from '@tl/tensor';
-import { DEFAULT_WEB_JOB, EMBEDDED_FILE, runDefaultJob, type DigitJson } from '../src/job.js';
+import type { DigitJson } from '@tl/train';
+import { DEFAULT_WEB_JOB, EMBEDDED_FILE, runDefaultJob } from '../src/job.js';
 import { launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
 
 const APP = fileURLToPath(new URL('..', import.meta.url));
@@ -55,8 +56,7 @@ afterAll(async () => {
 async function nodeRun(): Promise<{ accuracy: number; seconds: number }> {
   await init();
   const files = [5, 6, 7, 8, 9].map((d) => JSON.parse(readFileSync(join(MNIST, `${d}.json`), 'utf8')) as DigitJson);
-  const { tensors } = await loadSafetensors(WEIGHTS);
-  const r = await runDefaultJob(files, tensors, JOB);
+  const r = await runDefaultJob(files, WEIGHTS, JOB);
   r.model.dispose();
   return { accuracy: r.test!.accuracy!, seconds: r.seconds };
 }

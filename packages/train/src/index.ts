@@ -5,6 +5,7 @@ export { Rng, mixSeed } from '@tl/tensor';
 export * from './data/transforms.js';
 export * from './data/idx.js';
 export * from './data/arrays.js';
+export * from './data/digits.js';
 export * from './data/text.js';
 export * from './data/loader.js';
 export * from './metrics.js';

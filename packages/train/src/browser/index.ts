@@ -1,4 +1,2 @@
 export * from './images.js';
 export * from './store.js';
-export * from './weights.js';
-export * from './text.js';

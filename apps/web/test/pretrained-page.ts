@@ -1,13 +1,13 @@
 /**
- * fromPretrainedTextBrowser in a real page: @tl/train's browser entry loads a text checkpoint
- * (from a Hub endpoint, or as picked files) and the page runs the backbone on a batch of texts.
- * Built with esbuild (browser conditions) by text.test.ts, which drives `window.__text`.
+ * @tl/models' browser loaders in a real page: fromPretrainedTextBrowser loads a text checkpoint
+ * (from a Hub endpoint, or as picked files) and the page runs the backbone on a batch of texts;
+ * fromPretrained loads image weights from `hf:`, a URL, a File or OPFS. Built with esbuild
+ * (browser conditions) by pretrained.test.ts, which drives `window.__text`.
  */
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
-import { batchTensors, type TextLoadReport } from '@tl/models';
+import { batchTensors, ClassifierModel, fromPretrained, fromPretrainedTextBrowser, saveToOpfs, type PickedTextFiles, type TextLoadReport, type WeightsInfo } from '@tl/models';
 import { init } from '@tl/tensor';
-import { fromPretrainedTextBrowser, type PickedTextFiles } from '@tl/train';
 import { backbone } from '../../../packages/models/test/hub-text-cases.js';
 
 export interface Output {
@@ -38,11 +38,12 @@ export interface TextLoadArgs {
 
 const output = async (t: Tensor): Promise<Output> => ({ shape: [...t.shape], data: [...(await t.data())] });
 
+const bytesOf = (b64: string): Uint8Array<ArrayBuffer> => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 
 function picked(files: Record<string, string>): PickedTextFiles {
   const file = (name: string): File | undefined => {
     const b64 = files[name];
-    return b64 === undefined ? undefined : new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name);
+    return b64 === undefined ? undefined : new File([bytesOf(b64)], name);
   };
   return { config: file('config.json')!, tokenizer: file('tokenizer.json')!, weights: file('model.safetensors')!, tokenizerConfig: file('tokenizer_config.json') };
 }
@@ -66,13 +67,46 @@ async function load(a: TextLoadArgs): Promise<TextRun | { error: string; name: s
   }
 }
 
+export interface ImageLoadArgs {
+  id: string;
+  /** `hf:` reference, URL or `opfs:` path; or a file's name and base64 bytes, made a File. */
+  weights: string | { name: string; base64: string };
+  endpoint?: string;
+  numClasses?: number;
+  /** Written to OPFS before loading. */
+  opfs?: { path: string; base64: string };
+}
+
+export interface ImageRun {
+  info: WeightsInfo;
+  numClasses: number;
+  /** The model's tensors after loading. */
+  tensors: Record<string, Output>;
+}
+
+async function loadImage(a: ImageLoadArgs): Promise<ImageRun | { error: string; name: string }> {
+  try {
+    if (a.opfs) await saveToOpfs(a.opfs.path, bytesOf(a.opfs.base64));
+    const weights = typeof a.weights === 'string' ? a.weights : new File([bytesOf(a.weights.base64)], a.weights.name);
+    let info: WeightsInfo | null = null;
+    const model = await fromPretrained(a.id, { weights, endpoint: a.endpoint, numClasses: a.numClasses, onWeights: (w) => (info = w) });
+    const tensors: Record<string, Output> = {};
+    for (const [k, t] of model.stateDict()) tensors[k] = await output(t);
+    const numClasses = model instanceof ClassifierModel ? model.numClasses : 0;
+    model.dispose();
+    return { info: info!, numClasses, tensors };
+  } catch (e) {
+    return { error: (e as Error).message, name: (e as Error).name };
+  }
+}
+
 declare global {
   interface Window {
-    __text?: { adapter: string; load: typeof load } | { error: string };
+    __text?: { adapter: string; load: typeof load; loadImage: typeof loadImage } | { error: string };
   }
 }
 
 init().then(
-  (e) => (window.__text = { adapter: e.adapterDescription, load }),
+  (e) => (window.__text = { adapter: e.adapterDescription, load, loadImage }),
   (err: Error) => (window.__text = { error: String(err.stack ?? err) }),
 );

@@ -1,10 +1,12 @@
 /**
- * Text models in Chromium through fromPretrainedTextBrowser: the bert and gpt2 fixtures of the
- * Node loader's test, served by the local Hub (cross-origin, as huggingface.co is), load with the
- * same report and give PyTorch's backbone output; a second load comes from the Cache API with
- * no request; a wrong model type fails on config.json alone; picked files and a folder URL load too.
+ * @tl/models' browser loaders in Chromium. Text models through fromPretrainedTextBrowser: the
+ * bert and gpt2 fixtures of the Node loader's test, served by the local Hub (cross-origin, as
+ * huggingface.co is), load with the same report and give PyTorch's backbone output; a second load
+ * comes from the Cache API with no request; a wrong model type fails on config.json alone; picked
+ * files and a folder URL load too. Image weights through fromPretrained: the embedded default's
+ * checkpoint from `hf:` (then the Cache API), a URL, a File and OPFS, each to the same tensors.
  */
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,14 +15,18 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors, type HostArray } from '@tl/models';
 import { startFakeHub, type FakeHub } from '../../../packages/models/test/hub-server.js';
+import { EMBEDDED_FILE } from '../src/job.js';
 import { caseOf } from '../../../packages/models/test/hub-text-cases.js';
 import { launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
-import type { Output, TextLoadArgs, TextRun } from './text-page.js';
+import type { ImageLoadArgs, ImageRun, Output, TextLoadArgs, TextRun } from './pretrained-page.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../packages/models/fixtures/', import.meta.url));
 const reference = parseSafetensors(readFileSync(join(FIXTURES, 'hub_text_reference.safetensors')));
 const batches = JSON.parse(readFileSync(join(FIXTURES, 'tokenizers.json'), 'utf8')) as Record<string, { batch: { texts: string[] } }>;
 const COMMIT = 'c'.repeat(40);
+const WEIGHTS = process.env.TL_EMBEDDED_WEIGHTS ?? fileURLToPath(new URL(`../../../packages/cli/assets/${EMBEDDED_FILE}`, import.meta.url));
+const weightsBytes = new Uint8Array(readFileSync(WEIGHTS));
+const checkpoint = parseSafetensors(weightsBytes, WEIGHTS);
 
 /** bert and gpt2 of the Node loader's cases. */
 const CASES = [caseOf('bert'), caseOf('gpt2')] as const;
@@ -35,16 +41,16 @@ let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tl-text-page-'));
+  dir = mkdtempSync(join(tmpdir(), 'tl-pretrained-page-'));
   // Built as the packages' browser entries are: a Node import anywhere on the way fails here.
   await build({
-    entryPoints: [new URL('./text-page.ts', import.meta.url).pathname], outfile: join(dir, 'page.js'), bundle: true, format: 'esm',
+    entryPoints: [new URL('./pretrained-page.ts', import.meta.url).pathname], outfile: join(dir, 'page.js'), bundle: true, format: 'esm',
     platform: 'browser', target: 'es2022', conditions: ['browser-source', 'browser'], tsconfigRaw: {}, logLevel: 'warning',
   });
-  writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>text models</title><script type="module" src="page.js"></script>');
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>pretrained models</title><script type="module" src="page.js"></script>');
   [server, hub, browser] = await Promise.all([
     serveStatic(dir),
-    startFakeHub({ 'tiny/bert': repoFiles('bert'), 'tiny/gpt2': repoFiles('gpt2') }, { commit: COMMIT, cors: true }),
+    startFakeHub({ 'tiny/bert': repoFiles('bert'), 'tiny/gpt2': repoFiles('gpt2'), 'test-org/digits04': { 'model.safetensors': weightsBytes } }, { commit: COMMIT, cors: true }),
     launchChromium(),
   ]);
   page = await browser.context.newPage();
@@ -52,7 +58,7 @@ beforeAll(async () => {
   await page.waitForFunction(() => window.__text !== undefined, null, { timeout: 60_000 });
   const ready = await page.evaluate(() => window.__text!);
   if ('error' in ready) throw new Error(`the text page failed: ${ready.error}`);
-  console.log(`text models in Chromium on ${ready.adapter}`);
+  console.log(`pretrained models in Chromium on ${ready.adapter}`);
 });
 
 afterAll(async () => {
@@ -153,5 +159,56 @@ describe('text models in the browser (fromPretrainedTextBrowser)', () => {
     const missing = await loadError(args(CASES[1], { weights: 'hf:tiny/none' }));
     expect(missing.error).toMatch(new RegExp(`^hf:tiny/none has no config\\.json \\(HTTP 404 from ${hub.url}/tiny/none/resolve/main/config\\.json\\)`));
     expect(hub.requests.length - before).toBe(2);
+  });
+});
+
+async function loadImage(args: ImageLoadArgs): Promise<ImageRun | { error: string; name: string }> {
+  return page.evaluate((a) => (window.__text as { loadImage(a: ImageLoadArgs): Promise<ImageRun | { error: string; name: string }> }).loadImage(a), args);
+}
+
+/** Every tensor equals the checkpoint's (the head too, unless it was resized). */
+function expectCheckpoint(r: ImageRun | { error: string }, what: string): ImageRun {
+  if ('error' in r) throw new Error(`${what}: ${r.error}`);
+  expect(Object.keys(r.tensors).sort(), what).toEqual(checkpoint.keys().sort());
+  for (const [k, t] of Object.entries(r.tensors)) {
+    if (k.startsWith('linear.') && r.numClasses !== 5) continue;
+    const want = checkpoint.get(k);
+    expect(t.shape, `${what}: ${k}`).toEqual(want.shape);
+    expect(t.data, `${what}: ${k}`).toEqual([...want.data]);
+  }
+  return r;
+}
+
+describe('image weights in the browser (fromPretrained)', () => {
+  const id = 'digits_resnet14';
+  it('from hf: (a Hub resolve URL, then the Cache API with no request), a URL, a File and OPFS', async () => {
+    const before = hub.requests.length;
+    const hf = expectCheckpoint(await loadImage({ id, weights: 'hf:test-org/digits04', endpoint: hub.url }), 'hf:');
+    expect(hf.info).toEqual({ source: `${hub.url}/test-org/digits04/resolve/main/model.safetensors`, bytes: weightsBytes.byteLength, tensors: checkpoint.keys().length, fromCache: false });
+    const requests = hub.requests.length - before;
+    expect(requests).toBeGreaterThan(0);
+    const again = expectCheckpoint(await loadImage({ id, weights: 'hf:test-org/digits04', endpoint: hub.url, numClasses: 3 }), 'hf: again');
+    expect(again.info.fromCache).toBe(true);
+    expect(again.numClasses).toBe(3);
+    expect(again.tensors['linear.weight']!.shape).toEqual([3, 64]);
+    expect(hub.requests.length - before).toBe(requests);
+
+    mkdirSync(join(dir, 'models'), { recursive: true });
+    cpSync(WEIGHTS, join(dir, 'models', 'digits.safetensors'));
+    const url = expectCheckpoint(await loadImage({ id, weights: 'models/digits.safetensors' }), 'URL');
+    expect(url.info.source).toBe(`${server.url}models/digits.safetensors`);
+
+    const base64 = Buffer.from(weightsBytes).toString('base64');
+    const file = expectCheckpoint(await loadImage({ id, weights: { name: 'dropped.safetensors', base64 } }), 'File');
+    expect(file.info).toMatchObject({ source: 'dropped.safetensors', fromCache: false });
+
+    const opfs = expectCheckpoint(await loadImage({ id, weights: 'opfs:tests/digits.safetensors', opfs: { path: 'tests/digits.safetensors', base64 } }), 'OPFS');
+    expect(opfs.info.source).toBe('opfs:tests/digits.safetensors');
+  });
+
+  it('names the source that cannot be read', async () => {
+    expect(await loadImage({ id, weights: 'opfs:tests/none.safetensors' })).toMatchObject({ error: 'opfs:tests/none.safetensors: no such file' });
+    expect(await loadImage({ id, weights: 'models/none.safetensors' })).toMatchObject({ error: `${server.url}models/none.safetensors: HTTP 404 Not Found` });
+    expect(await loadImage({ id: 'cifar_resnet20', weights: 'models/digits.safetensors' })).toMatchObject({ name: 'StateDictError', error: expect.stringContaining(`${server.url}models/digits.safetensors: `) });
   });
 });

@@ -1,15 +1,18 @@
 /**
- * Text models in the browser, the counterpart of @tl/models' fromPretrainedText in Node: the
- * same loader (pretrained-text.ts: the network from config.json, the tokenizer, the checks, the
- * strict load and its report) over files from the Hub, a base URL or the user's file picker.
+ * Text models in the browser, the counterpart of fromPretrainedText in Node
+ * (pretrained-text-node.ts): the same loader (pretrained-text.ts: the network from config.json,
+ * the tokenizer, the checks, the strict load and its report) over files from the Hub, a base URL
+ * or the user's file picker.
  * Downloads go through the Cache API like the weights, so a second load makes no request.
  */
+import { DEFAULT_WEIGHTS_FILE, parseHubRef } from './hub/ref.js';
 import {
-  checkNumClasses, DEFAULT_WEIGHTS_FILE, loadPretrainedText, missingTextFile, parseHubRef, parseSafetensors, textModelSpec,
+  checkNumClasses, loadPretrainedText, missingTextFile, textModelSpec,
   type NamedText, type PretrainedText, type TextCheckpointFile, type TextCheckpointSource,
-} from '@tl/models';
-import { fetchCached, type Fetched, type FetchWeightsOptions } from './fetch.js';
-import { hubResolveUrl } from './weights.js';
+} from './pretrained-text.js';
+import { parseSafetensors } from './safetensors.js';
+import { fetchCached, type Fetched, type FetchWeightsOptions } from './fetch-cached.js';
+import { hubResolveUrl } from './weights-browser.js';
 
 /** A checkpoint's files as the user picked them (an `<input type="file" multiple>`, a drop). */
 export interface PickedTextFiles {

@@ -1,6 +1,6 @@
 /**
  * Downloads kept in the Cache API, shared by the weights and text-model loaders of the browser
- * entry (this module is not re-exported: its options and error are, through weights.ts).
+ * entry (this module is not re-exported: its options and error are, through weights-browser.ts).
  */
 
 export const WEIGHTS_CACHE = 'tl-weights-v1';

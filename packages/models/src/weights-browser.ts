@@ -3,13 +3,13 @@
  * resolve URLs), kept in the Cache API so a second visit downloads nothing; from a local
  * File or Blob (file picker, drag and drop); or from OPFS (`opfs:path/in/opfs`).
  */
-import { DEFAULT_WEIGHTS_FILE, parseHubRef, parseSafetensors, type HubRef, type SafetensorsFile } from '@tl/models';
-import { fetchCached, openCache, WeightsError, type FetchWeightsOptions } from './fetch.js';
+import { DEFAULT_WEIGHTS_FILE, parseHubRef, type HubRef } from './hub/ref.js';
+import { parseSafetensors, type SafetensorsFile } from './safetensors.js';
+import { fetchCached, openCache, WeightsError, type FetchWeightsOptions } from './fetch-cached.js';
+import type { WeightsBytes, WeightsSource } from './pretrained.js';
 
-export { WEIGHTS_CACHE, WeightsError, type FetchWeightsOptions } from './fetch.js';
+export { WEIGHTS_CACHE, WeightsError, type FetchWeightsOptions } from './fetch-cached.js';
 export const HUB_ENDPOINT = 'https://huggingface.co';
-
-export type WeightsSource = string | URL | Blob;
 
 export interface LoadedWeights {
   file: SafetensorsFile;
@@ -40,7 +40,7 @@ async function fromOpfs(path: string): Promise<Uint8Array> {
 }
 
 /** The bytes of a weights file from a URL, `hf:` reference, `opfs:` path, File or Blob. */
-export async function fetchWeightsBytes(src: WeightsSource, o: FetchWeightsOptions = {}): Promise<{ bytes: Uint8Array; source: string; fromCache: boolean }> {
+export async function fetchWeightsBytes(src: WeightsSource, o: FetchWeightsOptions = {}): Promise<WeightsBytes> {
   if (typeof src !== 'string' && !(src instanceof URL)) {
     const name = 'name' in src && typeof (src as File).name === 'string' ? (src as File).name : 'blob';
     return { bytes: new Uint8Array(await src.arrayBuffer()), source: name, fromCache: false };
