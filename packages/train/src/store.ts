@@ -4,6 +4,8 @@ export interface BlobStore {
   write(name: string, bytes: Uint8Array): Promise<void>;
   /** The bytes, or null when absent. */
   read(name: string): Promise<Uint8Array | null>;
+  /** Moves a blob over another atomically; without it, checkpoints write their files twice. */
+  rename?(from: string, to: string): Promise<void>;
   readonly description: string;
 }
 
@@ -15,5 +17,11 @@ export class MemoryStore implements BlobStore {
   }
   async read(name: string): Promise<Uint8Array | null> {
     return this.files.get(name) ?? null;
+  }
+  async rename(from: string, to: string): Promise<void> {
+    const bytes = this.files.get(from);
+    if (!bytes) throw new Error(`MemoryStore.rename: ${from} does not exist`);
+    this.files.set(to, bytes);
+    this.files.delete(from);
   }
 }

@@ -7,14 +7,15 @@
  */
 import * as A from '@tl/autograd';
 import { keep, Tensor } from '@tl/autograd';
-import { nameMatcher, parseSafetensors, serializeSafetensors, type Module, type SafetensorsFile } from '@tl/models';
+import { nameMatcher, parseSafetensors, serializeSafetensors, type Module } from '@tl/models';
 import type { Callback } from './callbacks.js';
+import { CHECKPOINT_VERSION, readCheckpoint, writeCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { Dataset } from './data/dataset.js';
 import { checkDivergenceFactor, DEFAULT_DIVERGENCE_FACTOR, describeNonFinite, epochProblem, firstNonFinite, stepLossProblem } from './divergence.js';
 import { TrainingError } from './errors.js';
 import { DataLoader, collate, IGNORE_INDEX, type Batch, type HeadTargetBatch } from './data/loader.js';
 import { argmaxRows, classificationReport, meanAbsoluteError, topKAccuracy, type ClassificationReport } from './metrics.js';
-import { adamw, type Optimizer, type OptimizerSpec, type OptimizerState, type ParamGroup } from './optim.js';
+import { adamw, type Optimizer, type OptimizerSpec, type ParamGroup } from './optim.js';
 import { constant, ReduceOnPlateau, type Schedule } from './schedule.js';
 import type { BlobStore } from './store.js';
 
@@ -153,32 +154,6 @@ export interface Prediction {
   /** Row-major [N, width]. */
   outputs: Float32Array;
   width: number;
-}
-
-const CKPT = {
-  model: 'checkpoint/model.safetensors',
-  optim: 'checkpoint/optimizer.safetensors',
-  callbacks: 'checkpoint/callbacks.safetensors',
-  state: 'checkpoint/trainer.json',
-};
-const CHECKPOINT_VERSION = 2;
-
-/** checkpoint/trainer.json. */
-interface CheckpointState {
-  version: number;
-  /** `nextEpoch:globalStep`, also in each safetensors blob's metadata. */
-  tag: string;
-  nextEpoch: number;
-  globalStep: number;
-  rng: ReturnType<typeof A.getRngState>;
-  /** Its tensors are in optimizer.safetensors. */
-  optimizer: Omit<OptimizerState, 'tensors'>;
-  schedule: ReturnType<ReduceOnPlateau['state']> | null;
-  /** By callback name: the JSON state, and the keys of its tensors in callbacks.safetensors
-   * (stored as `<name>/<key>`). */
-  callbacks: Record<string, { json: unknown; tensors: string[] }>;
-  trainable: string[];
-  history: EpochLogs[];
 }
 
 export class Trainer {
@@ -751,33 +726,20 @@ export class Trainer {
       trainable: this.model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n),
       history: this.history,
     };
-    await store.write(CKPT.model, serializeSafetensors(weights, { format: 'pt', checkpoint: tag }));
-    await store.write(CKPT.optim, serializeSafetensors(optTensors, { checkpoint: tag }));
-    if (cbTensors.size > 0) await store.write(CKPT.callbacks, serializeSafetensors(cbTensors, { checkpoint: tag }));
-    await store.write(CKPT.state, new TextEncoder().encode(encodeJson(state)));
+    await writeCheckpoint(store, state, {
+      model: serializeSafetensors(weights, { format: 'pt', checkpoint: tag }),
+      optimizer: serializeSafetensors(optTensors, { checkpoint: tag }),
+      callbacks: cbTensors.size > 0 ? serializeSafetensors(cbTensors, { checkpoint: tag }) : null,
+    });
     this.lastCheckpoint = nextEpoch;
   }
 
   /** Restores weights, optimizer, schedule, RNG, callbacks and history; `fit` then continues
    * from the next epoch. Returns false when the store has no checkpoint. */
   async resume(store: BlobStore): Promise<boolean> {
-    const stateBytes = await store.read(CKPT.state);
-    if (!stateBytes) return false;
-    const state = decodeJson(new TextDecoder().decode(stateBytes)) as CheckpointState;
-    if (state.version !== CHECKPOINT_VERSION) {
-      throw new TrainingError(`the checkpoint in ${store.description} has format version ${state.version}; this trainer resumes version ${CHECKPOINT_VERSION} (callback state with tensors) only, so start the run afresh`);
-    }
-    const blob = async (name: string): Promise<SafetensorsFile> => {
-      const bytes = await store.read(name);
-      if (!bytes) throw new TrainingError(`the checkpoint in ${store.description} is incomplete: ${name} is missing`);
-      const file = parseSafetensors(bytes, name);
-      if (file.metadata.checkpoint !== state.tag) {
-        throw new TrainingError(`the checkpoint in ${store.description} is torn: ${name} belongs to checkpoint ${file.metadata.checkpoint ?? '(none)'}, ${CKPT.state} to ${state.tag} (interrupted while writing?)`);
-      }
-      return file;
-    };
-    const modelFile = await blob(CKPT.model);
-    const optFile = await blob(CKPT.optim);
+    const ckpt = await readCheckpoint(store);
+    if (!ckpt) return false;
+    const { state } = ckpt;
     const stateful = this.statefulCallbacks();
     const saved = Object.keys(state.callbacks);
     const given = stateful.map((c) => c.name);
@@ -789,11 +751,11 @@ export class Trainer {
     if (missing.length > 0) {
       throw new TrainingError(`callback ${missing.map((n) => `"${n}"`).join(', ')} keeps state, but the checkpoint in ${store.description} has none for it (the interrupted run did not have it); resume with the callbacks of that run`);
     }
-    const cbFile = Object.values(state.callbacks).some((c) => c.tensors.length > 0) ? await blob(CKPT.callbacks) : null;
+    const cbFile = ckpt.callbacks;
     const trainable = new Set<string>(state.trainable);
     for (const [n, p] of this.model.namedParameters()) p.requiresGrad = trainable.has(n);
-    this.model.loadStateDict(modelFile.all(), { strict: true });
-    const tensors = Object.fromEntries(optFile.keys().map((k) => [k, optFile.get(k).data as Float32Array]));
+    this.model.loadStateDict(ckpt.model.all(), { strict: true });
+    const tensors = Object.fromEntries(ckpt.optimizer.keys().map((k) => [k, ckpt.optimizer.get(k).data as Float32Array]));
     this.optimizer.loadStateDict({ ...state.optimizer, tensors });
     if (state.schedule && this.schedule instanceof ReduceOnPlateau) this.schedule.setState(state.schedule);
     for (const c of stateful) {
@@ -807,6 +769,8 @@ export class Trainer {
     this.startEpoch = state.nextEpoch;
     this.lastCheckpoint = state.nextEpoch;
     this.resumedFrom = store.description;
+    // Written again from staged/ parts, so the next checkpoint's staging cannot mix with them.
+    if (!ckpt.settled) await writeCheckpoint(store, state, ckpt.bytes);
     return true;
   }
 
@@ -915,21 +879,6 @@ function concatRows(parts: Float32Array[]): Float32Array {
     off += o.length;
   }
   return all;
-}
-
-/** JSON writes NaN and ±Infinity as null, yet histories (a head without targets) and plateau
- * bests hold them; they are written as { "$nonFinite": "NaN" } to come back as they were. */
-const NON_FINITE = '$nonFinite';
-
-function encodeJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'number' && !Number.isFinite(x) ? { [NON_FINITE]: String(x) } : x));
-}
-
-function decodeJson(text: string): unknown {
-  return JSON.parse(text, (_k, x: unknown) => {
-    if (typeof x !== 'object' || x === null || !(NON_FINITE in x)) return x;
-    return Number((x as Record<string, unknown>)[NON_FINITE]);
-  });
 }
 
 function fnv(s: string): string {

@@ -18,6 +18,9 @@ export function dirStore(dir: string): BlobStore {
         throw e;
       }
     },
+    async rename(from, to) {
+      await rename(join(dir, from), join(dir, to));
+    },
     async read(name) {
       try {
         return new Uint8Array(await readFile(join(dir, name)));

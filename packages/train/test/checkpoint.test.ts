@@ -1,0 +1,93 @@
+/**
+ * Checkpoints survive a crash at every single store operation: the process "dies" at the k-th
+ * write or rename (the store refuses everything from then on), and a fresh trainer resumes
+ * from what is there. Every resume must start from the last checkpoint whose files were all
+ * written and end with the weights of an uninterrupted run, bit for bit.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readCheckpoint } from '../src/checkpoint.js';
+import { MemoryStore, sgd, Trainer, TrainingError, type BlobStore, type TrainerOptions } from '../src/index.js';
+import { setup } from '../../tensor/test/helpers.js';
+import { model, toyData } from './toy.js';
+
+beforeAll(setup);
+
+class Crashed extends Error {}
+
+/** A store whose process dies at operation `at` (0-based): that write or rename does not
+ * happen, nor does anything after it. */
+class CrashingStore implements BlobStore {
+  readonly description = 'crashing memory';
+  ops = 0;
+  constructor(private readonly inner: MemoryStore, private readonly at: number) {}
+  private op(): void {
+    if (this.ops++ >= this.at) throw new Crashed(`crashed at store operation ${this.at}`);
+  }
+  async write(name: string, bytes: Uint8Array): Promise<void> {
+    this.op();
+    await this.inner.write(name, bytes);
+  }
+  async rename(from: string, to: string): Promise<void> {
+    this.op();
+    await this.inner.rename(from, to);
+  }
+  read(name: string): Promise<Uint8Array | null> {
+    return this.inner.read(name);
+  }
+}
+
+const opts = { optimizer: sgd({ lr: 0.05, momentum: 0.9 }), epochs: 2, batchSize: 8, seed: 3, logger: () => {} } satisfies TrainerOptions;
+const data = toyData(16, 5);
+
+async function weights(t: Trainer): Promise<number[]> {
+  const all: number[] = [];
+  for (const v of t.model.stateDict().values()) all.push(...(await v.data()));
+  return all;
+}
+
+describe('checkpoints under a crash at any store operation', () => {
+  it('resume continues from the last whole checkpoint and ends bit-identical', async () => {
+    const straight = new Trainer(model(), { ...opts, checkpointStore: new CrashingStore(new MemoryStore(), Infinity) });
+    await straight.fit(data);
+    const want = await weights(straight);
+    const total = (straight.opts.checkpointStore as CrashingStore).ops;
+    // Two checkpoints of model, optimizer and trainer.json, each staged and then renamed.
+    expect(total).toBe(2 * 2 * 3);
+    straight.model.dispose();
+    const resumedAt: number[] = [];
+    for (let at = 0; at < total; at++) {
+      const mem = new MemoryStore();
+      const first = new Trainer(model(), { ...opts, checkpointStore: new CrashingStore(mem, at) });
+      await expect(first.fit(data)).rejects.toThrow(Crashed);
+      first.model.dispose();
+      // A whole staged set (after its trainer.json) counts, even before it is moved into place.
+      const whole = Math.floor((at + 3) / 6);
+      expect((await readCheckpoint(mem))?.state.nextEpoch ?? 0, `crash at ${at}`).toBe(whole);
+      const again = new Trainer(model(), { ...opts, checkpointStore: mem });
+      const resumed = await again.resume(mem);
+      expect(resumed).toBe(whole > 0);
+      resumedAt.push(again.history.length);
+      await again.fit(data);
+      expect(await weights(again), `crash at ${at}`).toEqual(want);
+      // After the resume the set is settled in checkpoint/ again.
+      expect((await readCheckpoint(mem))!.settled).toBe(true);
+      again.model.dispose();
+    }
+    expect(new Set(resumedAt)).toEqual(new Set([0, 1, 2]));
+  });
+
+  it('refuses a set whose files belong to different checkpoints', async () => {
+    const mem = new MemoryStore();
+    const t = new Trainer(model(), { ...opts, checkpointStore: mem });
+    await t.fit(data);
+    const older = new MemoryStore();
+    const t1 = new Trainer(model(), { ...opts, epochs: 1, checkpointStore: older });
+    await t1.fit(data);
+    await mem.write('checkpoint/model.safetensors', (await older.read('checkpoint/model.safetensors'))!);
+    const e = await new Trainer(model(), opts).resume(mem).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(TrainingError);
+    expect((e as Error).message).toBe('the checkpoint in memory is torn: checkpoint/trainer.json is checkpoint 2:4, but checkpoint/model.safetensors belongs to checkpoint 1:2 (interrupted while writing?); start the run afresh');
+    t.model.dispose();
+    t1.model.dispose();
+  });
+});
