@@ -14,12 +14,14 @@
  * check of all weights after every step would cost a pass over every parameter and a dispatch
  * per tensor each step, to learn the same one step earlier.
  *
- * Explosion: a step's loss above `factor` × the first epoch's mean training loss, or a
- * validation loss above `factor` × the first epoch's (default 1e4). Minibatch losses of a
- * healthy run spread over one or two orders of magnitude around the mean, and a run whose loss
- * has grown ten-thousandfold after a full epoch of training is lost; catching it there stops it
- * while the weights are finite but useless, before they overflow. Before the first epoch ends
- * there is no reference, and only non-finite values count.
+ * Explosion: a step's training loss or an epoch's validation loss above `factor` × the first
+ * epoch's mean training loss (default 1e4). Minibatch losses of a healthy run spread over one
+ * or two orders of magnitude around the mean, and a run whose loss has grown ten-thousandfold
+ * after a full epoch of training is lost; catching it there stops it while the weights are
+ * finite but useless, before they overflow. The reference is a training mean because it
+ * averages a whole epoch: the validation loss of a small validation set swings from 1e-5 to 30
+ * between healthy epochs, so the first one is no scale. Before the first epoch ends there is
+ * no reference, and only non-finite values count.
  */
 import type { EpochLogs, EvalResult } from './trainer.js';
 
@@ -37,7 +39,7 @@ export function stepLossProblem(loss: number, history: readonly EpochLogs[], fac
   if (!Number.isFinite(loss)) return `the training loss became ${loss}`;
   const ref = history[0]?.trainLoss;
   if (ref !== undefined && ref > 0 && loss > factor * ref) {
-    return `the training loss exploded to ${fmt(loss)}, over ${factor} times the first epoch's ${fmt(ref)}`;
+    return `the training loss exploded to ${fmt(loss)}, over ${factor} times the first epoch's mean ${fmt(ref)}`;
   }
   return null;
 }
@@ -51,9 +53,9 @@ export function epochProblem(trainLoss: number, val: EvalResult | null, history:
   for (const [name, r] of heads) {
     if (r.total > 0 && !Number.isFinite(r.loss)) return `the validation loss${name ? ` of head "${name}"` : ''} became ${r.loss}`;
   }
-  const ref = history[0]?.valLoss;
+  const ref = history[0]?.trainLoss;
   if (ref !== undefined && ref > 0 && val.loss > factor * ref) {
-    return `the validation loss exploded to ${fmt(val.loss)}, over ${factor} times the first epoch's ${fmt(ref)}`;
+    return `the validation loss exploded to ${fmt(val.loss)}, over ${factor} times the first epoch's mean training loss ${fmt(ref)}`;
   }
   return null;
 }
