@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import type { UserConfig } from 'vitest/config';
+import { configDefaults, type UserConfig } from 'vitest/config';
 
 const src = (pkg: string, entry: string): string =>
   fileURLToPath(new URL(`./packages/${pkg}/src/${entry}`, import.meta.url));
@@ -15,6 +15,9 @@ export const sharedConfig: UserConfig = {
     },
   },
   test: {
+    // `pnpm test:real` (vitest.real.config.ts) runs these: they read ../shared/data, which a
+    // fresh clone does not have.
+    exclude: [...configDefaults.exclude, '**/*.real.test.ts'],
     // One process and one GPU device per package: lavapipe already uses every core,
     // and creating a device per file costs more than the files share.
     pool: 'forks',

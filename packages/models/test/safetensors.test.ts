@@ -5,9 +5,10 @@ import { describe, expect, it } from 'vitest';
 import {
   loadSafetensors, parseSafetensors, saveSafetensors, SafetensorsError, SafetensorsFileReader, serializeSafetensors,
 } from '../src/node.js';
+import { repoData } from '../../../test-data.js';
 
 const fixture = new URL('../../autograd/fixtures/conv2d_basic.safetensors', import.meta.url).pathname;
-const cifar = new URL('../../../../shared/data/pretrained/cifar10-resnet20.safetensors', import.meta.url).pathname;
+const cifar = repoData('pretrained/cifar10-resnet20.safetensors');
 
 function withHeader(header: object, data = new Uint8Array()): Uint8Array {
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -30,7 +31,7 @@ describe('safetensors', () => {
     await r.close();
   });
 
-  it('reads the shared CIFAR ResNet-20 checkpoint', async () => {
+  it('reads the CIFAR ResNet-20 checkpoint converted from PyTorch', async () => {
     const { tensors, metadata } = await loadSafetensors(cifar);
     expect(tensors.size).toBe(97);
     expect(metadata.num_classes).toBe('10');

@@ -1,19 +1,20 @@
 /**
- * Real transfer: the CIFAR-10 ResNet-20 of ../shared/data fine-tuned on Fashion-MNIST (20
+ * Real transfer: the CIFAR-10 ResNet-20 of data/pretrained fine-tuned on Fashion-MNIST (20
  * labels per class, padded to 32x32, 3 channels) against the same network from scratch with
  * the same budget (epochs, Adam at 3e-3, cosine), and a frozen backbone whose linear head
  * trains on cached features for 16x the epochs (still the cheapest arm: one pass of the
- * backbone), on 2,000 test images. TL_TRANSFER_EPOCHS sets the budget; the README has the
- * table at 2-8 epochs beside PyTorch's (fixtures/transfer_reference.py, same recipe).
+ * backbone), on 2,000 test images. data/fashion-mnist holds just what it reads: the first
+ * 6,000 training images (the pool for the 20 per class) and the first 2,000 test images.
+ * TL_TRANSFER_EPOCHS sets the budget; the README has the table at 2-8 epochs beside
+ * PyTorch's (fixtures/transfer_reference.py, same recipe).
  */
-import { join } from 'node:path';
 import { describe, expect, it, beforeAll } from 'vitest';
 import * as A from '@tl/autograd';
 import { CifarResNet, loadSafetensors } from '@tl/models';
 import { adam, cosine, idxDataset, MemoryStore, takePerClass, Trainer, Subset, type EpochLogs } from '../src/node.js';
 import { setup } from '../../tensor/test/helpers.js';
+import { repoData } from '../../../test-data.js';
 
-const DATA = new URL('../../../../shared/data/', import.meta.url).pathname;
 const EPOCHS = Number(process.env.TL_TRANSFER_EPOCHS ?? 2);
 const CIFAR = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], channels: 3, imageSize: 32 };
 
@@ -21,14 +22,14 @@ beforeAll(setup);
 
 async function pretrained(): Promise<CifarResNet> {
   const m = new CifarResNet({ depth: 20 });
-  m.loadStateDict((await loadSafetensors(join(DATA, 'pretrained/cifar10-resnet20.safetensors'))).tensors);
+  m.loadStateDict((await loadSafetensors(repoData('pretrained/cifar10-resnet20.safetensors'))).tensors);
   return m;
 }
 
 describe('transfer from CIFAR-10 to Fashion-MNIST with 20 labels per class', () => {
   it(`fine-tuning beats training from scratch with the same budget by 15 points, and so do cached features (${EPOCHS} epochs)`, async () => {
     const fm = (split: 'train' | 't10k', limit?: number) => idxDataset(
-      join(DATA, `fashion-mnist/${split}-images-idx3-ubyte.gz`), join(DATA, `fashion-mnist/${split}-labels-idx1-ubyte.gz`), { ...CIFAR, limit });
+      repoData(`fashion-mnist/${split}-images-idx3-ubyte.gz`), repoData(`fashion-mnist/${split}-labels-idx1-ubyte.gz`), { ...CIFAR, limit });
     const train = takePerClass(await fm('train', 6000), 20, 1);
     const testAll = await fm('t10k');
     const test = new Subset(testAll, [...Array(2000).keys()], 'first2000');
