@@ -1,3 +1,5 @@
+// The shipped declarations name WebGPU's types (GPUDevice …): a consumer's compiler gets them from here.
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * Where a GPUDevice comes from. The Node entry registers Dawn (npm `webgpu`), the browser
  * entry registers `navigator.gpu`; the rest of the package only sees this interface, so a

@@ -215,8 +215,9 @@ export abstract class Module {
   }
 
   /** The state dict as safetensors bytes with PyTorch's key names and dtypes
-   * (num_batches_tracked as I64), loadable with `load_state_dict(strict=True)`. */
-  async toSafetensors(metadata: Record<string, string> = {}): Promise<Uint8Array> {
+   * (num_batches_tracked as I64), loadable with `load_state_dict(strict=True)`. Backed by an
+   * ArrayBuffer, so the DOM takes it as a BlobPart (`new Blob([bytes])`). */
+  async toSafetensors(metadata: Record<string, string> = {}): Promise<Uint8Array<ArrayBuffer>> {
     const tensors = new Map<string, { dtype: 'F32' | 'I64'; shape: number[]; data: Float32Array | Int32Array }>();
     for (const [k, t] of this.stateDict()) tensors.set(k, { dtype: t.dtype === 'int32' ? 'I64' : 'F32', shape: [...t.shape], data: await t.data() });
     return serializeSafetensors(tensors, { format: 'pt', ...metadata });
