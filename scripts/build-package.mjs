@@ -12,7 +12,7 @@
 // shebang; every package it depends on (the @tl/* ones included) stays an import.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
@@ -21,9 +21,9 @@ const declared = ['dependencies', 'peerDependencies', 'optionalDependencies'].fl
 const external = declared.flatMap((d) => [d, `${d}/*`]);
 
 const [flag, bin] = process.argv.slice(2);
-rmSync('dist', { recursive: true, force: true });
 
 if (flag === '--bin') {
+  rmSync('dist', { recursive: true, force: true });
   await build({
     entryPoints: [`src/${bin}.ts`],
     outfile: `dist/${bin}.js`,
@@ -38,32 +38,44 @@ if (flag === '--bin') {
     banner: { js: '#!/usr/bin/env node' },
   });
 } else if (flag === undefined) {
-  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
-  checkSideEffects();
-  if (existsSync('dist/browser.js')) {
-    await build({
-      entryPoints: ['dist/browser.js'],
-      bundle: true,
-      write: false,
-      format: 'esm',
-      platform: 'browser',
-      external,
-      logLevel: 'warning',
-    });
+  // Built beside dist/ and swapped in at the end, so a process reading dist/ (another build's
+  // compiler, a running test) never finds it half written.
+  const out = `dist.tmp-${process.pid}`;
+  try {
+    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+    execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', out], { stdio: 'inherit' });
+    checkSideEffects(out);
+    if (existsSync(`${out}/browser.js`)) {
+      await build({
+        entryPoints: [`${out}/browser.js`],
+        bundle: true,
+        write: false,
+        format: 'esm',
+        platform: 'browser',
+        external,
+        logLevel: 'warning',
+      });
+    }
+    rmSync('dist', { recursive: true, force: true });
+    renameSync(out, 'dist');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
   }
 } else {
   throw new Error(`build-package: unknown argument ${flag}; expected none (a library) or --bin <entry>`);
 }
 
 /** Top-level statements that run on import, found in tsc's output (one statement per line at
- * column 0): calls like `registerGpuProvider(…);` and imports for effect like `import './x.js';`. */
-function checkSideEffects() {
-  const listed = new Set(Array.isArray(pkg.sideEffects) ? pkg.sideEffects : []);
+ * column 0): calls like `registerGpuProvider(…);` and imports for effect like `import './x.js';`.
+ * Each such module must be listed as dist/x.js and as src/x.ts (Vite and esbuild in the
+ * workspace compile the sources through the "browser-source" condition). */
+function checkSideEffects(out) {
   if (pkg.sideEffects === undefined || pkg.sideEffects === true) return;
+  const listed = new Set(Array.isArray(pkg.sideEffects) ? pkg.sideEffects : []);
   const runsOnImport = /^(?:[A-Za-z_$][\w$.]*\(|import ['"])/m;
-  const files = readdirSync('dist', { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.js'));
-  const unlisted = files.map((f) => `./dist/${f.split('\\').join('/')}`).filter((f) => !listed.has(f) && runsOnImport.test(readFileSync(f, 'utf8')));
+  const files = readdirSync(out, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.js')).map((f) => f.split('\\').join('/'));
+  const needed = files.filter((f) => runsOnImport.test(readFileSync(`${out}/${f}`, 'utf8'))).flatMap((f) => [`./dist/${f}`, `./src/${f.replace(/\.js$/, '.ts')}`]);
+  const unlisted = needed.filter((f) => !listed.has(f));
   if (unlisted.length > 0) {
     throw new Error(`${pkg.name}: ${unlisted.join(', ')} run code on import; add them to package.json "sideEffects" (it lists ${[...listed].join(', ') || 'none'})`);
   }
