@@ -54,11 +54,6 @@ function current(): PretrainedPlatform {
   return platform;
 }
 
-/** The weights of a source, in the way this platform reads them. */
-export function readWeights(source: WeightsSource, opts: WeightsReadOptions = {}): Promise<WeightsBytes> {
-  return current().readWeights(source, opts);
-}
-
 export interface WeightsInfo {
   source: string;
   bytes: number;
