@@ -1,7 +1,7 @@
-/** A user mistake: printed as one line, exit code non-zero, no stack trace. */
+/** A user mistake: printed as one line, exit code 2 (1 where the machine, not the user, is at fault), no stack trace. */
 export class CliError extends Error {
   override name = 'CliError';
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(message: string, readonly exitCode = 2) {
     super(message);
   }
 }

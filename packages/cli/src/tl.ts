@@ -2,101 +2,128 @@
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { init } from '@tl/autograd';
-import { parseArgs, type FlagSpec, type Flags } from './args.js';
-import { defaultJob, DEFAULT_JOB } from './commands/default-job.js';
-import { doctorCommand, evalCommand, exportCommand, inspectCommand, predictCommand } from './commands/misc.js';
+import { COMMANDS } from './commands-table.js';
+import { defaultJob, DEFAULT_JOB, type DefaultJobOptions } from './commands/default-job.js';
+import { evalCommand, predictCommand, type ModelSource } from './commands/eval.js';
+import { doctorCommand, exportCommand, inspectCommand } from './commands/misc.js';
+import { modelsCommand, needsEngine } from './commands/models.js';
 import { isTextModel, trainTextCommand } from './commands/text.js';
-import { readConfigFile, readTrainConfig, trainCommand, validateConfig, type TrainConfig } from './commands/train.js';
+import { checkInputs, readConfigFile, readRunConfig, trainCommand, validateConfig, type RunStart, type TrainConfig } from './commands/train.js';
+import { startEngine } from './engine.js';
 import { CliError, nearest } from './errors.js';
+import { parseFlags, type Flags } from './flags.js';
+import { commandHelp, overviewHelp } from './help.js';
 import { pretrain } from './pretrain.js';
 import { Progress } from './progress.js';
+import { checkOut } from './run-folder.js';
 
-const TRAIN_FLAGS: FlagSpec = {
-  model: 'string', weights: 'string', data: 'string', val: 'string', 'val-split': 'number', 'num-classes': 'number', freeze: 'string',
-  'unfreeze-at': 'list', epochs: 'number', 'batch-size': 'number', lr: 'number', 'head-lr': 'number', 'layer-decay': 'number',
-  optimizer: 'string', momentum: 'number', 'weight-decay': 'number', schedule: 'string', warmup: 'number', 'label-smoothing': 'number',
-  dropout: 'number', 'early-stop': 'number', 'image-size': 'number', augment: 'boolean', 'cache-features': 'boolean', 'grad-clip': 'number',
-  seed: 'number', resume: 'string', out: 'string', config: 'string', 'labels-per-class': 'number', 'test-per-class': 'number', help: 'boolean',
-  'text-column': 'string', 'text-pair-column': 'string', 'label-column': 'string', 'max-length': 'number', 'config-json': 'string',
-};
-
-const COMMANDS: Record<string, { flags: FlagSpec; help: string }> = {
-  train: { flags: TRAIN_FLAGS, help: 'tl train [--model <id> --data <folder|csv|jsonl|idx> ...]   (no arguments: the embedded default job)\n'
-    + '  text models (bert, distilbert, roberta, gpt2): --weights <hf:org/name|folder> --data <texts.csv|jsonl> [--text-column text --label-column label --max-length 128]' },
-  pretrain: { flags: { epochs: 'number', 'batch-size': 'number', lr: 'number', seed: 'number', out: 'string', help: 'boolean' }, help: 'tl pretrain [--epochs 6 --batch-size 128 --lr 0.1 --seed 0 --out <file>]: retrain the embedded weights on digits 0-4' },
-  eval: { flags: { run: 'string', data: 'string', json: 'boolean', help: 'boolean' }, help: 'tl eval --run <run folder> [--data <folder|csv|jsonl>] [--json]' },
-  predict: {
-    flags: { run: 'string', 'top-k': 'number', json: 'boolean', logits: 'boolean', text: 'list', 'text-pair': 'list', help: 'boolean' },
-    help: 'tl predict --run <run folder> <images...> [--top-k 3] [--json] [--logits]\n  text runs: --text "..." [--text-pair "..."] or <files of one text per line (text<TAB>pair for pairs)>',
-  },
-  inspect: { flags: { json: 'boolean', help: 'boolean' }, help: 'tl inspect <file.safetensors|hf:org/name>' },
-  export: { flags: { run: 'string', out: 'string', help: 'boolean' }, help: 'tl export --run <run folder> --out <folder>' },
-  doctor: { flags: { help: 'boolean' }, help: 'tl doctor: the WebGPU adapter, features and limits, or what to install' },
-  bench: { flags: { quick: 'boolean', only: 'string', help: 'boolean' }, help: 'tl bench [--quick] [--only matmul,conv,softmax]: kernel benchmarks against TensorFlow.js' },
-};
+/** Flags that steer the command rather than the training configuration saved in config.json. */
+const NOT_CONFIG = ['config', 'resume', 'help', 'labelsPerClass', 'testPerClass', 'overwrite'];
+const DEFAULT_JOB_FLAGS = ['epochs', 'labelsPerClass', 'testPerClass', 'seed', 'out', 'overwrite', 'config'];
 
 function toTrainConfig(f: Flags): Partial<TrainConfig> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(f)) if (v !== undefined && !['config', 'resume', 'help', 'labelsPerClass', 'testPerClass'].includes(k)) out[k] = v;
+  for (const [k, v] of Object.entries(f)) if (v !== undefined && !NOT_CONFIG.includes(k)) out[k] = v;
   return out as Partial<TrainConfig>;
 }
 
-function train(c: TrainConfig, progress: Progress, resume?: string): Promise<void> {
-  return (isTextModel(c.model) ? trainTextCommand : trainCommand)(c, progress, resume);
+const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+function train(c: TrainConfig, progress: Progress, start: RunStart): Promise<void> {
+  return (isTextModel(c.model) ? trainTextCommand : trainCommand)(c, progress, start);
+}
+
+async function resumeRun(dir: string, flagCfg: Partial<TrainConfig>, progress: Progress): Promise<void> {
+  const saved = await readRunConfig(dir, '--resume');
+  if (flagCfg.out !== undefined) throw new CliError('--resume continues the run in its own folder; leave out --out', 2);
+  const cfg = validateConfig({ ...saved, ...flagCfg, out: dir });
+  await checkInputs(cfg);
+  await train(cfg, progress, { resume: dir, overwrite: false });
+}
+
+function defaultJobOptions(flags: Flags): DefaultJobOptions & { out?: string } {
+  const stray = Object.keys(flags).filter((k) => flags[k] !== undefined && !DEFAULT_JOB_FLAGS.includes(k));
+  if (stray.length) {
+    throw new CliError(`--${kebab(stray[0]!)} needs --model and --data; the default job (tl train without them) takes only ${DEFAULT_JOB_FLAGS.filter((k) => k !== 'config').map((k) => `--${kebab(k)}`).join(', ')}`, 2);
+  }
+  const o: DefaultJobOptions & { out?: string } = { ...DEFAULT_JOB };
+  for (const k of ['epochs', 'labelsPerClass', 'testPerClass', 'seed'] as const) {
+    const v = flags[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < (k === 'seed' ? 0 : 1)) throw new CliError(`--${kebab(k)} must be a ${k === 'seed' ? 'whole number' : 'positive integer'}, got ${v}`, 2);
+    o[k] = v;
+  }
+  if (typeof flags.out === 'string') o.out = flags.out;
+  return o;
+}
+
+async function trainMain(flags: Flags, progress: Progress): Promise<void> {
+  const cfgPath = (flags.config as string | undefined) ?? 'tl.config.json';
+  if (flags.config && !existsSync(cfgPath)) throw new CliError(`--config ${cfgPath} does not exist`, 2);
+  const fileCfg = await readConfigFile(cfgPath);
+  const flagCfg = toTrainConfig(flags);
+  if (flags.resume) return resumeRun(String(flags.resume), flagCfg, progress);
+  if (!flagCfg.model && !flagCfg.data && !fileCfg.model && !fileCfg.data) {
+    const o = defaultJobOptions(flags);
+    if (o.out) await checkOut(o.out, '--out', !!flags.overwrite);
+    await startEngine();
+    await defaultJob(o, progress);
+    return;
+  }
+  const cfg = validateConfig({ ...fileCfg, ...flagCfg });
+  await checkOut(cfg.out, '--out', !!flags.overwrite);
+  await checkInputs(cfg);
+  await train(cfg, progress, { overwrite: !!flags.overwrite });
+}
+
+function modelSource(flags: Flags): ModelSource {
+  return {
+    run: flags.run as string | undefined, model: flags.model as string | undefined, weights: flags.weights as string | undefined,
+    classes: flags.classes as string | undefined, imageSize: flags.imageSize as number | undefined, batchSize: flags.batchSize as number | undefined,
+  };
 }
 
 async function main(argv: string[]): Promise<void> {
-  const [command = 'train', ...rest] = argv;
-  const spec = COMMANDS[command];
-  if (!spec) {
-    const near = nearest(command, Object.keys(COMMANDS));
-    throw new CliError(`unknown command "${command}"${near ? `; did you mean \`tl ${near}\`?` : ''}\n${Object.values(COMMANDS).map((c) => `  ${c.help}`).join('\n')}`, 2);
-  }
-  const { flags, positional } = parseArgs(rest, spec.flags, command);
-  if (flags.help) {
-    process.stdout.write(`${spec.help}\n${Object.entries(spec.flags).map(([k, t]) => `  --${k}${t === 'boolean' ? '' : ` <${t}>`}`).join('\n')}\n`);
+  const [first, ...more] = argv;
+  if (first === '--help' || first === '-h' || (first === 'help' && more.length === 0)) {
+    process.stdout.write(overviewHelp());
     return;
+  }
+  if (first === 'help') {
+    const name = more[0]!;
+    if (!COMMANDS[name]) {
+      const near = nearest(name, Object.keys(COMMANDS));
+      throw new CliError(`tl help: unknown command "${name}"${near ? `; did you mean \`tl help ${near}\`?` : `; commands: ${Object.keys(COMMANDS).join(', ')}`}`, 2);
+    }
+    process.stdout.write(commandHelp(name));
+    return;
+  }
+  // `tl` alone, or `tl --epochs 3`, is `tl train`.
+  const [command, rest] = first === undefined || first.startsWith('-') ? ['train', argv] : [first, more];
+  const def = COMMANDS[command];
+  if (!def) {
+    const near = nearest(command, Object.keys(COMMANDS));
+    throw new CliError(`unknown command "${command}"${near ? `; did you mean \`tl ${near}\`?` : ''}; commands: ${Object.keys(COMMANDS).join(', ')} (tl --help)`, 2);
+  }
+  const { flags, positional } = parseFlags(rest, def.flags, command);
+  if (flags.help) {
+    process.stdout.write(commandHelp(command));
+    return;
+  }
+  if (positional.length && !['predict', 'inspect'].includes(command)) {
+    throw new CliError(`tl ${command}: unexpected argument "${positional[0]}"; flags start with -- (tl ${command} --help)`, 2);
   }
   const progress = new Progress();
-  if (command === 'bench') {
-    const root = fileURLToPath(new URL('../../../', import.meta.url));
-    const args = ['--filter', '@tl/bench', 'kernels', ...(flags.quick ? ['--quick'] : []), ...(flags.only ? ['--only', String(flags.only)] : [])];
-    const r = spawnSync('pnpm', args, { cwd: root, stdio: 'inherit' });
-    process.exitCode = r.status ?? 1;
-    return;
-  }
-  try {
-    await init();
-  } catch (e) {
-    throw new CliError((e as Error).message);
-  }
   switch (command) {
-    case 'train': {
-      const cfgPath = (flags.config as string | undefined) ?? 'tl.config.json';
-      if (flags.config && !existsSync(cfgPath)) throw new CliError(`--config ${cfgPath} does not exist`);
-      const fileCfg = await readConfigFile(cfgPath);
-      const flagCfg = toTrainConfig(flags);
-      if (flags.resume) {
-        const saved = await readTrainConfig(String(flags.resume));
-        if (!saved) throw new CliError(`--resume ${flags.resume}: not a run folder (no config.json)`);
-        await train(validateConfig({ ...saved, ...flagCfg, out: String(flags.resume) }), progress, String(flags.resume));
-        return;
-      }
-      if (!flagCfg.model && !flagCfg.data && !fileCfg.model) {
-        await defaultJob({
-          ...DEFAULT_JOB,
-          ...(flags.epochs !== undefined ? { epochs: Number(flags.epochs) } : {}),
-          ...(flags.labelsPerClass !== undefined ? { labelsPerClass: Number(flags.labelsPerClass) } : {}),
-          ...(flags.testPerClass !== undefined ? { testPerClass: Number(flags.testPerClass) } : {}),
-          ...(flags.seed !== undefined ? { seed: Number(flags.seed) } : {}),
-        }, progress);
-        return;
-      }
-      await train(validateConfig({ ...fileCfg, ...flagCfg }), progress);
-      return;
-    }
+    case 'train':
+      return trainMain(flags, progress);
     case 'pretrain': {
+      for (const k of ['epochs', 'batchSize'] as const) {
+        const v = flags[k];
+        if (v !== undefined && (!Number.isInteger(v) || (v as number) < 1)) throw new CliError(`--${kebab(k)} must be a positive integer, got ${v}`, 2);
+      }
+      if (flags.lr !== undefined && !((flags.lr as number) > 0)) throw new CliError(`--lr must be a positive number, got ${flags.lr}`, 2);
+      await startEngine();
       const r = await pretrain({
         out: flags.out as string | undefined, epochs: flags.epochs as number | undefined, batchSize: flags.batchSize as number | undefined,
         lr: flags.lr as number | undefined, seed: flags.seed as number | undefined,
@@ -105,35 +132,58 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'eval':
-      if (!flags.run) throw new CliError('tl eval: --run <run folder> is required', 2);
-      return evalCommand(String(flags.run), flags.data as string | undefined, !!flags.json);
+      return evalCommand(modelSource(flags), flags.data as string | undefined, !!flags.json);
     case 'predict':
-      if (!flags.run) throw new CliError('tl predict: --run <run folder> is required', 2);
-      return predictCommand(positional, String(flags.run), Number(flags.topK ?? 3), !!flags.json, !!flags.logits, {
+      return predictCommand(positional, modelSource(flags), Number(flags.topK ?? 3), !!flags.json, !!flags.logits, {
         texts: (flags.text as string[] | undefined) ?? [], pairs: (flags.textPair as string[] | undefined) ?? [],
       });
+    case 'models':
+      if (needsEngine(flags.task as string | undefined)) await startEngine();
+      return modelsCommand(flags.task as string | undefined, !!flags.json);
     case 'inspect':
-      if (positional.length !== 1) throw new CliError('tl inspect: name one file or hf:org/name', 2);
+      if (positional.length !== 1) throw new CliError(`tl inspect: name one .safetensors file or hf:org/name, got ${positional.length}`, 2);
       return inspectCommand(positional[0]!, !!flags.json);
     case 'export':
       if (!flags.run || !flags.out) throw new CliError('tl export: --run <run folder> and --out <folder> are required', 2);
-      return exportCommand(String(flags.run), String(flags.out));
+      return exportCommand(String(flags.run), String(flags.out), !!flags.overwrite);
     case 'doctor':
       return doctorCommand();
+    case 'bench': {
+      const root = fileURLToPath(new URL('../../../', import.meta.url));
+      const args = ['--filter', '@tl/bench', 'kernels', ...(flags.quick ? ['--quick'] : []), ...(flags.only ? ['--only', String(flags.only)] : [])];
+      const r = spawnSync('pnpm', args, { cwd: root, stdio: 'inherit' });
+      process.exitCode = r.status ?? 1;
+      return;
+    }
   }
+}
+
+/** Library errors whose message is meant for the user, and the exit code each gets. */
+const USER_ERRORS: Record<string, number> = { DataError: 2, SafetensorsError: 2, StateDictError: 2, HubError: 1, TrainingError: 1 };
+/** File-system refusals on a path the user gave. */
+const FS_CODES = new Set(['ENOENT', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'EROFS', 'ENOSPC', 'EEXIST', 'ENAMETOOLONG', 'ELOOP', 'EMFILE']);
+/** A connection that failed or broke off (undici's "terminated" carries one of these as its cause). */
+const NET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'EPIPE']);
+
+const oneLine = (s: string): string => s.split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
+
+function exitCodeOf(e: unknown): { code: number; message: string; bug: boolean } {
+  if (e instanceof CliError) return { code: e.exitCode, message: e.message, bug: false };
+  const err = e instanceof Error ? e : new Error(String(e));
+  const errno = (err as NodeJS.ErrnoException).code;
+  const cause = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+  if (err.name in USER_ERRORS) return { code: USER_ERRORS[err.name]!, message: err.message, bug: false };
+  if (errno && FS_CODES.has(errno)) return { code: 2, message: err.message, bug: false };
+  if ((errno && NET_CODES.has(errno)) || (cause && NET_CODES.has(cause))) return { code: 1, message: `network error: ${err.message}${cause ? ` (${cause})` : ''}`, bug: false };
+  return { code: 1, message: err.message, bug: true };
 }
 
 main(process.argv.slice(2)).then(
   () => process.exit(process.exitCode ?? 0),
   (e: unknown) => {
-    if (e instanceof CliError) {
-      process.stderr.write(`error: ${e.message}\n`);
-      process.exit(e.exitCode);
-    }
-    const err = e as Error;
-    const known = ['DataError', 'SafetensorsError', 'HubError', 'StateDictError', 'TrainingError'].includes(err.name);
-    process.stderr.write(`error: ${err.message}\n`);
-    if (!known || process.env.TL_DEBUG) process.stderr.write(`${err.stack ?? ''}\n(an unexpected error: please report it with this trace)\n`);
-    process.exit(1);
+    const { code, message, bug } = exitCodeOf(e);
+    process.stderr.write(`error: ${oneLine(message)}\n`);
+    if (bug || process.env.TL_DEBUG) process.stderr.write(`${(e as Error).stack ?? ''}\n${bug ? '(an unexpected error: please report it with this trace)\n' : ''}`);
+    process.exit(code);
   },
 );

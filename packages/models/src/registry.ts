@@ -34,6 +34,14 @@ export interface ModelSpec<M extends Module = Module> {
   description: string;
   /** Head outputs of the standard configuration (1000 for ImageNet). */
   numClasses: number;
+  /** Parameters of `create()` (the standard configuration), as PyTorch counts them; the
+   * registry test checks each against a constructed model. */
+  parameters?: number;
+  /** The checkpoint layouts (key names) that load into it, e.g. 'torchvision', 'timm'. */
+  checkpoints?: readonly string[];
+  /** Class names of the standard head's outputs, in index order, where its usual pretrained
+   * weights have a fixed label set (CIFAR-10 for the CIFAR ResNets). */
+  labels?: readonly string[];
   create(opts?: CreateModelOptions): M;
 }
 
@@ -81,6 +89,8 @@ export interface TextModelSpec extends ModelSpec<TextClassifier> {
   modelType: TextModelType;
   /** The Hub repo of the original pretrained weights. */
   hubRepo: string;
+  /** transformers' class of its sequence classifier (config.json's `architectures`). */
+  hfArchitecture: string;
   /** The network a config.json describes (transformers' defaults for what it leaves out);
    * `numClasses` overrides its num_labels. */
   fromConfig(config: Record<string, unknown>, opts?: CreateModelOptions): TextClassifier;
@@ -100,11 +110,19 @@ export function createModel(id: string, opts: CreateModelOptions = {}): Module {
   return getModelSpec(id).create(opts);
 }
 
-function imageNet(id: string, description: string, build: (numClasses: number, opts: CreateModelOptions) => ClassifierModel, extra: Partial<ImageModelSpec> = {}): ImageModelSpec {
+/** CIFAR-10's classes in the index order of its pretrained heads (alphabetical). */
+export const CIFAR10_LABELS: readonly string[] = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+
+function imageNet(
+  id: string, description: string, parameters: number, checkpoints: readonly string[],
+  build: (numClasses: number, opts: CreateModelOptions) => ClassifierModel, extra: Partial<ImageModelSpec> = {},
+): ImageModelSpec {
   return {
     id,
     task: 'image',
     description,
+    parameters,
+    checkpoints,
     numClasses: 1000,
     inputSize: 224,
     mean: IMAGENET_MEAN,
@@ -115,10 +133,13 @@ function imageNet(id: string, description: string, build: (numClasses: number, o
   };
 }
 
-const cifar = (depth: number): ImageModelSpec => ({
+const cifar = (depth: number, parameters: number): ImageModelSpec => ({
   id: `cifar_resnet${depth}`,
   task: 'image',
   description: `ResNet-${depth} for 32x32 CIFAR images (He et al. 2016, option A shortcuts)`,
+  parameters,
+  checkpoints: ['akamaster/pytorch_resnet_cifar10'],
+  labels: CIFAR10_LABELS,
   numClasses: 10,
   inputSize: 32,
   // The CIFAR-10 weights of akamaster/pytorch_resnet_cifar10 were trained on input
@@ -143,6 +164,10 @@ export const DIGITS_RESNET14: ImageModelSpec = {
   id: 'digits_resnet14',
   task: 'image',
   description: 'ResNet-14 for 28x28 grayscale digits (16/32/64), the embedded default',
+  parameters: 171_893,
+  checkpoints: ['tl pretrain'],
+  // Digits 0-4 of the source task, relabelled 0..4.
+  labels: ['0', '1', '2', '3', '4'],
   numClasses: 5,
   inputSize: 28,
   channels: 1,
@@ -152,22 +177,25 @@ export const DIGITS_RESNET14: ImageModelSpec = {
   create: (opts = {}) => new CifarResNet({ depth: 14, inChannels: 1, numClasses: opts.numClasses ?? 5 }),
 };
 
+const TV = ['torchvision'];
+const TV_TIMM = ['torchvision', 'timm'];
+
 export const IMAGE_MODELS: readonly ImageModelSpec[] = [
-  imageNet('resnet18', 'ResNet-18 (torchvision / timm keys)', (n) => new ResNet({ block: 'basic', layers: [2, 2, 2, 2], numClasses: n })),
-  imageNet('resnet34', 'ResNet-34 (torchvision / timm keys)', (n) => new ResNet({ block: 'basic', layers: [3, 4, 6, 3], numClasses: n })),
-  imageNet('resnet50', 'ResNet-50 (torchvision / timm keys)', (n) => new ResNet({ block: 'bottleneck', layers: [3, 4, 6, 3], numClasses: n })),
-  cifar(20),
-  cifar(32),
-  cifar(44),
-  cifar(56),
+  imageNet('resnet18', 'ResNet-18 (torchvision / timm keys)', 11_689_512, TV_TIMM, (n) => new ResNet({ block: 'basic', layers: [2, 2, 2, 2], numClasses: n })),
+  imageNet('resnet34', 'ResNet-34 (torchvision / timm keys)', 21_797_672, TV_TIMM, (n) => new ResNet({ block: 'basic', layers: [3, 4, 6, 3], numClasses: n })),
+  imageNet('resnet50', 'ResNet-50 (torchvision / timm keys)', 25_557_032, TV_TIMM, (n) => new ResNet({ block: 'bottleneck', layers: [3, 4, 6, 3], numClasses: n })),
+  cifar(20, 269_722),
+  cifar(32, 464_154),
+  cifar(44, 658_586),
+  cifar(56, 853_018),
   DIGITS_RESNET14,
-  imageNet('mobilenet_v2', 'MobileNetV2, width 1.0 (torchvision keys)', (n) => new MobileNetV2({ numClasses: n })),
-  imageNet('efficientnet_b0', 'EfficientNet-B0 (torchvision keys)', (n) => new EfficientNet({ numClasses: n })),
-  imageNet('vgg16', 'VGG-16 (torchvision keys)', (n) => new VGG({ cfg: VGG_LAYOUTS.vgg16, numClasses: n })),
-  imageNet('vgg16_bn', 'VGG-16 with BatchNorm (torchvision keys)', (n) => new VGG({ cfg: VGG_LAYOUTS.vgg16, batchNorm: true, numClasses: n })),
-  imageNet('densenet121', 'DenseNet-121 (torchvision / timm keys)', (n) => new DenseNet({ numClasses: n })),
+  imageNet('mobilenet_v2', 'MobileNetV2, width 1.0 (torchvision keys)', 3_504_872, TV, (n) => new MobileNetV2({ numClasses: n })),
+  imageNet('efficientnet_b0', 'EfficientNet-B0 (torchvision keys)', 5_288_548, TV, (n) => new EfficientNet({ numClasses: n })),
+  imageNet('vgg16', 'VGG-16 (torchvision keys)', 138_357_544, TV, (n) => new VGG({ cfg: VGG_LAYOUTS.vgg16, numClasses: n })),
+  imageNet('vgg16_bn', 'VGG-16 with BatchNorm (torchvision keys)', 138_365_992, TV, (n) => new VGG({ cfg: VGG_LAYOUTS.vgg16, batchNorm: true, numClasses: n })),
+  imageNet('densenet121', 'DenseNet-121 (torchvision / timm keys)', 7_978_856, TV_TIMM, (n) => new DenseNet({ numClasses: n })),
   // timm's ViT-B/16 weights (augreg) expect input normalised to [-1, 1].
-  imageNet('vit_b_16', 'ViT-B/16 at 224 (timm vit_base_patch16_224 keys)', (n, opts) => new VisionTransformer({ numClasses: n, imgSize: opts.imgSize }), {
+  imageNet('vit_b_16', 'ViT-B/16 at 224 (timm vit_base_patch16_224 keys)', 86_567_656, ['timm'], (n, opts) => new VisionTransformer({ numClasses: n, imgSize: opts.imgSize }), {
     mean: [0.5, 0.5, 0.5],
     std: [0.5, 0.5, 0.5],
     cropPct: 0.9,
@@ -176,13 +204,19 @@ export const IMAGE_MODELS: readonly ImageModelSpec[] = [
 
 for (const spec of IMAGE_MODELS) registerModel(spec);
 
-function textModel(modelType: TextModelType, description: string, hubRepo: string, build: (config: Record<string, unknown>, opts: SequenceClassifierOptions) => TextClassifier): TextModelSpec {
+function textModel(
+  modelType: TextModelType, description: string, hubRepo: string, hfArchitecture: string, parameters: number,
+  build: (config: Record<string, unknown>, opts: SequenceClassifierOptions) => TextClassifier,
+): TextModelSpec {
   return {
     id: modelType,
     task: 'text',
     modelType,
     description,
     hubRepo,
+    hfArchitecture,
+    parameters,
+    checkpoints: ['transformers'],
     // transformers' default num_labels.
     numClasses: 2,
     create: (opts = {}) => build({}, { numLabels: opts.numClasses }),
@@ -200,10 +234,10 @@ function textModel(modelType: TextModelType, description: string, hubRepo: strin
 /** Full size they are BERT-base and GPT-2 small (66M to 125M parameters): build them from a
  * checkpoint's config.json (fromPretrainedText), not in loops over every model. */
 export const TEXT_MODELS: readonly TextModelSpec[] = [
-  textModel('bert', 'BERT sequence classifier (transformers keys; bert-base-uncased shape)', 'google-bert/bert-base-uncased', (c, o) => new BertForSequenceClassification(c, o)),
-  textModel('distilbert', 'DistilBERT sequence classifier (transformers keys; distilbert-base-uncased shape)', 'distilbert/distilbert-base-uncased', (c, o) => new DistilBertForSequenceClassification(c, o)),
-  textModel('roberta', 'RoBERTa sequence classifier (transformers keys; roberta-base shape)', 'FacebookAI/roberta-base', (c, o) => new RobertaForSequenceClassification(c, o)),
-  textModel('gpt2', 'GPT-2 sequence classifier (transformers keys; gpt2 shape)', 'openai-community/gpt2', (c, o) => new GPT2ForSequenceClassification(c, o)),
+  textModel('bert', 'BERT sequence classifier (transformers keys; bert-base-uncased shape)', 'google-bert/bert-base-uncased', 'BertForSequenceClassification', 109_483_778, (c, o) => new BertForSequenceClassification(c, o)),
+  textModel('distilbert', 'DistilBERT sequence classifier (transformers keys; distilbert-base-uncased shape)', 'distilbert/distilbert-base-uncased', 'DistilBertForSequenceClassification', 66_955_010, (c, o) => new DistilBertForSequenceClassification(c, o)),
+  textModel('roberta', 'RoBERTa sequence classifier (transformers keys; roberta-base shape)', 'FacebookAI/roberta-base', 'RobertaForSequenceClassification', 124_646_402, (c, o) => new RobertaForSequenceClassification(c, o)),
+  textModel('gpt2', 'GPT-2 sequence classifier (transformers keys; gpt2 shape)', 'openai-community/gpt2', 'GPT2ForSequenceClassification', 124_441_344, (c, o) => new GPT2ForSequenceClassification(c, o)),
 ];
 
 for (const spec of TEXT_MODELS) registerModel(spec);

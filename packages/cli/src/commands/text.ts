@@ -6,28 +6,22 @@
  * AutoTokenizer load it as they are. The training configuration goes to train_config.json.
  */
 import { existsSync, statSync } from 'node:fs';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, rename } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as A from '@tl/autograd';
 import {
   fromPretrainedText, getModelSpec, GPT2ForSequenceClassification, isTextModelSpec, RobertaForSequenceClassification, StateDictError, Tokenizer,
-  type TextClassifier, type TextModelSpec, type TextModelType, type TokenizerConfigJSON, type TokenizerJSON,
+  type TextClassifier, type TextModelSpec, type TokenizerConfigJSON, type TokenizerJSON,
 } from '@tl/models';
 import {
   DataError, readTextRows, stratifiedSplit, textClasses, textDataset, Trainer, type Dataset, type TensorDataset, type TextColumns, type TextRow,
 } from '@tl/train';
+import { startEngine } from '../engine.js';
 import { CliError } from '../errors.js';
 import type { Progress } from '../progress.js';
+import { makeOut, writeAtomic } from '../run-folder.js';
 import type { Mistake } from '../report.js';
-import { fitRun, TRAIN_CONFIG_FILE, type TrainConfig } from './train.js';
-
-/** transformers' class of each model type's sequence classifier (config.json's `architectures`). */
-const HF_ARCHITECTURES: Record<TextModelType, string> = {
-  bert: 'BertForSequenceClassification',
-  distilbert: 'DistilBertForSequenceClassification',
-  roberta: 'RobertaForSequenceClassification',
-  gpt2: 'GPT2ForSequenceClassification',
-};
+import { fitRun, TRAIN_CONFIG_FILE, type RunStart, type TrainConfig } from './train.js';
 
 /** run_glue's default max_seq_length. */
 const DEFAULT_MAX_LENGTH = 128;
@@ -166,7 +160,7 @@ function runConfig(spec: TextModelSpec, base: Record<string, unknown>, classes: 
   const pad = spec.modelType === 'gpt2' && base.pad_token_id == null && tokenizer.padTokenId !== null ? { pad_token_id: tokenizer.padTokenId } : {};
   return {
     ...base,
-    architectures: [HF_ARCHITECTURES[spec.modelType]],
+    architectures: [spec.hfArchitecture],
     model_type: spec.modelType,
     num_labels: numClasses,
     id2label: Object.fromEntries(names.map((n, i) => [String(i), n])),
@@ -194,9 +188,10 @@ function tokenize(rows: readonly TextRow[], tokenizer: Tokenizer, opts: { maxLen
 
 const shown = (r: { text: string; textPair?: string }): string => (r.textPair !== undefined ? `${r.text} | ${r.textPair}` : r.text);
 
-export async function trainTextCommand(c: TrainConfig, progress: Progress, resume?: string): Promise<void> {
+export async function trainTextCommand(c: TrainConfig, progress: Progress, start: RunStart): Promise<void> {
   const spec = textSpec(c.model);
   checkSource(c, spec);
+  await startEngine();
   const rows = await readRows(c.data, '--data', c);
   const classes = checkLabels(rows, c.data);
   const valRows = c.val ? await readRows(c.val, '--val', c) : null;
@@ -212,10 +207,7 @@ export async function trainTextCommand(c: TrainConfig, progress: Progress, resum
     throw new CliError(`--max-length ${c.maxLength} is longer than ${c.model} takes (${limit} positions in its config.json); pass --max-length ${limit} or less`, 2);
   }
   const cfg: TrainConfig = { ...c, textColumn: c.textColumn ?? 'text', labelColumn: c.labelColumn ?? 'label', maxLength: c.maxLength ?? Math.min(DEFAULT_MAX_LENGTH, limit) };
-  const out = resolve(cfg.out);
-  await mkdir(out, { recursive: true });
   progress.line(`tl train: resolved configuration\n${JSON.stringify(cfg, null, 2)}`);
-  await writeFile(join(out, TRAIN_CONFIG_FILE), JSON.stringify({ ...cfg, task: 'text-classification' }, null, 2));
   if (c.weights) progress.line(`${c.weights}: newly initialised (not in the checkpoint): ${fresh.length ? fresh.join(', ') : 'nothing'}`);
 
   const opts = { maxLength: cfg.maxLength!, classes };
@@ -232,9 +224,16 @@ export async function trainTextCommand(c: TrainConfig, progress: Progress, resum
     valTexts = split.val.indices.map((i) => shown(rows[i]!));
   }
 
-  await writeFile(join(out, 'config.json'), JSON.stringify(runConfig(spec, config, classes, numClasses, tokenizer), null, 2));
-  for (const f of tokenizerFiles) await copyFile(f, join(out, basename(f)));
   await fitRun(cfg, {
+    write: async (out) => {
+      await writeAtomic(join(out, TRAIN_CONFIG_FILE), JSON.stringify({ ...cfg, task: 'text-classification' }, null, 2));
+      await writeAtomic(join(out, 'config.json'), JSON.stringify(runConfig(spec, config, classes, numClasses, tokenizer), null, 2));
+      for (const f of tokenizerFiles) {
+        const tmp = join(out, `${basename(f)}.tmp-${process.pid}`);
+        await copyFile(f, tmp);
+        await rename(tmp, join(out, basename(f)));
+      }
+    },
     model, data: { train, val, classes }, head: [model.headPattern(), ...fresh], noun: 'texts', unit: 'samples/s',
     files: ['model.safetensors', 'config.json', 'tokenizer.json', TRAIN_CONFIG_FILE, 'metrics.jsonl', 'report.html', 'checkpoint/'],
     mistakes: async (trainer, ds) => {
@@ -247,7 +246,7 @@ export async function trainTextCommand(c: TrainConfig, progress: Progress, resum
       }
       return found;
     },
-  }, progress, resume);
+  }, progress, start);
 }
 
 /** The model and tokenizer of a text run folder (a save_pretrained folder), in eval mode. */
@@ -340,7 +339,7 @@ export async function predictTextCommand(dir: string, c: TrainConfig, classes: s
 
 /** `tl export` of a text run: the folder is already what transformers loads; copy its files. */
 export async function exportText(dir: string, out: string): Promise<string[]> {
-  await mkdir(out, { recursive: true });
+  await makeOut(out);
   const files = ['model.safetensors', 'config.json', 'tokenizer.json', 'tokenizer_config.json'].filter((f) => existsSync(join(dir, f)));
   for (const f of files) await copyFile(join(dir, f), join(out, f));
   return files;

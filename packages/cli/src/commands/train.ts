@@ -1,5 +1,5 @@
 /** `tl train`: fine-tune a registered image model on the user's data into a run folder (text models: text.ts). */
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as A from '@tl/autograd';
@@ -9,9 +9,18 @@ import {
   stratifiedSplit, Trainer, unfreezeAt, type Callback, type Dataset, type OptimizerSpec, type Schedule, DataError,
 } from '@tl/train';
 import sharp from 'sharp';
+import { startEngine } from '../engine.js';
 import { CliError, nearest } from '../errors.js';
 import { table, type Progress } from '../progress.js';
 import { renderReport, type Mistake, type StepRecord } from '../report.js';
+import { freshRunFolder, prepareRunFolder, writeAtomic } from '../run-folder.js';
+import { checkWeightsRef, describeMismatch, localWeights } from '../weights.js';
+
+/** How a run starts: continuing the run folder `resume`, or replacing what --out holds. */
+export interface RunStart {
+  resume?: string;
+  overwrite: boolean;
+}
 
 export interface TrainConfig {
   model: string;
@@ -52,8 +61,43 @@ export interface TrainConfig {
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   valSplit: 0.2, freeze: 'none', unfreezeAt: [], epochs: 5, batchSize: 32, lr: 1e-3, optimizer: 'adamw', momentum: 0.9,
-  weightDecay: 0.01, schedule: 'cosine', warmup: 0, labelSmoothing: 0, dropout: 0, augment: false, cacheFeatures: false, seed: 0, out: 'runs/latest',
+  weightDecay: 0.01, schedule: 'cosine', warmup: 0, labelSmoothing: 0, dropout: 0, augment: false, cacheFeatures: false, seed: 0, out: '',
 };
+
+/** Each numeric setting's valid range, checked before anything is loaded. */
+const RANGES: [keyof TrainConfig, string, (v: number) => boolean, string][] = [
+  ['epochs', 'epochs', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
+  ['batchSize', 'batch-size', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
+  ['valSplit', 'val-split', (v) => v >= 0 && v < 1, 'a fraction in [0, 1)'],
+  ['imageSize', 'image-size', (v) => Number.isInteger(v) && v >= 1 && v <= 4096, 'a positive integer number of pixels (at most 4096)'],
+  ['numClasses', 'num-classes', (v) => Number.isInteger(v) && v >= 2, 'an integer of at least 2'],
+  ['lr', 'lr', (v) => v > 0, 'a positive number'],
+  ['headLr', 'head-lr', (v) => v > 0, 'a positive number'],
+  ['layerDecay', 'layer-decay', (v) => v > 0 && v <= 1, 'a factor in (0, 1]'],
+  ['momentum', 'momentum', (v) => v >= 0 && v < 1, 'a number in [0, 1)'],
+  ['weightDecay', 'weight-decay', (v) => v >= 0, 'a number of at least 0'],
+  ['warmup', 'warmup', (v) => Number.isInteger(v) && v >= 0, 'a whole number of steps'],
+  ['labelSmoothing', 'label-smoothing', (v) => v >= 0 && v < 1, 'a number in [0, 1)'],
+  ['dropout', 'dropout', (v) => v >= 0 && v < 1, 'a probability in [0, 1)'],
+  ['earlyStop', 'early-stop', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
+  ['gradClip', 'grad-clip', (v) => v > 0, 'a positive number'],
+  ['seed', 'seed', (v) => Number.isInteger(v) && v >= 0, 'a whole number'],
+  ['maxLength', 'max-length', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
+];
+
+function checkRanges(cfg: TrainConfig): void {
+  for (const [key, flag, ok, expected] of RANGES) {
+    const v = cfg[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) throw new CliError(`--${flag} must be ${expected}, got ${JSON.stringify(v)}`, 2);
+  }
+  for (const key of ['data', 'val', 'weights', 'out', 'freeze'] as const) {
+    const v = cfg[key];
+    if (v !== undefined && typeof v !== 'string') throw new CliError(`--${key} must be a string, got ${JSON.stringify(v)}`, 2);
+  }
+  if (!Array.isArray(cfg.unfreezeAt)) throw new CliError(`--unfreeze-at must be a list of <epoch>:<glob>[:lr], got ${JSON.stringify(cfg.unfreezeAt)}`, 2);
+  for (const u of cfg.unfreezeAt) parseUnfreezeAt(u);
+}
 
 /** Where text models start from instead: Hugging Face's Trainer defaults (a BERT fine-tuned
  * at the image default of 1e-3 diverges). */
@@ -90,12 +134,17 @@ export function validateConfig(c: Partial<TrainConfig>): TrainConfig {
   });
   if (misplaced) throw new CliError(`--${misplaced[1]} is for ${text ? 'image' : 'text'} models; ${c.model} is ${text ? 'a text' : 'an image'} model`, 2);
   const cfg = { ...TRAIN_DEFAULTS, ...(text ? TEXT_DEFAULTS : {}), ...c } as TrainConfig;
-  for (const k of ['epochs', 'batchSize'] as const) {
-    if (!Number.isInteger(cfg[k]) || cfg[k] < 1) throw new CliError(`--${k === 'batchSize' ? 'batch-size' : k} must be a positive integer, got ${cfg[k]}`, 2);
-  }
-  if (cfg.maxLength !== undefined && (!Number.isInteger(cfg.maxLength) || cfg.maxLength < 1)) throw new CliError(`--max-length must be a positive integer, got ${cfg.maxLength}`, 2);
-  if (!(cfg.lr > 0)) throw new CliError(`--lr must be positive, got ${cfg.lr}`, 2);
+  checkRanges(cfg);
+  if (!cfg.out) cfg.out = freshRunFolder(cfg.model);
   return cfg;
+}
+
+/** The data and weights paths exist and the weights are readable safetensors (or a Hub/URL reference): before the GPU starts. */
+export async function checkInputs(c: TrainConfig): Promise<void> {
+  for (const [flag, p] of [['--data', c.data], ['--val', c.val]] as const) {
+    if (p !== undefined && !existsSync(p)) throw new CliError(`${flag} ${p} does not exist`, 2);
+  }
+  if (c.weights && !isTextModelSpec(getModelSpec(c.model))) await checkWeightsRef(c.weights, '--weights');
 }
 
 function optimizerSpec(c: TrainConfig): OptimizerSpec {
@@ -117,7 +166,7 @@ function scheduleFor(c: TrainConfig, stepsPerEpoch: number): Schedule {
 
 export function parseUnfreezeAt(s: string): { epoch: number; pattern: string; lr?: number } {
   const m = /^(\d+):([^:]+)(?::([0-9.eE+-]+))?$/.exec(s);
-  if (!m) throw new CliError(`--unfreeze-at ${s}: expected <epoch>:<glob>[:lr], e.g. 3:layer4 or 3:layer4.*:1e-4`, 2);
+  if (!m || (m[3] !== undefined && !(Number(m[3]) > 0))) throw new CliError(`--unfreeze-at ${s}: expected <epoch>:<glob>[:lr], e.g. 3:layer4 or 3:layer4.*:1e-4`, 2);
   return { epoch: Number(m[1]), pattern: m[2]!, ...(m[3] ? { lr: Number(m[3]) } : {}) };
 }
 
@@ -126,7 +175,7 @@ export async function loadData(spec: ImageModelSpec, c: TrainConfig): Promise<{ 
     imageSize: c.imageSize ?? spec.inputSize, mean: spec.mean, std: spec.std, channels: spec.channels ?? 3,
     augment: c.augment ? { flip: true, crop: true, jitter: 0.2 } : false, valSplit: c.val ? undefined : c.valSplit, seed: c.seed,
   };
-  if (!existsSync(c.data)) throw new CliError(`--data ${c.data} does not exist`);
+  if (!existsSync(c.data)) throw new CliError(`--data ${c.data} does not exist`, 2);
   let result;
   if (statSync(c.data).isDirectory()) result = await imageFolder(c.data, pre);
   else if (/\.(csv|jsonl|ndjson)$/.test(c.data)) result = await imageList(c.data, pre);
@@ -139,41 +188,43 @@ export async function loadData(spec: ImageModelSpec, c: TrainConfig): Promise<{ 
   } else throw new CliError(`--data ${c.data}: expected a folder, a .csv/.jsonl list, or an *-images-idx3-ubyte(.gz) file`, 2);
   let val = result.val;
   if (c.val) {
+    if (!existsSync(c.val)) throw new CliError(`--val ${c.val} does not exist`, 2);
     const v = statSync(c.val).isDirectory() ? await imageFolder(c.val, { ...pre, valSplit: undefined, augment: false }) : await imageList(c.val, { ...pre, valSplit: undefined, augment: false, classes: result.classes });
-    if (v.classes.join() !== result.classes.join()) throw new CliError(`--val ${c.val} has classes ${v.classes.join(', ')}, but --data has ${result.classes.join(', ')}`);
+    if (v.classes.join() !== result.classes.join()) throw new CliError(`--val ${c.val} has classes ${v.classes.join(', ')}, but --data has ${result.classes.join(', ')}`, 2);
     val = v.train;
   }
   return { train: result.train, val, classes: result.classes };
 }
 
-export async function trainCommand(c: TrainConfig, progress: Progress, resume?: string): Promise<void> {
+export async function trainCommand(c: TrainConfig, progress: Progress, start: RunStart): Promise<void> {
   const spec = getModelSpec(c.model);
-  if (!isImageModelSpec(spec)) throw new CliError(`tl train: ${c.model} is a ${spec.task} model; the CLI trains image and text models`);
-  const out = resolve(c.out);
-  await mkdir(out, { recursive: true });
+  if (!isImageModelSpec(spec)) throw new CliError(`tl train: ${c.model} is a ${spec.task} model; the CLI trains image and text models`, 2);
+  await startEngine();
   progress.line(`tl train: resolved configuration\n${JSON.stringify(c, null, 2)}`);
-  await writeFile(join(out, 'config.json'), JSON.stringify({ ...c, task: 'image-classification' }, null, 2));
   A.manualSeed(c.seed);
   let data;
   try {
     data = await loadData(spec, c);
   } catch (e) {
-    if (e instanceof DataError) throw new CliError(e.message);
+    if (e instanceof DataError) throw new CliError(e.message, 2);
     throw e;
   }
   const numClasses = c.numClasses ?? data.classes.length;
+  if (numClasses < data.classes.length) throw new CliError(`--num-classes ${numClasses} is fewer than the ${data.classes.length} classes of ${c.data} (${data.classes.join(', ')})`, 2);
   let model;
+  const path = c.weights ? await localWeights(c.weights, '--weights') : undefined;
   try {
-    model = await fromPretrained(c.model, { weights: c.weights, numClasses, imgSize: c.imageSize });
+    model = await fromPretrained(c.model, { weights: path, numClasses, imgSize: c.imageSize });
   } catch (e) {
-    if (e instanceof StateDictError) throw new CliError(`--weights ${c.weights} do not fit ${c.model}:\n  ${e.message.split('\n').slice(1).join('\n  ')}`);
+    if (e instanceof StateDictError) throw await describeMismatch(e, c.model, c.weights!, path!);
     throw e;
   }
   if (!(model instanceof ClassifierModel)) throw new CliError(`${c.model} has no classification head`);
   await fitRun(c, {
     model, data, head: [model.headPattern()], noun: 'images', unit: 'img/s', files: ['model.safetensors', 'config.json', 'metrics.jsonl', 'report.html', 'checkpoint/'],
     mistakes: (trainer, val) => misclassified(trainer, val, data.classes),
-  }, progress, resume);
+    write: (out) => writeAtomic(join(out, 'config.json'), JSON.stringify({ ...c, task: 'image-classification' }, null, 2)),
+  }, progress, start);
 }
 
 /** A model and its data, ready to train into the run folder `c.out`. */
@@ -189,11 +240,14 @@ export interface RunSetup {
   files: string[];
   /** Some misclassified validation samples, for the report. */
   mistakes(trainer: Trainer, val: Dataset): Promise<Mistake[]>;
+  /** Writes the run's configuration files into the folder `out`, once everything is validated. */
+  write(out: string): Promise<void>;
 }
 
 /** Freezing, callbacks, the Trainer and its metrics.jsonl, model.safetensors and report.html:
  * what every model type's run does once its model and data are ready. */
-export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, resume?: string): Promise<void> {
+export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, start: RunStart): Promise<void> {
+  const { resume } = start;
   const { model, data } = run;
   const out = resolve(c.out);
   progress.unit = run.unit;
@@ -218,7 +272,6 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
   const stepsPerEpoch = Math.ceil(data.train.length / c.batchSize);
   const steps: StepRecord[] = [];
   const metricsFile = join(out, 'metrics.jsonl');
-  if (!resume) await writeFile(metricsFile, '');
   const lines: string[] = [];
   const trainer = new Trainer(model, {
     optimizer: optimizerSpec(c), schedule: scheduleFor(c, stepsPerEpoch), epochs: c.epochs, batchSize: c.batchSize, callbacks,
@@ -236,16 +289,20 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
     },
   });
   if (resume) {
-    if (!(await trainer.resume(dirStore(out)))) throw new CliError(`--resume ${resume}: no checkpoint in ${out}`);
+    if (!(await trainer.resume(dirStore(out)))) throw new CliError(`--resume ${resume}: no checkpoint in ${out}`, 2);
     progress.line(`resumed from ${out} at epoch ${trainer.history.length + 1}`);
   }
+  // Everything is checked: only now does the run folder change.
+  await prepareRunFolder(out, start.overwrite && !resume);
+  await run.write(out);
+  if (!resume) await writeFile(metricsFile, '');
   progress.line(`${c.model}: ${model.numParameters().toLocaleString('en')} parameters, ${model.numParameters({ trainable: true }).toLocaleString('en')} trainable; ${data.train.length} training and ${data.val?.length ?? 0} validation ${run.noun}, ${data.classes.length} classes`);
   await trainer.fit(data.train, data.val);
   if (lines.length) await appendFile(metricsFile, lines.splice(0).map((l) => `${l}\n`).join(''));
   await model.save(join(out, 'model.safetensors'), { model: c.model, classes: JSON.stringify(data.classes) });
   const evalResult = data.val ? await trainer.evaluate(data.val) : null;
   const mistakes = data.val && evalResult ? await run.mistakes(trainer, data.val) : [];
-  await writeFile(join(out, 'report.html'), renderReport({
+  await writeAtomic(join(out, 'report.html'), renderReport({
     title: `${c.model} on ${c.data}`, config: c as unknown as Record<string, unknown>, history: trainer.history, steps, classes: data.classes,
     report: evalResult?.report ?? null, mistakes,
   }));
@@ -294,11 +351,28 @@ export async function readTrainConfig(dir: string): Promise<TrainConfig | null> 
   return null;
 }
 
+/** The TrainConfig of the run folder `dir` given by `flag`, or a one-line reason it is none. */
+export async function readRunConfig(dir: string, flag: string): Promise<TrainConfig> {
+  if (!existsSync(dir)) throw new CliError(`${flag} ${dir} does not exist; expected a run folder written by tl train`, 2);
+  if (!statSync(dir).isDirectory()) throw new CliError(`${flag} ${dir} is a file; expected a run folder written by tl train`, 2);
+  let config;
+  try {
+    config = await readTrainConfig(dir);
+  } catch (e) {
+    throw new CliError(`${flag} ${dir}: its config.json is not valid JSON (${(e as Error).message})`, 2);
+  }
+  if (!config) throw new CliError(`${flag} ${dir} is not a run folder (no config.json); train one with \`tl train --out ${dir}\``, 2);
+  if (typeof config.model !== 'string' || !listModels().some((s) => s.id === config.model)) {
+    throw new CliError(`${flag} ${dir}: its config.json names no known model (model: ${JSON.stringify(config.model)})`, 2);
+  }
+  return config;
+}
+
 export async function readConfigFile(path: string): Promise<Partial<TrainConfig>> {
   try {
     return JSON.parse(await readFile(path, 'utf8'));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new CliError(`${path} is not valid JSON: ${(e as Error).message}`);
+    throw new CliError(`${path} is not valid JSON: ${(e as Error).message}`, 2);
   }
 }

@@ -30,8 +30,28 @@ export function parseHubRef(s: string): HubRef {
     repo = `${repo}/${name!}`;
     file = rest.length ? rest.join('/') : undefined;
   }
-  if (file?.split('/').some((p) => p === '..' || p === '')) throw new Error(`"${s}": the file path must not contain empty or ".." segments`);
-  return { kind: 'hub', repo, revision: m[2] ?? 'main', file };
+  if (file?.split('/').some((p) => p === '..' || p === '.' || p === '' || /[\\\0]/.test(p))) throw new Error(`"${s}": the file path must not contain empty, "." or ".." segments, backslashes or NUL`);
+  checkRepoId(repo, s);
+  const revision = m[2] ?? 'main';
+  checkRevision(revision, s);
+  return { kind: 'hub', repo, revision, file };
+}
+
+/** huggingface_hub's repo id rules (validate_repo_id): one or two names of letters, digits,
+ * "-", "_" and "."; no "--" or ".."; no name that starts or ends with "-" or "."; at most 96 characters. */
+function checkRepoId(repo: string, s: string): void {
+  const names = repo.split('/');
+  const bad = repo.length > 96 || repo.includes('--') || repo.includes('..')
+    || names.some((n) => !/^[\w.-]+$/.test(n) || /^[-.]|[-.]$/.test(n));
+  if (bad) throw new Error(`"${s}": "${repo}" is not a Hub repo id; expected org/name of letters, digits, "-", "_" and "." (no "--" or "..", at most 96 characters)`);
+}
+
+/** A branch, tag or commit name that is safe as a URL segment and a cache folder name:
+ * git's ref-name rules, without the "/" that refs/pr/N would need. */
+function checkRevision(rev: string, s: string): void {
+  const bad = rev.length > 255 || rev.startsWith('.') || rev.startsWith('-') || rev.endsWith('.') || rev.endsWith('.lock') || rev.includes('..')
+    || rev.includes('@{') || /[\x00-\x20\x7f~^:?*[\\%]/.test(rev);
+  if (bad) throw new Error(`"${s}": the revision "${rev}" is not a branch, tag or commit name; expected e.g. main, v1.0 or a 40-hex commit`);
 }
 
 /** The cache folder name huggingface_hub uses for a model repo. */

@@ -1,0 +1,183 @@
+/** Every `tl` command with its flags (type, group, default, meaning) and examples: what the
+ * parser accepts and what `--help` prints come from this one table. */
+import type { FlagDefs } from './flags.js';
+
+export interface CommandDef {
+  usage: string;
+  summary: string;
+  flags: FlagDefs;
+  examples: string[];
+  /** Lines printed after the flags. */
+  notes?: string[];
+}
+
+const help: FlagDefs = { help: { type: 'boolean', group: 'options', help: 'print this help and exit (also -h)' } };
+const json: FlagDefs = { json: { type: 'boolean', group: 'output', help: 'print JSON on stdout instead of a table', default: 'off' } };
+
+/** The model and weights of `tl eval` / `tl predict`, when they score a checkpoint instead of a run. */
+const checkpointFlags: FlagDefs = {
+  run: { type: 'string', group: 'model', value: 'folder', help: 'a run folder written by tl train (its model, weights, classes and input size)' },
+  model: { type: 'string', group: 'model', value: 'id', help: 'an architecture id from `tl models`, with --weights, instead of --run' },
+  weights: { type: 'string', group: 'model', value: 'file|hf:org/name', help: 'the checkpoint for --model: a .safetensors path, an http(s) URL or hf:org/name[@revision][/file]' },
+  classes: { type: 'string', group: 'model', value: 'a,b,c', help: "class names of the checkpoint's outputs, in index order", default: "the checkpoint's metadata, else the model's known labels" },
+  'image-size': { type: 'number', group: 'data', value: 'pixels', help: 'side of the square model input', default: "the run's, else the model's input size" },
+};
+
+export const TRAIN_FLAGS: FlagDefs = {
+  data: { type: 'string', group: 'data', value: 'path', help: 'an image folder (one sub-folder per class), a .csv/.jsonl of path,label (text models: text,label), or an *-images-idx3-ubyte(.gz) file' },
+  val: { type: 'string', group: 'data', value: 'path', help: 'a separate validation set in the same form as --data', default: 'a split of --data' },
+  'val-split': { type: 'number', group: 'data', value: 'fraction', help: 'fraction of --data held out for validation, in [0, 1)', default: '0.2' },
+  'image-size': { type: 'number', group: 'data', value: 'pixels', help: 'side of the square model input', default: "the model's input size (`tl models`)" },
+  augment: { type: 'boolean', group: 'data', help: 'random flips, crops and colour jitter on training images', default: 'off' },
+  'num-classes': { type: 'number', group: 'data', value: 'n', help: 'outputs of the new head', default: 'the classes found in --data' },
+  'text-column': { type: 'string', group: 'data', value: 'name', help: 'text models: the column of the texts', default: 'text' },
+  'text-pair-column': { type: 'string', group: 'data', value: 'name', help: 'text models: the column of the second text of a pair', default: 'none' },
+  'label-column': { type: 'string', group: 'data', value: 'name', help: 'text models: the column of the labels', default: 'label' },
+  'max-length': { type: 'number', group: 'data', value: 'tokens', help: 'text models: tokens per text', default: "128, or the model's limit if smaller" },
+  'labels-per-class': { type: 'number', group: 'data', value: 'n', help: 'default job only: training labels per digit', default: '5' },
+  'test-per-class': { type: 'number', group: 'data', value: 'n', help: 'default job only: test images per digit', default: '400' },
+  model: { type: 'string', group: 'model', value: 'id', help: 'the architecture (`tl models` lists them)', default: 'none: without --model and --data, the embedded default job runs' },
+  weights: { type: 'string', group: 'model', value: 'file|hf:org/name', help: 'pretrained weights: a .safetensors path, an http(s) URL, hf:org/name[@revision][/file] (text models: also a save_pretrained folder)', default: 'random init' },
+  'config-json': { type: 'string', group: 'model', value: 'file', help: 'text models trained from scratch: a config.json with a tokenizer.json beside it' },
+  dropout: { type: 'number', group: 'model', value: 'p', help: 'dropout before the classifier, in [0, 1)', default: '0' },
+  freeze: { type: 'string', group: 'strategy', value: 'none|backbone|glob', help: 'what does not train: nothing, everything but the head, or parameters matching a glob', default: 'none' },
+  'unfreeze-at': { type: 'list', group: 'strategy', value: 'epoch:glob[:lr]', help: 'unfreeze parameters matching glob at an epoch (repeatable), e.g. 3:layer4:1e-4' },
+  'head-lr': { type: 'number', group: 'strategy', value: 'rate', help: 'a learning rate of its own for the head', default: '--lr' },
+  'layer-decay': { type: 'number', group: 'strategy', value: 'factor', help: 'layer-wise lr decay in (0, 1]: each block down gets this factor more', default: 'off' },
+  'cache-features': { type: 'boolean', group: 'strategy', help: "with a frozen backbone, compute its features once and train the head on them", default: 'off' },
+  epochs: { type: 'number', group: 'optimisation', value: 'n', help: 'passes over the training data', default: '5 (text models 3)' },
+  'batch-size': { type: 'number', group: 'optimisation', value: 'n', help: 'samples per step', default: '32' },
+  lr: { type: 'number', group: 'optimisation', value: 'rate', help: 'peak learning rate', default: '1e-3 (text models 5e-5)' },
+  optimizer: { type: 'string', group: 'optimisation', value: 'sgd|adam|adamw', help: 'the optimiser', default: 'adamw' },
+  momentum: { type: 'number', group: 'optimisation', value: 'm', help: 'SGD momentum, in [0, 1)', default: '0.9' },
+  'weight-decay': { type: 'number', group: 'optimisation', value: 'wd', help: 'weight decay (decoupled for adamw)', default: '0.01' },
+  schedule: { type: 'string', group: 'optimisation', value: 'name', help: 'constant, step, cosine, onecycle, plateau or linear', default: 'cosine' },
+  warmup: { type: 'number', group: 'optimisation', value: 'steps', help: 'linear warm-up steps of the cosine schedule', default: '0' },
+  'label-smoothing': { type: 'number', group: 'optimisation', value: 'eps', help: 'label smoothing of the cross-entropy, in [0, 1)', default: '0' },
+  'grad-clip': { type: 'number', group: 'optimisation', value: 'norm', help: 'clip the global gradient norm to this', default: 'off' },
+  'early-stop': { type: 'number', group: 'optimisation', value: 'epochs', help: 'stop after this many epochs without a better validation loss', default: 'off' },
+  seed: { type: 'number', group: 'optimisation', value: 'n', help: 'seed of the initialisation, data order and split', default: '0' },
+  out: { type: 'string', group: 'output', value: 'folder', help: 'the run folder (config.json, model.safetensors, metrics.jsonl, report.html, checkpoint/)', default: 'runs/<model>-<date>-<time>, a new folder each run' },
+  overwrite: { type: 'boolean', group: 'output', help: 'replace the run in an existing --out folder; without it tl refuses (exit 2) and leaves the folder as it is', default: 'off' },
+  resume: { type: 'string', group: 'output', value: 'folder', help: "continue a run folder from its last checkpoint (its config.json, with any flags given here on top)" },
+  config: { type: 'string', group: 'output', value: 'file', help: 'read flags from a JSON file (flags on the command line win)', default: 'tl.config.json if present' },
+  ...help,
+};
+
+export const COMMANDS: Record<string, CommandDef> = {
+  train: {
+    usage: 'tl train [--model <id> --data <path> ...]',
+    summary: 'fine-tune a model on your data into a run folder; with no arguments, the embedded default job',
+    flags: TRAIN_FLAGS,
+    examples: [
+      'tl train                                            # the embedded default job: three arms side by side',
+      'tl train --model cifar_resnet20 --weights data/pretrained/cifar10-resnet20.safetensors --data ./shapes --freeze backbone --epochs 3 --out runs/shapes',
+      'tl train --model resnet18 --weights hf:timm/resnet18.a1_in1k --data ./flowers --freeze backbone --unfreeze-at 3:layer4 --epochs 6',
+      'tl train --model distilbert --weights hf:distilbert/distilbert-base-uncased --data reviews.csv --text-column review --label-column stars',
+    ],
+    notes: [
+      'An existing --out folder is never overwritten: tl exits with code 2 and names the folder unless --overwrite is given;',
+      'everything (flags, data, weights) is checked before the run folder is written.',
+    ],
+  },
+  eval: {
+    usage: 'tl eval (--run <folder> | --model <id> --weights <file|hf:org/name>) [--data <path>] [--json]',
+    summary: "score a run or a pretrained checkpoint on labelled data; classes are matched by name",
+    flags: {
+      ...checkpointFlags,
+      data: { type: 'string', group: 'data', value: 'path', help: 'labelled data: an image folder, a .csv/.jsonl list (text runs: texts and labels)', default: "the run's validation set (required with --model)" },
+      'batch-size': { type: 'number', group: 'optimisation', value: 'n', help: 'samples per forward pass', default: "the run's, else 32" },
+      ...json,
+      ...help,
+    },
+    examples: [
+      'tl eval --run runs/shapes',
+      'tl eval --model cifar_resnet20 --weights data/pretrained/cifar10-resnet20.safetensors --data data/cifar10-test --json',
+      'tl eval --run runs/shapes --data ./more-shapes --json',
+    ],
+    notes: [
+      "Folder (or label) names must be classes the model knows; a subset is fine. Unknown names are refused with the model's class list.",
+      'A checkpoint without class names and a model without known labels take the folder names by position (the output says so).',
+    ],
+  },
+  predict: {
+    usage: 'tl predict (--run <folder> | --model <id> --weights <file|hf:org/name>) <images...> [--top-k 3] [--json]',
+    summary: 'classify images (or texts, for a text run)',
+    flags: {
+      ...checkpointFlags,
+      'top-k': { type: 'number', group: 'output', value: 'k', help: 'classes shown per input', default: '3' },
+      logits: { type: 'boolean', group: 'output', help: 'add the raw logits to --json', default: 'off' },
+      text: { type: 'list', group: 'data', value: 'text', help: 'text runs: a text to classify (repeatable)' },
+      'text-pair': { type: 'list', group: 'data', value: 'text', help: 'text runs trained on pairs: the second text of each --text (repeatable)' },
+      ...json,
+      ...help,
+    },
+    examples: [
+      'tl predict --run runs/shapes red.png blue.png --top-k 2',
+      'tl predict --model cifar_resnet20 --weights data/pretrained/cifar10-resnet20.safetensors cat.jpg --json',
+      'tl predict --run runs/reviews --text "great value" --text "broke in a day"',
+    ],
+  },
+  models: {
+    usage: 'tl models [--task image|text] [--json]',
+    summary: 'list every architecture id: task, input size, parameters, checkpoint layouts it loads',
+    flags: {
+      task: { type: 'string', group: 'options', value: 'image|text', help: 'only the models of one task', default: 'all' },
+      ...json,
+      ...help,
+    },
+    examples: ['tl models', 'tl models --task text', 'tl models --json'],
+  },
+  inspect: {
+    usage: 'tl inspect <file.safetensors|hf:org/name>',
+    summary: 'the tensors, metadata and matching architectures of a checkpoint',
+    flags: { ...json, ...help },
+    examples: ['tl inspect data/pretrained/cifar10-resnet20.safetensors', 'tl inspect hf:timm/resnet18.a1_in1k --json'],
+  },
+  export: {
+    usage: 'tl export --run <folder> --out <folder>',
+    summary: 'a folder PyTorch / transformers load: model.safetensors and config.json',
+    flags: {
+      run: { type: 'string', group: 'model', value: 'folder', help: 'the run folder to export' },
+      out: { type: 'string', group: 'output', value: 'folder', help: 'where to write model.safetensors and config.json (a new or empty folder)' },
+      overwrite: { type: 'boolean', group: 'output', help: 'write into an --out folder that already holds files', default: 'off' },
+      ...help,
+    },
+    examples: ['tl export --run runs/shapes --out exported/shapes'],
+  },
+  pretrain: {
+    usage: 'tl pretrain [--epochs 6 --batch-size 128 --lr 0.1 --seed 0 --out <file>]',
+    summary: 'retrain the embedded weights on digits 0-4',
+    flags: {
+      epochs: { type: 'number', group: 'optimisation', value: 'n', help: 'passes over digits 0-4', default: '6' },
+      'batch-size': { type: 'number', group: 'optimisation', value: 'n', help: 'samples per step', default: '128' },
+      lr: { type: 'number', group: 'optimisation', value: 'rate', help: 'one-cycle peak learning rate', default: '0.1' },
+      seed: { type: 'number', group: 'optimisation', value: 'n', help: 'seed', default: '0' },
+      out: { type: 'string', group: 'output', value: 'file', help: 'where to write the weights', default: 'the embedded weights file' },
+      ...help,
+    },
+    examples: ['tl pretrain', 'tl pretrain --epochs 10 --out /tmp/digits04.safetensors'],
+  },
+  doctor: {
+    usage: 'tl doctor',
+    summary: 'the WebGPU adapter, its features and limits, or what to install',
+    flags: { ...help },
+    examples: ['tl doctor'],
+  },
+  bench: {
+    usage: 'tl bench [--quick] [--only matmul,conv,softmax]',
+    summary: 'kernel benchmarks against TensorFlow.js',
+    flags: {
+      quick: { type: 'boolean', group: 'options', help: 'fewer sizes and repeats', default: 'off' },
+      only: { type: 'string', group: 'options', value: 'kernels', help: 'a comma-separated list of kernels', default: 'all' },
+      ...help,
+    },
+    examples: ['tl bench --quick', 'tl bench --only matmul'],
+  },
+  help: {
+    usage: 'tl help [command]',
+    summary: 'this overview, or the help of one command',
+    flags: { ...help },
+    examples: ['tl help', 'tl help eval'],
+  },
+};
