@@ -4,11 +4,11 @@
  * or checkpoint with NaN weights left in the run folder.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { writeTinyImages } from './tiny-images.js';
 
 const TL = new URL('../dist/tl.js', import.meta.url).pathname;
 const WEIGHTS = new URL('../../../data/pretrained/cifar10-resnet20.safetensors', import.meta.url).pathname;
@@ -28,20 +28,7 @@ function expectOneLineError(r: ReturnType<typeof tl>, pattern: RegExp): void {
   expect(r.err).not.toContain('unexpected error');
 }
 
-beforeAll(async () => {
-  // Two classes of 16x16 images, six each: reddish and bluish.
-  for (const [c, name] of ['red', 'blue'].entries()) {
-    mkdirSync(join(data, name), { recursive: true });
-    for (let i = 0; i < 6; i++) {
-      const px = Buffer.alloc(16 * 16 * 3);
-      for (let k = 0; k < 256; k++) {
-        px[k * 3 + c * 2] = 200 + i;
-        px[k * 3 + 1] = (k * 7 + i * 13) % 60;
-      }
-      await sharp(px, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(join(data, name, `${i}.png`));
-    }
-  }
-}, 60_000);
+beforeAll(() => writeTinyImages(data), 60_000);
 
 describe('tl train on a diverging run', () => {
   it('--lr 1e9 stops in the first epoch with one line, exit code non-zero, and no NaN model written', () => {
