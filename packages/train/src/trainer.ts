@@ -1,9 +1,10 @@
 /**
  * The training loop: feature extraction (frozen backbone, cached features), fine-tuning of all
  * or chosen blocks, gradual unfreezing, per-parameter learning rates, schedules, clipping,
- * accumulation, early stopping, checkpoints that resume bit for bit, and a clear stop when
- * the run diverges (divergence.ts). Each step runs inside a scope, so GPU memory stays flat across steps. A model with
- * several heads (multi-task) trains on the weighted sum of its heads' losses, with metrics per head.
+ * accumulation, early stopping, checkpoints that resume bit for bit (checkpoint.ts), and a
+ * clear stop when the run diverges (divergence.ts). Each step runs inside a scope, so GPU
+ * memory stays flat across steps. A model with several heads (multi-task) trains on the
+ * weighted sum of its heads' losses, with metrics per head.
  */
 import * as A from '@tl/autograd';
 import { keep, Tensor } from '@tl/autograd';
@@ -96,9 +97,9 @@ export interface TrainerOptions {
   featureStore?: BlobStore;
   /** Write a checkpoint here at the end of every epoch (never one with non-finite weights). */
   checkpointStore?: BlobStore;
-  /** A step's loss above this many times the first epoch's mean (or a validation loss above
-   * this many times the first epoch's) stops the run as diverged; default 1e4, Infinity
-   * turns the rule off. Non-finite losses and weights always stop it. */
+  /** A step's training loss or an epoch's validation loss above this many times the first
+   * epoch's mean training loss stops the run as diverged; default 1e4, Infinity turns the rule
+   * off. Non-finite losses and weights always stop it. */
   divergenceFactor?: number;
   seed?: number;
   /** Progress events (the CLI draws bars from them). */
