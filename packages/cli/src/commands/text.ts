@@ -207,9 +207,6 @@ export async function trainTextCommand(c: TrainConfig, progress: Progress, start
     throw new CliError(`--max-length ${c.maxLength} is longer than ${c.model} takes (${limit} positions in its config.json); pass --max-length ${limit} or less`, 2);
   }
   const cfg: TrainConfig = { ...c, textColumn: c.textColumn ?? 'text', labelColumn: c.labelColumn ?? 'label', maxLength: c.maxLength ?? Math.min(DEFAULT_MAX_LENGTH, limit) };
-  progress.line(`tl train: resolved configuration\n${JSON.stringify(cfg, null, 2)}`);
-  if (c.weights) progress.line(`${c.weights}: newly initialised (not in the checkpoint): ${fresh.length ? fresh.join(', ') : 'nothing'}`);
-
   const opts = { maxLength: cfg.maxLength!, classes };
   const all = tokenize(rows, tokenizer, { ...opts, name: resolve(cfg.data) });
   let train: Dataset = all;
@@ -225,6 +222,7 @@ export async function trainTextCommand(c: TrainConfig, progress: Progress, start
   }
 
   await fitRun(cfg, {
+    notes: c.weights ? [`${c.weights}: newly initialised (not in the checkpoint): ${fresh.length ? fresh.join(', ') : 'nothing'}`] : [],
     write: async (out) => {
       await writeAtomic(join(out, TRAIN_CONFIG_FILE), JSON.stringify({ ...cfg, task: 'text-classification' }, null, 2));
       await writeAtomic(join(out, 'config.json'), JSON.stringify(runConfig(spec, config, classes, numClasses, tokenizer), null, 2));

@@ -200,7 +200,6 @@ export async function trainCommand(c: TrainConfig, progress: Progress, start: Ru
   const spec = getModelSpec(c.model);
   if (!isImageModelSpec(spec)) throw new CliError(`tl train: ${c.model} is a ${spec.task} model; the CLI trains image and text models`, 2);
   await startEngine();
-  progress.line(`tl train: resolved configuration\n${JSON.stringify(c, null, 2)}`);
   A.manualSeed(c.seed);
   let data;
   try {
@@ -242,6 +241,8 @@ export interface RunSetup {
   mistakes(trainer: Trainer, val: Dataset): Promise<Mistake[]>;
   /** Writes the run's configuration files into the folder `out`, once everything is validated. */
   write(out: string): Promise<void>;
+  /** Lines for the log once the run is validated (what the checkpoint did not have). */
+  notes?: string[];
 }
 
 /** Freezing, callbacks, the Trainer and its metrics.jsonl, model.safetensors and report.html:
@@ -295,6 +296,8 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
   // Everything is checked: only now does the run folder change.
   await prepareRunFolder(out, start.overwrite && !resume);
   await run.write(out);
+  progress.line(`tl train: resolved configuration\n${JSON.stringify(c, null, 2)}`);
+  for (const l of run.notes ?? []) progress.line(l);
   if (!resume) await writeFile(metricsFile, '');
   progress.line(`${c.model}: ${model.numParameters().toLocaleString('en')} parameters, ${model.numParameters({ trainable: true }).toLocaleString('en')} trainable; ${data.train.length} training and ${data.val?.length ?? 0} validation ${run.noun}, ${data.classes.length} classes`);
   await trainer.fit(data.train, data.val);
