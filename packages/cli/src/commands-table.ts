@@ -57,7 +57,7 @@ export const TRAIN_FLAGS: FlagDefs = {
   'grad-clip': { type: 'number', group: 'optimisation', value: 'norm', help: 'clip the global gradient norm to this', default: 'off' },
   'early-stop': { type: 'number', group: 'optimisation', value: 'epochs', help: 'stop after this many epochs without a better validation loss', default: 'off' },
   seed: { type: 'number', group: 'optimisation', value: 'n', help: 'seed of the initialisation, data order and split', default: '0' },
-  out: { type: 'string', group: 'output', value: 'folder', help: 'the run folder (config.json, model.safetensors, metrics.jsonl, report.html, checkpoint/)', default: 'runs/<model>-<date>-<time>, a new folder each run' },
+  out: { type: 'string', group: 'output', value: 'folder', help: 'the run folder (config.json, model.safetensors, metrics.jsonl, report.html, checkpoint/)', default: 'runs/<model>-<date>-<time>, the default job runs/default-<date>-<time>: a new folder each run' },
   overwrite: { type: 'boolean', group: 'output', help: 'replace the run in an existing --out folder; without it tl refuses (exit 2) and leaves the folder as it is', default: 'off' },
   resume: { type: 'string', group: 'output', value: 'folder', help: "continue a run folder from its last checkpoint (its config.json, with any flags given here on top)" },
   config: { type: 'string', group: 'output', value: 'file', help: 'read flags from a JSON file (flags on the command line win)', default: 'tl.config.json if present' },

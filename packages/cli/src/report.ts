@@ -58,7 +58,7 @@ function fmtNum(v: number): string {
   return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2);
 }
 
-function confusion(r: ClassificationReport, classes: string[]): string {
+function confusion(r: ClassificationReport, classes: string[], id = 'confusion', title = 'Confusion matrix (rows: true class, columns: predicted)'): string {
   const n = classes.length;
   const cell = Math.max(14, Math.min(40, Math.floor(360 / Math.max(n, 1))));
   const L = 90;
@@ -72,7 +72,41 @@ function confusion(r: ClassificationReport, classes: string[]): string {
   const labels = classes.map((c, i) => `<text x="${L - 4}" y="${T + i * cell + cell / 2 + 4}" text-anchor="end" font-size="10">${esc(c.slice(0, 14))}</text><text x="${L + i * cell + cell / 2}" y="${T - 6}" text-anchor="middle" font-size="10">${esc(c.slice(0, 4))}</text>`).join('');
   const W = L + n * cell + 10;
   const H = T + n * cell + 24;
-  return `<figure><figcaption>Confusion matrix (rows: true class, columns: predicted)</figcaption><svg id="confusion" class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}"><rect width="${W}" height="${H}" fill="#fff"/>${cells}${labels}</svg></figure>`;
+  return `<figure><figcaption>${esc(title)}</figcaption><svg id="${id}" class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}"><rect width="${W}" height="${H}" fill="#fff"/>${cells}${labels}</svg></figure>`;
+}
+
+const STYLE = 'body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.mistakes{display:flex;flex-wrap:wrap;gap:12px}.mistakes img{image-rendering:pixelated;border:1px solid #ccc}.texts td:first-child{max-width:640px;white-space:pre-wrap}pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:240px}';
+
+/** One arm of a comparison: a way of training the same network on the same data. */
+export interface ArmReport {
+  name: string;
+  history: EpochLogs[];
+  /** Its score on the shared test set. */
+  report: ClassificationReport;
+  trainableParams: number;
+  seconds: number;
+}
+
+const ARM_COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd'];
+
+/** Several arms side by side: their curves on shared axes, one table, each arm's confusion matrix. */
+export function renderComparison(r: { title: string; arms: ArmReport[]; classes: string[]; config: Record<string, unknown>; note: string }): string {
+  const series = (pick: (e: EpochLogs) => number | undefined): { name: string; color: string; points: [number, number][] }[] => r.arms.map((a, i) => ({
+    name: a.name.split(' (')[0]!, color: ARM_COLORS[i % ARM_COLORS.length]!,
+    points: a.history.flatMap((e): [number, number][] => (pick(e) === undefined ? [] : [[e.epoch + 1, pick(e)!]])),
+  }));
+  const base = r.arms.at(-1)!.report.accuracy;
+  const rows = r.arms.map((a, i) => `<tr><td>${esc(a.name)}</td><td>${(100 * a.report.accuracy).toFixed(1)}% (${a.report.correct}/${a.report.total})</td><td>${i === r.arms.length - 1 ? '' : `${a.report.accuracy >= base ? '+' : ''}${(100 * (a.report.accuracy - base)).toFixed(1)}`}</td><td>${(100 * a.report.macroF1).toFixed(1)}%</td><td>${a.trainableParams.toLocaleString('en')}</td><td>${a.seconds.toFixed(0)} s</td></tr>`).join('');
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(r.title)}</title><style>${STYLE}</style></head>
+<body><h1>${esc(r.title)}</h1>
+<p>${esc(r.note)}</p>
+<table id="arms"><thead><tr><th>arm</th><th>test accuracy</th><th>vs ${esc(r.arms.at(-1)!.name.split(' (')[0]!)}</th><th>macro F1</th><th>trainable params</th><th>time</th></tr></thead><tbody>${rows}</tbody></table>
+<h2>Training curves</h2>
+<div class="charts">${lineChart('Training loss', series((e) => e.trainLoss), 'epoch', 'loss-chart')}${lineChart('Training accuracy', series((e) => e.trainAccuracy), 'epoch', 'accuracy-chart')}</div>
+<h2>Confusion matrices on the test set</h2>
+<div class="charts">${r.arms.map((a, i) => confusion(a.report, r.classes, `confusion-${i}`, a.name)).join('')}</div>
+<h2>Configuration</h2><pre>${esc(JSON.stringify(r.config, null, 2))}</pre>
+</body></html>`;
 }
 
 export function renderReport(r: ReportInput): string {
@@ -97,7 +131,7 @@ export function renderReport(r: ReportInput): string {
     : texts.length ? `<table class="texts"><thead><tr><th>text</th><th>true</th><th>predicted</th></tr></thead><tbody>${texts.map((m) => `<tr><td>${esc(m.text)}</td><td>${esc(m.truth)}</td><td>${esc(m.predicted)}</td></tr>`).join('')}</tbody></table>`
     : '<p>None.</p>';
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(r.title)}</title>
-<style>body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.mistakes{display:flex;flex-wrap:wrap;gap:12px}.mistakes img{image-rendering:pixelated;border:1px solid #ccc}.texts td:first-child{max-width:640px;white-space:pre-wrap}pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:240px}</style></head>
+<style>${STYLE}</style></head>
 <body><h1>${esc(r.title)}</h1>
 <div class="charts">${charts.join('')}${r.report ? confusion(r.report, r.classes) : ''}</div>
 <h2>Per-class precision and recall (validation)</h2>${perClass}

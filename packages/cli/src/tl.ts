@@ -41,12 +41,12 @@ async function resumeRun(dir: string, flagCfg: Partial<TrainConfig>, progress: P
   await train(cfg, progress, { resume: dir, overwrite: false });
 }
 
-function defaultJobOptions(flags: Flags): DefaultJobOptions & { out?: string } {
+function defaultJobOptions(flags: Flags): DefaultJobOptions {
   const stray = Object.keys(flags).filter((k) => flags[k] !== undefined && !DEFAULT_JOB_FLAGS.includes(k));
   if (stray.length) {
     throw new CliError(`--${kebab(stray[0]!)} needs --model and --data; the default job (tl train without them) takes only ${DEFAULT_JOB_FLAGS.filter((k) => k !== 'config').map((k) => `--${kebab(k)}`).join(', ')}`, 2);
   }
-  const o: DefaultJobOptions & { out?: string } = { ...DEFAULT_JOB };
+  const o: DefaultJobOptions = { ...DEFAULT_JOB, overwrite: !!flags.overwrite };
   for (const k of ['epochs', 'labelsPerClass', 'testPerClass', 'seed'] as const) {
     const v = flags[k];
     if (v === undefined) continue;

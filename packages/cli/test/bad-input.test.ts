@@ -52,6 +52,13 @@ function expectOneLineError(r: ReturnType<typeof tl>, code: number, msg: RegExp)
   expect(r.code, r.err).toBe(code);
 }
 
+/** Runs a failing case: its one line and code, and the working folder unchanged. */
+function failsCleanly(args: string[], code: number, msg: RegExp): void {
+  const before = snapshot();
+  expectOneLineError(tl(args), code, msg);
+  expect(snapshot()).toEqual(before);
+}
+
 /** A safetensors file: header JSON, then the raw bytes. */
 function safetensors(path: string, header: Record<string, unknown>, bytes: number): void {
   const h = Buffer.from(JSON.stringify(header));
@@ -201,14 +208,7 @@ const BEFORE_GPU: [string, () => string[], number, RegExp][] = [
 ];
 
 describe('bad input fails with one line and exit code 2, and changes nothing', () => {
-  for (const [name, args, code, msg] of BEFORE_GPU) {
-    it(name, () => {
-      const before = snapshot();
-      const r = tl(args());
-      expectOneLineError(r, code, msg);
-      expect(snapshot()).toEqual(before);
-    });
-  }
+  for (const [name, args, code, msg] of BEFORE_GPU) it(name, () => failsCleanly(args(), code, msg));
 
   it('--help, tl help and tl <command> --help are not errors', () => {
     for (const args of [['--help'], ['help'], ['-h'], ['help', 'eval'], ['train', '--help'], ['eval', '-h'], ['models', '--help']]) {
@@ -245,14 +245,7 @@ describe('bad input that needs a model: one tiny run, kept byte-identical', () =
     ['eval --run on a class the run does not know', () => ['eval', '--run', RUN, '--data', 'unknown'], 2, /--data unknown has the class "purple" that cifar_resnet20 does not know; it knows blue, red/],
     ['eval --classes of the wrong count', () => [...EVAL, WEIGHTS, '--data', 'tiny', '--classes', 'a,b'], 2, /--classes names 2 classes but the checkpoint's head has 10 outputs/],
   ];
-  for (const [name, args, code, msg] of AFTER_GPU) {
-    it(name, () => {
-      const before = snapshot();
-      const r = tl(args());
-      expectOneLineError(r, code, msg);
-      expect(snapshot()).toEqual(before);
-    }, 120_000);
-  }
+  for (const [name, args, code, msg] of AFTER_GPU) it(name, () => failsCleanly(args(), code, msg), 120_000);
 
   it('eval --classes maps a checkpoint onto data by name; a subset of the classes is scored over those present', () => {
     const r = tl([...EVAL, WEIGHTS, '--data', 'tiny', '--classes', 'red,b,c,d,e,f,g,h,i,blue', '--json']);
