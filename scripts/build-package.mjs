@@ -6,14 +6,17 @@
 // imports to the dependencies' dist/*.d.ts (turbo builds dependencies first). Then the browser
 // entry is bundled for the browser platform, without writing it, so a Node import reachable
 // from it fails the build, and every emitted module that runs code on import (a registration
-// call, a bare import) must be listed in package.json "sideEffects", or bundlers would drop it.
+// call, a bare import) must be listed in package.json "sideEffects", or bundlers would drop it;
+// every package the output imports must be declared in package.json, or a strict install
+// (pnpm, or npm without hoisting luck) fails with ERR_MODULE_NOT_FOUND.
 //
 // A command (`--bin <entry>`): src/<entry>.ts is bundled by esbuild into dist/<entry>.js with a
 // shebang; every package it depends on (the @tl/* ones included) stays an import.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
+import { relative } from 'node:path';
 
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
 const declared = ['dependencies', 'peerDependencies', 'optionalDependencies'].flatMap((k) => Object.keys(pkg[k] ?? {}));
@@ -45,6 +48,7 @@ if (flag === '--bin') {
     const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
     execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', out], { stdio: 'inherit' });
     checkSideEffects(out);
+    await checkImports(out);
     if (existsSync(`${out}/browser.js`)) {
       await build({
         entryPoints: [`${out}/browser.js`],
@@ -78,5 +82,38 @@ function checkSideEffects(out) {
   const unlisted = needed.filter((f) => !listed.has(f));
   if (unlisted.length > 0) {
     throw new Error(`${pkg.name}: ${unlisted.join(', ')} run code on import; add them to package.json "sideEffects" (it lists ${[...listed].join(', ') || 'none'})`);
+  }
+}
+
+/** Packages imported by the emitted modules that package.json does not declare (esbuild parses
+ * the modules and reports each bare import; nothing is written). */
+async function checkImports(out) {
+  const files = readdirSync(out, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.js'));
+  const imported = new Map();
+  await build({
+    entryPoints: files.map((f) => `${out}/${f}`),
+    bundle: true,
+    write: false,
+    outdir: `${out}/.check`,
+    format: 'esm',
+    platform: 'node',
+    logLevel: 'warning',
+    plugins: [{
+      name: 'record-packages',
+      setup(b) {
+        b.onResolve({ filter: /^[^./]/ }, (args) => {
+          imported.set(args.path, relative(out, args.importer));
+          return { path: args.path, external: true };
+        });
+      },
+    }],
+  });
+  const undeclared = [...imported].filter(([spec]) => {
+    const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+    return !(spec.startsWith('node:') || builtinModules.includes(name) || declared.includes(name));
+  });
+  if (undeclared.length > 0) {
+    const list = undeclared.map(([spec, by]) => `${spec} (imported by dist/${by})`).join(', ');
+    throw new Error(`${pkg.name}: ${list} not declared in package.json dependencies or peerDependencies`);
   }
 }
