@@ -11,7 +11,8 @@
 // (pnpm, or npm without hoisting luck) fails with ERR_MODULE_NOT_FOUND.
 //
 // A command (`--bin <entry>`): src/<entry>.ts is bundled by esbuild into dist/<entry>.js with a
-// shebang; every package it depends on (the @tl/* ones included) stays an import.
+// shebang; every package it depends on (the @tl/* ones included) stays an import, and one it
+// imports without declaring fails the build.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
@@ -27,7 +28,7 @@ const [flag, bin] = process.argv.slice(2);
 
 if (flag === '--bin') {
   rmSync('dist', { recursive: true, force: true });
-  await build({
+  const { metafile } = await build({
     entryPoints: [`src/${bin}.ts`],
     outfile: `dist/${bin}.js`,
     bundle: true,
@@ -39,7 +40,12 @@ if (flag === '--bin') {
     tsconfigRaw: {},
     logLevel: 'warning',
     banner: { js: '#!/usr/bin/env node' },
+    metafile: true,
   });
+  // An undeclared package would be inlined from wherever node_modules has it: for a @tl/*
+  // package, a second engine.
+  const inlined = Object.keys(metafile.inputs).filter((p) => !p.startsWith('src/'));
+  if (inlined.length > 0) throw new Error(`${pkg.name}: dist/${bin}.js would inline ${inlined.join(', ')}; declare the package in package.json dependencies`);
 } else if (flag === undefined) {
   // Built beside dist/ and swapped in at the end, so a process reading dist/ (another build's
   // compiler, a running test) never finds it half written.
