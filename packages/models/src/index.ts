@@ -14,6 +14,7 @@ export * from './arch/efficientnet.js';
 export * from './arch/vgg.js';
 export * from './arch/densenet.js';
 export * from './arch/vit.js';
+export * from './arch/convnext.js';
 export * from './arch/bert.js';
 export * from './arch/distilbert.js';
 export * from './arch/roberta.js';
