@@ -2,6 +2,7 @@
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { BatchNorm2d, Conv2d, type Lambda, Sequential } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
 
 /** torchvision's `_make_divisible`: the nearest multiple of `divisor`, never below
  * `minValue` and never more than 10% under `v`. */
@@ -15,15 +16,39 @@ export function makeDivisible(v: number, divisor: number, minValue = divisor): n
 export function convNormActivation(
   inChannels: number,
   outChannels: number,
-  opts: { kernelSize?: number; stride?: number; groups?: number; activation?: (() => Lambda) | null; bnEps?: number } = {},
+  opts: { kernelSize?: number; stride?: number; groups?: number; activation?: (() => Lambda) | null; bnEps?: number; bnMomentum?: number } = {},
 ): Sequential {
   const k = opts.kernelSize ?? 3;
   const conv = new Conv2d(inChannels, outChannels, k, { stride: opts.stride ?? 1, padding: (k - 1) >> 1, groups: opts.groups ?? 1, bias: false });
-  const bn = new BatchNorm2d(outChannels, { eps: opts.bnEps ?? 1e-5 });
+  const bn = new BatchNorm2d(outChannels, { eps: opts.bnEps ?? 1e-5, momentum: opts.bnMomentum ?? 0.1 });
   return opts.activation ? new Sequential(conv, bn, opts.activation()) : new Sequential(conv, bn);
 }
 
 /** Mean over the spatial dims: adaptive average pooling to 1x1, flattened to [N, C]. */
 export function globalAvgPool(x: Tensor): Tensor {
   return A.mean(x, [2, 3]);
+}
+
+/**
+ * torchvision's SqueezeExcitation: the spatial mean through 1x1 convs `fc1` and `fc2` gates each
+ * channel. EfficientNet uses SiLU and a sigmoid gate, MobileNetV3 ReLU and a hard sigmoid.
+ */
+export class SqueezeExcitation extends Module {
+  readonly fc1: Conv2d;
+  readonly fc2: Conv2d;
+  constructor(
+    inputChannels: number,
+    squeezeChannels: number,
+    private readonly activation: (x: Tensor) => Tensor = A.relu,
+    private readonly scaleActivation: (x: Tensor) => Tensor = A.sigmoid,
+  ) {
+    super();
+    this.fc1 = this.module('fc1', new Conv2d(inputChannels, squeezeChannels, 1));
+    this.fc2 = this.module('fc2', new Conv2d(squeezeChannels, inputChannels, 1));
+  }
+  forward(x: Tensor): Tensor {
+    const pooled = A.mean(x, [2, 3], { keepdim: true });
+    const scale = this.scaleActivation(this.fc2.forward(this.activation(this.fc1.forward(pooled))));
+    return A.mul(scale, x);
+  }
 }

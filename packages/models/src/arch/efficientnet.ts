@@ -1,15 +1,18 @@
 /**
- * EfficientNet (B0 by default) with torchvision's attribute names:
+ * EfficientNet-B0 to B4 with torchvision's attribute names:
  * `features.{stage}.{block}.block.{i}` (MBConv: expand 1x1, depthwise, SqueezeExcitation with
  * 1x1 convs `fc1`/`fc2`, project 1x1), SiLU, stochastic depth on the residual branch, and
- * `classifier.1` (the Linear after a Dropout).
+ * `classifier.1` (the Linear after a Dropout). The variants scale B0's widths and depths by
+ * torchvision's multipliers (`EFFICIENTNET_VARIANTS`).
  */
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
-import { Conv2d, Dropout, Linear, Sequential, SiLU } from '../nn/layers.js';
+import { Dropout, Linear, Sequential, SiLU } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
-import { convNormActivation, globalAvgPool, makeDivisible } from './common.js';
+import { convNormActivation, globalAvgPool, makeDivisible, SqueezeExcitation } from './common.js';
+
+export { SqueezeExcitation } from './common.js';
 
 /**
  * torchvision's StochasticDepth: in training, zeroes the whole input with probability `p`
@@ -39,21 +42,6 @@ export class StochasticDepth extends Module {
   }
 }
 
-export class SqueezeExcitation extends Module {
-  readonly fc1: Conv2d;
-  readonly fc2: Conv2d;
-  constructor(inputChannels: number, squeezeChannels: number) {
-    super();
-    this.fc1 = this.module('fc1', new Conv2d(inputChannels, squeezeChannels, 1));
-    this.fc2 = this.module('fc2', new Conv2d(squeezeChannels, inputChannels, 1));
-  }
-  forward(x: Tensor): Tensor {
-    const pooled = A.mean(x, [2, 3], { keepdim: true });
-    const scale = A.sigmoid(this.fc2.forward(A.silu(this.fc1.forward(pooled))));
-    return A.mul(scale, x);
-  }
-}
-
 /** One stage of MBConv blocks: [expand ratio, kernel, stride, input channels, output
  * channels, layers], the widths and depth before `widthMult` / `depthMult` (as MBConvConfig). */
 export type MBConvStage = [number, number, number, number, number, number];
@@ -67,6 +55,26 @@ export const EFFICIENTNET_B0_STAGES: MBConvStage[] = [
   [6, 5, 2, 112, 192, 4],
   [6, 3, 1, 192, 320, 1],
 ];
+
+export type EfficientNetVariant = 'b0' | 'b1' | 'b2' | 'b3' | 'b4';
+
+/** torchvision's efficientnet_b0..b4: width and depth multipliers of B0's stages, the
+ * classifier's dropout, and the input side their ImageNet weights were evaluated at. B5-B7
+ * (BatchNorm eps 1e-3, TF-ported weights) are left out. */
+export const EFFICIENTNET_VARIANTS: Record<EfficientNetVariant, { widthMult: number; depthMult: number; dropout: number; resolution: number }> = {
+  b0: { widthMult: 1.0, depthMult: 1.0, dropout: 0.2, resolution: 224 },
+  b1: { widthMult: 1.0, depthMult: 1.1, dropout: 0.2, resolution: 240 },
+  b2: { widthMult: 1.1, depthMult: 1.2, dropout: 0.3, resolution: 288 },
+  b3: { widthMult: 1.2, depthMult: 1.4, dropout: 0.3, resolution: 300 },
+  b4: { widthMult: 1.4, depthMult: 1.8, dropout: 0.4, resolution: 380 },
+};
+
+/** EfficientNet-`variant` as torchvision builds it; `config` overrides (numClasses, dropout …). */
+export function efficientnet(variant: EfficientNetVariant, config: Omit<EfficientNetConfig, 'widthMult' | 'depthMult' | 'stages'> = {}): EfficientNet {
+  const v = EFFICIENTNET_VARIANTS[variant];
+  if (!v) throw new RangeError(`efficientnet: variant must be one of ${Object.keys(EFFICIENTNET_VARIANTS).join(', ')}, got ${JSON.stringify(variant)}`);
+  return new EfficientNet({ widthMult: v.widthMult, depthMult: v.depthMult, dropout: v.dropout, ...config });
+}
 
 export class MBConv extends Module {
   readonly block: Sequential;
@@ -82,7 +90,7 @@ export class MBConv extends Module {
     if (expanded !== inp) layers.push(convNormActivation(inp, expanded, { kernelSize: 1, activation: SiLU, bnEps }));
     layers.push(
       convNormActivation(expanded, expanded, { kernelSize: kernel, stride, groups: expanded, activation: SiLU, bnEps }),
-      new SqueezeExcitation(expanded, Math.max(1, Math.floor(inp / 4))),
+      new SqueezeExcitation(expanded, Math.max(1, Math.floor(inp / 4)), A.silu, A.sigmoid),
       convNormActivation(expanded, oup, { kernelSize: 1, activation: null, bnEps }),
     );
     this.block = this.module('block', new Sequential(...layers));
@@ -119,6 +127,7 @@ export class EfficientNet extends ClassifierModel {
     const width = config.widthMult ?? 1;
     const depth = config.depthMult ?? 1;
     const bnEps = config.bnEps ?? 1e-5;
+    if (!(width > 0) || !(depth > 0)) throw new RangeError(`EfficientNet: widthMult and depthMult must be positive, got ${width} and ${depth}`);
     const stages = (config.stages ?? EFFICIENTNET_B0_STAGES).map(([t, k, s, i, o, n]) => ({
       expandRatio: t,
       kernel: k,
