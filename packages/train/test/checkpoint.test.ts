@@ -4,9 +4,13 @@
  * from what is there. Every resume must start from the last checkpoint whose files were all
  * written and end with the weights of an uninterrupted run, bit for bit.
  */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint } from '../src/checkpoint.js';
-import { MemoryStore, sgd, Trainer, TrainingError, type BlobStore, type TrainerOptions } from '../src/index.js';
+import { dirStore, MemoryStore, sgd, Trainer, TrainingError, type BlobStore, type TrainerOptions } from '../src/node.js';
 import { setup } from '../../tensor/test/helpers.js';
 import { model, toyData } from './toy.js';
 
@@ -89,5 +93,24 @@ describe('checkpoints under a crash at any store operation', () => {
     expect((e as Error).message).toBe('the checkpoint in memory is torn: checkpoint/trainer.json is checkpoint 2:4, but checkpoint/model.safetensors belongs to checkpoint 1:2 (interrupted while writing?); start the run afresh');
     t.model.dispose();
     t1.model.dispose();
+  });
+});
+
+describe('dirStore', () => {
+  it('removes the temporary files of writers that died mid-write, and only those', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tl-store-'));
+    mkdirSync(join(dir, 'checkpoint'));
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const living = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
+    try {
+      const stale = `model.safetensors.tmp-${dead}-1`;
+      const busy = `model.safetensors.tmp-${living.pid}-2`;
+      const other = `optimizer.safetensors.tmp-${dead}-3`;
+      for (const f of [stale, busy, other]) writeFileSync(join(dir, 'checkpoint', f), 'partial');
+      await dirStore(dir).write('checkpoint/model.safetensors', new Uint8Array([1, 2]));
+      expect(readdirSync(join(dir, 'checkpoint')).sort()).toEqual([busy, 'model.safetensors', other].sort());
+    } finally {
+      living.kill('SIGKILL');
+    }
   });
 });
