@@ -8,7 +8,7 @@ import './ops/views.js';
 export * from '@tl/tensor';
 export { backward, noGrad, enableGrad, isGradEnabled, zeroGrad, detach, record, needsGrad, Node, type BackwardRule, type BackwardOptions } from './graph.js';
 // Named, so they take precedence over @tl/tensor's non-differentiable ops of the same names.
-export { unary, binary, neg, abs, exp, log, sqrt, rsqrt, square, reciprocal, sin, cos, relu, relu6, leakyRelu, gelu, silu, sigmoid, tanh, softplus, clamp, add, sub, mul, div, maximum, minimum, pow, where } from './ops/elementwise.js';
+export { unary, binary, neg, abs, exp, log, sqrt, rsqrt, square, reciprocal, sin, cos, relu, relu6, hardsigmoid, hardswish, leakyRelu, gelu, silu, sigmoid, tanh, softplus, clamp, add, sub, mul, div, maximum, minimum, pow, where } from './ops/elementwise.js';
 export { sumToShape, sum, mean, max, min, variance, std, type ReduceOptions, type VarianceOptions } from './ops/reduce.js';
 export { matmul, linear } from './ops/linalg.js';
 export { conv2d, type Conv2dOptions } from './ops/conv.js';

@@ -10,6 +10,7 @@ export * from './tokenizers/tokenizer.js';
 export * from './arch/resnet.js';
 export * from './arch/cifar-resnet.js';
 export * from './arch/mobilenet-v2.js';
+export * from './arch/mobilenet-v3.js';
 export * from './arch/efficientnet.js';
 export * from './arch/vgg.js';
 export * from './arch/densenet.js';

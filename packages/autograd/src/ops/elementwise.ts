@@ -45,6 +45,8 @@ export const sin = (x: Tensor): Tensor => unary('sin', x);
 export const cos = (x: Tensor): Tensor => unary('cos', x);
 export const relu = (x: Tensor): Tensor => unary('relu', x);
 export const relu6 = (x: Tensor): Tensor => unary('relu6', x);
+export const hardsigmoid = (x: Tensor): Tensor => unary('hardsigmoid', x);
+export const hardswish = (x: Tensor): Tensor => unary('hardswish', x);
 export const leakyRelu = (x: Tensor, negativeSlope = 0.01): Tensor => unary('leakyRelu', x, negativeSlope);
 export const gelu = (x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor => unary(approximate === 'tanh' ? 'geluTanh' : 'gelu', x);
 export const silu = (x: Tensor): Tensor => unary('silu', x);

@@ -147,6 +147,8 @@ export const ReLU = (): Lambda => new Lambda('ReLU', A.relu);
 export const ReLU6 = (): Lambda => new Lambda('ReLU6', A.relu6);
 export const GELU = (approximate: 'none' | 'tanh' = 'none'): Lambda => new Lambda('GELU', (x) => A.gelu(x, approximate));
 export const SiLU = (): Lambda => new Lambda('SiLU', A.silu);
+export const Hardswish = (): Lambda => new Lambda('Hardswish', A.hardswish);
+export const Hardsigmoid = (): Lambda => new Lambda('Hardsigmoid', A.hardsigmoid);
 export const Sigmoid = (): Lambda => new Lambda('Sigmoid', A.sigmoid);
 export const Tanh = (): Lambda => new Lambda('Tanh', A.tanh);
 export const Identity = (): Lambda => new Lambda('Identity', (x) => x);

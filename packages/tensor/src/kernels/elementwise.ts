@@ -58,6 +58,14 @@ export const UNARY = {
   round: { wgsl: (x) => `round(${x})`, cpu: roundHalfEven, grad: null },
   relu: { wgsl: (x) => `keepNan_(${x}, max(${x}, 0.0))`, cpu: (x) => Math.max(x, 0), grad: (x, _y, g) => `${g} * ${step(`${x} > 0.0 || isNan_(${x})`)}` },
   relu6: { wgsl: (x) => `keepNan_(${x}, clamp(${x}, 0.0, 6.0))`, cpu: (x) => Math.min(Math.max(x, 0), 6), grad: (x, _y, g) => `${g} * ${step(`(${x} > 0.0 && ${x} < 6.0) || isNan_(${x})`)}` },
+  // PyTorch's gradients: hardsigmoid's is 1/6 strictly inside (-3, 3); hardswish's is
+  // x/3 + 1/2 on [-3, 3] and 1 above, so a NaN input passes g through as PyTorch's does.
+  hardsigmoid: { wgsl: (x) => `keepNan_(${x}, clamp(${x} / 6.0 + 0.5, 0.0, 1.0))`, cpu: (x) => Math.min(Math.max(x / 6 + 0.5, 0), 1), grad: (x, _y, g) => `${g} * ${step(`${x} > -3.0 && ${x} < 3.0`)} / 6.0` },
+  hardswish: {
+    wgsl: (x) => `keepNan_(${x}, ${x} * clamp(${x} + 3.0, 0.0, 6.0) / 6.0)`,
+    cpu: (x) => (x * Math.min(Math.max(x + 3, 0), 6)) / 6,
+    grad: (x, _y, g) => `${g} * select(select(1.0, ${x} / 3.0 + 0.5, ${x} <= 3.0), 0.0, ${x} < -3.0)`,
+  },
   leakyRelu: { wgsl: (x) => `select(p.alpha * ${x}, ${x}, ${x} > 0.0)`, cpu: (x, a) => (x > 0 ? x : a * x), grad: (x, _y, g) => `${g} * select(p.alpha, 1.0, ${x} > 0.0)` },
   gelu: {
     wgsl: (x) => `0.5 * ${x} * (1.0 + erf_(${x} * ${SQRT1_2}))`,
@@ -322,6 +330,8 @@ export const ceil = (x: Tensor): Tensor => unary('ceil', x);
 export const round = (x: Tensor): Tensor => unary('round', x);
 export const relu = (x: Tensor): Tensor => unary('relu', x);
 export const relu6 = (x: Tensor): Tensor => unary('relu6', x);
+export const hardsigmoid = (x: Tensor): Tensor => unary('hardsigmoid', x);
+export const hardswish = (x: Tensor): Tensor => unary('hardswish', x);
 export const leakyRelu = (x: Tensor, negativeSlope = 0.01): Tensor => unary('leakyRelu', x, negativeSlope);
 /** GELU; `approximate: 'tanh'` as PyTorch's `F.gelu(x, approximate='tanh')` (GPT-2's). */
 export const gelu = (x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor => unary(approximate === 'tanh' ? 'geluTanh' : 'gelu', x);
