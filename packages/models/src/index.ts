@@ -16,6 +16,7 @@ export * from './arch/vgg.js';
 export * from './arch/densenet.js';
 export * from './arch/vit.js';
 export * from './arch/convnext.js';
+export * from './arch/inception.js';
 export * from './arch/bert.js';
 export * from './arch/distilbert.js';
 export * from './arch/roberta.js';

@@ -6,6 +6,7 @@
  */
 import { CifarResNet } from './arch/cifar-resnet.js';
 import { ConvNeXt } from './arch/convnext.js';
+import { Inception3 } from './arch/inception.js';
 import { DenseNet } from './arch/densenet.js';
 import { EfficientNet } from './arch/efficientnet.js';
 import { MobileNetV2 } from './arch/mobilenet-v2.js';
@@ -203,6 +204,9 @@ export const IMAGE_MODELS: readonly ImageModelSpec[] = [
   }),
   // torchvision's ConvNeXt_Tiny_Weights: resize 236 (bilinear), crop 224.
   imageNet('convnext_tiny', 'ConvNeXt-Tiny (torchvision keys)', 28_589_128, TV, (n) => new ConvNeXt({ numClasses: n }), { cropPct: 224 / 236 }),
+  // torchvision's Inception_V3_Weights: resize 342 (bilinear), crop 299; the weights, ported
+  // from TensorFlow, come with transform_input on.
+  imageNet('inception_v3', 'Inception v3 with AuxLogits (torchvision keys)', 27_161_264, TV, (n) => new Inception3({ numClasses: n, transformInput: true }), { inputSize: 299, cropPct: 299 / 342 }),
 ];
 
 for (const spec of IMAGE_MODELS) registerModel(spec);
