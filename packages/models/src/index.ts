@@ -23,5 +23,6 @@ export * from './arch/roberta.js';
 export * from './arch/gpt2.js';
 export * from './registry.js';
 export * from './text-checkpoint.js';
+export * from './timm-vision-keys.js';
 export * from './pretrained-text.js';
 export * from './pretrained.js';

@@ -8,8 +8,9 @@ import { CifarResNet } from './arch/cifar-resnet.js';
 import { ConvNeXt } from './arch/convnext.js';
 import { Inception3 } from './arch/inception.js';
 import { DenseNet } from './arch/densenet.js';
-import { EfficientNet } from './arch/efficientnet.js';
+import { EfficientNet, efficientnet } from './arch/efficientnet.js';
 import { MobileNetV2 } from './arch/mobilenet-v2.js';
+import { MobileNetV3 } from './arch/mobilenet-v3.js';
 import { ResNet } from './arch/resnet.js';
 import { VGG, VGG_LAYOUTS } from './arch/vgg.js';
 import { VisionTransformer } from './arch/vit.js';
@@ -56,6 +57,9 @@ export interface ImageModelSpec extends ModelSpec<ClassifierModel> {
   std: [number, number, number];
   /** Fraction of the resized image kept by the evaluation centre crop (timm's crop_pct). */
   cropPct: number;
+  /** Resampling of the evaluation resize that the usual weights were measured with
+   * (torchvision's `interpolation`; default bilinear). */
+  interpolation?: 'bilinear' | 'bicubic';
   /** Input channels (default 3; grayscale models take 1 and use mean[0], std[0]). */
   channels?: number;
 }
@@ -192,7 +196,15 @@ export const IMAGE_MODELS: readonly ImageModelSpec[] = [
   cifar(56, 853_018),
   DIGITS_RESNET14,
   imageNet('mobilenet_v2', 'MobileNetV2, width 1.0 (torchvision keys)', 3_504_872, TV, (n) => new MobileNetV2({ numClasses: n })),
-  imageNet('efficientnet_b0', 'EfficientNet-B0 (torchvision keys)', 5_288_548, TV, (n) => new EfficientNet({ numClasses: n })),
+  // torchvision's MobileNet_V3_*_Weights.DEFAULT: Large V2 resizes to 232, Small V1 to 256 (bilinear).
+  imageNet('mobilenet_v3_large', 'MobileNetV3-Large (torchvision / timm mobilenetv3_large_100 keys)', 5_483_032, TV_TIMM, (n) => new MobileNetV3({ arch: 'large', numClasses: n }), { cropPct: 224 / 232 }),
+  imageNet('mobilenet_v3_small', 'MobileNetV3-Small (torchvision / timm mobilenetv3_small_100 keys)', 2_542_856, TV_TIMM, (n) => new MobileNetV3({ arch: 'small', numClasses: n }), { cropPct: 224 / 256 }),
+  imageNet('efficientnet_b0', 'EfficientNet-B0 (torchvision / timm keys)', 5_288_548, TV_TIMM, (n) => new EfficientNet({ numClasses: n }), { interpolation: 'bicubic' }),
+  // torchvision's EfficientNet_B*_Weights.DEFAULT transforms: crop / resize, interpolation.
+  imageNet('efficientnet_b1', 'EfficientNet-B1 (torchvision / timm keys)', 7_794_184, TV_TIMM, (n) => efficientnet('b1', { numClasses: n }), { inputSize: 240, cropPct: 240 / 255 }),
+  imageNet('efficientnet_b2', 'EfficientNet-B2 (torchvision / timm keys)', 9_109_994, TV_TIMM, (n) => efficientnet('b2', { numClasses: n }), { inputSize: 288, cropPct: 1, interpolation: 'bicubic' }),
+  imageNet('efficientnet_b3', 'EfficientNet-B3 (torchvision / timm keys)', 12_233_232, TV_TIMM, (n) => efficientnet('b3', { numClasses: n }), { inputSize: 300, cropPct: 300 / 320, interpolation: 'bicubic' }),
+  imageNet('efficientnet_b4', 'EfficientNet-B4 (torchvision / timm keys)', 19_341_616, TV_TIMM, (n) => efficientnet('b4', { numClasses: n }), { inputSize: 380, cropPct: 380 / 384, interpolation: 'bicubic' }),
   imageNet('vgg16', 'VGG-16 (torchvision keys)', 138_357_544, TV, (n) => new VGG({ cfg: VGG_LAYOUTS.vgg16, numClasses: n })),
   imageNet('vgg16_bn', 'VGG-16 with BatchNorm (torchvision keys)', 138_365_992, TV, (n) => new VGG({ cfg: VGG_LAYOUTS.vgg16, batchNorm: true, numClasses: n })),
   imageNet('densenet121', 'DenseNet-121 (torchvision / timm keys)', 7_978_856, TV_TIMM, (n) => new DenseNet({ numClasses: n })),

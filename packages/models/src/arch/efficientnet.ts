@@ -9,7 +9,8 @@ import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
 import { Dropout, Linear, Sequential, SiLU } from '../nn/layers.js';
-import { Module } from '../nn/module.js';
+import { Module, type StateValue } from '../nn/module.js';
+import { remapTimmVisionEntries } from '../timm-vision-keys.js';
 import { convNormActivation, globalAvgPool, makeDivisible, SqueezeExcitation } from './common.js';
 
 export { SqueezeExcitation } from './common.js';
@@ -119,6 +120,8 @@ export interface EfficientNetConfig {
 
 export class EfficientNet extends ClassifierModel {
   readonly classifierPath = 'classifier.1';
+  /** The key map that reads timm's checkpoints of this network. */
+  readonly timmArch = 'efficientnet';
   readonly features: Sequential;
   readonly classifier: Sequential;
 
@@ -159,6 +162,11 @@ export class EfficientNet extends ClassifierModel {
     layers.push(convNormActivation(lastIn, lastOut, { kernelSize: 1, activation: SiLU, bnEps }));
     this.features = this.module('features', new Sequential(...layers));
     this.classifier = this.module('classifier', new Sequential(new Dropout(config.dropout ?? 0.2), new Linear(lastOut, config.numClasses ?? 1000)));
+  }
+
+  /** timm's checkpoints load too, renamed by its key map (see timm-vision-keys.ts). */
+  protected override onLoadStateDict(entries: Map<string, StateValue>, prefix: string): void {
+    remapTimmVisionEntries(this.timmArch, entries, prefix);
   }
 
   forwardFeatures(x: Tensor): Tensor {

@@ -9,7 +9,8 @@ import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
 import { Dropout, Hardswish, type Lambda, Linear, ReLU, Sequential } from '../nn/layers.js';
-import { Module } from '../nn/module.js';
+import { Module, type StateValue } from '../nn/module.js';
+import { remapTimmVisionEntries } from '../timm-vision-keys.js';
 import { convNormActivation, globalAvgPool, makeDivisible, SqueezeExcitation } from './common.js';
 
 /** One block, as torchvision's InvertedResidualConfig before `widthMult`: input channels,
@@ -98,6 +99,8 @@ export interface MobileNetV3Config {
 
 export class MobileNetV3 extends ClassifierModel {
   readonly classifierPath = 'classifier.3';
+  /** The key map that reads timm's checkpoints of this network. */
+  readonly timmArch = 'mobilenetv3';
   readonly features: Sequential;
   readonly classifier: Sequential;
   private readonly preLogits: Linear;
@@ -127,6 +130,11 @@ export class MobileNetV3 extends ClassifierModel {
     this.preLogitsActivation = Hardswish();
     this.dropout = new Dropout(config.dropout ?? 0.2);
     this.classifier = this.module('classifier', new Sequential(this.preLogits, this.preLogitsActivation, this.dropout, new Linear(hidden, config.numClasses ?? 1000)));
+  }
+
+  /** timm's checkpoints load too, renamed by its key map (see timm-vision-keys.ts). */
+  protected override onLoadStateDict(entries: Map<string, StateValue>, prefix: string): void {
+    remapTimmVisionEntries(this.timmArch, entries, prefix);
   }
 
   /** The head's input, [N, hidden]: the pooled last conv through the classifier's first
