@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  argmax, clamp, conv2d, cpuBinary, cpuUnary, crossEntropy, forceRowMode, gelu, host, leakyRelu, linear, logSoftmax, map, max,
+  argmax, clamp, conv2d, cpuBinary, cpuUnary, crossEntropy, forceRowMode, gelu, hardsigmoid, hardswish, host, leakyRelu, linear, logSoftmax, map, max,
   maximum, maxPool2d, maxPool2dBackward, maxPool2dWithIndices, min, minimum, relu, relu6, sigmoid, silu, softmax, softplus, tanh,
   tensor, UNARY, type RowMode, type Tensor,
 } from '../src/node.js';
@@ -37,6 +37,8 @@ describe('elementwise ops keep NaN and saturate ±Infinity as PyTorch does', () 
     ['silu', silu, [nan, inf, undefined, null, null, null]],
     ['softplus', softplus, [nan, inf, 0, null, null, null]],
     ['gelu', gelu, [nan, inf, undefined, null, null, null]],
+    ['hardsigmoid', hardsigmoid, [nan, 1, 0, 1 / 3, 0.5 / 6 + 0.5, 1]],
+    ['hardswish', hardswish, [nan, inf, undefined, -1 / 3, 0.5 * (0.5 / 6 + 0.5), 7]],
   ] as const)('%s', async (_name, op, want) => {
     const got = await values(op(tensor(x)));
     want.forEach((w, i) => {
@@ -48,7 +50,7 @@ describe('elementwise ops keep NaN and saturate ±Infinity as PyTorch does', () 
   });
 
   it('the CPU references agree on every non-finite input', () => {
-    for (const op of ['relu', 'relu6', 'clamp', 'leakyRelu', 'tanh', 'sigmoid', 'silu', 'softplus', 'gelu'] as const) {
+    for (const op of ['relu', 'relu6', 'clamp', 'leakyRelu', 'tanh', 'sigmoid', 'silu', 'softplus', 'gelu', 'hardsigmoid', 'hardswish'] as const) {
       expect(Number.isNaN(cpuUnary(op, host([1], [nan]), -1, 1).data[0]), op).toBe(true);
     }
     expect([...cpuBinary('maximum', host([2], [nan, 1]), host([2], [1, nan])).data].every(Number.isNaN)).toBe(true);
