@@ -9,8 +9,8 @@
  * then into `checkpoint/` (renamed where the store can, else written again; trainer.json last).
  * A kill in the first phase leaves the old set in `checkpoint/` whole; a kill in the second
  * leaves every blob of the new set in one of the two folders. Reading takes the newest
- * trainer.json of the two whose blobs are all found with its tag, each looked up in staged/
- * first; each store write is atomic, so no single file is ever half written.
+ * trainer.json of the two whose blobs are all found with its tag, each looked up in that
+ * trainer.json's folder first; each store write is atomic, so no file is ever half written.
  */
 import type * as A from '@tl/autograd';
 import { parseSafetensors, type SafetensorsFile } from '@tl/models';
@@ -101,7 +101,7 @@ export async function readCheckpoint(store: BlobStore): Promise<LoadedCheckpoint
     const needed: BlobName[] = [BLOB.model, BLOB.optimizer];
     if (Object.values(state.callbacks).some((c) => c.tensors.length > 0)) needed.push(BLOB.callbacks);
     for (const name of needed) {
-      const blob = await findBlob(store, name, state.tag);
+      const blob = await findBlob(store, name, state.tag, dir === DIR ? [DIR, STAGED] : [STAGED, DIR]);
       if (typeof blob === 'string') {
         why ||= `${dir}${STATE} is checkpoint ${state.tag}, but ${blob}`;
         break;
@@ -122,10 +122,10 @@ export async function readCheckpoint(store: BlobStore): Promise<LoadedCheckpoint
   throw new TrainingError(`the checkpoint in ${store.description} is torn: ${why} (interrupted while writing?); start the run afresh`);
 }
 
-/** The blob of checkpoint `tag` from staged/ or the checkpoint folder, or why there is none. */
-async function findBlob(store: BlobStore, name: BlobName, tag: string): Promise<{ file: SafetensorsFile; bytes: Uint8Array; dir: string } | string> {
+/** The blob of checkpoint `tag` from the first of `dirs` that has it, or why none has. */
+async function findBlob(store: BlobStore, name: BlobName, tag: string, dirs: string[]): Promise<{ file: SafetensorsFile; bytes: Uint8Array; dir: string } | string> {
   const seen: string[] = [];
-  for (const dir of [STAGED, DIR]) {
+  for (const dir of dirs) {
     const bytes = await store.read(dir + name);
     if (!bytes) continue;
     const file = parseSafetensors(bytes, dir + name);

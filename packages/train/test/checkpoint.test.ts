@@ -19,21 +19,26 @@ beforeAll(setup);
 class Crashed extends Error {}
 
 /** A store whose process dies at operation `at` (0-based): that write or rename does not
- * happen, nor does anything after it. */
+ * happen, nor does anything after it. Without `canRename` it is a store like OPFS, where
+ * checkpoints write their files a second time instead of moving them. */
 class CrashingStore implements BlobStore {
   readonly description = 'crashing memory';
   ops = 0;
-  constructor(private readonly inner: MemoryStore, private readonly at: number) {}
+  readonly rename?: (from: string, to: string) => Promise<void>;
+  constructor(private readonly inner: MemoryStore, private readonly at: number, canRename: boolean) {
+    if (canRename) {
+      this.rename = async (from, to) => {
+        this.op();
+        await this.inner.rename(from, to);
+      };
+    }
+  }
   private op(): void {
     if (this.ops++ >= this.at) throw new Crashed(`crashed at store operation ${this.at}`);
   }
   async write(name: string, bytes: Uint8Array): Promise<void> {
     this.op();
     await this.inner.write(name, bytes);
-  }
-  async rename(from: string, to: string): Promise<void> {
-    this.op();
-    await this.inner.rename(from, to);
   }
   read(name: string): Promise<Uint8Array | null> {
     return this.inner.read(name);
@@ -50,18 +55,18 @@ async function weights(t: Trainer): Promise<number[]> {
 }
 
 describe('checkpoints under a crash at any store operation', () => {
-  it('resume continues from the last whole checkpoint and ends bit-identical', async () => {
-    const straight = new Trainer(model(), { ...opts, checkpointStore: new CrashingStore(new MemoryStore(), Infinity) });
+  it.each([true, false])('resume continues from the last whole checkpoint and ends bit-identical (store renames: %s)', async (canRename) => {
+    const straight = new Trainer(model(), { ...opts, checkpointStore: new CrashingStore(new MemoryStore(), Infinity, canRename) });
     await straight.fit(data);
     const want = await weights(straight);
     const total = (straight.opts.checkpointStore as CrashingStore).ops;
-    // Two checkpoints of model, optimizer and trainer.json, each staged and then renamed.
+    // Two checkpoints of model, optimizer and trainer.json, each staged and then moved.
     expect(total).toBe(2 * 2 * 3);
     straight.model.dispose();
     const resumedAt: number[] = [];
     for (let at = 0; at < total; at++) {
       const mem = new MemoryStore();
-      const first = new Trainer(model(), { ...opts, checkpointStore: new CrashingStore(mem, at) });
+      const first = new Trainer(model(), { ...opts, checkpointStore: new CrashingStore(mem, at, canRename) });
       await expect(first.fit(data)).rejects.toThrow(Crashed);
       first.model.dispose();
       // A whole staged set (after its trainer.json) counts, even before it is moved into place.
