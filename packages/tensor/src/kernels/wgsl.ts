@@ -30,7 +30,8 @@ fn tanh_(x: f32) -> f32 {
 }
 // WGSL lets max/min/clamp return the other operand for NaN (relu(NaN) = 0), which would hide
 // a diverged network: a NaN must reach the loss, as in PyTorch. The test is on the bits,
-// because a compiler that assumes no NaNs may fold x != x to false.
+// because compilers may assume no NaNs: on Dawn over lavapipe, NaN != NaN is false, max(NaN,
+// 0.0) is 0 and clamp(NaN, -1.0, 1.0) is -1 (measured; tensor/test/nan.test.ts).
 fn isNan_(x: f32) -> bool {
   return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
