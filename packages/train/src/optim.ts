@@ -243,8 +243,15 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
     if (grads.length === 0) return T.zeros([1]);
     const squares = grads.map((g) => T.sum(T.square(g)).reshape([1]));
     const total = T.sqrt(squares.length === 1 ? squares[0]! : T.sum(T.cat(squares)).reshape([1]));
-    const scale = T.map([total], ([n]) => `min(1.0, ${maxNorm} / (${n} + 1e-6))`, { label: 'clipScale' });
+    const scale = clipFactor(total, maxNorm);
     for (const g of grads) T.scaleInPlace(g, scale);
     return total;
   }));
+}
+
+/** min(1, maxNorm / norm), and NaN when the norm is NaN, as PyTorch's clamp gives: a NaN
+ * gradient then spoils every weight visibly instead of passing through unclipped (WGSL's min
+ * drops NaN). */
+export function clipFactor(norm: Tensor, maxNorm: number): Tensor {
+  return T.map([norm], ([n]) => `minNan_(1.0, ${maxNorm} / (${n} + 1e-6))`, { label: 'clipScale' });
 }

@@ -16,7 +16,7 @@ import { checkDivergenceFactor, DEFAULT_DIVERGENCE_FACTOR, describeNonFinite, ep
 import { TrainingError } from './errors.js';
 import { DataLoader, collate, IGNORE_INDEX, type Batch, type HeadTargetBatch } from './data/loader.js';
 import { argmaxRows, classificationReport, meanAbsoluteError, topKAccuracy, type ClassificationReport } from './metrics.js';
-import { adamw, type Optimizer, type OptimizerSpec, type ParamGroup } from './optim.js';
+import { adamw, clipFactor, type Optimizer, type OptimizerSpec, type ParamGroup } from './optim.js';
 import { constant, ReduceOnPlateau, type Schedule } from './schedule.js';
 import type { BlobStore } from './store.js';
 
@@ -800,7 +800,7 @@ function clipScale(params: Tensor[], maxNorm: number): Tensor {
     if (grads.length === 0) return keep(A.ones([1]));
     const sq = A.cat(grads.map((g) => A.sum(A.square(g)).reshape([1])));
     const total = A.sqrt(A.sum(sq)).reshape([1]);
-    return keep(A.map([total], ([n]) => `min(1.0, ${maxNorm} / (${n} + 1e-6))`, { label: 'clipScale' }));
+    return keep(clipFactor(total, maxNorm));
   }));
 }
 

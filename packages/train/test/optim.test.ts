@@ -59,6 +59,15 @@ describe('optimizers match torch.optim step for step', () => {
     expect([...(await b.grad!.data())].map((v) => +v.toFixed(5))).toEqual([0, 0.8]);
   });
 
+  it('a NaN gradient makes the norm and every clipped gradient NaN, as in PyTorch', async () => {
+    const a = A.tensor([3, 0]);
+    const b = A.tensor([0, 4]);
+    a.grad = A.keep(A.tensor([NaN, 0]));
+    b.grad = A.keep(A.tensor([0, 4]));
+    expect(Number.isNaN(await clipGradNorm([a, b], 1).item())).toBe(true);
+    expect([...(await a.grad.data()), ...(await b.grad!.data())].every(Number.isNaN)).toBe(true);
+  });
+
   it('saves and restores its state', async () => {
     const p = A.tensor([1, 2, 3]);
     p.requiresGrad = true;
