@@ -36,6 +36,11 @@ export interface TrainableModel extends Module {
   /** The task of each head of a model that returns one output per head (MultiTaskModel): the
    * defaults of the trainer's `tasks`. */
   readonly headTasks?: Readonly<Record<string, Task>>;
+  /** In training, the main logits and those of an auxiliary classifier (Inception v3's
+   * AuxLogits; null where the model gives none), whose loss on the same targets adds to the main
+   * one times `auxLossWeight` (torchvision's reference recipe: 0.4). Not used from cached features. */
+  forwardWithAux?(x: Tensor): { logits: Tensor; auxLogits: Tensor | null };
+  readonly auxLossWeight?: number;
   /** Whether forward's third argument is token type ids. Default: judged from the parameters
    * forward declares (BERT's three, DistilBERT's two), as Hugging Face's Trainer passes only
    * the inputs a forward names. */
@@ -327,6 +332,21 @@ export class Trainer {
     return cached ? this.model.forwardHead!(batch.x) : this.model.forward(batch.x, batch.mask ?? undefined, this.tokenTypes(batch));
   }
 
+  /** A training step's loss of a model with one output: with an auxiliary classifier, the main
+   * loss plus `auxLossWeight` times the auxiliary one. Its output, for the step's metrics. */
+  private trainLoss(batch: Batch, cached: boolean): { out: ModelOutput; loss: Tensor } {
+    const m = this.model;
+    if (cached || !m.forwardWithAux) {
+      const out = this.run(batch, cached);
+      return { out, loss: this.lossFn(out, batch) };
+    }
+    const weight = m.auxLossWeight;
+    if (weight === undefined || !(weight >= 0)) throw new TrainingError(`${m.constructor.name} has forwardWithAux, so it must declare auxLossWeight >= 0, got ${weight}`);
+    const { logits, auxLogits } = m.forwardWithAux(batch.x);
+    const main = this.lossFn(logits, batch);
+    return { out: logits, loss: auxLogits ? A.add(main, A.mul(this.lossFn(auxLogits, batch), weight)) : main };
+  }
+
   /** The batch's token type ids when the model takes them; otherwise none, and says so once. */
   private tokenTypes(batch: Batch): Tensor | undefined {
     if (!batch.tokenTypeIds) return undefined;
@@ -432,9 +452,10 @@ export class Trainer {
     batch: Batch, cached: boolean, schedule: Schedule, micro: number,
   ): Promise<{ loss: number; hits: number | null; heads: { loss: number; count: number; hits: number }[] | null }> {
     const stats = A.tidy(() => {
-      const out = this.run(batch, cached);
+      const single = this.tasks ? null : this.trainLoss(batch, cached);
+      const out = single ? single.out : this.run(batch, cached);
       const heads = this.tasks ? this.perHead(out, batch) : null;
-      const { total: loss, losses } = heads ? this.multiLoss(heads) : { total: this.lossFn(out, batch), losses: [] };
+      const { total: loss, losses } = heads ? this.multiLoss(heads) : { total: single?.loss ?? null, losses: [] };
       if (!loss) throw new TrainingError(`samples ${batch.indices.join(', ')} have no target for any head (${this.tasks!.map((t) => t.name).join(', ')})`);
       const scaled = this.opts.accumulate > 1 ? A.mul(loss, 1 / this.opts.accumulate) : loss;
       A.backward(scaled);
