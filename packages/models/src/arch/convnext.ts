@@ -49,7 +49,7 @@ export class CNBlock extends Module {
       new Linear(4 * dim, dim),
       new Permute([0, 3, 1, 2]),
     ));
-    this.layerScale = this.param('layer_scale', A.add(A.zeros([dim, 1, 1]), layerScale));
+    this.layerScale = this.param('layer_scale', A.full([dim, 1, 1], layerScale));
     this.stochasticDepth = this.module('stochastic_depth', new StochasticDepth(stochasticDepthProb, 'row'));
   }
   forward(x: Tensor): Tensor {
