@@ -3,11 +3,13 @@
  * checkpoint (`--model cifar_resnet20 --weights file|hf:org/name`), scored on labelled data
  * whose classes are matched to the model's by name.
  */
-import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { extname, join, resolve } from 'node:path';
 import * as A from '@tl/autograd';
 import { ClassifierModel, fromPretrained, getModelSpec, isImageModelSpec, listModels, SafetensorsFileReader, StateDictError, type ImageModelSpec } from '@tl/models';
-import { argmaxRows, classificationReport, DataError, decodeImage, evalTransform, idxDataset, imageFolder, imageList, Trainer, type Dataset } from '@tl/train';
+import {
+  argmaxRows, classificationReport, DataError, decodeImage, evalTransform, idxDataset, IMAGE_EXTENSIONS, imageFolder, imageList, ImageListDataset, Trainer, type Dataset,
+} from '@tl/train';
 import { startEngine } from '../engine.js';
 import { CliError, nearest } from '../errors.js';
 import { table } from '../progress.js';
@@ -143,6 +145,8 @@ async function loadLabelled(data: string, sc: Scorer): Promise<{ ds: Dataset; na
   const pre = { imageSize: sc.imageSize, mean: sc.spec.mean, std: sc.spec.std, channels: sc.spec.channels ?? 3, augment: false as const, valSplit: undefined };
   try {
     if (statSync(data).isDirectory()) {
+      const one = oneClassFolder(data, pre);
+      if (one) return one;
       const r = await imageFolder(data, pre);
       return { ds: r.train, names: r.classes };
     }
@@ -161,6 +165,16 @@ async function loadLabelled(data: string, sc: Scorer): Promise<{ ds: Dataset; na
     throw e;
   }
   throw new CliError(`--data ${data}: expected an image folder, a .csv/.jsonl list or an *-images-idx3-ubyte(.gz) file`, 2);
+}
+
+/** A folder of one class: training needs two (imageFolder says so), scoring a model on one is fine. */
+function oneClassFolder(data: string, pre: { imageSize: number; mean: readonly number[]; std: readonly number[]; channels: number }): { ds: Dataset; names: string[] } | null {
+  const dirs = readdirSync(data, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.'));
+  if (dirs.length !== 1) return null;
+  const name = dirs[0]!.name;
+  const files = readdirSync(join(data, name)).filter((f) => IMAGE_EXTENSIONS.has(extname(f).toLowerCase())).sort().map((f) => join(data, name, f));
+  if (!files.length) throw new CliError(`class folder ${join(data, name)} has no images (${[...IMAGE_EXTENSIONS].join(', ')})`, 2);
+  return { ds: new ImageListDataset(files, files.map(() => 0), [name], { ...pre, augment: false }, `${resolve(data)}:${statSync(data).mtimeMs}`), names: [name] };
 }
 
 /** Index of each data class among the model's classes, by name; refuses names the model lacks. */
