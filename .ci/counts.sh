@@ -1,7 +1,11 @@
 # Sourced by .ci/test and .ci/run for their closing line.
-# vitest_counts LOG prints "PASSED FAILED", the sums of vitest's "Tests  [F failed | ]P passed (N)" lines in LOG.
+# vitest_counts LOG prints "PASSED FAILED", the sums of vitest's "Tests  [F failed | ]P passed (N)"
+# lines in LOG, also where turbo prefixes them with the package ("@tl/cli:test:       Tests  …").
 vitest_counts() {
-  sed 's/\x1b\[[0-9;]*m//g' "$1" | awk '$1 == "Tests" { for (i = 2; i < NF; i++) { if ($(i + 1) == "passed") p += $i; if ($(i + 1) == "failed") f += $i } } END { print p + 0, f + 0 }'
+  sed 's/\x1b\[[0-9;]*m//g' "$1" | awk '{
+    for (t = 1; t < NF; t++) if ($t == "Tests" && $(t + 1) ~ /^[0-9]+$/) break
+    for (i = t + 1; i < NF; i++) { if ($(i + 1) == "passed") p += $i; if ($(i + 1) == "failed") f += $i }
+  } END { print p + 0, f + 0 }'
 }
 
 # closing_line LOG STATUS prints "tests: N passed, N failed". A step that failed without a
