@@ -6,7 +6,7 @@
  * vitest, so the browser test can run this very code in Node and compare.
  */
 import * as A from '@tl/autograd';
-import { ClassifierModel, DIGITS_RESNET14, fromPretrained, type PretrainedOptions, type WeightsSource } from '@tl/models';
+import { DIGITS_RESNET14, fromPretrained, getModelSpec, type ClassifierModel, type PretrainedOptions, type WeightsSource } from '@tl/models';
 import { STRATEGIES, type Strategy } from './strategies.js';
 import {
   adam, cosine, digitsFromJson, MemoryStore, splitDigits, Trainer, unfreezeAt,
@@ -24,12 +24,8 @@ export { STRATEGIES, type Strategy } from './strategies.js';
  * matches, since the target classes are others.
  */
 export async function pretrainedModel(id: string, weights: WeightsSource | null, numClasses: number, opts: Pick<PretrainedOptions, 'endpoint' | 'onProgress' | 'onWeights'> = {}): Promise<ClassifierModel> {
-  const model = await fromPretrained(id, { ...opts, weights: weights ?? undefined, numClasses, newHead: true });
-  if (!(model instanceof ClassifierModel)) {
-    model.dispose();
-    throw new TypeError(`${id} is not an image classifier; the app fine-tunes image models`);
-  }
-  return model;
+  if (getModelSpec(id).task !== 'image') throw new TypeError(`${id} is not an image classifier; the app fine-tunes image models`);
+  return fromPretrained(id, { ...opts, weights: weights ?? undefined, numClasses, newHead: true });
 }
 
 /** Freezes per strategy; returns the callbacks that unfreeze later (gradual unfreezing). */

@@ -8,7 +8,7 @@ import type { HubOptions } from './hub/hub-node.js';
 import { ClassifierModel } from './nn/classifier.js';
 import { StateDictError, type Module, type StateDict } from './nn/module.js';
 import { checkNumClasses, type PretrainedText } from './pretrained-text.js';
-import { getModelSpec, isTextModelSpec, type CreateModelOptions } from './registry.js';
+import { getModelSpec, isTextModelSpec, type CreateModelOptions, type TextClassifier } from './registry.js';
 import { parseSafetensors } from './safetensors.js';
 
 /**
@@ -74,37 +74,43 @@ export interface PretrainedOptions extends WeightsReadOptions {
   onWeights?: (info: WeightsInfo) => void;
 }
 
+/** What fromPretrained returns: typed, so that it goes straight into a Trainer. */
+export type PretrainedModel = ClassifierModel | TextClassifier;
+
+function imageClassifier(id: string, model: Module): ClassifierModel {
+  if (model instanceof ClassifierModel) return model;
+  model.dispose();
+  throw new Error(`fromPretrained: ${id} builds a ${model.constructor.name}, expected a classifier (ClassifierModel) or a text model`);
+}
+
 /**
  * The model `id` with weights loaded strictly. When `numClasses` differs from the checkpoint's
  * head, the backbone loads strictly and the head is new (as timm's `pretrained=True,
  * num_classes=N`). Without `weights` the model is freshly initialised. Text models load through
  * fromPretrainedText (their config.json, key map and tokenizer); this returns the model alone.
  */
-export async function fromPretrained(id: string, opts: PretrainedOptions = {}): Promise<Module> {
+export async function fromPretrained(id: string, opts: PretrainedOptions = {}): Promise<PretrainedModel> {
   const spec = getModelSpec(id);
   const { weights, numClasses, imgSize } = opts;
   checkNumClasses(numClasses, 'fromPretrained');
-  if (weights === undefined || weights === '') return spec.create({ numClasses, imgSize });
-  if (isTextModelSpec(spec)) return (await current().loadText(id, weights, opts)).model;
+  const fresh = weights === undefined || weights === '';
+  if (isTextModelSpec(spec)) return fresh ? spec.create({ numClasses, imgSize }) : (await current().loadText(id, weights, opts)).model;
+  if (fresh) return imageClassifier(id, spec.create({ numClasses, imgSize }));
   const read = await current().readWeights(weights, opts);
   const file = parseSafetensors(read.bytes, read.source);
   const tensors = file.all();
   opts.onWeights?.({ source: read.source, bytes: read.bytes.byteLength, tensors: tensors.size, fromCache: read.fromCache });
-  const model = spec.create({ imgSize });
+  const model = imageClassifier(id, spec.create({ imgSize }));
   try {
-    if (model instanceof ClassifierModel) {
-      const ckptClasses = tensors.get(`${model.classifierPath}.weight`)?.shape[0];
-      if (ckptClasses !== undefined && ckptClasses !== model.numClasses) model.resetClassifier(ckptClasses);
-    }
+    const ckptClasses = tensors.get(`${model.classifierPath}.weight`)?.shape[0];
+    if (ckptClasses !== undefined && ckptClasses !== model.numClasses) model.resetClassifier(ckptClasses);
     model.loadStateDict(tensors as StateDict, { strict: true });
   } catch (e) {
     model.dispose();
     if (e instanceof StateDictError) throw new StateDictError(`${read.source}: ${e.message}`, e.missing, e.unexpected, e.mismatched);
     throw e;
   }
-  if (model instanceof ClassifierModel) {
-    const n = numClasses ?? model.numClasses;
-    if (opts.newHead || n !== model.numClasses) model.resetClassifier(n);
-  }
+  const n = numClasses ?? model.numClasses;
+  if (opts.newHead || n !== model.numClasses) model.resetClassifier(n);
   return model;
 }
