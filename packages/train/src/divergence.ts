@@ -6,9 +6,9 @@
  *
  * What is read, and what it costs:
  * - every step's training loss: free, the trainer reads it back for the progress display anyway;
- * - every weight (parameters and buffers) at the end of each epoch, before the checkpoint: free
- *   when checkpointing, which reads them back anyway, else one readback per epoch; and once when
- *   `fit` starts (NaN in a pretrained file or a checkpoint).
+ * - every weight (parameters and buffers) at the end of each epoch, before the checkpoint, and
+ *   once when `fit` starts (NaN in a pretrained file or a checkpoint): one sum per tensor on the
+ *   GPU and a single readback of those sums, not a readback of the weights.
  * A step that makes a weight NaN or infinite shows in the next step's loss, since every kernel
  * keeps NaN (tensor/test/nan.test.ts); the epoch's last step is caught by the epoch's check. A
  * check of all weights after every step would cost a pass over every parameter and a dispatch
@@ -23,6 +23,8 @@
  * between healthy epochs, so the first one is no scale. Before the first epoch ends there is
  * no reference, and only non-finite values count.
  */
+import * as A from '@tl/autograd';
+import type { Tensor } from '@tl/autograd';
 import type { EpochLogs, EvalResult } from './trainer.js';
 
 export const DEFAULT_DIVERGENCE_FACTOR = 1e4;
@@ -79,4 +81,22 @@ export function firstNonFinite(tensors: Iterable<readonly [string, Float32Array 
 
 export function describeNonFinite(b: NonFinite): string {
   return `${b.name} holds ${b.count} NaN or infinite value${b.count === 1 ? '' : 's'} of ${b.size}`;
+}
+
+/**
+ * The first float tensor holding NaN or ±Infinity, found on the GPU: a tensor's sum is finite
+ * exactly when all its values are (reductions keep NaN, +Inf and -Inf sum to NaN; a finite sum
+ * overflowing float32 would need weights near 1e38, broken anyway). Only that tensor is then
+ * read back, to count its bad values.
+ */
+export async function firstNonFiniteOnDevice(tensors: ReadonlyMap<string, Tensor>): Promise<NonFinite | null> {
+  const floats = [...tensors].filter(([, t]) => t.dtype === 'float32' && t.size > 0);
+  if (floats.length === 0) return null;
+  const sums = A.noGrad(() => A.tidy(() => A.stack(floats.map(([, t]) => A.sum(t)))));
+  const values = await sums.data();
+  sums.dispose();
+  const i = values.findIndex((v) => !Number.isFinite(v));
+  if (i < 0) return null;
+  const [name, t] = floats[i]!;
+  return firstNonFinite([[name, await t.data()]]);
 }

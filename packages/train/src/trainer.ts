@@ -8,11 +8,11 @@
  */
 import * as A from '@tl/autograd';
 import { keep, Tensor } from '@tl/autograd';
-import { nameMatcher, parseSafetensors, serializeSafetensors, type Module } from '@tl/models';
+import { nameMatcher, parseSafetensors, serializeSafetensors, type HostTensor, type Module } from '@tl/models';
 import type { Callback } from './callbacks.js';
 import { CHECKPOINT_VERSION, readCheckpoint, writeCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { Dataset } from './data/dataset.js';
-import { checkDivergenceFactor, DEFAULT_DIVERGENCE_FACTOR, describeNonFinite, epochProblem, firstNonFinite, stepLossProblem } from './divergence.js';
+import { checkDivergenceFactor, DEFAULT_DIVERGENCE_FACTOR, describeNonFinite, epochProblem, firstNonFinite, firstNonFiniteOnDevice, stepLossProblem } from './divergence.js';
 import { TrainingError } from './errors.js';
 import { DataLoader, collate, IGNORE_INDEX, type Batch, type HeadTargetBatch } from './data/loader.js';
 import { argmaxRows, classificationReport, meanAbsoluteError, topKAccuracy, type ClassificationReport } from './metrics.js';
@@ -368,7 +368,7 @@ export class Trainer {
   async fit(train: Dataset, val?: Dataset | null): Promise<EpochLogs[]> {
     this.hasValidation = !!val && val.length > 0;
     if (train.length === 0) throw new TrainingError('the training set is empty');
-    const before = firstNonFinite(weightArrays(await this.weightsOnHost()));
+    const before = await firstNonFiniteOnDevice(this.model.stateDict());
     if (before) {
       throw new TrainingError(this.resumedFrom
         ? `the checkpoint in ${this.resumedFrom} is not finite: ${describeNonFinite(before)}; the run that wrote it had diverged, so start afresh with a lower learning rate`
@@ -435,14 +435,17 @@ export class Trainer {
       }
       const problem = epochProblem(logs.trainLoss, r, this.history, this.divergenceFactor);
       if (problem) throw this.diverged(problem, epoch, null);
-      const weights = await this.weightsOnHost();
-      const bad = firstNonFinite(weightArrays(weights));
+      // With a checkpoint to write, the weights are read back here anyway (before the callbacks,
+      // so the checkpoint is the state that was checked); without one, the check stays on the GPU.
+      const store = this.opts.checkpointStore;
+      const weights = store ? await this.model.stateDictData() : null;
+      const bad = weights ? firstNonFinite(hostArrays(weights)) : await firstNonFiniteOnDevice(this.model.stateDict());
       if (bad) throw this.diverged(`after its last step ${describeNonFinite(bad)}`, epoch, null);
       if (schedule instanceof ReduceOnPlateau) schedule.observe(logs.valLoss ?? logs.trainLoss);
       this.history.push(logs);
       for (const cb of this.opts.callbacks ?? []) await cb.onEpochEnd?.(this, epoch, logs);
       this.opts.onEvent?.({ type: 'epochEnd', epoch, logs });
-      if (this.opts.checkpointStore) await this.writeCheckpoint(this.opts.checkpointStore, epoch + 1, weights);
+      if (store && weights) await this.writeCheckpoint(store, epoch + 1, weights);
     }
     for (const cb of this.opts.callbacks ?? []) await cb.onTrainEnd?.(this);
     return this.history;
@@ -703,23 +706,13 @@ export class Trainer {
 
   /** Writes a checkpoint of the current state; refuses when a weight is not finite. */
   async saveCheckpoint(store: BlobStore, nextEpoch: number): Promise<void> {
-    const weights = await this.weightsOnHost();
-    const bad = firstNonFinite(weightArrays(weights));
+    const weights = await this.model.stateDictData();
+    const bad = firstNonFinite(hostArrays(weights));
     if (bad) throw new TrainingError(`not writing a checkpoint to ${store.description}: ${describeNonFinite(bad)}`);
     await this.writeCheckpoint(store, nextEpoch, weights);
   }
 
-  /** Every weight and buffer of the model, read back. */
-  private async weightsOnHost(): Promise<Map<string, HostWeight>> {
-    const weights = new Map<string, HostWeight>();
-    for (const [k, t] of this.model.stateDict()) {
-      const d = await t.data();
-      weights.set(k, { dtype: t.dtype === 'int32' ? 'I64' : 'F32', shape: [...t.shape], data: d });
-    }
-    return weights;
-  }
-
-  private async writeCheckpoint(store: BlobStore, nextEpoch: number, weights: Map<string, HostWeight>): Promise<void> {
+  private async writeCheckpoint(store: BlobStore, nextEpoch: number, weights: Map<string, HostTensor>): Promise<void> {
     // Each blob names the checkpoint it belongs to, so resume can tell a set torn by a crash
     // between the writes from a whole one.
     const tag = `${nextEpoch}:${this.globalStep}`;
@@ -806,13 +799,7 @@ export class Trainer {
   }
 }
 
-interface HostWeight {
-  dtype: 'F32' | 'I64';
-  shape: number[];
-  data: Float32Array | Int32Array;
-}
-
-const weightArrays = (w: Map<string, HostWeight>): [string, Float32Array | Int32Array][] => [...w].map(([k, v]) => [k, v.data]);
+const hostArrays = (w: Map<string, HostTensor>): [string, Float32Array | Int32Array][] => [...w].map(([k, v]) => [k, v.data]);
 
 /** The factor min(1, maxNorm / ||g||) that the optimizer kernels apply to every gradient. */
 function clipScale(params: Tensor[], maxNorm: number): Tensor {

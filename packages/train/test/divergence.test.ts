@@ -78,6 +78,15 @@ describe('a diverging run stops', () => {
     m.dispose();
   });
 
+  it('without a checkpoint store, the end-of-epoch check on the GPU finds the same NaN', async () => {
+    const m = model();
+    const spoil = lambdaCallback({ onEpochEnd: async (tr, epoch) => { if (epoch === 0) await poison(tr.model, 'layer1.0.bn1.running_var'); } });
+    const t = new Trainer(m, { ...quiet, epochs: 3, callbacks: [spoil] });
+    const e = await failure(t.fit(toyData(32, 1)));
+    expect(e.message).toContain('training diverged at the end of epoch 2: after its last step layer1.0.bn1.running_var holds 1 NaN or infinite value of 4');
+    m.dispose();
+  });
+
   it('refuses non-finite starting weights before training, and a checkpoint of them', async () => {
     const m = model();
     await poison(m, 'conv1.weight');

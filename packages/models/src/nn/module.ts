@@ -52,6 +52,13 @@ export function registerModuleFileIO(io: ModuleFileIO): void {
   fileIO = io;
 }
 
+/** A tensor of a state dict on the host, as safetensors stores it. */
+export interface HostTensor {
+  dtype: 'F32' | 'I64';
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
 export abstract class Module {
   training = true;
   protected readonly _params = new Map<string, Tensor | null>();
@@ -218,9 +225,15 @@ export abstract class Module {
    * (num_batches_tracked as I64), loadable with `load_state_dict(strict=True)`. Backed by an
    * ArrayBuffer, so the DOM takes it as a BlobPart (`new Blob([bytes])`). */
   async toSafetensors(metadata: Record<string, string> = {}): Promise<Uint8Array<ArrayBuffer>> {
-    const tensors = new Map<string, { dtype: 'F32' | 'I64'; shape: number[]; data: Float32Array | Int32Array }>();
+    return serializeSafetensors(await this.stateDictData(), { format: 'pt', ...metadata });
+  }
+
+  /** The state dict read back to the host, with the safetensors dtypes PyTorch writes
+   * (num_batches_tracked as I64). */
+  async stateDictData(): Promise<Map<string, HostTensor>> {
+    const tensors = new Map<string, HostTensor>();
     for (const [k, t] of this.stateDict()) tensors.set(k, { dtype: t.dtype === 'int32' ? 'I64' : 'F32', shape: [...t.shape], data: await t.data() });
-    return serializeSafetensors(tensors, { format: 'pt', ...metadata });
+    return tensors;
   }
 
   /** Writes `toSafetensors()` to `path` (a temporary name, then renamed). Node only; in a
