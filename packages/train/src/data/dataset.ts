@@ -6,15 +6,17 @@
  */
 import { mixSeed, Rng } from '@tl/tensor';
 
-/** A class index, or a target vector (multi-label, regression). */
-export type Target = number | Float32Array;
+/** A class index, a target vector (multi-label, regression), or a sequence of token ids
+ * (text-to-text and causal-LM labels, CTC transcripts; IGNORE_INDEX, -100, where no loss is
+ * taken, as Hugging Face's `labels`). */
+export type Target = number | Float32Array | Int32Array;
 
 /** One target per head of a multi-task model. A head that is absent (or null) here leaves
  * this sample out of that head's loss and metrics. */
 export type HeadTargets = Readonly<Record<string, Target | null | undefined>>;
 
 export function isHeadTargets(label: Target | HeadTargets): label is HeadTargets {
-  return typeof label === 'object' && !(label instanceof Float32Array);
+  return typeof label === 'object' && !(label instanceof Float32Array) && !(label instanceof Int32Array);
 }
 
 export interface Sample {

@@ -24,8 +24,9 @@ export interface HeadTargetBatch {
 
 export interface Batch {
   x: Tensor;
-  /** int32 class indices [B], or float32 targets [B, K]; null when the samples carry one
-   * target per head (see `targets`). */
+  /** int32 class indices [B], float32 targets [B, K], or int32 token-id sequences [B, T]
+   * (IGNORE_INDEX where no loss is taken); null when the samples carry one target per head
+   * (see `targets`). */
   y: Tensor | null;
   /** Multi-task targets by head name; null for single-target samples. */
   targets: Record<string, HeadTargetBatch> | null;
@@ -115,6 +116,16 @@ export function collate(samples: Sample[], indices: number[], inputShape: number
     for (const head of headNames(samples, indices)) targets[head] = collateHead(head, samples.map((s) => (s.label as HeadTargets)[head] ?? null), indices, upload);
   } else if (typeof first.label === 'number') {
     y = upload(Int32Array.from(samples.map((s) => s.label as number)), [B]);
+  } else if (first.label instanceof Int32Array) {
+    const t = first.label.length;
+    const ys = new Int32Array(B * t);
+    samples.forEach((s, i) => {
+      if (!(s.label instanceof Int32Array) || s.label.length !== t) {
+        throw new TypeError(`sample ${indices[i]}: expected a sequence of ${t} token ids like sample ${indices[0]}'s target, got ${s.label instanceof Int32Array ? `${s.label.length}` : typeof s.label}; pad label sequences to one length with ${IGNORE_INDEX}`);
+      }
+      ys.set(s.label, i * t);
+    });
+    y = upload(ys, [B, t]);
   } else {
     const k = first.label.length;
     const ys = new Float32Array(B * k);
