@@ -34,21 +34,28 @@ export interface Callback {
 /** The numeric entries of the epoch logs. */
 export type LogKey = { [K in keyof EpochLogs]-?: EpochLogs[K] extends number | undefined ? K : never }[keyof EpochLogs];
 
-/** An entry of the epoch logs ('valLoss'), or of one head's ('heads.species.valAccuracy'). */
-export type MonitorKey = LogKey | `heads.${string}.${keyof HeadLogs}`;
+type HeadLogKey = { [K in keyof HeadLogs]-?: HeadLogs[K] extends number | undefined ? K : never }[keyof HeadLogs];
+
+/** An entry of the epoch logs ('valLoss'), of one head's ('heads.species.valAccuracy'), or a
+ * figure of the objective's in `metrics` ('valMAP', 'valPerplexity'). */
+export type MonitorKey = LogKey | `heads.${string}.${HeadLogKey}` | (string & Record<never, never>);
 
 /** The value of `key` in the logs, or undefined. */
 function logValue(logs: EpochLogs, key: MonitorKey): number | undefined {
-  if (!key.startsWith('heads.')) return logs[key as LogKey];
+  const pick = (l: HeadLogs | undefined, k: string): number | undefined => {
+    const v = (l as unknown as Record<string, unknown> | undefined)?.[k];
+    return typeof v === 'number' ? v : l?.metrics?.[k];
+  };
+  if (!key.startsWith('heads.')) return pick(logs, key);
   const dot = key.lastIndexOf('.');
-  return logs.heads?.[key.slice('heads.'.length, dot)]?.[key.slice(dot + 1) as keyof HeadLogs];
+  return pick(logs.heads?.[key.slice('heads.'.length, dot)], key.slice(dot + 1));
 }
 
-/** Every numeric entry of the logs, heads' included, by the names `monitor` takes. */
+/** Every numeric entry of the logs, heads' and metrics included, by the names `monitor` takes. */
 function logKeys(logs: EpochLogs): string[] {
-  const top = Object.entries(logs).filter(([, v]) => typeof v === 'number').map(([k]) => k);
-  const heads = Object.entries(logs.heads ?? {}).flatMap(([h, l]) => Object.keys(l).map((k) => `heads.${h}.${k}`));
-  return [...top, ...heads];
+  const own = (l: HeadLogs): string[] => [...Object.entries(l).filter(([, v]) => typeof v === 'number').map(([k]) => k), ...Object.keys(l.metrics ?? {})];
+  const heads = Object.entries(logs.heads ?? {}).flatMap(([h, l]) => own(l).map((k) => `heads.${h}.${k}`));
+  return [...own(logs), ...heads];
 }
 
 export interface EarlyStoppingOptions {

@@ -12,3 +12,6 @@ export * from './metrics.js';
 export * from './store.js';
 export * from './callbacks.js';
 export * from './trainer.js';
+export * from './objectives/objective.js';
+export * from './objectives/supervised.js';
+export * from './objectives/multitask.js';

@@ -80,3 +80,46 @@ export function argmaxRows(logits: ArrayLike<number>, numClasses: number): Int32
   }
   return out;
 }
+
+/** F1 of the positive class from 0/1 predictions and targets (0 when there are no positives
+ * predicted nor true, as scikit-learn's zero_division=0). */
+export function binaryF1(pred: ArrayLike<number>, target: ArrayLike<number>): number {
+  let tp = 0;
+  let fp = 0;
+  let fn = 0;
+  for (let i = 0; i < pred.length; i++) {
+    const p = pred[i]! > 0.5;
+    const t = target[i]! > 0.5;
+    if (p && t) tp++;
+    else if (p) fp++;
+    else if (t) fn++;
+  }
+  return tp ? (2 * tp) / (2 * tp + fp + fn) : 0;
+}
+
+/**
+ * Average precision of scores against 0/1 targets, as scikit-learn's average_precision_score:
+ * Σ (R_n − R_{n−1}) P_n over the distinct score thresholds, highest first. NaN without
+ * positives.
+ */
+export function averagePrecision(scores: ArrayLike<number>, target: ArrayLike<number>): number {
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]!);
+  let positives = 0;
+  for (let i = 0; i < target.length; i++) if (target[i]! > 0.5) positives++;
+  if (positives === 0) return NaN;
+  let tp = 0;
+  let seen = 0;
+  let ap = 0;
+  let lastRecall = 0;
+  for (let k = 0; k < idx.length; k++) {
+    const i = idx[k]!;
+    seen++;
+    if (target[i]! > 0.5) tp++;
+    // Tied scores form one threshold: take the step only after the last of them.
+    if (k + 1 < idx.length && scores[idx[k + 1]!] === scores[i]) continue;
+    const recall = tp / positives;
+    ap += (recall - lastRecall) * (tp / seen);
+    lastRecall = recall;
+  }
+  return ap;
+}

@@ -3,8 +3,9 @@
  * or chosen blocks, gradual unfreezing, per-parameter learning rates, schedules, clipping,
  * accumulation, early stopping, checkpoints that resume bit for bit (checkpoint.ts), and a
  * clear stop when the run diverges (divergence.ts). Each step runs inside a scope, so GPU
- * memory stays flat across steps. A model with several heads (multi-task) trains on the
- * weighted sum of its heads' losses, with metrics per head.
+ * memory stays flat across steps. What is learnt is an Objective (objectives/): the loop knows
+ * no task; classification, multi-label, regression and multi-task are the default objectives
+ * picked from the `task` and `tasks` options.
  */
 import * as A from '@tl/autograd';
 import { keep, Tensor } from '@tl/autograd';
@@ -15,37 +16,18 @@ import { CHECKPOINT_VERSION, readCheckpoint, writeCheckpoint, type CheckpointSta
 import type { Dataset } from './data/dataset.js';
 import { checkDivergenceFactor, DEFAULT_DIVERGENCE_FACTOR, describeNonFinite, epochProblem, firstNonFinite, firstNonFiniteOnDevice, stepLossProblem } from './divergence.js';
 import { TrainingError } from './errors.js';
-import { DataLoader, collate, IGNORE_INDEX, type Batch, type HeadTargetBatch } from './data/loader.js';
-import { argmaxRows, classificationReport, meanAbsoluteError, topKAccuracy, type ClassificationReport } from './metrics.js';
+import { DataLoader, collate, type Batch } from './data/loader.js';
+import { MultiTaskObjective, type TaskOptions } from './objectives/multitask.js';
+import type { EvalMetrics, NamedBatches, Objective, ObjectiveContext } from './objectives/objective.js';
+import { SupervisedObjective } from './objectives/supervised.js';
 import { adamw, clipFactor, type Optimizer, type OptimizerSpec, type ParamGroup } from './optim.js';
 import { constant, ReduceOnPlateau, type Schedule } from './schedule.js';
+import { mixSeed } from '@tl/tensor';
 import type { BlobStore } from './store.js';
 
 export { TrainingError };
 
 export type { ModelOutput, TrainableModel, Task } from './model.js';
-
-const TASKS: readonly Task[] = ['classification', 'multilabel', 'regression'];
-
-/** How one head of a multi-task model trains. */
-export interface TaskOptions {
-  /** Default: the model's task for the head (MultiTaskModel.headTasks), else 'classification'. */
-  task?: Task;
-  /** Factor of this head's loss in the total (Keras' loss_weights); default 1. */
-  weight?: number;
-  /** Regression loss; default the trainer's regressionLoss, else 'mse'. */
-  loss?: 'mse' | 'l1';
-  /** Default the trainer's labelSmoothing. */
-  labelSmoothing?: number;
-}
-
-interface ResolvedTask {
-  name: string;
-  task: Task;
-  weight: number;
-  loss: 'mse' | 'l1';
-  labelSmoothing?: number;
-}
 
 export interface TrainerOptions {
   optimizer?: OptimizerSpec;
@@ -63,6 +45,13 @@ export interface TrainerOptions {
   /** Regression loss (default 'mse'). */
   regressionLoss?: 'mse' | 'l1';
   labelSmoothing?: number;
+  /** Per-class weights of the classification loss, as PyTorch's CrossEntropyLoss(weight=…). */
+  classWeights?: Float32Array;
+  /**
+   * What is learnt (causal LM, text-to-text, distillation, domain adaptation, …). Default: from
+   * `task` / `tasks`, with `labelSmoothing`, `regressionLoss` and `classWeights`.
+   */
+  objective?: Objective;
   /** Clip gradients to this global L2 norm. */
   gradClip?: number;
   /** Micro-batches per optimizer step. */
@@ -103,6 +92,8 @@ export interface HeadLogs {
   valAccuracy?: number;
   valMacroF1?: number;
   valMae?: number;
+  /** Every other figure of the objective, as `train…` and `val…` (valMAP, valPerplexity, …). */
+  metrics?: Record<string, number>;
 }
 
 /** The metrics of the epoch; with several heads, the losses are the weighted sums of theirs. */
@@ -116,22 +107,9 @@ export interface EpochLogs extends HeadLogs {
   cachedFeatures: boolean;
 }
 
-export interface HeadEvalResult {
-  /** Mean loss over the samples with a target (with several heads: the weighted sum of theirs). */
-  loss: number;
-  /** Samples evaluated (of a head: those with a target for it). */
-  total: number;
-  accuracy?: number;
-  correct?: number;
-  report?: ClassificationReport;
-  topK?: number;
-  mae?: number;
-}
-
-export interface EvalResult extends HeadEvalResult {
-  /** Per head, for a multi-task model. */
-  heads?: Record<string, HeadEvalResult>;
-}
+/** An evaluation's figures (per head too, for a multi-task model). */
+export type HeadEvalResult = EvalMetrics;
+export type EvalResult = EvalMetrics;
 
 export interface Prediction {
   /** Row-major [N, width]. */
@@ -140,7 +118,8 @@ export interface Prediction {
 }
 
 export class Trainer {
-  readonly opts: Required<Pick<TrainerOptions, 'epochs' | 'batchSize' | 'task' | 'accumulate' | 'seed'>> & TrainerOptions;
+  readonly opts: Required<Pick<TrainerOptions, 'epochs' | 'batchSize' | 'accumulate' | 'seed'>> & TrainerOptions;
+  readonly objective: Objective;
   readonly optimizer: Optimizer;
   readonly schedule: Schedule;
   stopTraining = false;
@@ -148,8 +127,6 @@ export class Trainer {
   history: EpochLogs[] = [];
   globalStep = 0;
   private startEpoch = 0;
-  /** The heads of a multi-task model and how each trains; null for a model with one output. */
-  private readonly tasks: readonly ResolvedTask[] | null;
   private paramNames = new Map<Tensor, string>();
   private featureMemo = new Map<string, { feats: Float32Array[]; shape: number[] }>();
   private toldTokenTypes = false;
@@ -159,10 +136,10 @@ export class Trainer {
   private resumedFrom: string | null = null;
 
   constructor(readonly model: TrainableModel, opts: TrainerOptions = {}) {
-    this.opts = { epochs: 10, batchSize: 32, task: 'classification', accumulate: 1, seed: 0, ...opts };
+    this.opts = { epochs: 10, batchSize: 32, accumulate: 1, seed: 0, ...opts };
     if (!Number.isInteger(this.opts.epochs) || this.opts.epochs < 1) throw new RangeError(`epochs must be a positive integer, got ${this.opts.epochs}`);
     if (!Number.isInteger(this.opts.accumulate) || this.opts.accumulate < 1) throw new RangeError(`accumulate must be a positive integer, got ${this.opts.accumulate}`);
-    this.tasks = resolveTasks(model, opts);
+    this.objective = opts.objective ?? MultiTaskObjective.resolve(model, opts) ?? new SupervisedObjective(opts);
     this.divergenceFactor = checkDivergenceFactor(opts.divergenceFactor ?? DEFAULT_DIVERGENCE_FACTOR);
     const spec = opts.optimizer ?? adamw({ lr: 1e-3 });
     this.optimizer = spec.create(this.paramGroups(spec));
@@ -215,113 +192,9 @@ export class Trainer {
   }
   private stepsPerEpoch = 1;
 
-  /** The output and targets of a model with one output, or an error saying what does not fit. */
-  private single(out: ModelOutput, batch: Batch): { out: Tensor; y: Tensor } {
-    if (!(out instanceof Tensor)) {
-      throw new TrainingError(`${this.model.constructor.name} returns one output per head (${Object.keys(out).join(', ')}); name them in the trainer's tasks option`);
-    }
-    if (!batch.y) {
-      throw new TrainingError(`the samples carry one target per head (${Object.keys(batch.targets ?? {}).join(', ')}), but ${this.model.constructor.name} has one output; use a multi-head model (MultiTaskModel) with the trainer's tasks option`);
-    }
-    return { out, y: batch.y };
-  }
-
-  private lossFn(output: ModelOutput, batch: Batch): Tensor {
-    const { out, y } = this.single(output, batch);
-    switch (this.opts.task) {
-      case 'classification':
-        return A.crossEntropy(out, y, { labelSmoothing: this.opts.labelSmoothing });
-      case 'multilabel':
-        return A.binaryCrossEntropyWithLogits(out, y);
-      case 'regression': {
-        const pred = out.rank === 2 && out.shape[1] === 1 && y.rank === 1 ? out.reshape([out.shape[0]!]) : out;
-        return this.opts.regressionLoss === 'l1' ? A.l1Loss(pred, y) : A.mseLoss(pred, y);
-      }
-    }
-  }
-
-  /**
-   * Each head's output and targets (multi-task), checked against the tasks. A head with no
-   * target in this batch has `target` null.
-   */
-  private perHead(output: ModelOutput, batch: Batch): { task: ResolvedTask; out: Tensor; target: HeadTargetBatch | null }[] {
-    const tasks = this.tasks!;
-    const heads = tasks.map((t) => t.name);
-    if (output instanceof Tensor) throw new TrainingError(`the tasks name heads (${heads.join(', ')}), but ${this.model.constructor.name} returns one tensor`);
-    for (const k of Object.keys(output)) {
-      if (!heads.includes(k)) throw new TrainingError(`${this.model.constructor.name} returns an output "${k}" that the tasks do not name (tasks: ${heads.join(', ')})`);
-    }
-    if (!batch.targets) {
-      throw new TrainingError(`the model has heads (${heads.join(', ')}), but the samples carry a single target; give each sample one target per head, e.g. label: { ${heads[0]}: ... }`);
-    }
-    for (const k of Object.keys(batch.targets)) {
-      if (!heads.includes(k)) throw new TrainingError(`the samples have targets for "${k}", which is not a head of the model (heads: ${heads.join(', ')})`);
-    }
-    return tasks.map((task) => {
-      const out = output[task.name];
-      if (!out) throw new TrainingError(`${this.model.constructor.name} returned no output for the head "${task.name}" (outputs: ${Object.keys(output).join(', ')})`);
-      const target = batch.targets![task.name];
-      return { task, out, target: target && target.count > 0 ? target : null };
-    });
-  }
-
-  /** Mean loss of one head over the rows that have a target for it. */
-  private headLoss(t: ResolvedTask, out: Tensor, target: HeadTargetBatch): Tensor {
-    if (t.task === 'classification') {
-      if (target.y.dtype !== 'int32') throw new TrainingError(`head "${t.name}" is a classification head, but its targets are vectors; give class indices (numbers)`);
-      return A.crossEntropy(out, target.y, { labelSmoothing: t.labelSmoothing });
-    }
-    if (target.y.dtype !== 'float32') {
-      throw new TrainingError(`head "${t.name}" is a ${t.task} head, but its targets are class indices (numbers); give them as Float32Array (e.g. Float32Array.of(0.5))`);
-    }
-    if (out.rank !== 2 || out.shape[1] !== target.y.shape[1]) {
-      throw new TrainingError(`head "${t.name}" outputs [${out.shape.join(', ')}], but its targets are [${target.y.shape.join(', ')}]`);
-    }
-    const reduction = target.present ? 'none' : 'mean';
-    const el = t.task === 'multilabel'
-      ? A.binaryCrossEntropyWithLogits(out, target.y, reduction)
-      : t.loss === 'l1' ? A.l1Loss(out, target.y, reduction) : A.mseLoss(out, target.y, reduction);
-    if (!target.present) return el;
-    // The mean over the rows that have a target: absent rows hold 0 and are masked out.
-    return A.mul(A.sum(A.mul(el, target.present)), 1 / (target.count * out.shape[1]!));
-  }
-
-  /** The weighted sum of the heads' losses (null when no head has a target in the batch), and
-   * each head's loss (0 without targets) as [1]. */
-  private multiLoss(heads: { task: ResolvedTask; out: Tensor; target: HeadTargetBatch | null }[]): { total: Tensor | null; losses: Tensor[] } {
-    let total: Tensor | null = null;
-    const losses: Tensor[] = [];
-    for (const { task, out, target } of heads) {
-      if (!target) {
-        losses.push(A.zeros([1]));
-        continue;
-      }
-      const l = this.headLoss(task, out, target);
-      const weighted = A.mul(l, task.weight);
-      total = total ? A.add(total, weighted) : weighted;
-      losses.push(A.noGrad(() => l.reshape([1])));
-    }
-    return { total, losses };
-  }
-
   /** The model's output for a batch (from cached features: the head's). */
   private run(batch: Batch, cached: boolean): ModelOutput {
     return cached ? this.model.forwardHead!(batch.x) : this.model.forward(batch.x, batch.mask ?? undefined, this.tokenTypes(batch));
-  }
-
-  /** A training step's loss of a model with one output: with an auxiliary classifier, the main
-   * loss plus `auxLossWeight` times the auxiliary one. Its output, for the step's metrics. */
-  private trainLoss(batch: Batch, cached: boolean): { out: ModelOutput; loss: Tensor } {
-    const m = this.model;
-    if (cached || !m.forwardWithAux) {
-      const out = this.run(batch, cached);
-      return { out, loss: this.lossFn(out, batch) };
-    }
-    const weight = m.auxLossWeight;
-    if (weight === undefined || !(weight >= 0)) throw new TrainingError(`${m.constructor.name} has forwardWithAux, so it must declare auxLossWeight >= 0, got ${weight}`);
-    const { logits, auxLogits } = m.forwardWithAux(batch.x);
-    const main = this.lossFn(logits, batch);
-    return { out: logits, loss: auxLogits ? A.add(main, A.mul(this.lossFn(auxLogits, batch), weight)) : main };
   }
 
   /** The batch's token type ids when the model takes them; otherwise none, and says so once. */
@@ -342,6 +215,11 @@ export class Trainer {
     return this.model.namedParameters({ trainable: true }).every(([n]) => head(n));
   }
 
+  /** What the objective may ask of the loop for a batch. */
+  private context(cached: boolean): ObjectiveContext {
+    return { model: this.model, cached, forward: (b) => this.run(b, cached), log: (l) => this.log(l) };
+  }
+
   async fit(train: Dataset, val?: Dataset | null): Promise<EpochLogs[]> {
     this.hasValidation = !!val && val.length > 0;
     if (train.length === 0) throw new TrainingError('the training set is empty');
@@ -354,61 +232,66 @@ export class Trainer {
     const loader = new DataLoader(train, { batchSize: this.opts.batchSize, shuffle: true, seed: this.opts.seed, augment: train.augments });
     this.stepsPerEpoch = Math.ceil(loader.length / this.opts.accumulate);
     const schedule = this.schedule.withTotal?.(this.totalSteps) ?? this.schedule;
+    const auxiliary = Object.entries(this.objective.auxiliary ?? {}).map(([name, ds], k) => {
+      if (ds.length === 0) throw new TrainingError(`the objective's "${name}" data set is empty`);
+      return { name, draw: cycle(new DataLoader(ds, { batchSize: this.opts.batchSize, shuffle: true, seed: mixSeed(this.opts.seed, 0x61 + k), augment: ds.augments })) };
+    });
     for (const cb of this.opts.callbacks ?? []) await cb.onTrainBegin?.(this);
     for (let epoch = this.startEpoch; epoch < this.opts.epochs && !this.stopTraining; epoch++) {
       for (const cb of this.opts.callbacks ?? []) await cb.onEpochBegin?.(this, epoch);
       const t0 = performance.now();
-      const cached = !!this.opts.cacheFeatures && this.backboneFrozen() && !train.augments;
+      const cached = !!this.opts.cacheFeatures && this.objective.cacheable && auxiliary.length === 0 && this.backboneFrozen() && !train.augments;
       this.model.train();
       let lossSum = 0;
-      let correct = 0;
+      let rows = 0;
       let seen = 0;
-      const headSums = (this.tasks ?? []).map(() => ({ loss: 0, count: 0, hits: 0 }));
+      const sums: Record<string, number> = {};
       const batches = cached ? await this.featureBatches(train, loader, epoch) : loader.epoch(epoch);
       this.opts.onEvent?.({ type: 'epochBegin', epoch, epochs: this.opts.epochs, steps: loader.length, cached });
       let micro = 0;
       let step = 0;
       for await (const batch of batches) {
-        const { loss, hits, heads } = await this.trainStep(batch, cached, schedule, micro);
+        const extra: Record<string, Batch> = {};
+        for (const a of auxiliary) extra[a.name] = await a.draw();
+        let r: StepFigures;
+        try {
+          r = await this.trainStep(batch, extra, cached, schedule, micro);
+        } finally {
+          for (const b of Object.values(extra)) b.dispose();
+        }
         micro = (micro + 1) % this.opts.accumulate;
-        lossSum += loss * batch.size;
-        correct += hits ?? 0;
+        lossSum += r.loss * r.rows;
+        rows += r.rows;
+        for (const [k, v] of Object.entries(r.sums)) sums[k] = (sums[k] ?? 0) + v;
         seen += batch.size;
-        heads?.forEach((h, i) => {
-          const sum = headSums[i]!;
-          sum.loss += h.loss * h.count;
-          sum.count += h.count;
-          sum.hits += h.hits;
-        });
+        const size = batch.size;
         batch.dispose();
         step++;
-        const problem = stepLossProblem(loss, this.history, this.divergenceFactor);
+        const problem = stepLossProblem(r.loss, this.history, this.divergenceFactor);
         if (problem) throw this.diverged(problem, epoch, `step ${step} of ${loader.length}`);
         const secs = (performance.now() - t0) / 1000;
         this.opts.onEvent?.({
-          type: 'step', epoch, step, steps: loader.length, loss, accuracy: hits === null ? null : hits / batch.size,
+          type: 'step', epoch, step, steps: loader.length, loss: r.loss, accuracy: r.sums.correct === undefined ? null : r.sums.correct / size,
           lr: this.optimizer.groups[0]?.lr ?? 0, samplesPerSec: seen / Math.max(secs, 1e-9),
         });
       }
       if (micro !== 0) this.optimizerStep(schedule);
       const seconds = (performance.now() - t0) / 1000;
       const logs: EpochLogs = {
-        epoch, trainLoss: lossSum / Math.max(seen, 1), lr: this.optimizer.groups[0]?.lr ?? 0, seconds,
+        epoch, trainLoss: lossSum / Math.max(rows, 1), lr: this.optimizer.groups[0]?.lr ?? 0, seconds,
         samplesPerSec: seen / Math.max(seconds, 1e-9), cachedFeatures: cached,
-        ...(this.opts.task === 'classification' && !this.tasks ? { trainAccuracy: correct / Math.max(seen, 1) } : {}),
       };
-      if (this.tasks) {
+      Object.assign(logs, figureLogs('train', this.objective.trainLogs(sums, rows)));
+      const perHead = this.objective.trainHeads?.(sums);
+      if (perHead) {
+        logs.trainLoss = perHead.loss;
         logs.heads = {};
-        this.tasks.forEach((t, i) => {
-          const { loss, count, hits } = headSums[i]!;
-          logs.heads![t.name] = { trainLoss: count ? loss / count : NaN, ...(t.task === 'classification' ? { trainAccuracy: count ? hits / count : NaN } : {}) };
-        });
-        logs.trainLoss = weightedTotal(this.tasks, this.tasks.map((t) => logs.heads![t.name]!.trainLoss));
+        for (const [name, h] of Object.entries(perHead.heads)) logs.heads[name] = { trainLoss: h.loss, ...figureLogs('train', h.figures) };
       }
       const r = val && val.length > 0 ? await this.evaluate(val, { cached }) : null;
       if (r) {
-        Object.assign(logs, valLogs(r));
-        for (const [name, h] of Object.entries(r.heads ?? {})) Object.assign(logs.heads![name]!, valLogs(h));
+        mergeLogs(logs, valLogs(r));
+        for (const [name, h] of Object.entries(r.heads ?? {})) mergeLogs((logs.heads ??= {})[name] ??= { trainLoss: NaN }, valLogs(h));
       }
       const problem = epochProblem(logs.trainLoss, r, this.history, this.divergenceFactor);
       if (problem) throw this.diverged(problem, epoch, null);
@@ -428,38 +311,24 @@ export class Trainer {
     return this.history;
   }
 
-  private async trainStep(
-    batch: Batch, cached: boolean, schedule: Schedule, micro: number,
-  ): Promise<{ loss: number; hits: number | null; heads: { loss: number; count: number; hits: number }[] | null }> {
+  /** One micro-batch: the objective's loss, backward (scaled for accumulation), and the
+   * optimizer step at the last micro-batch; the loss and sums read back in one transfer. */
+  private async trainStep(batch: Batch, extra: NamedBatches, cached: boolean, schedule: Schedule, micro: number): Promise<StepFigures> {
+    let keys: string[] = [];
+    let rows = batch.size;
     const stats = A.tidy(() => {
-      const single = this.tasks ? null : this.trainLoss(batch, cached);
-      const out = single ? single.out : this.run(batch, cached);
-      const heads = this.tasks ? this.perHead(out, batch) : null;
-      const { total: loss, losses } = heads ? this.multiLoss(heads) : { total: single?.loss ?? null, losses: [] };
-      if (!loss) throw new TrainingError(`samples ${batch.indices.join(', ')} have no target for any head (${this.tasks!.map((t) => t.name).join(', ')})`);
-      const scaled = this.opts.accumulate > 1 ? A.mul(loss, 1 / this.opts.accumulate) : loss;
+      const r = this.objective.trainStep(this.context(cached), batch, extra, { step: this.globalStep, totalSteps: this.totalSteps });
+      rows = r.rows ?? batch.size;
+      const scaled = this.opts.accumulate > 1 ? A.mul(r.loss, 1 / this.opts.accumulate) : r.loss;
       A.backward(scaled);
-      return A.noGrad(() => {
-        const parts = [loss.reshape([1]), ...losses];
-        if (heads) {
-          for (const h of heads) parts.push(h.task.task === 'classification' && h.target ? A.sum(A.eq(A.argmax(h.out, 1), h.target.y)).reshape([1]) : A.zeros([1]));
-        } else if (this.opts.task === 'classification') {
-          const { out: logits, y } = this.single(out, batch);
-          parts.push(A.sum(A.eq(A.argmax(logits, 1), y)).reshape([1]));
-        }
-        return A.cat(parts);
-      });
+      const sums = Object.entries(r.sums ?? {});
+      keys = sums.map(([k]) => k);
+      return A.noGrad(() => A.cat([r.loss.reshape([1]), ...sums.map(([, t]) => t.reshape([1]))]));
     });
     if (micro === this.opts.accumulate - 1) this.optimizerStep(schedule);
     const values = await stats.data();
     stats.dispose();
-    const loss = values[0]!;
-    if (this.tasks) {
-      const n = this.tasks.length;
-      const heads = this.tasks.map((t, i) => ({ loss: values[1 + i]!, count: batch.targets?.[t.name]?.count ?? 0, hits: values[1 + n + i]! }));
-      return { loss, hits: null, heads };
-    }
-    return { loss, hits: this.opts.task === 'classification' ? values[1]! : null, heads: null };
+    return { loss: values[0]!, rows, sums: Object.fromEntries(keys.map((k, i) => [k, values[1 + i]!])) };
   }
 
   /** The stop of a diverged run: where, what, which checkpoint is kept, and what to change. */
@@ -561,95 +430,34 @@ export class Trainer {
   async evaluate(ds: Dataset, opts: { cached?: boolean; topK?: number } = {}): Promise<EvalResult> {
     const wasTraining = this.model.training;
     this.model.eval();
-    const cached = opts.cached ?? (!!this.opts.cacheFeatures && this.backboneFrozen());
+    const cached = opts.cached ?? (!!this.opts.cacheFeatures && this.objective.cacheable && this.backboneFrozen());
     const loader = new DataLoader(ds, { batchSize: Math.max(this.opts.batchSize, 64), shuffle: false });
     const batches = cached ? await this.featureBatches(ds, loader, 0) : loader.epoch(0);
+    const evaluation = this.objective.evaluation({ topK: opts.topK });
+    const ctx = this.context(cached);
     try {
-      return this.tasks ? await this.evaluateHeads(this.tasks, batches, cached, opts.topK) : await this.evaluateSingle(batches, cached, opts.topK);
+      for await (const batch of batches) {
+        try {
+          await evaluation.add(ctx, batch);
+        } finally {
+          batch.dispose();
+        }
+      }
+      return evaluation.result();
     } finally {
       this.model.train(wasTraining);
     }
   }
 
-  private async evaluateSingle(batches: AsyncIterable<Batch>, cached: boolean, topK?: number): Promise<EvalResult> {
-    let lossSum = 0;
-    let n = 0;
-    const outs: Float32Array[] = [];
-    const targets: number[] = [];
-    let width = 0;
-    for await (const batch of batches) {
-      const [out, loss] = A.tidy(() => A.noGrad(() => {
-        const o = this.run(batch, cached);
-        return [this.single(o, batch).out, this.lossFn(o, batch)] as const;
-      }));
-      lossSum += (await loss.item()) * batch.size;
-      const data = (await out.data()) as Float32Array;
-      width = data.length / batch.size;
-      outs.push(data);
-      targets.push(...(await batch.y!.data()));
-      n += batch.size;
-      out.dispose();
-      loss.dispose();
-      batch.dispose();
-    }
-    const all = concatRows(outs);
-    const result: EvalResult = { loss: n ? lossSum / n : NaN, total: n };
-    if (this.opts.task === 'classification' && n > 0) Object.assign(result, classificationResult(all, targets, width, topK));
-    if (this.opts.task === 'regression') result.mae = meanAbsoluteError(all, targets);
-    return result;
-  }
-
-  /** Per head: the mean loss and metrics over the samples that have a target for it. */
-  private async evaluateHeads(tasks: readonly ResolvedTask[], batches: AsyncIterable<Batch>, cached: boolean, topK?: number): Promise<EvalResult> {
-    const acc = tasks.map(() => ({ lossSum: 0, count: 0, outs: [] as Float32Array[], targets: [] as number[], width: 0 }));
-    let n = 0;
-    for await (const batch of batches) {
-      const heads = A.tidy(() => A.noGrad(() => {
-        const per = this.perHead(this.run(batch, cached), batch);
-        const { losses } = this.multiLoss(per);
-        return per.map((h, i) => ({ ...h, loss: losses[i]! }));
-      }));
-      for (const [i, h] of heads.entries()) {
-        const a = acc[i]!;
-        const out = (await h.out.data()) as Float32Array;
-        a.width = out.length / batch.size;
-        if (h.target) {
-          const y = await h.target.y.data();
-          const present = h.target.present ? await h.target.present.data() : null;
-          const k = y.length / batch.size;
-          const rows = [...Array(batch.size).keys()].filter((r) => (h.task.task === 'classification' ? y[r] !== IGNORE_INDEX : !present || present[r] === 1));
-          a.outs.push(pickRows(out, a.width, rows));
-          for (const r of rows) for (let j = 0; j < k; j++) a.targets.push(y[r * k + j]!);
-          a.lossSum += (await h.loss.item()) * h.target.count;
-          a.count += h.target.count;
-        }
-        h.out.dispose();
-        h.loss.dispose();
-      }
-      n += batch.size;
-      batch.dispose();
-    }
-    const results: Record<string, HeadEvalResult> = {};
-    tasks.forEach((t, i) => {
-      const a = acc[i]!;
-      const r: HeadEvalResult = { loss: a.count ? a.lossSum / a.count : NaN, total: a.count };
-      const all = concatRows(a.outs);
-      if (t.task === 'classification' && a.count > 0) Object.assign(r, classificationResult(all, a.targets, a.width, topK));
-      if (t.task === 'regression' && a.count > 0) r.mae = meanAbsoluteError(all, a.targets);
-      results[t.name] = r;
-    });
-    return { loss: weightedTotal(tasks, tasks.map((t) => results[t.name]!.loss)), total: n, heads: results };
-  }
-
   /** Logits (classification) or outputs for every sample, row-major [N, K]. */
   async predict(ds: Dataset): Promise<Prediction> {
-    if (this.tasks) throw new TrainingError(`${this.model.constructor.name} has several heads (${this.tasks.map((t) => t.name).join(', ')}); use predictHeads`);
+    if (this.objective instanceof MultiTaskObjective) throw new TrainingError(`${this.model.constructor.name} has several heads (${this.objective.heads.map((t) => t.name).join(', ')}); use predictHeads`);
     return (await this.predictAll(ds)).get(SINGLE) ?? { outputs: new Float32Array(0), width: 0 };
   }
 
   /** Every head's outputs for every sample (multi-task models). */
   async predictHeads(ds: Dataset): Promise<Record<string, Prediction>> {
-    if (!this.tasks) throw new TrainingError(`${this.model.constructor.name} has one output; use predict`);
+    if (!(this.objective instanceof MultiTaskObjective)) throw new TrainingError(`${this.model.constructor.name} has one output; use predict`);
     return Object.fromEntries(await this.predictAll(ds));
   }
 
@@ -792,69 +600,50 @@ function clipScale(params: Tensor[], maxNorm: number): Tensor {
 /** The key predictAll files a single-output model's outputs under. */
 const SINGLE = '';
 
-/**
- * The heads of a multi-task run: those of the model (MultiTaskModel.headTasks) or of the
- * `tasks` option, with the option's settings over the model's defaults. Null for a model
- * with one output.
- */
-function resolveTasks(model: TrainableModel, opts: TrainerOptions): ResolvedTask[] | null {
-  const own = model.headTasks;
-  const given = opts.tasks;
-  if (!own && !given) return null;
-  const names = own ? Object.keys(own) : Object.keys(given!);
-  if (opts.task !== undefined) {
-    throw new RangeError(`give task (a model with one output) or tasks (one entry per head), not both; got task ${JSON.stringify(opts.task)} with heads ${names.join(', ')}`);
-  }
-  if (names.length === 0) throw new RangeError('tasks must name at least one head');
-  for (const n of Object.keys(given ?? {})) {
-    if (own && !(n in own)) throw new RangeError(`tasks names "${n}", which is not a head of ${model.constructor.name} (heads: ${names.join(', ')})`);
-  }
-  return names.map((name) => {
-    const o = given?.[name] ?? {};
-    const task = o.task ?? own?.[name] ?? 'classification';
-    if (!TASKS.includes(task)) throw new RangeError(`tasks.${name}.task must be one of ${TASKS.join(', ')}, got ${JSON.stringify(task)}`);
-    if (own && task !== own[name]) throw new RangeError(`tasks.${name}.task is "${task}", but the model's head "${name}" is a ${own[name]} head`);
-    const weight = o.weight ?? 1;
-    if (!(Number.isFinite(weight) && weight >= 0)) throw new RangeError(`tasks.${name}.weight must be a finite number >= 0, got ${weight}`);
-    const loss = o.loss ?? opts.regressionLoss ?? 'mse';
-    if (loss !== 'mse' && loss !== 'l1') throw new RangeError(`tasks.${name}.loss must be 'mse' or 'l1', got ${JSON.stringify(loss)}`);
-    if (o.loss !== undefined && task !== 'regression') throw new RangeError(`tasks.${name}.loss is for regression heads; "${name}" is a ${task} head`);
-    return { name, task, weight, loss, labelSmoothing: o.labelSmoothing ?? opts.labelSmoothing };
-  });
+/** A micro-batch's loss, the rows it averages over, and the objective's sums, read back. */
+interface StepFigures {
+  loss: number;
+  rows: number;
+  sums: Record<string, number>;
 }
 
-/** Σ weight × loss over the heads that had targets (a head without any has NaN). */
-function weightedTotal(tasks: readonly ResolvedTask[], losses: number[]): number {
-  let total = 0;
-  let any = false;
-  tasks.forEach((t, i) => {
-    const l = losses[i]!;
-    if (Number.isNaN(l)) return;
-    total += t.weight * l;
-    any = true;
-  });
-  return any ? total : NaN;
-}
-
-/** The validation entries of the epoch logs from an evaluation. */
-function valLogs(r: HeadEvalResult): Pick<HeadLogs, 'valLoss' | 'valAccuracy' | 'valMacroF1' | 'valMae'> {
-  return {
-    valLoss: r.loss,
-    ...(r.accuracy !== undefined ? { valAccuracy: r.accuracy } : {}),
-    ...(r.report ? { valMacroF1: r.report.macroF1 } : {}),
-    ...(r.mae !== undefined ? { valMae: r.mae } : {}),
+/** Batches of a data set without end: a new shuffled epoch after each. */
+function cycle(loader: DataLoader): () => Promise<Batch> {
+  let epoch = 0;
+  let it = loader.epoch(epoch);
+  return async () => {
+    for (;;) {
+      const next = await it.next();
+      if (!next.done) return next.value;
+      it = loader.epoch(++epoch);
+    }
   };
 }
 
-function classificationResult(logits: Float32Array, targets: number[], width: number, topK?: number): Pick<HeadEvalResult, 'accuracy' | 'correct' | 'report' | 'topK'> {
-  const report = classificationReport(argmaxRows(logits, width), targets, width);
-  return { accuracy: report.accuracy, correct: report.correct, report, ...(topK ? { topK: topKAccuracy(logits, targets, width, topK) } : {}) };
+const KNOWN: Readonly<Record<string, keyof HeadLogs>> = { trainAccuracy: 'trainAccuracy', valAccuracy: 'valAccuracy', valMacroF1: 'valMacroF1', valMae: 'valMae' };
+
+/** Log entries `<prefix><Name>` from an objective's figures: the classic ones as fields of the
+ * logs, every other in `metrics`. */
+function figureLogs(prefix: 'train' | 'val', figures: Readonly<Record<string, number>>): Partial<HeadLogs> {
+  const out: Partial<HeadLogs> = {};
+  for (const [name, v] of Object.entries(figures)) {
+    const key = `${prefix}${name[0]!.toUpperCase()}${name.slice(1)}`;
+    const field = KNOWN[key];
+    if (field && field !== 'metrics') (out as Record<string, number>)[field] = v;
+    else (out.metrics ??= {})[key] = v;
+  }
+  return out;
 }
 
-function pickRows(data: Float32Array, width: number, rows: number[]): Float32Array {
-  const out = new Float32Array(rows.length * width);
-  rows.forEach((r, i) => out.set(data.subarray(r * width, (r + 1) * width), i * width));
-  return out;
+function mergeLogs(into: HeadLogs, add: Partial<HeadLogs>): void {
+  const { metrics, ...rest } = add;
+  Object.assign(into, rest);
+  if (metrics) into.metrics = { ...into.metrics, ...metrics };
+}
+
+/** The validation entries of the epoch logs from an evaluation. */
+function valLogs(r: EvalMetrics): Partial<HeadLogs> {
+  return { valLoss: r.loss, ...figureLogs('val', r.metrics) };
 }
 
 function concatRows(parts: Float32Array[]): Float32Array {

@@ -107,11 +107,11 @@ describe('a diverging run stops', () => {
     expect(stepLossProblem(6000, first, 1e4)).toBeNull();
     expect(stepLossProblem(8000, first, 1e4)).toBe("the training loss exploded to 8000, over 10000 times the first epoch's mean 0.7000");
     expect(stepLossProblem(8000, first, Infinity)).toBeNull();
-    expect(epochProblem(0.5, { loss: NaN, total: 4 }, first, 1e4)).toBe('the validation loss became NaN');
-    expect(epochProblem(0.5, { loss: 30, total: 4 }, first, 1e4)).toBeNull();
-    expect(epochProblem(0.5, { loss: 7500, total: 4 }, first, 1e4)).toBe("the validation loss exploded to 7500, over 10000 times the first epoch's mean training loss 0.7000");
-    expect(epochProblem(0.5, { loss: 0.4, total: 4, heads: { a: { loss: 0.4, total: 4 }, b: { loss: NaN, total: 0 } } }, first, 1e4)).toBeNull();
-    expect(epochProblem(0.5, { loss: 0.4, total: 4, heads: { b: { loss: NaN, total: 2 } } }, first, 1e4)).toBe('the validation loss of head "b" became NaN');
+    expect(epochProblem(0.5, { loss: NaN, total: 4, metrics: {} }, first, 1e4)).toBe('the validation loss became NaN');
+    expect(epochProblem(0.5, { loss: 30, total: 4, metrics: {} }, first, 1e4)).toBeNull();
+    expect(epochProblem(0.5, { loss: 7500, total: 4, metrics: {} }, first, 1e4)).toBe("the validation loss exploded to 7500, over 10000 times the first epoch's mean training loss 0.7000");
+    expect(epochProblem(0.5, { loss: 0.4, total: 4, metrics: {}, heads: { a: { loss: 0.4, total: 4, metrics: {} }, b: { loss: NaN, total: 0, metrics: {} } } }, first, 1e4)).toBeNull();
+    expect(epochProblem(0.5, { loss: 0.4, total: 4, metrics: {}, heads: { b: { loss: NaN, total: 2, metrics: {} } } }, first, 1e4)).toBe('the validation loss of head "b" became NaN');
     expect(() => new Trainer(model(), { divergenceFactor: 1 })).toThrow('divergenceFactor must be a number > 1 (Infinity turns the explosion rule off), got 1');
   });
 });

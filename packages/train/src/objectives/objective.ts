@@ -9,6 +9,7 @@
 import type { Tensor } from '@tl/autograd';
 import type { Batch } from '../data/loader.js';
 import type { Dataset } from '../data/dataset.js';
+import type { ClassificationReport } from '../metrics.js';
 import type { ModelOutput, TrainableModel } from '../model.js';
 
 /** What an objective may ask of the loop while it computes a batch's loss. */
@@ -39,19 +40,40 @@ export type NamedBatches = Readonly<Record<string, Batch>>;
 
 /** Evaluation of one pass over a data set, batch by batch. */
 export interface Evaluation {
-  /** Called for every batch with the model in eval mode, outside any gradient recording; the
-   * evaluation reads back what it needs and disposes what it creates (not the batch). */
+  /** Called for every batch with the model in eval mode; the evaluation computes under
+   * `A.tidy(() => A.noGrad(...))`, reads back what it needs and disposes what it creates (not
+   * the batch). */
   add(ctx: ObjectiveContext, batch: Batch): Promise<void>;
   result(): EvalMetrics;
 }
 
 /** An evaluation's figures: the mean loss over `total` targets and named metrics. */
 export interface EvalMetrics {
+  /** Mean loss over the targets evaluated (with several heads: the weighted sum of theirs). */
   loss: number;
+  /** Samples evaluated (of a head: those with a target for it). */
   total: number;
   /** Named figures (accuracy, macroF1, mAP, perplexity, exactMatch, rougeL, …), each also
    * logged per epoch as `val` + the name with its first letter in upper case. */
   metrics: Record<string, number>;
+  /** Classification: the report behind accuracy and macro F1 (per class, confusion matrix). */
+  accuracy?: number;
+  correct?: number;
+  report?: ClassificationReport;
+  topK?: number;
+  /** Multi-label: F1 (threshold 0.5 on the sigmoid) and average precision of each label; a
+   * label without positives among the targets has NaN average precision and is left out of mAP. */
+  perLabel?: { f1: number[]; averagePrecision: number[] };
+  /** Regression: mean absolute error. */
+  mae?: number;
+  /** Per head, for a multi-task model. */
+  heads?: Record<string, EvalMetrics>;
+}
+
+/** An epoch's training figures of one head (multi-task). */
+export interface HeadTrainFigures {
+  loss: number;
+  figures: Record<string, number>;
 }
 
 export interface Objective {
@@ -65,8 +87,11 @@ export interface Objective {
   /** The loss of a training batch (inside the loop's tidy scope, recording gradients). `step`
    * and `totalSteps` let a loss weight follow a schedule (DANN's reversal weight). */
   trainStep(ctx: ObjectiveContext, batch: Batch, extra: NamedBatches, progress: { step: number; totalSteps: number }): ObjectiveStep;
-  /** The epoch's training figures from the summed `sums` and the rows seen (e.g. accuracy). */
+  /** The epoch's training figures from the summed `sums` and the rows seen, e.g.
+   * `{ accuracy: 0.9 }`, logged as `train` + the name with its first letter in upper case. */
   trainLogs(sums: Readonly<Record<string, number>>, rows: number): Record<string, number>;
+  /** A multi-task objective's figures per head, and the epoch's loss as their weighted sum. */
+  trainHeads?(sums: Readonly<Record<string, number>>): { loss: number; heads: Record<string, HeadTrainFigures> };
   evaluation(opts: { topK?: number }): Evaluation;
   /** Frees what the objective holds (a teacher's cached outputs, …) once training ends. */
   dispose?(): void;
