@@ -20,7 +20,8 @@ import { DataLoader, collate, type Batch } from './data/loader.js';
 import { MultiTaskObjective, type TaskOptions } from './objectives/multitask.js';
 import type { EvalMetrics, NamedBatches, Objective, ObjectiveContext } from './objectives/objective.js';
 import { SupervisedObjective } from './objectives/supervised.js';
-import { adamw, clipFactor, type Optimizer, type OptimizerSpec, type ParamGroup } from './optim.js';
+import { adamw, clipFactor, type Optimizer, type OptimizerSpec } from './optim.js';
+import { paramGroups } from './param-groups.js';
 import { constant, ReduceOnPlateau, type Schedule } from './schedule.js';
 import { mixSeed } from '@tl/tensor';
 import type { BlobStore } from './store.js';
@@ -127,7 +128,6 @@ export class Trainer {
   history: EpochLogs[] = [];
   globalStep = 0;
   private startEpoch = 0;
-  private paramNames = new Map<Tensor, string>();
   private featureMemo = new Map<string, { feats: Float32Array[]; shape: number[] }>();
   private toldTokenTypes = false;
   private readonly divergenceFactor: number;
@@ -142,7 +142,8 @@ export class Trainer {
     this.objective = opts.objective ?? MultiTaskObjective.resolve(model, opts) ?? new SupervisedObjective(opts);
     this.divergenceFactor = checkDivergenceFactor(opts.divergenceFactor ?? DEFAULT_DIVERGENCE_FACTOR);
     const spec = opts.optimizer ?? adamw({ lr: 1e-3 });
-    this.optimizer = spec.create(this.paramGroups(spec));
+    const groups = paramGroups(model, spec, opts);
+    this.optimizer = spec.create(groups);
     this.schedule = opts.schedule ?? constant();
   }
 
@@ -150,33 +151,6 @@ export class Trainer {
     (this.opts.logger ?? console.log)(line);
   }
 
-  /**
-   * One group per parameter tensor, so unfreezing a block with its own lr, discriminative
-   * rates and layer-wise decay are all a matter of that group's lr. Weight decay is off for
-   * biases and norm weights (tensors of rank <= 1) unless asked for.
-   */
-  private paramGroups(spec: OptimizerSpec): ParamGroup[] {
-    const base = spec.options.lr ?? (spec.kind === 'sgd' ? 0.01 : 1e-3);
-    const wd = spec.options.weightDecay ?? (spec.kind === 'adamw' ? 1e-2 : 0);
-    const head = this.model.classifierPath ? nameMatcher(this.model.classifierPath) : () => false;
-    const blocks = this.model.blockOrder?.() ?? [];
-    const groups: ParamGroup[] = [];
-    for (const [name, p] of this.model.namedParameters()) {
-      this.paramNames.set(p, name);
-      let lr = base;
-      if (this.opts.layerDecay !== undefined && blocks.length > 0) {
-        const bi = blocks.findIndex((b) => name === b || name.startsWith(`${b}.`));
-        const depth = bi < 0 ? 0 : blocks.length - 1 - bi;
-        lr = base * this.opts.layerDecay ** depth;
-      }
-      if (this.opts.headLr !== undefined && head(name)) lr = this.opts.headLr;
-      const decay = this.opts.decayNormAndBias || p.rank > 1 ? wd : 0;
-      groups.push({ params: [p], lr, weightDecay: decay, name });
-    }
-    return groups;
-  }
-
-  /** Sets the learning rate (before the schedule) of the parameters matching `pattern`. */
   setLr(pattern: string, lr: number): void {
     const match = nameMatcher(pattern);
     for (const g of this.optimizer.groups) {
