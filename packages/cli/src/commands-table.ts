@@ -55,6 +55,7 @@ export const TRAIN_FLAGS: FlagDefs = {
   warmup: { type: 'number', group: 'optimisation', value: 'steps', help: 'linear warm-up steps of the cosine schedule', default: '0' },
   'label-smoothing': { type: 'number', group: 'optimisation', value: 'eps', help: 'label smoothing of the cross-entropy, in [0, 1)', default: '0' },
   'grad-clip': { type: 'number', group: 'optimisation', value: 'norm', help: 'clip the global gradient norm to this', default: 'off' },
+  accumulate: { type: 'number', group: 'optimisation', value: 'n', help: 'micro-batches per optimizer step: the step sees batch-size × n samples', default: '1' },
   'early-stop': { type: 'number', group: 'optimisation', value: 'epochs', help: 'stop after this many epochs without a better validation loss', default: 'off' },
   seed: { type: 'number', group: 'optimisation', value: 'n', help: 'seed of the initialisation, data order and split', default: '0' },
   out: { type: 'string', group: 'output', value: 'folder', help: 'the run folder (config.json, model.safetensors, metrics.jsonl, report.html, checkpoint/)', default: 'runs/<model>-<date>-<time>, the default job runs/default-<date>-<time>: a new folder each run' },

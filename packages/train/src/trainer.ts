@@ -9,18 +9,19 @@
  */
 import * as A from '@tl/autograd';
 import { keep, Tensor } from '@tl/autograd';
-import { nameMatcher, parseSafetensors, serializeSafetensors, type HostTensor } from '@tl/models';
+import { nameMatcher, serializeSafetensors, type HostTensor } from '@tl/models';
 import type { Callback } from './callbacks.js';
 import type { ModelOutput, TrainableModel, Task } from './model.js';
 import { CHECKPOINT_VERSION, readCheckpoint, writeCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { Dataset } from './data/dataset.js';
 import { checkDivergenceFactor, DEFAULT_DIVERGENCE_FACTOR, describeNonFinite, epochProblem, firstNonFinite, firstNonFiniteOnDevice, stepLossProblem } from './divergence.js';
 import { TrainingError } from './errors.js';
-import { DataLoader, collate, type Batch } from './data/loader.js';
+import { DataLoader, type Batch } from './data/loader.js';
 import { MultiTaskObjective, type TaskOptions } from './objectives/multitask.js';
 import type { EvalMetrics, NamedBatches, Objective, ObjectiveContext } from './objectives/objective.js';
 import { SupervisedObjective } from './objectives/supervised.js';
 import { adamw, clipFactor, type Optimizer, type OptimizerSpec } from './optim.js';
+import { FeatureCache } from './feature-cache.js';
 import { paramGroups } from './param-groups.js';
 import { constant, ReduceOnPlateau, type Schedule } from './schedule.js';
 import { mixSeed } from '@tl/tensor';
@@ -128,7 +129,7 @@ export class Trainer {
   history: EpochLogs[] = [];
   globalStep = 0;
   private startEpoch = 0;
-  private featureMemo = new Map<string, { feats: Float32Array[]; shape: number[] }>();
+  private readonly featureCache: FeatureCache;
   private toldTokenTypes = false;
   private readonly divergenceFactor: number;
   /** Epochs done at the last checkpoint written or resumed from (all its weights finite). */
@@ -145,6 +146,10 @@ export class Trainer {
     const groups = paramGroups(model, spec, opts);
     this.optimizer = spec.create(groups);
     this.schedule = opts.schedule ?? constant();
+    this.featureCache = new FeatureCache(model, {
+      batchSize: this.opts.batchSize, store: opts.featureStore, log: (l) => this.log(l),
+      forward: (b) => model.forwardFeatures!(b.x, b.mask ?? undefined, this.tokenTypes(b)),
+    });
   }
 
   log(line: string): void {
@@ -220,7 +225,7 @@ export class Trainer {
       let rows = 0;
       let seen = 0;
       const sums: Record<string, number> = {};
-      const batches = cached ? await this.featureBatches(train, loader, epoch) : loader.epoch(epoch);
+      const batches = cached ? await this.featureCache.batches(train, loader, epoch) : loader.epoch(epoch);
       this.opts.onEvent?.({ type: 'epochBegin', epoch, epochs: this.opts.epochs, steps: loader.length, cached });
       let micro = 0;
       let step = 0;
@@ -329,84 +334,12 @@ export class Trainer {
     this.globalStep++;
   }
 
-  /** Batches of cached backbone features (computed once per data set and weights). */
-  private async featureBatches(ds: Dataset, loader: DataLoader, epoch: number): Promise<AsyncIterable<Batch>> {
-    const { feats, shape } = await this.features(ds);
-    const labels = ds.labels();
-    const order = loader.order(epoch);
-    const bs = this.opts.batchSize;
-    return (async function* () {
-      for (let s = 0; s < order.length; s += bs) {
-        const idx = order.slice(s, s + bs);
-        yield collate(idx.map((i) => ({ input: feats[i]!, label: labels[i]! })), idx, shape);
-      }
-    })();
-  }
-
-  private async features(ds: Dataset): Promise<{ feats: Float32Array[]; shape: number[] }> {
-    const key = `${ds.fingerprint}|${await this.backboneHash()}`;
-    const memo = this.featureMemo.get(key);
-    if (memo) return memo;
-    const file = `features/${fnv(key)}.safetensors`;
-    const stored = await this.opts.featureStore?.read(file);
-    if (stored) {
-      const f = parseSafetensors(stored, file);
-      if (f.metadata.key === key) {
-        const all = f.get('features');
-        const per = all.shape.slice(1);
-        const n = per.reduce((a, d) => a * d, 1);
-        const feats = Array.from({ length: all.shape[0]! }, (_, i) => (all.data as Float32Array).slice(i * n, (i + 1) * n));
-        const r = { feats, shape: per };
-        this.featureMemo.set(key, r);
-        this.log(`loaded ${feats.length} cached feature vectors from ${this.opts.featureStore!.description}`);
-        return r;
-      }
-    }
-    const wasTraining = this.model.training;
-    this.model.eval();
-    const feats: Float32Array[] = [];
-    let shape: number[] = [];
-    const loader = new DataLoader(ds, { batchSize: Math.max(this.opts.batchSize, 64), shuffle: false });
-    for await (const batch of loader.epoch(0)) {
-      const f = A.tidy(() => A.noGrad(() => this.model.forwardFeatures!(batch.x, batch.mask ?? undefined, this.tokenTypes(batch))));
-      const data = (await f.data()) as Float32Array;
-      shape = f.shape.slice(1);
-      const n = data.length / batch.size;
-      for (let i = 0; i < batch.size; i++) feats[batch.indices[i]!] = data.slice(i * n, (i + 1) * n);
-      f.dispose();
-      batch.dispose();
-    }
-    this.model.train(wasTraining);
-    const r = { feats, shape };
-    this.featureMemo.set(key, r);
-    if (this.opts.featureStore) {
-      const n = shape.reduce((a, d) => a * d, 1);
-      const all = new Float32Array(feats.length * n);
-      feats.forEach((f, i) => all.set(f, i * n));
-      await this.opts.featureStore.write(file, serializeSafetensors({ features: { dtype: 'F32', shape: [feats.length, ...shape], data: all } }, { key }));
-    }
-    return r;
-  }
-
-  /** A hash of every backbone weight and buffer (the cache key must change when they do). */
-  private async backboneHash(): Promise<string> {
-    const head = this.model.classifierPath ? nameMatcher(this.model.classifierPath) : () => false;
-    let h = 0x811c9dc5;
-    for (const [name, t] of this.model.stateDict()) {
-      if (head(name)) continue;
-      const d = new Uint32Array((await t.data()).buffer);
-      for (let i = 0; i < d.length; i++) h = Math.imul(h ^ d[i]!, 0x01000193) >>> 0;
-      for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
-    }
-    return h.toString(16);
-  }
-
   async evaluate(ds: Dataset, opts: { cached?: boolean; topK?: number } = {}): Promise<EvalResult> {
     const wasTraining = this.model.training;
     this.model.eval();
     const cached = opts.cached ?? (!!this.opts.cacheFeatures && this.objective.cacheable && this.backboneFrozen());
     const loader = new DataLoader(ds, { batchSize: Math.max(this.opts.batchSize, 64), shuffle: false });
-    const batches = cached ? await this.featureBatches(ds, loader, 0) : loader.epoch(0);
+    const batches = cached ? await this.featureCache.batches(ds, loader, 0) : loader.epoch(0);
     const evaluation = this.objective.evaluation({ topK: opts.topK });
     const ctx = this.context(cached);
     try {
@@ -628,10 +561,4 @@ function concatRows(parts: Float32Array[]): Float32Array {
     off += o.length;
   }
   return all;
-}
-
-function fnv(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h.toString(16).padStart(8, '0');
 }

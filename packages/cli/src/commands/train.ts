@@ -48,6 +48,8 @@ export interface TrainConfig {
   augment: boolean;
   cacheFeatures: boolean;
   gradClip?: number;
+  /** Micro-batches per optimizer step (the effective batch is batchSize × accumulate). */
+  accumulate: number;
   seed: number;
   out: string;
   /** Text models: the columns of --data, tokens per text, and the config.json of a model
@@ -61,7 +63,7 @@ export interface TrainConfig {
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   valSplit: 0.2, freeze: 'none', unfreezeAt: [], epochs: 5, batchSize: 32, lr: 1e-3, optimizer: 'adamw', momentum: 0.9,
-  weightDecay: 0.01, schedule: 'cosine', warmup: 0, labelSmoothing: 0, dropout: 0, augment: false, cacheFeatures: false, seed: 0, out: '',
+  weightDecay: 0.01, schedule: 'cosine', warmup: 0, labelSmoothing: 0, dropout: 0, augment: false, cacheFeatures: false, accumulate: 1, seed: 0, out: '',
 };
 
 /** Each numeric setting's valid range, checked before anything is loaded. */
@@ -81,6 +83,7 @@ const RANGES: [keyof TrainConfig, string, (v: number) => boolean, string][] = [
   ['dropout', 'dropout', (v) => v >= 0 && v < 1, 'a probability in [0, 1)'],
   ['earlyStop', 'early-stop', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
   ['gradClip', 'grad-clip', (v) => v > 0, 'a positive number'],
+  ['accumulate', 'accumulate', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
   ['seed', 'seed', (v) => Number.isInteger(v) && v >= 0, 'a whole number'],
   ['maxLength', 'max-length', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
 ];
@@ -270,13 +273,13 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
     return unfreezeAt(u.epoch, u.pattern, u.lr !== undefined ? { lr: u.lr } : {});
   });
   if (c.earlyStop) callbacks.push(earlyStopping({ patience: c.earlyStop }));
-  const stepsPerEpoch = Math.ceil(data.train.length / c.batchSize);
+  const stepsPerEpoch = Math.ceil(Math.ceil(data.train.length / c.batchSize) / c.accumulate);
   const steps: StepRecord[] = [];
   const metricsFile = join(out, 'metrics.jsonl');
   const lines: string[] = [];
   const trainer = new Trainer(model, {
     optimizer: optimizerSpec(c), schedule: scheduleFor(c, stepsPerEpoch), epochs: c.epochs, batchSize: c.batchSize, callbacks,
-    labelSmoothing: c.labelSmoothing, headLr: c.headLr, layerDecay: c.layerDecay, gradClip: c.gradClip, cacheFeatures: c.cacheFeatures,
+    labelSmoothing: c.labelSmoothing, headLr: c.headLr, layerDecay: c.layerDecay, gradClip: c.gradClip, accumulate: c.accumulate, cacheFeatures: c.cacheFeatures,
     featureStore: c.cacheFeatures ? dirStore(join(out, 'cache')) : undefined, checkpointStore: dirStore(out), seed: c.seed,
     logger: (l) => progress.line(l),
     onEvent: (e) => {
