@@ -12,7 +12,8 @@ export { unary, binary, neg, abs, exp, log, sqrt, rsqrt, square, reciprocal, sin
 export { sumToShape, sum, mean, max, min, variance, std, type ReduceOptions, type VarianceOptions } from './ops/reduce.js';
 export { matmul, linear } from './ops/linalg.js';
 export { conv2d, type Conv2dOptions } from './ops/conv.js';
-export { cat, concat, stack, pad, embedding, indexSelect, gather } from './ops/shape.js';
+export { cat, concat, stack, pad, embedding, indexSelect, gather, flip, repeat, tril, triu } from './ops/shape.js';
+export { CPU_REFERENCE, NON_DIFFERENTIABLE } from './non-differentiable.js';
 export { mseLoss, l1Loss, smoothL1Loss, binaryCrossEntropyWithLogits, dropout, type Reduction } from './ops/losses.js';
 export { softmax, logSoftmax, crossEntropy } from './ops/softmax.js';
 export { layerNorm, batchNorm, type BatchNormOptions } from './ops/norm.js';

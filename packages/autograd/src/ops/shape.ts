@@ -52,3 +52,26 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   const y = T.gather(x, dim, index);
   return record('gather', y, [x], (g, [idx]) => [T.gatherBackward(g, x.shape, dim, idx!)], [index]);
 }
+
+export function flip(x: Tensor, dims: number | readonly number[]): Tensor {
+  return record('flip', T.flip(x, dims), [x], (g) => [T.flip(g, dims)]);
+}
+
+/** Tensor.repeat; the gradient sums the tiles: out dim d of size r·n is viewed as [r, n]. */
+export function repeat(x: Tensor, ...repeats: number[] | [readonly number[]]): Tensor {
+  const y = T.repeat(x, ...repeats);
+  const reps = repeats.length === 1 && Array.isArray(repeats[0]) ? [...(repeats[0] as readonly number[])] : (repeats as number[]);
+  const inShape = [...new Array<number>(reps.length - x.rank).fill(1), ...x.shape];
+  return record('repeat', y, [x], (g) => {
+    const tiled = g.reshape(inShape.flatMap((n, d) => [reps[d]!, n]));
+    return [T.sum(tiled, reps.map((_, d) => 2 * d)).reshape(x.shape)];
+  });
+}
+
+export function tril(x: Tensor, diagonal = 0): Tensor {
+  return record('tril', T.tril(x, diagonal), [x], (g) => [T.tril(g, diagonal)]);
+}
+
+export function triu(x: Tensor, diagonal = 0): Tensor {
+  return record('triu', T.triu(x, diagonal), [x], (g) => [T.triu(g, diagonal)]);
+}
