@@ -94,6 +94,9 @@ describe('Inception v3 against torchvision (widths / 16, batch 2)', () => {
       expect(model.numParameters({ trainable: true })).toBe(0);
       model.unfreeze(order.at(-1)!);
       expect(model.namedParameters({ trainable: true }).map(([k]) => k)).toEqual(['fc.weight', 'fc.bias']);
+      // A frozen backbone (the CLI's --freeze backbone) leaves both new classifiers trainable.
+      model.freeze().unfreeze(model.headPattern());
+      expect(model.namedParameters({ trainable: true }).map(([k]) => k).sort()).toEqual(['AuxLogits.fc.bias', 'AuxLogits.fc.weight', 'fc.bias', 'fc.weight']);
     } finally {
       model.dispose();
     }
@@ -101,6 +104,7 @@ describe('Inception v3 against torchvision (widths / 16, batch 2)', () => {
     try {
       expect([...plain.stateDict().keys()].some((k) => k.startsWith('AuxLogits'))).toBe(false);
       expect(plain.blockOrder()).not.toContain('AuxLogits');
+      expect(plain.headPattern()).toBe('fc.*');
     } finally {
       plain.dispose();
     }

@@ -357,6 +357,13 @@ export class Inception3 extends ClassifierModel {
     return this;
   }
 
+  /** Both classifiers: under a frozen backbone the auxiliary loss trains the new AuxLogits.fc
+   * (torchvision's fine-tuning tutorial leaves both trainable), so later unfreezing is not
+   * pulled toward a random auxiliary head. */
+  override headPattern(): string {
+    return this.AuxLogits ? 'fc.*,AuxLogits.fc.*' : super.headPattern();
+  }
+
   blockOrder(): string[] {
     return [
       'Conv2d_1a_3x3', 'Conv2d_2a_3x3', 'Conv2d_2b_3x3', 'Conv2d_3b_1x1', 'Conv2d_4a_3x3',
