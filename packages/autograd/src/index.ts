@@ -18,3 +18,4 @@ export { mseLoss, l1Loss, smoothL1Loss, binaryCrossEntropyWithLogits, dropout, t
 export { softmax, logSoftmax, crossEntropy } from './ops/softmax.js';
 export { layerNorm, batchNorm, type BatchNormOptions } from './ops/norm.js';
 export { maxPool2d, avgPool2d, adaptiveAvgPool2d } from './ops/pool.js';
+export { gradReverse } from './ops/grad-reverse.js';
