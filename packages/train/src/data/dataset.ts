@@ -5,6 +5,7 @@
  * float vectors (regression), or one of those per head for a multi-task model.
  */
 import { mixSeed, Rng } from '@tl/tensor';
+import type { BatchTransform } from './augment/mix.js';
 
 /** A class index, a target vector (multi-label, regression), or a sequence of token ids
  * (text-to-text and causal-LM labels, CTC transcripts; IGNORE_INDEX, -100, where no loss is
@@ -42,6 +43,8 @@ export interface Dataset {
   readonly fingerprint: string;
   /** Whether `get` with a seed changes the sample (random augmentation is on). */
   readonly augments: boolean;
+  /** A batch-level augmentation (mixup, CutMix) the DataLoader applies when it augments. */
+  readonly batchTransform?: BatchTransform;
 }
 
 /** A view of some indices of another data set. */

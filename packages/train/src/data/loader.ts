@@ -7,6 +7,7 @@ import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { isHeadTargets, type Dataset, type HeadTargets, type Sample, type Target } from './dataset.js';
 import { mixSeed, Rng } from '@tl/tensor';
+import type { BatchTransform } from './augment/mix.js';
 
 /** crossEntropy's default ignoreIndex (PyTorch's -100): rows without a class for a head. */
 export const IGNORE_INDEX = -100;
@@ -44,8 +45,11 @@ export interface LoaderOptions {
   shuffle?: boolean;
   seed?: number;
   dropLast?: boolean;
-  /** Apply the data set's random augmentation. */
+  /** Apply the data set's random augmentation (and its `batchTransform`, if it has one). */
   augment?: boolean;
+  /** Changes each batch's samples before collation (mixup, CutMix; see `mixBatch`); default
+   * the data set's own when augmenting. */
+  batchTransform?: BatchTransform;
   onSkip?: (index: number, error: Error) => void;
 }
 
@@ -87,7 +91,9 @@ export class DataLoader {
       next = k + 1 < batches.length ? load(batches[k + 1]!) : null;
       const kept = samples.map((s, j) => [s, batches[k]![j]!] as const).filter((p): p is readonly [Sample, number] => p[0] !== null);
       if (kept.length === 0) continue;
-      yield collate(kept.map((p) => p[0]), kept.map((p) => p[1]), this.dataset.inputShape);
+      const mix = this.opts.batchTransform ?? (this.opts.augment ? this.dataset.batchTransform : undefined);
+      const chosen = kept.map((p) => p[0]);
+      yield collate(mix ? mix(chosen, new Rng(mixSeed(this.opts.seed ?? 0, epoch, k, 0x3d))) : chosen, kept.map((p) => p[1]), this.dataset.inputShape);
     }
   }
 }

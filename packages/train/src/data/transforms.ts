@@ -1,5 +1,14 @@
-/** Image transforms on float32 CHW arrays in [0, 1] (before normalisation), seeded. */
+/**
+ * Image transforms on float32 CHW arrays in [0, 1] (before normalisation), seeded: the
+ * evaluation transform of pretrained weights (torchvision's resize, centre crop and
+ * normalisation) and the training pipeline built from the augmentations in ./augment/.
+ */
 import type { Rng } from '@tl/tensor';
+import { evalResizeSize, INTERPOLATIONS, resample, shorterSideSize, type Interpolation } from './resample.js';
+import { checkColorJitter, colorJitter, type ColorJitterOptions } from './augment/color.js';
+import { crop, horizontalFlip, randomResizedCrop, roundHalfEven, verticalFlip } from './augment/geometry.js';
+import { trivialAugmentWide } from './augment/trivial.js';
+import { checkRandomErasing, randomErasing, type RandomErasingOptions } from './augment/erasing.js';
 
 export interface Image {
   data: Float32Array;
@@ -8,108 +17,24 @@ export interface Image {
   width: number;
 }
 
-/** Bilinear resize with half-pixel centres (as PIL / torchvision without antialias). */
-export function resize(img: Image, height: number, width: number): Image {
-  const { channels: C, height: H, width: W, data } = img;
-  if (H === height && W === width) return img;
-  const out = new Float32Array(C * height * width);
-  const sy = H / height;
-  const sx = W / width;
-  for (let y = 0; y < height; y++) {
-    const fy = Math.min(Math.max((y + 0.5) * sy - 0.5, 0), H - 1);
-    const y0 = Math.floor(fy);
-    const y1 = Math.min(y0 + 1, H - 1);
-    const wy = fy - y0;
-    for (let x = 0; x < width; x++) {
-      const fx = Math.min(Math.max((x + 0.5) * sx - 0.5, 0), W - 1);
-      const x0 = Math.floor(fx);
-      const x1 = Math.min(x0 + 1, W - 1);
-      const wx = fx - x0;
-      for (let c = 0; c < C; c++) {
-        const p = c * H * W;
-        const top = data[p + y0 * W + x0]! * (1 - wx) + data[p + y0 * W + x1]! * wx;
-        const bot = data[p + y1 * W + x0]! * (1 - wx) + data[p + y1 * W + x1]! * wx;
-        out[c * height * width + y * width + x] = top * (1 - wy) + bot * wy;
-      }
-    }
-  }
-  return { data: out, channels: C, height, width };
+/** The image resampled to height x width as Pillow resamples (antialiased when shrinking). */
+export function resize(img: Image, height: number, width: number, interpolation: Interpolation = 'bilinear'): Image {
+  if (img.height === height && img.width === width) return img;
+  return resample(img, height, width, { interpolation });
 }
 
-export function crop(img: Image, top: number, left: number, height: number, width: number): Image {
-  const { channels: C, height: H, width: W, data } = img;
-  const out = new Float32Array(C * height * width);
-  for (let c = 0; c < C; c++) {
-    for (let y = 0; y < height; y++) {
-      const sy = Math.min(Math.max(top + y, 0), H - 1);
-      out.set(data.subarray(c * H * W + sy * W + left, c * H * W + sy * W + left + width), c * height * width + y * width);
-    }
+/** torchvision's CenterCrop: offsets rounded half to even, zero padding where the image is
+ * smaller than the crop. */
+export function centerCrop(img: Image, height: number, width = height): Image {
+  if (img.height < height || img.width < width) {
+    const padded = padTo(img, Math.max(height, img.height), Math.max(width, img.width));
+    if (padded.height === height && padded.width === width) return padded;
+    return centerCrop(padded, height, width);
   }
-  return { data: out, channels: C, height, width };
+  return crop(img, roundHalfEven((img.height - height) / 2), roundHalfEven((img.width - width) / 2), height, width);
 }
 
-export function centerCrop(img: Image, size: number): Image {
-  const h = Math.min(size, img.height);
-  const w = Math.min(size, img.width);
-  return crop(img, Math.floor((img.height - h) / 2), Math.floor((img.width - w) / 2), h, w);
-}
-
-/** torchvision's RandomResizedCrop: a random area (scale) and aspect (ratio) crop, resized. */
-export function randomResizedCrop(img: Image, size: number, rng: Rng, scale: [number, number] = [0.08, 1], ratio: [number, number] = [3 / 4, 4 / 3]): Image {
-  const area = img.height * img.width;
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const target = area * rng.uniform(scale[0], scale[1]);
-    const aspect = Math.exp(rng.uniform(Math.log(ratio[0]), Math.log(ratio[1])));
-    const w = Math.round(Math.sqrt(target * aspect));
-    const h = Math.round(Math.sqrt(target / aspect));
-    if (w > 0 && h > 0 && w <= img.width && h <= img.height) {
-      const top = rng.int(img.height - h + 1);
-      const left = rng.int(img.width - w + 1);
-      return resize(crop(img, top, left, h, w), size, size);
-    }
-  }
-  return resize(centerCrop(img, Math.min(img.height, img.width)), size, size);
-}
-
-export function horizontalFlip(img: Image): Image {
-  const { channels: C, height: H, width: W, data } = img;
-  const out = new Float32Array(data.length);
-  for (let c = 0; c < C; c++) for (let y = 0; y < H; y++) {
-    const row = c * H * W + y * W;
-    for (let x = 0; x < W; x++) out[row + x] = data[row + W - 1 - x]!;
-  }
-  return { ...img, data: out };
-}
-
-/** Brightness, contrast and saturation jitter as torchvision's ColorJitter (hue omitted). */
-export function colorJitter(img: Image, rng: Rng, o: { brightness?: number; contrast?: number; saturation?: number } = {}): Image {
-  let d = Float32Array.from(img.data);
-  const n = img.height * img.width;
-  const factor = (s: number | undefined): number => (s ? rng.uniform(Math.max(0, 1 - s), 1 + s) : 1);
-  const b = factor(o.brightness);
-  const c = factor(o.contrast);
-  const s = factor(o.saturation);
-  for (let i = 0; i < d.length; i++) d[i] = d[i]! * b;
-  const gray = (k: number): number => (img.channels === 3 ? 0.299 * d[k]! + 0.587 * d[n + k]! + 0.114 * d[2 * n + k]! : d[k]!);
-  if (c !== 1) {
-    let mean = 0;
-    for (let k = 0; k < n; k++) mean += gray(k);
-    mean /= n;
-    for (let i = 0; i < d.length; i++) d[i] = mean + (d[i]! - mean) * c;
-  }
-  if (s !== 1 && img.channels === 3) {
-    const out = new Float32Array(d.length);
-    for (let k = 0; k < n; k++) {
-      const g = gray(k);
-      for (let ch = 0; ch < 3; ch++) out[ch * n + k] = g + (d[ch * n + k]! - g) * s;
-    }
-    d = out;
-  }
-  for (let i = 0; i < d.length; i++) d[i] = Math.min(Math.max(d[i]!, 0), 1);
-  return { ...img, data: d };
-}
-
-/** (x - mean) / std per channel, in place; grayscale inputs are repeated to `channels`. */
+/** (x - mean) / std per channel, as a new array; grayscale inputs are repeated to `channels`. */
 export function normalize(img: Image, mean: readonly number[], std: readonly number[], channels = mean.length): Float32Array {
   const n = img.height * img.width;
   const out = new Float32Array(channels * n);
@@ -122,17 +47,43 @@ export function normalize(img: Image, mean: readonly number[], std: readonly num
   return out;
 }
 
-/** Zero padding (in [0, 1] space, before normalisation) to a square of `size`. */
-export function padTo(img: Image, size: number): Image {
-  if (img.height === size && img.width === size) return img;
-  const top = Math.floor((size - img.height) / 2);
-  const left = Math.floor((size - img.width) / 2);
-  const out = new Float32Array(img.channels * size * size);
+/** Zero padding (in [0, 1] space, before normalisation) to `height` x `width` (default a
+ * square), centred as torchvision's CenterCrop pads. */
+export function padTo(img: Image, height: number, width = height): Image {
+  if (img.height === height && img.width === width) return img;
+  const top = Math.floor((height - img.height) / 2);
+  const left = Math.floor((width - img.width) / 2);
+  const out = new Float32Array(img.channels * height * width);
   for (let c = 0; c < img.channels; c++) for (let y = 0; y < img.height; y++) {
-    out.set(img.data.subarray(c * img.height * img.width + y * img.width, c * img.height * img.width + (y + 1) * img.width), c * size * size + (y + top) * size + left);
+    out.set(img.data.subarray(c * img.height * img.width + y * img.width, c * img.height * img.width + (y + 1) * img.width), c * height * width + (y + top) * width + left);
   }
-  return { data: out, channels: img.channels, height: size, width: size };
+  return { data: out, channels: img.channels, height, width };
 }
+
+/** Random augmentation of training images, in torchvision's order: RandomResizedCrop, flips,
+ * ColorJitter, TrivialAugmentWide, normalisation, RandomErasing. */
+export interface AugmentOptions {
+  /** RandomResizedCrop to the input size (default on); false: the evaluation resize and crop. */
+  crop?: boolean;
+  /** Area fraction range of the crop (torchvision's default [0.08, 1]). */
+  scale?: [number, number];
+  /** Aspect ratio range of the crop (default [3/4, 4/3]). */
+  ratio?: [number, number];
+  /** Horizontal flip with probability 0.5 (default on). */
+  flip?: boolean;
+  /** Vertical flip with probability 0.5 (default off). */
+  verticalFlip?: boolean;
+  /** ColorJitter: one strength for brightness, contrast and saturation, or each (and hue). */
+  jitter?: number | ColorJitterOptions;
+  /** 'trivial': TrivialAugmentWide. */
+  autoAugment?: 'trivial';
+  /** RandomErasing after normalisation: its probability, or its options. */
+  erasing?: number | RandomErasingOptions;
+}
+
+/** What `augment: true` means: a gentle crop (60-100 % of the area) and horizontal flips, for
+ * the small data sets transfer learning starts from. */
+export const LIGHT_AUGMENT: Readonly<AugmentOptions> = { scale: [0.6, 1] };
 
 export interface Preprocess {
   imageSize: number;
@@ -140,33 +91,53 @@ export interface Preprocess {
   std: readonly number[];
   /** Channels the model takes (grayscale data is repeated). */
   channels: number;
-  /** Random resized crop, flip and color jitter on the training split. */
-  augment: boolean | { flip?: boolean; crop?: boolean; scale?: [number, number]; jitter?: number };
+  /** Evaluation: the shorter side is resized to floor(imageSize / cropPct) before the centre
+   * crop (timm's crop_pct, the model spec's `cropPct`); default 1. */
+  cropPct?: number;
+  /** Resampling of the resizes (the model spec's `interpolation`); default bilinear. */
+  interpolation?: Interpolation;
+  /** Random augmentation of the training split: true for LIGHT_AUGMENT, or the options. */
+  augment: boolean | AugmentOptions;
 }
 
 export function describePreprocess(p: Preprocess): string {
-  return JSON.stringify({ s: p.imageSize, m: p.mean, d: p.std, c: p.channels, a: p.augment });
+  return JSON.stringify({ s: p.imageSize, m: p.mean, d: p.std, c: p.channels, p: p.cropPct ?? 1, i: p.interpolation ?? 'bilinear', a: p.augment });
 }
 
-/** Evaluation: resize the short side then center-crop (or pad small images); normalise. */
+/** Checks what a Preprocess holds once, before any image is read. */
+export function checkPreprocess(p: Preprocess): void {
+  if (!Number.isInteger(p.imageSize) || p.imageSize < 1) throw new RangeError(`imageSize must be a positive integer, got ${p.imageSize}`);
+  evalResizeSize(p.imageSize, p.cropPct ?? 1);
+  if (p.interpolation !== undefined && !INTERPOLATIONS.includes(p.interpolation)) throw new RangeError(`interpolation must be one of ${INTERPOLATIONS.join(', ')}, got "${p.interpolation}"`);
+  const a = typeof p.augment === 'object' ? p.augment : {};
+  if (typeof a.jitter === 'object') checkColorJitter(a.jitter);
+  else if (a.jitter !== undefined) checkColorJitter({ brightness: a.jitter });
+  if (a.autoAugment !== undefined && a.autoAugment !== 'trivial') throw new RangeError(`autoAugment must be 'trivial', got "${a.autoAugment}"`);
+  if (a.erasing !== undefined) checkRandomErasing(typeof a.erasing === 'number' ? { p: a.erasing } : a.erasing);
+}
+
+/** torchvision's evaluation geometry: Resize(floor(imageSize / cropPct)) on the shorter side,
+ * then CenterCrop(imageSize). The input is taken as decoded 8-bit data (values k / 255), which
+ * is resampled as Pillow resamples 8-bit images, so the result is torchvision's to the byte. */
+export function evalResize(img: Image, p: Pick<Preprocess, 'imageSize' | 'cropPct' | 'interpolation'>): Image {
+  const [h, w] = shorterSideSize(img.height, img.width, evalResizeSize(p.imageSize, p.cropPct ?? 1));
+  const resized = h === img.height && w === img.width ? img : resample(img, h, w, { interpolation: p.interpolation, uint8: true });
+  return centerCrop(resized, p.imageSize);
+}
+
+/** Evaluation: evalResize, then normalisation. */
 export function evalTransform(img: Image, p: Preprocess): Float32Array {
-  let x = img;
-  if (x.height < p.imageSize && x.width < p.imageSize && x.height * 2 > p.imageSize) x = padTo(x, p.imageSize);
-  else if (x.height !== p.imageSize || x.width !== p.imageSize) {
-    const scale = p.imageSize / Math.min(x.height, x.width);
-    x = centerCrop(resize(x, Math.round(x.height * scale), Math.round(x.width * scale)), p.imageSize);
-  }
-  return normalize(x, p.mean, p.std, p.channels);
+  return normalize(evalResize(img, p), p.mean, p.std, p.channels);
 }
 
 export function trainTransform(img: Image, p: Preprocess, rng: Rng): Float32Array {
-  const a = typeof p.augment === 'object' ? p.augment : {};
-  let x = img;
-  if (a.crop !== false) {
-    const base = x.height < p.imageSize ? padTo(x, p.imageSize) : x;
-    x = randomResizedCrop(base, p.imageSize, rng, a.scale ?? [0.6, 1]);
-  } else x = { ...x, data: evalTransform(x, { ...p, mean: [0], std: [1], channels: x.channels }) };
+  const a: AugmentOptions = p.augment === true ? LIGHT_AUGMENT : typeof p.augment === 'object' ? p.augment : {};
+  let x = a.crop !== false ? randomResizedCrop(img, p.imageSize, rng, a.scale ?? [0.08, 1], a.ratio ?? [3 / 4, 4 / 3], p.interpolation) : evalResize(img, p);
   if (a.flip !== false && rng.next() < 0.5) x = horizontalFlip(x);
-  if (a.jitter) x = colorJitter(x, rng, { brightness: a.jitter, contrast: a.jitter, saturation: a.jitter });
-  return normalize(x, p.mean, p.std, p.channels);
+  if (a.verticalFlip && rng.next() < 0.5) x = verticalFlip(x);
+  if (a.jitter) x = colorJitter(x, rng, typeof a.jitter === 'number' ? { brightness: a.jitter, contrast: a.jitter, saturation: a.jitter } : a.jitter);
+  if (a.autoAugment === 'trivial') x = trivialAugmentWide(x, rng);
+  const out = normalize(x, p.mean, p.std, p.channels);
+  if (a.erasing) randomErasing(out, [p.channels, p.imageSize, p.imageSize], rng, typeof a.erasing === 'number' ? { p: a.erasing } : a.erasing);
+  return out;
 }
