@@ -19,6 +19,7 @@ import { host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { fmt, shapeEq, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
+import { checkFloat } from './check-float.js';
 import { byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
 import { add, UNARY } from './elementwise.js';
 import { linearIndex, MAIN_ARGS, MATH_HELPERS, WG } from './wgsl.js';
@@ -105,11 +106,6 @@ export function conv2dGeometry(inputShape: Shape, weightShape: Shape, opts: Conv
 export function conv2dOutputShape(inputShape: Shape, weightShape: Shape, opts: Conv2dGradOptions = {}): number[] {
   const g = conv2dGeometry(inputShape, weightShape, opts);
   return [g.batch, g.outChannels, g.outH, g.outW];
-}
-
-function checkFloat(t: Tensor, what: string): void {
-  t.assertAlive();
-  if (t.dtype !== 'float32') throw new TypeError(`conv2d: ${what} must be float32, got ${t.dtype}`);
 }
 
 const range = (n: number): number[] => [...Array(n).keys()];
@@ -568,11 +564,11 @@ function dispatchTapConv(d: TapConv): void {
  * [out, C/groups, kh, kw], bias [out]. x may be any strided view.
  */
 export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Tensor {
-  checkFloat(x, 'input');
-  checkFloat(weight, 'weight');
+  checkFloat('conv2d', 'input', x);
+  checkFloat('conv2d', 'weight', weight);
   const g = conv2dGeometry(x.shape, weight.shape, opts);
   if (opts.bias) {
-    checkFloat(opts.bias, 'bias');
+    checkFloat('conv2d', 'bias', opts.bias);
     if (!shapeEq(opts.bias.shape, [g.outChannels])) throw new RangeError(`conv2d: bias must have shape [${g.outChannels}], got ${fmt(opts.bias.shape)}`);
   }
   if (opts.activation !== undefined && !(opts.activation in UNARY)) {
@@ -613,8 +609,8 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
  * kernel taps it does not use, with no multiplies by structural zeros.
  */
 export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape: Shape, opts: Conv2dGradOptions = {}): Tensor {
-  checkFloat(gradOut, 'gradOut');
-  checkFloat(weight, 'weight');
+  checkFloat('conv2d', 'gradOut', gradOut);
+  checkFloat('conv2d', 'weight', weight);
   const g = conv2dGeometry(inputShape, weight.shape, opts);
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
   if (!shapeEq(gradOut.shape, outShape)) {
@@ -854,8 +850,8 @@ function dispatchPlaneWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, 
  * that reduction, the pixel rows are split into chunks reduced into partial weights first.
  */
 export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Shape, opts: Conv2dGradOptions = {}): Tensor {
-  checkFloat(x, 'input');
-  checkFloat(gradOut, 'gradOut');
+  checkFloat('conv2d', 'input', x);
+  checkFloat('conv2d', 'gradOut', gradOut);
   const g = conv2dGeometry(x.shape, weightShape, opts);
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
   if (!shapeEq(gradOut.shape, outShape)) {

@@ -11,6 +11,7 @@ import { broadcastIndex, host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { broadcastShapes, fmt } from '../shape.js';
 import { Tensor } from '../tensor.js';
+import { checkFloat } from './check-float.js';
 import { UNARY } from './elementwise.js';
 import { MATH_HELPERS } from './wgsl.js';
 
@@ -458,11 +459,6 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
   return out;
 }
 
-function checkFloat(t: Tensor, what: string, label: string): void {
-  t.assertAlive();
-  if (t.dtype !== 'float32') throw new TypeError(`${label}: ${what} must be float32, got ${t.dtype}`);
-}
-
 /** The shape of `matmul(a, b)` and the matrix views of both operands, as PyTorch. */
 function plan(a: Tensor, b: Tensor, label: string): { A: Operand; B: Operand; shape: number[] } {
   if (a.rank === 0 || b.rank === 0) {
@@ -491,8 +487,8 @@ function plan(a: Tensor, b: Tensor, label: string): { A: Operand; B: Operand; sh
  * read in place. `bias` and `activation` are applied in the same kernel.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
-  checkFloat(a, 'a', 'matmul');
-  checkFloat(b, 'b', 'matmul');
+  checkFloat('matmul', 'a', a);
+  checkFloat('matmul', 'b', b);
   const { A, B, shape } = plan(a, b, 'matmul');
   return matmulOperands(A, B, shape, opts, 'matmul');
 }
@@ -500,8 +496,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 /** `x @ weight^T + bias` as `torch.nn.functional.linear`, with weight in PyTorch's [out, in]
  * layout read transposed in place. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor, activation?: MatmulActivation): Tensor {
-  checkFloat(x, 'input', 'linear');
-  checkFloat(weight, 'weight', 'linear');
+  checkFloat('linear', 'input', x);
+  checkFloat('linear', 'weight', weight);
   if (weight.rank !== 2) throw new RangeError(`linear: weight must be 2-D [out, in], got ${fmt(weight.shape)}`);
   const [outF, inF] = weight.shape as [number, number];
   if (x.rank === 0 || x.shape[x.rank - 1] !== inF) {

@@ -18,12 +18,8 @@ import { fmt, numel, shapeEq } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { linearIndex, MAIN_ARGS, WG } from './wgsl.js';
 import { byImages, needsImageRuns } from './batches.js';
+import { checkFloat } from './check-float.js';
 import { moments, reduceGeneric, rowLayout, rowParams, rowProgram, rowWorkgroups } from './reduce.js';
-
-function checkFloat(op: string, what: string, t: Tensor): void {
-  t.assertAlive();
-  if (t.dtype !== 'float32') throw new TypeError(`${op}: ${what} must be float32, got ${t.dtype}`);
-}
 
 function checkParam(op: string, what: string, t: Tensor | undefined | null, shape: readonly number[]): void {
   if (!t) return;

@@ -16,6 +16,7 @@ import { host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { fmt, normDim, numel, shapeEq } from '../shape.js';
 import { Tensor } from '../tensor.js';
+import { checkFloat } from './check-float.js';
 import { reduceGeneric, rowLayout, rowParams, rowProgram, rowWorkgroups, type RowLayout } from './reduce.js';
 
 /** A contiguous tensor seen as [outer, len, inner] rows along `dim`. */
@@ -47,16 +48,9 @@ function maxSumExp(x: string): string {
   let s = rsum_(hsum_(sv));`;
 }
 
-function checkFloat(op: string, ...ts: Tensor[]): void {
-  for (const t of ts) {
-    t.assertAlive();
-    if (t.dtype !== 'float32') throw new TypeError(`${op}: needs float32 tensors, got ${t.dtype}`);
-  }
-}
-
 function softmaxLike(x: Tensor, dim: number, log: boolean): Tensor {
   const op = log ? 'logSoftmax' : 'softmax';
-  checkFloat(op, x);
+  checkFloat(op, 'x', x);
   const d = x.rank === 0 ? 0 : normDim(dim, x.rank);
   const out = Tensor.empty(x.shape);
   const v = rowView(x.shape, d);
@@ -92,7 +86,8 @@ export function logSoftmax(x: Tensor, dim = -1): Tensor {
 
 function softmaxBackwardLike(y: Tensor, gy: Tensor, dim: number, log: boolean): Tensor {
   const op = log ? 'logSoftmaxBackward' : 'softmaxBackward';
-  checkFloat(op, y, gy);
+  checkFloat(op, 'y', y);
+  checkFloat(op, 'gy', gy);
   if (!shapeEq(y.shape, gy.shape)) throw new RangeError(`${op}: y ${fmt(y.shape)} and gy ${fmt(gy.shape)} must have one shape`);
   const d = y.rank === 0 ? 0 : normDim(dim, y.rank);
   const out = Tensor.empty(y.shape);
@@ -165,7 +160,7 @@ interface CeSetup {
 }
 
 function ceSetup(op: string, logits: Tensor, labels: Labels, opts: CrossEntropyOptions): CeSetup {
-  checkFloat(op, logits);
+  checkFloat(op, 'logits', logits);
   if (logits.rank < 1) throw new RangeError(`${op}: logits must be [N, C] or [N, C, d1, ...] (or [C]), got ${fmt(logits.shape)}`);
   // [C] is one unbatched sample, as PyTorch.
   const classDim = logits.rank === 1 ? 0 : 1;
@@ -178,7 +173,7 @@ function ceSetup(op: string, logits: Tensor, labels: Labels, opts: CrossEntropyO
   if (!['mean', 'sum', 'none'].includes(reduction)) throw new RangeError(`${op}: reduction must be 'mean', 'sum' or 'none', got '${reduction}'`);
   const w = opts.weight;
   if (w) {
-    checkFloat(op, w);
+    checkFloat(op, 'weight', w);
     if (w.rank !== 1 || w.shape[0] !== C) throw new RangeError(`${op}: weight must have shape [${C}] (one per class), got ${fmt(w.shape)}`);
   }
   if (labels instanceof Tensor) {
@@ -340,7 +335,7 @@ export interface CrossEntropyBackwardOptions extends CrossEntropyOptions {
  * of the labels' shape, for 'none'). Ignored samples get zero rows.
  */
 export function crossEntropyBackward(logits: Tensor, labels: Labels, gradLoss: Tensor, opts: CrossEntropyBackwardOptions = {}): Tensor {
-  checkFloat('crossEntropyBackward', gradLoss);
+  checkFloat('crossEntropyBackward', 'gradLoss', gradLoss);
   const s = ceSetup('crossEntropyBackward', logits, labels, opts);
   const none = s.reduction === 'none';
   if (none ? !shapeEq(gradLoss.shape, s.labelShape) : gradLoss.size !== 1) {
