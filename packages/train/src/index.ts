@@ -21,3 +21,4 @@ export * from './trainer.js';
 export * from './objectives/objective.js';
 export * from './objectives/supervised.js';
 export * from './objectives/multitask.js';
+export * from './adapt/adabn.js';
