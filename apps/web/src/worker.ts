@@ -6,7 +6,7 @@
 import * as A from '@tl/autograd';
 import { init } from '@tl/tensor';
 import { ClassifierModel, DIGITS_RESNET14, getModelSpec, isImageModelSpec, listModels, saveToOpfs, serializeSafetensors, type ImageModelSpec, type WeightsSource } from '@tl/models';
-import { browserImages, browserStore, decodeImageData, digitsFromJson, evalTransform, splitDigits, Subset, type Dataset, type DigitJson, type Preprocess } from '@tl/train';
+import { browserImages, browserStore, decodeImageData, digitsFromJson, evalResizeSize, evalTransform, splitDigits, Subset, type Dataset, type DigitJson, type Preprocess } from '@tl/train';
 import { digitUrls, embeddedWeightsUrl } from 'virtual:tl-assets';
 import { EMBEDDED_FILE, exportTensors, pretrainedModel, runJob } from './job.js';
 import type { AdapterInfo, FromWorker, ModelChoice, Preview, ToWorker, TrainRequest } from './protocol.js';
@@ -91,6 +91,8 @@ function preprocessOf(spec: ImageModelSpec, augment: boolean): Preprocess {
     mean: (spec.channels ?? 3) === 1 ? [spec.mean[0]] : spec.mean,
     std: (spec.channels ?? 3) === 1 ? [spec.std[0]] : spec.std,
     channels: spec.channels ?? 3,
+    cropPct: spec.cropPct,
+    interpolation: spec.interpolation,
     augment: augment ? { flip: (spec.channels ?? 3) === 3, crop: true, scale: [0.7, 1], jitter: (spec.channels ?? 3) === 3 ? 0.2 : 0 } : false,
   };
 }
@@ -177,7 +179,7 @@ async function predict(id: number, images: Blob[]): Promise<void> {
   model.eval();
   for (const blob of images) {
     try {
-      const img = await decodeImageData(blob, pre.channels === 1 ? 1 : 3, Math.ceil(pre.imageSize * 1.5));
+      const img = await decodeImageData(blob, pre.channels === 1 ? 1 : 3, evalResizeSize(pre.imageSize, pre.cropPct ?? 1), 'image', pre.interpolation);
       const x = evalTransform(img, pre);
       const probs = A.tidy(() => A.noGrad(() => A.softmax(model.forward(A.tensor(x, { shape: [1, pre.channels, pre.imageSize, pre.imageSize] })), -1)));
       results.push({ probs: [...(await probs.data())] });

@@ -22,3 +22,4 @@ export * from './objectives/objective.js';
 export * from './objectives/supervised.js';
 export * from './objectives/multitask.js';
 export * from './adapt/adabn.js';
+export * from './objectives/distill.js';

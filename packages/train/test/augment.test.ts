@@ -175,7 +175,7 @@ describe('mixup and CutMix', () => {
   });
   it('the DataLoader applies the data set\'s batch transform when it augments: soft float32 [B, C] targets, seeded', async () => {
     const ds = withBatchTransform(new Toy(), mixBatch({ numClasses: 3, mixupAlpha: 0.4, cutmixAlpha: 1, inputShape: [1, 4, 4] }));
-    const rows = async (augment: boolean): Promise<{ y: Float32Array | Int32Array; shape: number[]; x: Float32Array | Int32Array }> => {
+    const rows = async (augment: boolean): Promise<{ y: Float32Array | Int32Array; shape: readonly number[]; x: Float32Array | Int32Array }> => {
       const loader = new DataLoader(ds, { batchSize: 6, shuffle: true, seed: 3, augment });
       for await (const b of loader.epoch(1)) {
         const out = { y: await b.y!.data(), shape: b.y!.shape, x: await b.x.data() };

@@ -8,7 +8,7 @@ import { extname, join, resolve } from 'node:path';
 import * as A from '@tl/autograd';
 import { ClassifierModel, fromPretrained, getModelSpec, isImageModelSpec, listModels, SafetensorsFileReader, StateDictError, type ImageModelSpec } from '@tl/models';
 import {
-  argmaxRows, classificationReport, DataError, decodeImage, evalTransform, idxDataset, IMAGE_EXTENSIONS, imageFolder, imageList, ImageListDataset, Trainer, type Dataset,
+  argmaxRows, classificationReport, DataError, decodeImage, evalResizeSize, evalTransform, idxDataset, IMAGE_EXTENSIONS, imageFolder, imageList, ImageListDataset, Trainer, type Dataset, type Preprocess,
 } from '@tl/train';
 import { startEngine } from '../engine.js';
 import { CliError, nearest } from '../errors.js';
@@ -142,7 +142,7 @@ async function scorer(s: ModelSource): Promise<Scorer> {
 /** Labelled images of `data` (folder, list, IDX), their class names and labels by name. */
 async function loadLabelled(data: string, sc: Scorer): Promise<{ ds: Dataset; names: string[] }> {
   if (!existsSync(data)) throw new CliError(`--data ${data} does not exist`, 2);
-  const pre = { imageSize: sc.imageSize, mean: sc.spec.mean, std: sc.spec.std, channels: sc.spec.channels ?? 3, augment: false as const, valSplit: undefined };
+  const pre = { imageSize: sc.imageSize, mean: sc.spec.mean, std: sc.spec.std, channels: sc.spec.channels ?? 3, cropPct: sc.spec.cropPct, interpolation: sc.spec.interpolation, augment: false as const, valSplit: undefined };
   try {
     if (statSync(data).isDirectory()) {
       const one = oneClassFolder(data, pre);
@@ -168,7 +168,7 @@ async function loadLabelled(data: string, sc: Scorer): Promise<{ ds: Dataset; na
 }
 
 /** A folder of one class: training needs two (imageFolder says so), scoring a model on one is fine. */
-function oneClassFolder(data: string, pre: { imageSize: number; mean: readonly number[]; std: readonly number[]; channels: number }): { ds: Dataset; names: string[] } | null {
+function oneClassFolder(data: string, pre: Omit<Preprocess, 'augment'>): { ds: Dataset; names: string[] } | null {
   const dirs = readdirSync(data, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.'));
   if (dirs.length !== 1) return null;
   const name = dirs[0]!.name;
@@ -318,12 +318,12 @@ export async function predictCommand(files: string[], s: ModelSource, topK: numb
   const sc = await scorer(s);
   const names = sc.classes ?? [];
   const channels = sc.spec.channels ?? 3;
-  const pre = { imageSize: sc.imageSize, mean: sc.spec.mean, std: sc.spec.std, channels, augment: false as const };
+  const pre = { imageSize: sc.imageSize, mean: sc.spec.mean, std: sc.spec.std, channels, cropPct: sc.spec.cropPct, interpolation: sc.spec.interpolation, augment: false as const };
   const results: unknown[] = [];
   for (const f of files) {
     let img;
     try {
-      img = await decodeImage(f, channels === 1 ? 1 : 3);
+      img = await decodeImage(f, channels === 1 ? 1 : 3, evalResizeSize(pre.imageSize, pre.cropPct), pre.interpolation);
     } catch (e) {
       results.push({ file: f, error: (e as Error).message });
       continue;

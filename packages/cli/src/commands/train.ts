@@ -7,6 +7,7 @@ import { ClassifierModel, fromPretrained, getModelSpec, isImageModelSpec, isText
 import {
   adam, adamw, constant, cosine, dirStore, earlyStopping, idxDataset, imageFolder, imageList, linear, oneCycle, plateau, sgd, stepLR,
   stratifiedSplit, Trainer, unfreezeAt, type Callback, type Dataset, type OptimizerSpec, type Schedule, DataError,
+  mixBatch, withBatchTransform, type AugmentOptions,
 } from '@tl/train';
 import sharp from 'sharp';
 import { startEngine } from '../engine.js';
@@ -46,6 +47,12 @@ export interface TrainConfig {
   earlyStop?: number;
   imageSize?: number;
   augment: boolean;
+  /** Training-image policies on top of (or, alone, instead of) --augment's light preset. */
+  autoAugment?: 'trivial';
+  randomErasing?: number;
+  /** Beta(alpha, alpha) of mixup / CutMix on each training batch (soft targets). */
+  mixup?: number;
+  cutmix?: number;
   cacheFeatures: boolean;
   gradClip?: number;
   /** Micro-batches per optimizer step (the effective batch is batchSize × accumulate). */
@@ -84,6 +91,9 @@ const RANGES: [keyof TrainConfig, string, (v: number) => boolean, string][] = [
   ['earlyStop', 'early-stop', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
   ['gradClip', 'grad-clip', (v) => v > 0, 'a positive number'],
   ['accumulate', 'accumulate', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
+  ['randomErasing', 'random-erasing', (v) => v >= 0 && v <= 1, 'a probability in [0, 1]'],
+  ['mixup', 'mixup', (v) => v >= 0, 'an alpha of at least 0'],
+  ['cutmix', 'cutmix', (v) => v >= 0, 'an alpha of at least 0'],
   ['seed', 'seed', (v) => Number.isInteger(v) && v >= 0, 'a whole number'],
   ['maxLength', 'max-length', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
 ];
@@ -106,10 +116,13 @@ function checkRanges(cfg: TrainConfig): void {
  * at the image default of 1e-3 diverges). */
 const TEXT_DEFAULTS: Partial<TrainConfig> = { lr: 5e-5, epochs: 3 };
 
-const IMAGE_ONLY = { imageSize: 'image-size', augment: 'augment' } as const;
+const IMAGE_ONLY = {
+  imageSize: 'image-size', augment: 'augment', autoAugment: 'auto-augment', randomErasing: 'random-erasing', mixup: 'mixup', cutmix: 'cutmix',
+} as const;
 const TEXT_ONLY = { textColumn: 'text-column', textPairColumn: 'text-pair-column', labelColumn: 'label-column', maxLength: 'max-length', configJson: 'config-json' } as const;
 
 const CHOICES: Record<string, readonly string[]> = {
+  autoAugment: ['trivial'],
   optimizer: ['sgd', 'adam', 'adamw'],
   schedule: ['constant', 'step', 'cosine', 'onecycle', 'plateau', 'linear'],
 };
@@ -119,7 +132,7 @@ export function validateConfig(c: Partial<TrainConfig>): TrainConfig {
     const v = (c as Record<string, unknown>)[k];
     if (v !== undefined && !opts.includes(String(v))) {
       const near = nearest(String(v), opts);
-      throw new CliError(`--${k} ${v} is not one of ${opts.join(', ')}${near ? `; did you mean ${near}?` : ''}`, 2);
+      throw new CliError(`--${k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)} ${v} is not one of ${opts.join(', ')}${near ? `; did you mean ${near}?` : ''}`, 2);
     }
   }
   if (!c.model) throw new CliError('tl train: --model is required (or run `tl train` with no arguments for the embedded default)', 2);
@@ -173,10 +186,28 @@ export function parseUnfreezeAt(s: string): { epoch: number; pattern: string; lr
   return { epoch: Number(m[1]), pattern: m[2]!, ...(m[3] ? { lr: Number(m[3]) } : {}) };
 }
 
+/** --augment is a light preset for small data (crops of 60-100 % of the area, flips, colour
+ * jitter 0.2); --auto-augment or --random-erasing alone start from torchvision's recipe
+ * (RandomResizedCrop at 8-100 %, flips). */
+export function augmentOptions(c: TrainConfig): AugmentOptions | false {
+  if (!c.augment && !c.autoAugment && !c.randomErasing) return false;
+  return {
+    ...(c.augment ? { scale: [0.6, 1] as [number, number], jitter: 0.2 } : {}),
+    ...(c.autoAugment ? { autoAugment: c.autoAugment } : {}),
+    ...(c.randomErasing ? { erasing: c.randomErasing } : {}),
+  };
+}
+
+/** The training set with mixup / CutMix on its batches, where --mixup or --cutmix asks. */
+export function mixedTraining(train: Dataset, numClasses: number, c: TrainConfig): Dataset {
+  if (!c.mixup && !c.cutmix) return train;
+  return withBatchTransform(train, mixBatch({ numClasses, mixupAlpha: c.mixup ?? 0, cutmixAlpha: c.cutmix ?? 0, inputShape: train.inputShape }));
+}
+
 export async function loadData(spec: ImageModelSpec, c: TrainConfig): Promise<{ train: Dataset; val: Dataset | null; classes: string[] }> {
   const pre = {
-    imageSize: c.imageSize ?? spec.inputSize, mean: spec.mean, std: spec.std, channels: spec.channels ?? 3,
-    augment: c.augment ? { flip: true, crop: true, jitter: 0.2 } : false, valSplit: c.val ? undefined : c.valSplit, seed: c.seed,
+    imageSize: c.imageSize ?? spec.inputSize, mean: spec.mean, std: spec.std, channels: spec.channels ?? 3, cropPct: spec.cropPct, interpolation: spec.interpolation,
+    augment: augmentOptions(c), valSplit: c.val ? undefined : c.valSplit, seed: c.seed,
   };
   if (!existsSync(c.data)) throw new CliError(`--data ${c.data} does not exist`, 2);
   let result;
@@ -223,7 +254,7 @@ export async function trainCommand(c: TrainConfig, progress: Progress, start: Ru
   }
   if (!(model instanceof ClassifierModel)) throw new CliError(`${c.model} has no classification head`);
   await fitRun(c, {
-    model, data, head: [model.headPattern()], noun: 'images', unit: 'img/s', files: ['model.safetensors', 'config.json', 'metrics.jsonl', 'report.html', 'checkpoint/'],
+    model, data: { ...data, train: mixedTraining(data.train, numClasses, c) }, head: [model.headPattern()], noun: 'images', unit: 'img/s', files: ['model.safetensors', 'config.json', 'metrics.jsonl', 'report.html', 'checkpoint/'],
     mistakes: (trainer, val) => misclassified(trainer, val, data.classes),
     write: (out) => writeAtomic(join(out, 'config.json'), JSON.stringify({ ...c, task: 'image-classification' }, null, 2)),
   }, progress, start);

@@ -5,7 +5,8 @@
  */
 import { stratifiedSplit, type Dataset, type Sample } from '../data/dataset.js';
 import { Rng } from '@tl/tensor';
-import { describePreprocess, evalTransform, trainTransform, type Image, type Preprocess } from '../data/transforms.js';
+import { checkPreprocess, describePreprocess, evalTransform, trainTransform, type Image, type Preprocess } from '../data/transforms.js';
+import { evalResizeSize, resample, shorterSideSize, type Interpolation } from '../data/resample.js';
 
 export type ImageSource = Blob | ImageBitmap | ImageData | OffscreenCanvas | HTMLCanvasElement | HTMLImageElement | HTMLVideoElement;
 
@@ -15,33 +16,28 @@ export class BrowserImageError extends Error {
 
 /**
  * Decodes to float CHW in [0, 1]: RGB, or luma (ITU-R BT.601 weights) when `channels` is 1.
- * `maxSide` shrinks large images so their shorter side is about `maxSide` (never enlarges).
- * Alpha is dropped, as sharp's removeAlpha does.
+ * `maxSide` shrinks large images so their shorter side is `maxSide` (never enlarges) by
+ * Pillow's resampling (resample.ts) rather than the browser's, whose kernels are its own: at
+ * the evaluation resize size this is torchvision's Resize. Alpha is dropped, as sharp's
+ * removeAlpha does.
  */
-export async function decodeImageData(src: ImageSource, channels: 1 | 3 = 3, maxSide?: number, name = 'image'): Promise<Image> {
+export async function decodeImageData(src: ImageSource, channels: 1 | 3 = 3, maxSide?: number, name = 'image', interpolation?: Interpolation): Promise<Image> {
   let bitmap: ImageBitmap;
   try {
     bitmap = await createImageBitmap(src as ImageBitmapSource, { colorSpaceConversion: 'none', premultiplyAlpha: 'none', imageOrientation: 'from-image' });
   } catch (e) {
     throw new BrowserImageError(`${name}: cannot decode image (${(e as Error).message})`);
   }
-  let { width, height } = bitmap;
-  if (maxSide && Math.min(width, height) > maxSide) {
-    const scale = maxSide / Math.min(width, height);
-    const w = Math.max(1, Math.round(width * scale));
-    const h = Math.max(1, Math.round(height * scale));
-    const resized = await createImageBitmap(bitmap, { resizeWidth: w, resizeHeight: h, resizeQuality: 'high', premultiplyAlpha: 'none' });
-    bitmap.close();
-    bitmap = resized;
-    width = w;
-    height = h;
-  }
+  const { width, height } = bitmap;
   const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
   if (!ctx) throw new BrowserImageError(`${name}: no 2D canvas context in this browser`);
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
-  return rgbaToImage(ctx.getImageData(0, 0, width, height).data, width, height, channels);
+  const img = rgbaToImage(ctx.getImageData(0, 0, width, height).data, width, height, channels);
+  if (!maxSide || Math.min(width, height) <= maxSide) return img;
+  const [h, w] = shorterSideSize(height, width, maxSide);
+  return resample(img, h, w, { interpolation, uint8: true });
 }
 
 /** RGBA bytes (ImageData order) to float CHW in [0, 1]. */
@@ -98,7 +94,10 @@ export class BrowserImageDataset implements Dataset {
     let p = this.cache.get(i);
     if (!p) {
       const it = this.items[i]!;
-      p = decodeImageData(it.source, this.preprocess.channels === 1 ? 1 : 3, Math.ceil(this.preprocess.imageSize * 1.5), it.name ?? `image ${i}`);
+      // As image-folder.ts: 1.5x the input for training crops, torchvision's resize for evaluation.
+      const pre = this.preprocess;
+      const side = this.augments ? Math.ceil(pre.imageSize * 1.5) : evalResizeSize(pre.imageSize, pre.cropPct ?? 1);
+      p = decodeImageData(it.source, pre.channels === 1 ? 1 : 3, side, it.name ?? `image ${i}`, pre.interpolation);
       this.cache.set(i, p);
       p.catch(() => this.cache.delete(i));
     }
@@ -136,8 +135,11 @@ export function browserImages(
     mean: opts.mean ?? [0.485, 0.456, 0.406],
     std: opts.std ?? [0.229, 0.224, 0.225],
     channels: opts.channels ?? 3,
+    cropPct: opts.cropPct,
+    interpolation: opts.interpolation,
     augment: opts.augment ?? false,
   };
+  checkPreprocess(pre);
   const ds = new BrowserImageDataset(items, classes, pre, opts.identity);
   if (!opts.valSplit) return { train: ds, val: null, classes };
   const { train, val } = stratifiedSplit(ds, opts.valSplit, opts.seed ?? 0);

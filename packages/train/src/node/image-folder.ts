@@ -9,7 +9,8 @@ import { extname, join, resolve, dirname } from 'node:path';
 import sharp from 'sharp';
 import { stratifiedSplit, type Dataset, type Sample, type Subset } from '../data/dataset.js';
 import { Rng } from '@tl/tensor';
-import { describePreprocess, evalTransform, trainTransform, type Image, type Preprocess } from '../data/transforms.js';
+import { checkPreprocess, describePreprocess, evalTransform, trainTransform, type Image, type Preprocess } from '../data/transforms.js';
+import { evalResizeSize, resample, shorterSideSize, type Interpolation } from '../data/resample.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp', '.tif', '.tiff', '.avif']);
 
@@ -17,10 +18,21 @@ export class DataError extends Error {
   override name = 'DataError';
 }
 
-/** Decodes an image file to float CHW in [0, 1], RGB (or grayscale when `channels` is 1). */
-export async function decodeImage(path: string, channels: 1 | 3 = 3, maxSide?: number): Promise<Image> {
+/**
+ * Decodes an image file to float CHW in [0, 1], RGB (or grayscale when `channels` is 1). With
+ * `maxSide`, an image whose shorter side is longer is shrunk so that side is `maxSide`, by
+ * Pillow's resampling (resample.ts), not sharp's: at the evaluation resize size this is
+ * torchvision's Resize to the byte, where sharp's kernels differ by several levels.
+ */
+export async function decodeImage(path: string, channels: 1 | 3 = 3, maxSide?: number, interpolation?: Interpolation): Promise<Image> {
+  const decoded = await decodeFull(path, channels);
+  if (!maxSide || Math.min(decoded.height, decoded.width) <= maxSide) return decoded;
+  const [h, w] = shorterSideSize(decoded.height, decoded.width, maxSide);
+  return resample(decoded, h, w, { interpolation, uint8: true });
+}
+
+async function decodeFull(path: string, channels: 1 | 3): Promise<Image> {
   let img = sharp(path, { failOn: 'error' });
-  if (maxSide) img = img.resize(maxSide, maxSide, { fit: 'outside', withoutEnlargement: true });
   img = channels === 1 ? img.grayscale() : img.removeAlpha().toColourspace('srgb');
   let raw;
   try {
@@ -62,8 +74,11 @@ export class ImageListDataset implements Dataset {
   private image(i: number): Promise<Image> {
     let p = this.cache.get(i);
     if (!p) {
-      // Keep about 1.5x the training size: enough for crops, and bounded memory.
-      p = decodeImage(this.files[i]!, this.preprocess.channels === 1 ? 1 : 3, Math.ceil(this.preprocess.imageSize * 1.5));
+      // Keep about 1.5x the training size (enough for crops, and bounded memory), or for
+      // evaluation exactly torchvision's resize, so the eval transform only crops.
+      const pre = this.preprocess;
+      const side = this.augments ? Math.ceil(pre.imageSize * 1.5) : evalResizeSize(pre.imageSize, pre.cropPct ?? 1);
+      p = decodeImage(this.files[i]!, pre.channels === 1 ? 1 : 3, side, pre.interpolation);
       this.cache.set(i, p);
       p.catch(() => this.cache.delete(i));
     }
@@ -118,13 +133,17 @@ export async function imageFolder(root: string, opts: ImageFolderOptions = {}): 
 }
 
 function fullPreprocess(o: Partial<Preprocess>): Preprocess {
-  return {
+  const p: Preprocess = {
     imageSize: o.imageSize ?? 224,
     mean: o.mean ?? [0.485, 0.456, 0.406],
     std: o.std ?? [0.229, 0.224, 0.225],
     channels: o.channels ?? 3,
+    cropPct: o.cropPct,
+    interpolation: o.interpolation,
     augment: o.augment ?? false,
   };
+  checkPreprocess(p);
+  return p;
 }
 
 function split(ds: ImageListDataset, classes: string[], opts: ImageFolderOptions): ImageFolderResult {
