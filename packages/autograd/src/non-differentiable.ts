@@ -34,6 +34,6 @@ export const NON_DIFFERENTIABLE: Readonly<Record<string, readonly string[]>> = {
   /** The engine, memory scopes and random state. */
   engine: [
     'engine', 'flush', 'forceRowMode', 'getDevice', 'getRngState', 'init', 'keep', 'manualSeed', 'memory', 'mixSeed', 'nextRandomKey', 'pcg',
-    'randValue', 'registerGpuProvider', 'registerViewHook', 'setEngine', 'setRngState', 'sync', 'tidy', 'tidyAsync',
+    'randValue', 'registerGpuProvider', 'registerViewHook', 'resetPeakMemory', 'setEngine', 'setRngState', 'sync', 'tidy', 'tidyAsync',
   ],
 };

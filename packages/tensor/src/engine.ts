@@ -291,6 +291,7 @@ export class Engine {
       pooledBuffers: p.pooledBuffers,
       pooledBytes: p.pooledBytes,
       liveTensors: this.liveTensors,
+      peakBytes: p.peakBytes,
     };
   }
 

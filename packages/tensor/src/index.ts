@@ -23,9 +23,14 @@ export { WG, MAIN_ARGS, MATH_HELPERS, linearIndex, wgslType } from './kernels/wg
 import { engine } from './engine.js';
 import type { MemoryInfo } from './pool.js';
 
-/** Live and pooled GPU buffers and bytes, and live tensors, right now. */
+/** Live and pooled GPU buffers and bytes, live tensors, and the peak of live bytes. */
 export function memory(): MemoryInfo {
   return engine().memory();
+}
+
+/** Restarts `memory().peakBytes` from the bytes live now, to measure the peak of one step or epoch. */
+export function resetPeakMemory(): void {
+  engine().pool.resetPeak();
 }
 
 /** Submits every recorded dispatch without waiting. */

@@ -22,6 +22,9 @@ export interface MemoryInfo {
   pooledBytes: number;
   /** Tensors not yet disposed. */
   liveTensors: number;
+  /** The most `liveBytes` reached since the engine started or `resetPeakMemory()` (PyTorch's
+   * max_memory_allocated): what a step needs, whatever the pool keeps beside it. */
+  peakBytes: number;
 }
 
 export class BufferPool {
@@ -30,6 +33,7 @@ export class BufferPool {
   liveBytes = 0;
   pooledBuffers = 0;
   pooledBytes = 0;
+  peakBytes = 0;
 
   constructor(private readonly device: GPUDevice, private readonly maxPooledBytes = 1 << 30) {}
 
@@ -57,6 +61,7 @@ export class BufferPool {
     this.requested.set(buffer, bytes);
     this.liveBuffers++;
     this.liveBytes += size;
+    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
     return buffer;
   }
 
@@ -82,6 +87,11 @@ export class BufferPool {
   }
 
   private toDestroy: GPUBuffer[] = [];
+
+  /** Starts a new peak from the bytes live now (PyTorch's reset_peak_memory_stats). */
+  resetPeak(): void {
+    this.peakBytes = this.liveBytes;
+  }
 
   /** Destroys buffers released over the pool's capacity, now that their work is submitted. */
   afterSubmit(): void {
