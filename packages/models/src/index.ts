@@ -26,3 +26,6 @@ export * from './text-checkpoint.js';
 export * from './timm-vision-keys.js';
 export * from './pretrained-text.js';
 export * from './pretrained.js';
+export * from './peft/lora-layers.js';
+export * from './peft/lora.js';
+export * from './peft/peft-files.js';

@@ -99,6 +99,24 @@ export abstract class Module {
     return m;
   }
 
+  /**
+   * Registers `m` as child `name` from outside the module (PyTorch's `add_module`), for tools
+   * that attach modules to an existing network, as LoRA attaches its adapters to a layer.
+   */
+  addModule<M extends Module>(name: string, m: M): M {
+    if (name === '' || name.includes('.')) throw new RangeError(`addModule: a name must be non-empty and have no ".", got ${JSON.stringify(name)}`);
+    if (this._children.has(name)) throw new Error(`addModule: ${this.constructor.name} already has a submodule named "${name}"`);
+    return this.module(name, m);
+  }
+
+  /** Unregisters child `name` and frees its tensors (PyTorch's `del module.name`). */
+  deleteModule(name: string): void {
+    const m = this._children.get(name);
+    if (!m) throw new Error(`deleteModule: ${this.constructor.name} has no submodule named "${name}"`);
+    m.dispose();
+    this._children.delete(name);
+  }
+
   child(name: string): Module | undefined {
     return this._children.get(name);
   }
