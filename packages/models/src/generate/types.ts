@@ -29,10 +29,11 @@ export interface GenerativeModel<C = unknown> {
   /**
    * Logits [B, t, V] for the next t tokens `ids` int32 [B, t] of every row, attending over the
    * cached positions and these; appends these tokens' keys and values to the cache. `mask`
-   * [B, t] (nonzero = token, 0 = padding) marks left padding of a batched prompt; padded
-   * positions are never attended to and do not advance a row's position ids.
+   * (host values, row-major [B, t]; nonzero = token, 0 = padding) marks left padding of a
+   * batched prompt: padded positions are never attended to and do not advance a row's
+   * position ids. Host data, because position ids are computed on the host without a readback.
    */
-  forwardCached(ids: Tensor, cache: C, mask?: Tensor | null): Tensor;
+  forwardCached(ids: Tensor, cache: C, mask?: ArrayLike<number> | null): Tensor;
   /**
    * Row i of the returned cache is row `beamIndices[i]` of `cache` (beam search's reordering,
    * and the expansion of each prompt to its beams, where the length exceeds the batch). The
