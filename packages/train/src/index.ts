@@ -23,3 +23,5 @@ export * from './objectives/supervised.js';
 export * from './objectives/multitask.js';
 export * from './adapt/adabn.js';
 export * from './objectives/distill.js';
+export * from './adapt/coral.js';
+export * from './objectives/dann.js';
