@@ -89,6 +89,29 @@ export function needsGrad(...inputs: readonly (Tensor | number | null | undefine
   return false;
 }
 
+/** Outputs `record` marked under `markOnly`, or null when recording a tape. */
+let marked: Set<Tensor> | null = null;
+
+/**
+ * Runs `fn` marking the outputs that would need a gradient (requiresGrad) without recording
+ * nodes or saving tensors: `checkpoint` learns this way, keeping no activations, whether its
+ * function reaches a tensor that wants a gradient. Returns the result and the marked outputs.
+ */
+export function markOnly<T>(fn: () => T): { result: T; marked: ReadonlySet<Tensor> } {
+  const prev = marked;
+  const mine = new Set<Tensor>();
+  marked = mine;
+  try {
+    return { result: enableGrad(fn), marked: mine };
+  } finally {
+    marked = prev;
+  }
+}
+
+export function isMarkingOnly(): boolean {
+  return marked !== null;
+}
+
 /** Attaches a node to `out` when any input requires a gradient; returns `out`. */
 export function record(
   name: string,
@@ -98,6 +121,11 @@ export function record(
   saved: readonly Tensor[] = [],
 ): Tensor {
   if (!needsGrad(...inputs)) return out;
+  if (marked) {
+    out.requiresGrad = true;
+    marked.add(out);
+    return out;
+  }
   const ins = inputs.map((t) => (t instanceof Tensor ? t : null));
   out.requiresGrad = true;
   out.gradNode = new Node(name, ins, rule, saved);

@@ -19,3 +19,4 @@ export { softmax, logSoftmax, crossEntropy } from './ops/softmax.js';
 export { layerNorm, batchNorm, type BatchNormOptions } from './ops/norm.js';
 export { maxPool2d, avgPool2d, adaptiveAvgPool2d } from './ops/pool.js';
 export { gradReverse } from './ops/grad-reverse.js';
+export { checkpoint, isRecomputing } from './checkpoint.js';

@@ -1,6 +1,7 @@
 /** Differentiable layer norm and batch norm (training with running statistics, and eval). */
 import * as T from '@tl/tensor';
 import type { Tensor } from '@tl/tensor';
+import { isRecomputing } from '../checkpoint.js';
 import { needsGrad, record } from '../graph.js';
 
 export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
@@ -38,7 +39,7 @@ export function batchNorm(
   const b = bias ?? null;
   if (opts.training) {
     const { y, mean, invstd, varUnbiased } = T.batchNormTrain(x, w, b, eps);
-    if (runningMean && runningVar) T.updateRunningStats(runningMean, runningVar, mean, varUnbiased, opts.momentum ?? 0.1);
+    if (runningMean && runningVar && !isRecomputing()) T.updateRunningStats(runningMean, runningVar, mean, varUnbiased, opts.momentum ?? 0.1);
     varUnbiased.dispose();
     const out = record('batchNorm', y, [x, w, b], (g, s, needs) => {
       const [xs, ms, is, ws] = s;
