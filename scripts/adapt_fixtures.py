@@ -102,8 +102,30 @@ def distill():
     save(os.path.join(OUT, "distill.safetensors"), out, {"cases": json.dumps(cases)})
 
 
+def corruptions():
+    """CIFAR-10-C's gaussian_blur (skimage: scipy's gaussian_filter, mode 'nearest', truncate 4)
+    and contrast at severities 3 and 5, on a small 8-bit HWC image, truncated to uint8."""
+    g = torch.Generator().manual_seed(3)
+    img = torch.randint(0, 256, (7, 6, 3), generator=g, dtype=torch.uint8)
+    x = img.double() / 255
+    out = {"image": img}
+    for severity, sigma in [(3, 0.7), (5, 1.0)]:
+        radius = int(4 * sigma + 0.5)
+        k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64) / sigma) ** 2)
+        k = k / k.sum()
+        chw = x.permute(2, 0, 1).unsqueeze(1)
+        y = F.conv2d(F.pad(chw, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+        y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+        out[f"blur{severity}"] = (y.squeeze(1).permute(1, 2, 0).clamp(0, 1) * 255).to(torch.uint8)
+    for severity, c in [(3, 0.4), (5, 0.15)]:
+        means = x.mean(dim=(0, 1), keepdim=True)
+        out[f"contrast{severity}"] = (((x - means) * c + means).clamp(0, 1) * 255).to(torch.uint8)
+    save(os.path.join(OUT, "corruptions.safetensors"), out)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     adabn()
     coral()
     distill()
+    corruptions()

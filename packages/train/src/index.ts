@@ -25,3 +25,4 @@ export * from './adapt/adabn.js';
 export * from './objectives/distill.js';
 export * from './adapt/coral.js';
 export * from './objectives/dann.js';
+export * from './data/corruptions.js';
