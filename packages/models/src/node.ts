@@ -3,6 +3,7 @@ export * from './safetensors-node.js';
 export * from './hub/hub-node.js';
 export * from './pretrained-node.js';
 export * from './pretrained-text-node.js';
+export * from './pretrained-causal-lm-node.js';
 export * from './peft/peft-files-node.js';
 
 import { readFile } from 'node:fs/promises';

@@ -110,8 +110,12 @@ export async function fromPretrainedText(id: string, opts: TextPretrainedOptions
     throw new TypeError(`fromPretrainedText("${id}"): weights must name a checkpoint, e.g. "hf:${spec.hubRepo}" or a local folder`);
   }
   checkNumClasses(opts.numClasses, 'fromPretrainedText');
-  const ref = parseWeightRef(opts.weights);
-  if (ref.kind === 'url') throw new Error(`${opts.weights}: a text model needs config.json and tokenizer.json beside its weights; use hf:org/name or a local folder`);
-  const source = ref.kind === 'hub' ? hubSource(ref, opts.hub ?? {}) : localSource(await localFiles(ref.path));
-  return loadPretrainedText(spec, source, { label: opts.weights, numClasses: opts.numClasses });
+  return loadPretrainedText(spec, await textCheckpointSource(opts.weights, opts.hub ?? {}), { label: opts.weights, numClasses: opts.numClasses });
+}
+
+/** The files of a text checkpoint at `weights` (hf:org/name[@revision][/file], a folder, or its model.safetensors). */
+export async function textCheckpointSource(weights: string, hub: HubOptions): Promise<TextCheckpointSource> {
+  const ref = parseWeightRef(weights);
+  if (ref.kind === 'url') throw new Error(`${weights}: a text model needs config.json and tokenizer.json beside its weights; use hf:org/name or a local folder`);
+  return ref.kind === 'hub' ? hubSource(ref, hub) : localSource(await localFiles(ref.path));
 }

@@ -82,7 +82,8 @@ export function checkNumClasses(n: number | undefined, caller: string): void {
   if (n !== undefined && !(Number.isInteger(n) && n >= 1)) throw new RangeError(`${caller}: numClasses must be a positive integer, got ${n}`);
 }
 
-function parseJSON<T>(file: NamedText, what: string): T {
+/** A JSON file parsed, or an error naming the file. */
+export function parseJSON<T>(file: NamedText, what: string): T {
   try {
     return JSON.parse(file.text) as T;
   } catch (e) {

@@ -7,6 +7,7 @@
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import * as T from '@tl/tensor';
+import type { KeyValueCache } from '../generate/kv-cache.js';
 import { causalMask, mergeHeads, scaledDotProductAttention, splitHeads } from '../nn/attention.js';
 import { ClassifierModel } from '../nn/classifier.js';
 import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
@@ -130,12 +131,13 @@ export class GPT2Attention extends Module {
     this.cAttn = this.module('c_attn', new Conv1D(3 * config.nEmbd, config.nEmbd));
     this.cProj = this.module('c_proj', new Conv1D(config.nEmbd, config.nEmbd));
   }
-  /** x [B, T, E], mask additive (causal, and padding) -> [B, T, E]. */
-  forward(x: Tensor, mask: Tensor): Tensor {
+  /** x [B, T, E], mask additive (causal, and padding) -> [B, T, E]; with a cache, the keys and values of earlier steps are attended to as well. */
+  forward(x: Tensor, mask: Tensor, cache?: KeyValueCache | null): Tensor {
     const c = this.config;
     const e = c.nEmbd;
     const qkv = this.cAttn.forward(x);
-    const [q, k, v] = [0, 1, 2].map((i) => splitHeads(qkv.slice(2, i * e, (i + 1) * e), c.nHead)) as [Tensor, Tensor, Tensor];
+    let [q, k, v] = [0, 1, 2].map((i) => splitHeads(qkv.slice(2, i * e, (i + 1) * e), c.nHead)) as [Tensor, Tensor, Tensor];
+    if (cache) [k, v] = cache.update(this.layerIdx, k, v);
     let scale = c.scaleAttnWeights ? 1 / Math.sqrt(e / c.nHead) : 1;
     if (c.scaleAttnByInverseLayerIdx) scale /= this.layerIdx + 1;
     const ctx = scaledDotProductAttention(q, k, v, { mask, scale, dropout: c.attnPdrop, training: this.training });
@@ -170,8 +172,8 @@ export class GPT2Block extends Module {
     this.ln2 = this.module('ln_2', new LayerNorm(config.nEmbd, { eps: config.layerNormEps }));
     this.mlp = this.module('mlp', new GPT2MLP(config));
   }
-  forward(x: Tensor, mask: Tensor): Tensor {
-    const h = A.add(x, this.attn.forward(this.ln1.forward(x), mask));
+  forward(x: Tensor, mask: Tensor, cache?: KeyValueCache | null): Tensor {
+    const h = A.add(x, this.attn.forward(this.ln1.forward(x), mask, cache));
     return A.add(h, this.mlp.forward(this.ln2.forward(h)));
   }
 }
@@ -191,11 +193,27 @@ export class GPT2Model extends Module {
   /** The final hidden state [B, T, E]; causal, and padded keys masked by attentionMask [B, T]. */
   forward(inputIds: Tensor, attentionMask?: Tensor | null): Tensor {
     const [, t] = checkInputIds(this.constructor.name, inputIds, this.config.nPositions, ['attentionMask', attentionMask]);
-    let x = A.dropout(A.add(this.wte.forward(inputIds), this.wpe.forward(A.arange(t))), this.config.embdPdrop, this.training);
-    const mask = causalMask(t, attentionMask);
-    for (const block of this.h) x = block.forward(x, mask);
+    return this.forwardAt(inputIds, A.arange(t), causalMask(t, attentionMask), null);
+  }
+
+  /** The final hidden state [B, T, E] at position ids `positions` ([T] or [B, T]) under an additive mask, appending to `cache` when given. */
+  forwardAt(inputIds: Tensor, positions: Tensor, mask: Tensor, cache: KeyValueCache | null): Tensor {
+    let x = A.dropout(A.add(this.wte.forward(inputIds), this.wpe.forward(positions)), this.config.embdPdrop, this.training);
+    for (const block of this.h) x = block.forward(x, mask, cache);
     return this.lnF.forward(x);
   }
+}
+
+/** transformers' GPT-2 initialisation; the residual projections' std is scaled by 1/sqrt(2 · n_layer). */
+export function initGPT2Weights(model: Module, config: ResolvedGPT2Config): void {
+  const std = config.initializerRange;
+  const projStd = std / Math.sqrt(2 * config.nLayer);
+  initTransformerWeights(model, std, (m, name) => {
+    if (m instanceof Conv1D) {
+      A.assign(m.weight, A.randn(m.weight.shape, { std: name.endsWith('c_proj') ? projStd : std }));
+      A.assign(m.bias, 0);
+    }
+  });
 }
 
 /**
@@ -214,15 +232,7 @@ export class GPT2ForSequenceClassification extends ClassifierModel {
     this.config = resolveGPT2Config(config);
     this.transformer = this.module('transformer', new GPT2Model(this.config));
     this.score = this.module('score', new Linear(this.config.nEmbd, numLabelsOf(config, opts.numLabels), { bias: false }));
-    const std = this.config.initializerRange;
-    // transformers scales the residual projections' init by 1/sqrt(2 · n_layer).
-    const projStd = std / Math.sqrt(2 * this.config.nLayer);
-    initTransformerWeights(this, std, (m, name) => {
-      if (m instanceof Conv1D) {
-        A.assign(m.weight, A.randn(m.weight.shape, { std: name.endsWith('c_proj') ? projStd : std }));
-        A.assign(m.bias, 0);
-      }
-    });
+    initGPT2Weights(this, this.config);
   }
 
   /** The hidden state [B, E] of each sequence's last token. */
