@@ -6,6 +6,7 @@ export * from './nn/classifier.js';
 export * from './nn/attention.js';
 export * from './nn/multitask.js';
 export * from './nn/pos-embed.js';
+export * from './nn/checkpointing.js';
 export * from './tokenizers/tokenizer.js';
 export * from './arch/resnet.js';
 export * from './arch/cifar-resnet.js';

@@ -6,6 +6,7 @@
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { mergeHeads, paddingMask, scaledDotProductAttention, splitHeads } from '../nn/attention.js';
+import { runBlocks, supportsGradientCheckpointing } from '../nn/checkpointing.js';
 import { ClassifierModel } from '../nn/classifier.js';
 import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
@@ -210,11 +211,10 @@ export class BertEncoder extends Module {
   constructor(config: ResolvedBertConfig) {
     super();
     this.layer = this.module('layer', new ModuleList(Array.from({ length: config.numLayers }, () => new BertLayer(config))));
+    supportsGradientCheckpointing(this);
   }
   forward(x: Tensor, mask: Tensor | null): Tensor {
-    let y = x;
-    for (const l of this.layer) y = l.forward(y, mask);
-    return y;
+    return runBlocks(this, this.layer, x, (l, y) => l.forward(y, mask));
   }
 }
 

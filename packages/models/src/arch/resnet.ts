@@ -2,6 +2,7 @@
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
+import { runBlocks, supportsGradientCheckpointing } from '../nn/checkpointing.js';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 
@@ -108,12 +109,14 @@ export class ResNet extends ClassifierModel {
     this.layer4 = this.module('layer4', stage(widths[3], config.layers[3], 2));
     this.avgpool = this.module('avgpool', new AdaptiveAvgPool2d(1));
     this.fc = this.module('fc', new Linear(inplanes, config.numClasses ?? 1000));
+    supportsGradientCheckpointing(this);
   }
 
   /** Everything up to the pooled features [N, numFeatures]. */
   forwardFeatures(x: Tensor): Tensor {
     let y = this.maxpool.forward(A.relu(this.bn1.forward(this.conv1.forward(x))));
-    for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) y = layer.forward(y);
+    const blocks = [this.layer1, this.layer2, this.layer3, this.layer4].flatMap((stage) => stage.layers as Block[]);
+    y = runBlocks(this, blocks, y, (b, h) => b.forward(h));
     return this.avgpool.forward(y).flatten(1);
   }
 

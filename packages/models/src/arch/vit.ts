@@ -11,6 +11,7 @@
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
+import { runBlocks, supportsGradientCheckpointing } from '../nn/checkpointing.js';
 import { Conv2d, LayerNorm, Linear, Sequential } from '../nn/layers.js';
 import { Module, type StateValue } from '../nn/module.js';
 import { resampleAbsPosEmbed } from '../nn/pos-embed.js';
@@ -129,6 +130,7 @@ export class VisionTransformer extends ClassifierModel {
       blocks.push(new ViTBlock(dim, config.numHeads ?? 12, config.mlpRatio ?? 4, { qkvBias: config.qkvBias, eps }));
     }
     this.blocks = this.module('blocks', new Sequential(...blocks));
+    supportsGradientCheckpointing(this);
     this.norm = this.module('norm', new LayerNorm(dim, { eps }));
     this.module('head', new Linear(dim, config.numClasses ?? 1000));
   }
@@ -144,7 +146,8 @@ export class VisionTransformer extends ClassifierModel {
     const cls = this.clsToken.expand(x.shape[0]!, -1, -1);
     const tokens = A.add(A.cat([cls, patches], 1), this.posEmbed);
     // LayerNorm is per token, so normalising only the pooled class token is the same.
-    return this.norm.forward(this.blocks.forward(tokens).select(1, 0));
+    const hidden = runBlocks(this, this.blocks.layers as ViTBlock[], tokens, (b, y) => b.forward(y));
+    return this.norm.forward(hidden.select(1, 0));
   }
 
   forwardHead(features: Tensor): Tensor {

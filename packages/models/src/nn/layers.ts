@@ -83,7 +83,7 @@ export class BatchNorm2d extends Module {
   }
   forward(x: Tensor): Tensor {
     const training = this.usesBatchStats;
-    if (training) {
+    if (training && !A.isRecomputing()) {
       A.noGrad(() => A.assign(this.numBatchesTracked, A.add(this.numBatchesTracked, 1)));
     }
     return A.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, {

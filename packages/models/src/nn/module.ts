@@ -6,6 +6,7 @@
 import * as A from '@tl/autograd';
 import { keep, type Tensor } from '@tl/autograd';
 import { parseSafetensors, serializeSafetensors, type HostArray } from '../safetensors.js';
+import { setGradientCheckpointing } from './checkpointing.js';
 
 export type StateValue = Tensor | HostArray;
 export type StateDict = Map<string, StateValue> | Record<string, StateValue>;
@@ -278,6 +279,16 @@ export abstract class Module {
 
   eval(): this {
     return this.train(false);
+  }
+
+  /**
+   * Recomputes the activations of the blocks below (transformer layers, ResNet blocks) in
+   * backward instead of keeping them, for less memory at about one more forward pass of
+   * arithmetic (Hugging Face's gradient_checkpointing_enable). Throws where nothing supports it.
+   */
+  gradientCheckpointing(enabled = true): this {
+    setGradientCheckpointing(this, enabled);
+    return this;
   }
 
   /** Stops gradients for the parameters whose names match (all when no pattern). */
