@@ -10,6 +10,7 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { postTemplates, specialCount, type Piece, type PostTemplates } from './template.js';
+import { UnigramTokenizer, type TokenizerCore } from './unigram-tokenizer.js';
 
 /** A parsed tokenizer.json (only `model` is required). */
 export interface TokenizerJSON {
@@ -85,7 +86,7 @@ interface Part {
 }
 
 export class Tokenizer {
-  private readonly hf: HfTokenizer;
+  private readonly hf: TokenizerCore;
   private readonly templates: PostTemplates;
   /** The padding token and its id, or null when the vocabulary has none. */
   readonly padToken: string | null;
@@ -101,7 +102,9 @@ export class Tokenizer {
     }
     const config = opts.config ?? {};
     // tokenizers.js wants every section present; tokenizer.json files write absent ones as null.
-    this.hf = new HfTokenizer({ added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json }, config);
+    this.hf = json.model.type === 'Unigram'
+      ? new UnigramTokenizer(json)
+      : new HfTokenizer({ added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json }, config);
     this.templates = postTemplates(json.post_processor);
     this.specialIds = new Set((json.added_tokens ?? []).filter((t) => t.special).map((t) => t.id));
     const configPad = typeof config.pad_token === 'string' ? config.pad_token : (config.pad_token?.content ?? undefined);
