@@ -107,6 +107,9 @@ export interface EpochLogs extends HeadLogs {
   seconds: number;
   samplesPerSec: number;
   cachedFeatures: boolean;
+  /** The most GPU bytes held by tensors during the epoch's training steps (memory().peakBytes);
+   * absent from histories written before it was logged. */
+  peakMemoryBytes?: number;
 }
 
 /** An evaluation's figures (per head too, for a multi-task model). */
@@ -219,6 +222,7 @@ export class Trainer {
     for (let epoch = this.startEpoch; epoch < this.opts.epochs && !this.stopTraining; epoch++) {
       for (const cb of this.opts.callbacks ?? []) await cb.onEpochBegin?.(this, epoch);
       const t0 = performance.now();
+      A.resetPeakMemory();
       const cached = !!this.opts.cacheFeatures && this.objective.cacheable && auxiliary.length === 0 && this.backboneFrozen() && !train.augments;
       this.model.train();
       let lossSum = 0;
@@ -258,7 +262,7 @@ export class Trainer {
       const seconds = (performance.now() - t0) / 1000;
       const logs: EpochLogs = {
         epoch, trainLoss: lossSum / Math.max(rows, 1), lr: this.optimizer.groups[0]?.lr ?? 0, seconds,
-        samplesPerSec: seen / Math.max(seconds, 1e-9), cachedFeatures: cached,
+        samplesPerSec: seen / Math.max(seconds, 1e-9), cachedFeatures: cached, peakMemoryBytes: A.memory().peakBytes,
       };
       Object.assign(logs, figureLogs('train', this.objective.trainLogs(sums, rows)));
       const perHead = this.objective.trainHeads?.(sums);
