@@ -60,6 +60,10 @@ export const TRAIN_FLAGS: FlagDefs = {
   'label-smoothing': { type: 'number', group: 'optimisation', value: 'eps', help: 'label smoothing of the cross-entropy, in [0, 1)', default: '0' },
   'grad-clip': { type: 'number', group: 'optimisation', value: 'norm', help: 'clip the global gradient norm to this', default: 'off' },
   accumulate: { type: 'number', group: 'optimisation', value: 'n', help: 'micro-batches per optimizer step: the step sees batch-size × n samples', default: '1' },
+  teacher: { type: 'string', group: 'strategy', value: 'folder|file', help: "distil from a trained teacher: a run folder, or a weights file (its architecture --teacher-model)", default: 'none' },
+  'teacher-model': { type: 'string', group: 'strategy', value: 'id', help: 'the architecture of a --teacher weights file', default: '--model' },
+  temperature: { type: 'number', group: 'strategy', value: 'T', help: "softmax temperature of the teacher's and student's outputs in the distillation loss", default: '4' },
+  alpha: { type: 'number', group: 'strategy', value: 'weight', help: "weight in [0, 1] of the teacher's term; 1 - alpha weighs the labels", default: '0.5' },
   'early-stop': { type: 'number', group: 'optimisation', value: 'epochs', help: 'stop after this many epochs without a better validation loss', default: 'off' },
   seed: { type: 'number', group: 'optimisation', value: 'n', help: 'seed of the initialisation, data order and split', default: '0' },
   out: { type: 'string', group: 'output', value: 'folder', help: 'the run folder (config.json, model.safetensors, metrics.jsonl, report.html, checkpoint/)', default: 'runs/<model>-<date>-<time>, the default job runs/default-<date>-<time>: a new folder each run' },
@@ -121,6 +125,27 @@ export const COMMANDS: Record<string, CommandDef> = {
       'tl predict --run runs/shapes red.png blue.png --top-k 2',
       'tl predict --model cifar_resnet20 --weights data/pretrained/cifar10-resnet20.safetensors cat.jpg --json',
       'tl predict --run runs/reviews --text "great value" --text "broke in a day"',
+    ],
+  },
+  adapt: {
+    usage: 'tl adapt (--run <folder> | --model <id> --weights <file|hf:org/name>) --data <folder> --out <folder>',
+    summary: "AdaBN: re-estimate a model's BatchNorm statistics on unlabelled images of a new domain",
+    flags: {
+      ...checkpointFlags,
+      data: { type: 'string', group: 'data', value: 'folder', help: 'unlabelled images of the target domain (sub-folders are read too; their names are ignored)' },
+      'batch-size': { type: 'number', group: 'optimisation', value: 'n', help: "images per forward pass: each batch's statistics are one term of the average", default: "the run's, else 32" },
+      out: { type: 'string', group: 'output', value: 'folder', help: 'where model.safetensors (and a run\'s config.json) is written (a new or empty folder)' },
+      overwrite: { type: 'boolean', group: 'output', help: 'write into an --out folder that already holds files', default: 'off' },
+      ...help,
+    },
+    examples: [
+      'tl adapt --model cifar_resnet20 --weights data/pretrained/cifar10-resnet20.safetensors --data ./night-photos --out adapted/night',
+      'tl eval --model cifar_resnet20 --weights adapted/night/model.safetensors --data ./night-labelled',
+      'tl adapt --run runs/shapes --data ./new-camera --out runs/shapes-new-camera',
+    ],
+    notes: [
+      'The weights are not changed, only the running mean and variance of every BatchNorm (a cumulative average over the batches, as PyTorch\'s momentum=None);',
+      'no label is read. A model without BatchNorm is refused.',
     ],
   },
   models: {

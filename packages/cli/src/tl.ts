@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS } from './commands-table.js';
 import { defaultJob, DEFAULT_JOB, type DefaultJobOptions } from './commands/default-job.js';
+import { adaptCommand } from './commands/adapt.js';
 import { evalCommand, predictCommand, type ModelSource } from './commands/eval.js';
 import { doctorCommand, exportCommand, inspectCommand } from './commands/misc.js';
 import { modelsCommand, needsEngine } from './commands/models.js';
@@ -80,6 +81,7 @@ function modelSource(flags: Flags): ModelSource {
   return {
     run: flags.run as string | undefined, model: flags.model as string | undefined, weights: flags.weights as string | undefined,
     classes: flags.classes as string | undefined, imageSize: flags.imageSize as number | undefined, batchSize: flags.batchSize as number | undefined,
+    adapter: flags.adapter as string | undefined,
   };
 }
 
@@ -137,6 +139,8 @@ async function main(argv: string[]): Promise<void> {
       return predictCommand(positional, modelSource(flags), Number(flags.topK ?? 3), !!flags.json, !!flags.logits, {
         texts: (flags.text as string[] | undefined) ?? [], pairs: (flags.textPair as string[] | undefined) ?? [],
       });
+    case 'adapt':
+      return adaptCommand(modelSource(flags), flags.data as string | undefined, flags.out as string | undefined, !!flags.overwrite, progress);
     case 'models':
       if (needsEngine(flags.task as string | undefined)) await startEngine();
       return modelsCommand(flags.task as string | undefined, !!flags.json);

@@ -75,7 +75,7 @@ export async function checkSource(s: ModelSource, command: string): Promise<void
   await checkWeightsRef(s.weights, '--weights');
 }
 
-interface Scorer {
+export interface Scorer {
   model: ClassifierModel;
   spec: ImageModelSpec;
   id: string;
@@ -96,7 +96,7 @@ function parseClassList(s: string, width: number): string[] {
   return names;
 }
 
-async function scorer(s: ModelSource): Promise<Scorer> {
+export async function scorer(s: ModelSource): Promise<Scorer> {
   if (s.run) {
     const info = await readRun(s.run);
     const spec = getModelSpec(info.config.model);

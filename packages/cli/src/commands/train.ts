@@ -7,7 +7,7 @@ import { ClassifierModel, fromPretrained, getModelSpec, isImageModelSpec, isText
 import {
   adam, adamw, constant, cosine, dirStore, earlyStopping, idxDataset, imageFolder, imageList, linear, oneCycle, plateau, sgd, stepLR,
   stratifiedSplit, Trainer, unfreezeAt, type Callback, type Dataset, type OptimizerSpec, type Schedule, DataError,
-  mixBatch, withBatchTransform, type AugmentOptions,
+  mixBatch, withBatchTransform, type AugmentOptions, type Objective,
 } from '@tl/train';
 import sharp from 'sharp';
 import { startEngine } from '../engine.js';
@@ -16,6 +16,7 @@ import { table, type Progress } from '../progress.js';
 import { renderReport, type Mistake, type StepRecord } from '../report.js';
 import { freshRunFolder, prepareRunFolder, writeAtomic } from '../run-folder.js';
 import { checkWeightsRef, describeMismatch, localWeights } from '../weights.js';
+import { checkTeacherFlags, teacherObjective } from '../teacher-flag.js';
 
 /** How a run starts: continuing the run folder `resume`, or replacing what --out holds. */
 export interface RunStart {
@@ -66,6 +67,12 @@ export interface TrainConfig {
   labelColumn?: string;
   maxLength?: number;
   configJson?: string;
+  /** Distillation: a run folder or weights file of the teacher, its model id when a file, the
+   * softmax temperature and the weight of the teacher's term. */
+  teacher?: string;
+  teacherModel?: string;
+  temperature?: number;
+  alpha?: number;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
@@ -117,7 +124,7 @@ function checkRanges(cfg: TrainConfig): void {
 const TEXT_DEFAULTS: Partial<TrainConfig> = { lr: 5e-5, epochs: 3 };
 
 const IMAGE_ONLY = {
-  imageSize: 'image-size', augment: 'augment', autoAugment: 'auto-augment', randomErasing: 'random-erasing', mixup: 'mixup', cutmix: 'cutmix',
+  imageSize: 'image-size', augment: 'augment', teacher: 'teacher', teacherModel: 'teacher-model', temperature: 'temperature', alpha: 'alpha', autoAugment: 'auto-augment', randomErasing: 'random-erasing', mixup: 'mixup', cutmix: 'cutmix',
 } as const;
 const TEXT_ONLY = { textColumn: 'text-column', textPairColumn: 'text-pair-column', labelColumn: 'label-column', maxLength: 'max-length', configJson: 'config-json' } as const;
 
@@ -161,6 +168,7 @@ export async function checkInputs(c: TrainConfig): Promise<void> {
     if (p !== undefined && !existsSync(p)) throw new CliError(`${flag} ${p} does not exist`, 2);
   }
   if (c.weights && !isTextModelSpec(getModelSpec(c.model))) await checkWeightsRef(c.weights, '--weights');
+  await checkTeacherFlags(c);
 }
 
 function optimizerSpec(c: TrainConfig): OptimizerSpec {
@@ -253,7 +261,9 @@ export async function trainCommand(c: TrainConfig, progress: Progress, start: Ru
     throw e;
   }
   if (!(model instanceof ClassifierModel)) throw new CliError(`${c.model} has no classification head`);
+  const kd = c.teacher ? await teacherObjective(c, numClasses, c.imageSize, !augmentOptions(c) && !c.mixup && !c.cutmix) : null;
   await fitRun(c, {
+    ...(kd ? { objective: kd.objective, notes: [kd.description] } : {}),
     model, data: { ...data, train: mixedTraining(data.train, numClasses, c) }, head: [model.headPattern()], noun: 'images', unit: 'img/s', files: ['model.safetensors', 'config.json', 'metrics.jsonl', 'report.html', 'checkpoint/'],
     mistakes: (trainer, val) => misclassified(trainer, val, data.classes),
     write: (out) => writeAtomic(join(out, 'config.json'), JSON.stringify({ ...c, task: 'image-classification' }, null, 2)),
@@ -277,6 +287,8 @@ export interface RunSetup {
   write(out: string): Promise<void>;
   /** Lines for the log once the run is validated (what the checkpoint did not have). */
   notes?: string[];
+  /** What is learnt, when not the labels alone (distillation). */
+  objective?: Objective;
 }
 
 /** Freezing, callbacks, the Trainer and its metrics.jsonl, model.safetensors and report.html:
@@ -309,7 +321,7 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
   const metricsFile = join(out, 'metrics.jsonl');
   const lines: string[] = [];
   const trainer = new Trainer(model, {
-    optimizer: optimizerSpec(c), schedule: scheduleFor(c, stepsPerEpoch), epochs: c.epochs, batchSize: c.batchSize, callbacks,
+    optimizer: optimizerSpec(c), schedule: scheduleFor(c, stepsPerEpoch), epochs: c.epochs, batchSize: c.batchSize, callbacks, objective: run.objective,
     labelSmoothing: c.labelSmoothing, headLr: c.headLr, layerDecay: c.layerDecay, gradClip: c.gradClip, accumulate: c.accumulate, cacheFeatures: c.cacheFeatures,
     featureStore: c.cacheFeatures ? dirStore(join(out, 'cache')) : undefined, checkpointStore: dirStore(out), seed: c.seed,
     logger: (l) => progress.line(l),
@@ -335,6 +347,7 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
   if (!resume) await writeFile(metricsFile, '');
   progress.line(`${c.model}: ${model.numParameters().toLocaleString('en')} parameters, ${model.numParameters({ trainable: true }).toLocaleString('en')} trainable; ${data.train.length} training and ${data.val?.length ?? 0} validation ${run.noun}, ${data.classes.length} classes`);
   await trainer.fit(data.train, data.val);
+  run.objective?.dispose?.();
   if (lines.length) await appendFile(metricsFile, lines.splice(0).map((l) => `${l}\n`).join(''));
   await model.save(join(out, 'model.safetensors'), { model: c.model, classes: JSON.stringify(data.classes) });
   const evalResult = data.val ? await trainer.evaluate(data.val) : null;
