@@ -7,7 +7,7 @@ tied head's d_model**-0.5 rescale, and the loss from `labels` (decoder inputs = 
 right from decoder_start_token_id = pad, -100 read as pad and ignored by the cross-entropy).
 
 For each variant (t5: t5-small's layout; t5-v1_1: flan's gated GELU, untied head) it writes a
-folder as save_pretrained leaves it (config.json, model.safetensors without the tied copies
+folder as save_pretrained leaves it (config.json, a small Unigram tokenizer.json, model.safetensors without the tied copies
 encoder/decoder.embed_tokens and, when tied, lm_head) and reference.safetensors: the inputs,
 float64 logits, loss and every parameter's gradient of the loss, and the buckets of t5-small's
 and this configuration's relative positions. Run with /usr/bin/python3 (torch 1.13) from the
@@ -219,6 +219,26 @@ VARIANTS = {
 }
 
 
+def tiny_tokenizer(vocab_size):
+    """A Unigram tokenizer.json of vocab_size pieces in T5's layout (pad 0, eos 1, unk 2): "▁" and
+    "▁"-prefixed letters, letters, digits and punctuation, scored by rank."""
+    chars = "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"
+    pieces = ["▁"] + ["▁" + c for c in chars[:26]] + list(chars)
+    pieces = pieces[: vocab_size - 3]
+    vocab = [["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0]] + [[p, -1.0 - 0.05 * i] for i, p in enumerate(pieces)]
+    special = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True} for i, t in enumerate(["<pad>", "</s>", "<unk>"])]
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": special,
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "Strip", "strip_left": False, "strip_right": True}, {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": "▁"}]},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True},
+        "post_processor": {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+                           "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+                           "special_tokens": {"</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}},
+        "decoder": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True},
+        "model": {"type": "Unigram", "unk_id": 2, "vocab": vocab, "byte_fallback": False},
+    }
+
+
 def main():
     torch.manual_seed(0)
     ids = torch.tensor([[5, 17, 42, 9, 63, 21, 1, 0, 0], [8, 3, 77, 12, 55, 90, 31, 44, 1]])
@@ -243,6 +263,8 @@ def main():
         save(os.path.join(folder, "model.safetensors"), state, {"format": "pt"})
         with open(os.path.join(folder, "config.json"), "w") as f:
             json.dump(c, f, indent=2)
+        with open(os.path.join(folder, "tokenizer.json"), "w") as f:
+            json.dump(tiny_tokenizer(c["vocab_size"]), f, ensure_ascii=False)
         m64 = T5(c).double()
         m64.load_state_dict({k: v.double() for k, v in state.items()})
         logits, loss, dec = m64(ids, mask, labels)

@@ -34,6 +34,7 @@ export * from './generate/sampling.js';
 export * from './generate/generate.js';
 export * from './pretrained-causal-lm.js';
 export * from './arch/t5.js';
+export * from './pretrained-seq2seq.js';
 export * from './arch/wav2vec2-config.js';
 export * from './arch/wav2vec2.js';
 export * from './registry.js';

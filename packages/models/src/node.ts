@@ -4,6 +4,7 @@ export * from './hub/hub-node.js';
 export * from './pretrained-node.js';
 export * from './pretrained-text-node.js';
 export * from './pretrained-causal-lm-node.js';
+export * from './pretrained-seq2seq-node.js';
 export * from './peft/peft-files-node.js';
 
 import { readFile } from 'node:fs/promises';

@@ -3,25 +3,28 @@
  * head) networks of scripts/t5_fixtures.py load strictly from their save_pretrained layout and
  * give the same logits, loss from labels and gradient of every parameter (float64 references);
  * the relative-position buckets equal transformers' definition for t5-small's and the reduced
- * configuration; decoding with the cache gives the teacher-forced logits step by step.
+ * configuration; decoding with the cache gives the teacher-forced logits step by step, and
+ * generate() decodes greedily from decoder_start_token_id.
  */
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
 import { setup } from '../../tensor/test/helpers.js';
 import { closeToFixture, gpu } from './fixture-close.js';
-import { parseSafetensors, relativePositionBucket, shiftRight, T5ForConditionalGeneration, type SafetensorsFile } from '../src/index.js';
+import { fileURLToPath } from 'node:url';
+import { generate, mapT5Keys, parseSafetensors, relativePositionBucket, shiftRight, T5ForConditionalGeneration, type SafetensorsFile } from '../src/index.js';
+import { fromPretrainedSeq2Seq } from '../src/node.js';
 
 beforeAll(setup);
 
 const dir = (tag: string): URL => new URL(`./fixtures/t5/${tag}/`, import.meta.url);
 const read = (tag: string, file: string): SafetensorsFile => parseSafetensors(readFileSync(new URL(file, dir(tag))));
-const config = (tag: string): Record<string, unknown> => JSON.parse(readFileSync(new URL('config.json', dir(tag)), 'utf8')) as Record<string, unknown>;
 
-function loaded(tag: string): T5ForConditionalGeneration {
-  const weights = read(tag, 'model.safetensors');
-  const model = new T5ForConditionalGeneration(config(tag));
-  model.loadStateDict(new Map(weights.keys().map((k) => [k, weights.get(k)])), { strict: true });
+/** The save_pretrained folder through the user-facing loader (strict; nothing dropped or new). */
+async function loaded(tag: string): Promise<T5ForConditionalGeneration> {
+  const { model, report, tokenizer } = await fromPretrainedSeq2Seq({ weights: fileURLToPath(dir(tag)) });
+  expect(report).toEqual({ renamed: [], dropped: [], newlyInitialized: [] });
+  expect(tokenizer.encode('a b').inputIds).toEqual([4, 5, 1]);
   return model.eval();
 }
 
@@ -29,7 +32,7 @@ describe('T5 against PyTorch (reduced configurations)', () => {
   for (const tag of ['t5', 't5-v1_1']) {
     it(`${tag}: logits, loss from labels, every parameter's gradient`, async () => {
       const ref = read(tag, 'reference.safetensors');
-      const model = loaded(tag);
+      const model = await loaded(tag);
       expect(model.lmHead === null).toBe(tag === 't5');
       const ids = gpu(ref.get('input_ids'));
       const mask = gpu(ref.get('attention_mask'));
@@ -63,7 +66,7 @@ describe('T5 against PyTorch (reduced configurations)', () => {
 
   it('decoding with the cache gives the teacher-forced logits, and reordering the cache moves its rows', async () => {
     const ref = read('t5-v1_1', 'reference.safetensors');
-    const model = loaded('t5-v1_1');
+    const model = await loaded('t5-v1_1');
     const ids = gpu(ref.get('input_ids'));
     const mask = gpu(ref.get('attention_mask'));
     const dec = ref.get('decoder_input_ids');
@@ -96,6 +99,43 @@ describe('T5 against PyTorch (reduced configurations)', () => {
       }
     }
     model.disposeCache(cache);
+    model.dispose();
+  });
+
+  it('greedy generate() continues from decoder_start_token_id with the argmax of the teacher-forced logits', async () => {
+    const model = await loaded('t5');
+    const prompts = [[5, 17, 42, 9, 63, 21, 1], [8, 3, 77, 12, 1]];
+    const out = await generate(model, prompts, { maxNewTokens: 6, eosTokenId: -1 });
+    for (let r = 0; r < prompts.length; r++) {
+      const p = prompts[r]!;
+      const seq = out.sequences[r]!;
+      expect(seq.length).toBe(6);
+      const dec = [model.decoderStartTokenId, ...seq.slice(0, -1)];
+      const logits = (await A.noGrad(() => model.forward(A.tensor(Int32Array.from(p), { shape: [1, p.length], dtype: 'int32' }), null, A.tensor(Int32Array.from(dec), { shape: [1, dec.length], dtype: 'int32' }))).data()) as Float32Array;
+      const v = model.vocabSize;
+      const argmax = dec.map((_, i) => logits.subarray(i * v, (i + 1) * v).reduce((best, x, j, row) => (x > row[best]! ? j : best), 0));
+      expect(seq).toEqual(argmax);
+    }
+    model.dispose();
+  });
+
+  it('the key map reads pytorch_model.bin layouts: tied copies and the unused cross-attention bias dropped, a lone tied name read as shared', () => {
+    const own = ['shared.weight', 'encoder.final_layer_norm.weight', 'decoder.block.0.layer.1.EncDecAttention.q.weight'];
+    const bin = [...own, 'encoder.embed_tokens.weight', 'decoder.embed_tokens.weight', 'lm_head.weight', 'decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight'];
+    const tied = mapT5Keys(bin, { tied: true });
+    expect([...tied.keys.keys()].sort()).toEqual([...own].sort());
+    expect(tied.dropped.map((d) => d.key).sort()).toEqual(bin.filter((k) => !own.includes(k)).sort());
+    expect([...mapT5Keys(bin, { tied: false }).keys.keys()]).toContain('lm_head.weight');
+    const lone = mapT5Keys(['encoder.embed_tokens.weight', 'encoder.final_layer_norm.weight'], { tied: true });
+    expect(lone.renamed).toEqual([['encoder.embed_tokens.weight', 'shared.weight']]);
+    expect([...mapT5Keys(bin, { tied: true, encoderOnly: true }).keys.keys()].sort()).toEqual(['encoder.final_layer_norm.weight', 'shared.weight']);
+  });
+
+  it('a tokenizer without the pad or eos token the config names is a one-line error naming them', async () => {
+    const { checkSeq2SeqTokenizer, Tokenizer } = await import('../src/index.js');
+    const model = new T5ForConditionalGeneration({ ...JSON.parse(readFileSync(new URL('config.json', dir('t5')), 'utf8')), eos_token_id: 150, pad_token_id: 120, vocab_size: 200 });
+    const tok = Tokenizer.fromJSON(readFileSync(new URL('tokenizer.json', dir('t5')), 'utf8'));
+    expect(() => checkSeq2SeqTokenizer(model, tok, 'x')).toThrow('x: the tokenizer has no token for pad_token_id 120 and eos_token_id 150 of config.json, which T5 needs to start and end a target');
     model.dispose();
   });
 });
