@@ -14,6 +14,8 @@ export * from './data/arrays.js';
 export * from './data/digits.js';
 export * from './data/text.js';
 export * from './data/causal-lm.js';
+export * from './data/audio.js';
+export * from './data/audio-dataset.js';
 export * from './data/loader.js';
 export * from './metrics.js';
 export * from './store.js';
