@@ -1,6 +1,6 @@
 /**
  * Model-level gradient checkpointing: with it switched on, a training step of reduced BERT,
- * DistilBERT, ViT and ResNet configurations (dropout and BatchNorm in training mode) gives the
+ * DistilBERT, ViT, ResNet and CIFAR ResNet configurations (dropout and BatchNorm in training mode) gives the
  * same logits, parameter gradients and running statistics as without, at a lower peak of live
  * bytes.
  */
@@ -10,6 +10,7 @@ import type { Tensor } from '@tl/autograd';
 import { setup } from '../../tensor/test/helpers.js';
 import {
   BertForSequenceClassification,
+  CifarResNet,
   DistilBertForSequenceClassification,
   isGradientCheckpointing,
   MobileNetV2,
@@ -95,6 +96,10 @@ describe('gradientCheckpointing', () => {
     const [plain, ckpt] = await expectSameStep(make, () => [A.randn([2, 3, 32, 32], { seed: 9 })]);
     expect(plain!.buffers.get('layer1.0.bn1.num_batches_tracked')![0]).toBe(1);
     expect(ckpt!.peakBytes).toBeLessThan(plain!.peakBytes);
+  });
+
+  it('CIFAR ResNet (option-A shortcuts)', async () => {
+    await expectSameStep(() => new CifarResNet({ depth: 8, widths: [4, 8, 8], numClasses: 3 }), () => [A.randn([2, 3, 16, 16], { seed: 9 })]);
   });
 
   it('refuses a model with no blocks to recompute, and switches off', () => {

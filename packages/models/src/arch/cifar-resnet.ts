@@ -6,6 +6,7 @@
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
+import { runBlocks, supportsGradientCheckpointing } from '../nn/checkpointing.js';
 import { BatchNorm2d, Conv2d, Linear, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 
@@ -72,11 +73,13 @@ export class CifarResNet extends ClassifierModel {
     this.layer2 = this.module('layer2', stage(widths[1], 2));
     this.layer3 = this.module('layer3', stage(widths[2], 2));
     this.linear = this.module('linear', new Linear(inPlanes, config.numClasses ?? 10));
+    supportsGradientCheckpointing(this);
   }
 
   forwardFeatures(x: Tensor): Tensor {
     let y = A.relu(this.bn1.forward(this.conv1.forward(x)));
-    for (const layer of [this.layer1, this.layer2, this.layer3]) y = layer.forward(y);
+    const blocks = [this.layer1, this.layer2, this.layer3].flatMap((stage) => stage.layers as CifarBasicBlock[]);
+    y = runBlocks(this, blocks, y, (b, h) => b.forward(h));
     return A.mean(y, [2, 3]);
   }
 
