@@ -71,6 +71,19 @@ function jsonlRecords(file: string, text: string, wanted: readonly string[]): Te
   return records;
 }
 
+/** The named columns of every row of a CSV or JSONL file, each a string, or a DataError naming the row. */
+export async function readTextColumns(file: string, columns: readonly string[]): Promise<Record<string, string>[]> {
+  const text = (await readFile(file, 'utf8')).replace(/^\uFEFF/, '');
+  if (!text.trim()) throw new DataError(`${file} is empty; expected a header line naming the columns (${columns.join(',')}) and a row per text`);
+  const records = /\.(jsonl|ndjson)$/i.test(file) ? jsonlRecords(file, text, columns) : csvRecords(file, text, columns);
+  if (records.length === 0) throw new DataError(`${file} has no rows, only a header`);
+  return records.map((r) => Object.fromEntries(columns.map((c) => {
+    const v = r.get(c);
+    if (typeof v !== 'string') throw new DataError(`${file}: ${r.where} has a "${c}" that is not a string: ${JSON.stringify(v)}`);
+    return [c, v];
+  })));
+}
+
 /** The labelled texts of a CSV or JSONL file, labels as written (strings). */
 export async function readTextRows(file: string, columns: TextColumns = {}): Promise<TextRow[]> {
   const textCol = columns.text ?? 'text';
