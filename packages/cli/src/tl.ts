@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { COMMANDS } from './commands-table.js';
 import { defaultJob, DEFAULT_JOB, type DefaultJobOptions } from './commands/default-job.js';
 import { adaptCommand } from './commands/adapt.js';
+import { generateCommand, isGenerationRequest, trainCausalLMCommand } from './commands/causal-lm.js';
 import { evalCommand, predictCommand, type ModelSource } from './commands/eval.js';
 import { doctorCommand, exportCommand, inspectCommand } from './commands/misc.js';
 import { modelsCommand, needsEngine } from './commands/models.js';
@@ -62,6 +63,9 @@ async function trainMain(flags: Flags, progress: Progress): Promise<void> {
   const cfgPath = (flags.config as string | undefined) ?? 'tl.config.json';
   if (flags.config && !existsSync(cfgPath)) throw new CliError(`--config ${cfgPath} does not exist`, 2);
   const fileCfg = await readConfigFile(cfgPath);
+  if (flags.task === 'causal-lm') return trainCausalLMCommand(flags, progress);
+  if (flags.task !== undefined && flags.task !== 'classification') throw new CliError(`--task ${String(flags.task)} is not one of classification, causal-lm`, 2);
+  if (flags.promptColumn !== undefined) throw new CliError('--prompt-column is for --task causal-lm', 2);
   const flagCfg = toTrainConfig(flags);
   if (flags.resume) return resumeRun(String(flags.resume), flagCfg, progress);
   if (!flagCfg.model && !flagCfg.data && !fileCfg.model && !fileCfg.data) {
@@ -136,6 +140,7 @@ async function main(argv: string[]): Promise<void> {
     case 'eval':
       return evalCommand(modelSource(flags), flags.data as string | undefined, !!flags.json);
     case 'predict':
+      if (await isGenerationRequest(flags)) return generateCommand(flags);
       return predictCommand(positional, modelSource(flags), Number(flags.topK ?? 3), !!flags.json, !!flags.logits, {
         texts: (flags.text as string[] | undefined) ?? [], pairs: (flags.textPair as string[] | undefined) ?? [],
       });
