@@ -15,6 +15,11 @@ const help: FlagDefs = { help: { type: 'boolean', group: 'options', help: 'print
 const json: FlagDefs = { json: { type: 'boolean', group: 'output', help: 'print JSON on stdout instead of a table', default: 'off' } };
 
 /** The model and weights of `tl eval` / `tl predict`, when they score a checkpoint instead of a run. */
+/** A PEFT LoRA adapter on top of the checkpoint, for `tl eval` / `tl predict`. */
+const adapterFlag: FlagDefs = {
+  adapter: { type: 'string', group: 'model', value: 'folder', help: "a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) merged into the model's weights first", default: 'none' },
+};
+
 const checkpointFlags: FlagDefs = {
   run: { type: 'string', group: 'model', value: 'folder', help: 'a run folder written by tl train (its model, weights, classes and input size)' },
   model: { type: 'string', group: 'model', value: 'id', help: 'an architecture id from `tl models`, with --weights, instead of --run' },
@@ -51,6 +56,7 @@ export const TRAIN_FLAGS: FlagDefs = {
   'head-lr': { type: 'number', group: 'strategy', value: 'rate', help: 'a learning rate of its own for the head', default: '--lr' },
   'layer-decay': { type: 'number', group: 'strategy', value: 'factor', help: 'layer-wise lr decay in (0, 1]: each block down gets this factor more', default: 'off' },
   'cache-features': { type: 'boolean', group: 'strategy', help: "with a frozen backbone, compute its features once and train the head on them", default: 'off' },
+  lora: { type: 'string', group: 'strategy', value: 'r=8,alpha=16,targets=query,value', help: 'LoRA adapters on the named modules (suffix match, as PEFT) plus the head, the rest frozen; writes PEFT\'s adapter_config.json and adapter_model.safetensors; [,dropout=p]', default: 'off' },
   epochs: { type: 'number', group: 'optimisation', value: 'n', help: 'passes over the training data', default: '5 (text models 3)' },
   'batch-size': { type: 'number', group: 'optimisation', value: 'n', help: 'samples per step', default: '32' },
   lr: { type: 'number', group: 'optimisation', value: 'rate', help: 'peak learning rate', default: '1e-3 (text models 5e-5)' },
@@ -85,6 +91,7 @@ export const COMMANDS: Record<string, CommandDef> = {
       'tl train --model cifar_resnet20 --weights data/pretrained/cifar10-resnet20.safetensors --data ./shapes --freeze backbone --epochs 3 --out runs/shapes',
       'tl train --model resnet18 --weights hf:timm/resnet18.a1_in1k --data ./flowers --freeze backbone --unfreeze-at 3:layer4 --epochs 6',
       'tl train --model distilbert --weights hf:distilbert/distilbert-base-uncased --data reviews.csv --text-column review --label-column stars',
+      'tl train --model bert --weights hf:google-bert/bert-base-uncased --data reviews.csv --lora r=8,alpha=16,targets=query,value',
       'tl train --task causal-lm --model llama --weights ./tiny-llama --data stories.txt --max-length 128 --epochs 2',
       'tl train --task causal-lm --model gpt2 --weights hf:openai-community/gpt2 --data qa.csv --prompt-column question --text-column answer',
     ],
@@ -98,6 +105,7 @@ export const COMMANDS: Record<string, CommandDef> = {
     summary: "score a run or a pretrained checkpoint on labelled data; classes are matched by name",
     flags: {
       ...checkpointFlags,
+      ...adapterFlag,
       data: { type: 'string', group: 'data', value: 'path', help: 'labelled data: an image folder, a .csv/.jsonl list (text runs: texts and labels)', default: "the run's validation set (required with --model)" },
       'batch-size': { type: 'number', group: 'optimisation', value: 'n', help: 'samples per forward pass', default: "the run's, else 32" },
       ...json,
@@ -118,6 +126,7 @@ export const COMMANDS: Record<string, CommandDef> = {
     summary: 'classify images (or texts, for a text run)',
     flags: {
       ...checkpointFlags,
+      ...adapterFlag,
       'top-k': { type: 'number', group: 'output', value: 'k', help: 'classes shown per input', default: '3' },
       logits: { type: 'boolean', group: 'output', help: 'add the raw logits to --json', default: 'off' },
       text: { type: 'list', group: 'data', value: 'text', help: 'text runs: a text to classify (repeatable)' },

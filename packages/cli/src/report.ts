@@ -20,6 +20,8 @@ export interface ReportInput {
   report: ClassificationReport | null;
   /** Misclassified examples: the image (PNG data URL) or the text, true and predicted class. */
   mistakes: Mistake[];
+  /** Parameter counts, and the size of the LoRA adapter file when the run trained one. */
+  parameters?: { total: number; trainable: number; adapterBytes?: number };
 }
 
 export type Mistake = ({ image: string; file?: string } | { text: string }) & { truth: string; predicted: string };
@@ -109,6 +111,12 @@ export function renderComparison(r: { title: string; arms: ArmReport[]; classes:
 </body></html>`;
 }
 
+function parameterSummary(p: NonNullable<ReportInput['parameters']>): string {
+  const n = (v: number) => v.toLocaleString('en');
+  const adapter = p.adapterBytes === undefined ? '' : `; LoRA adapter (adapter_model.safetensors) ${n(p.adapterBytes)} bytes`;
+  return `<h2>Parameters</h2><p>${n(p.trainable)} trainable of ${n(p.total)} (${((100 * p.trainable) / Math.max(p.total, 1)).toFixed(2)}%)${adapter}</p>`;
+}
+
 export function renderReport(r: ReportInput): string {
   const h = r.history;
   const charts = [
@@ -134,6 +142,7 @@ export function renderReport(r: ReportInput): string {
 <style>${STYLE}</style></head>
 <body><h1>${esc(r.title)}</h1>
 <div class="charts">${charts.join('')}${r.report ? confusion(r.report, r.classes) : ''}</div>
+${r.parameters ? parameterSummary(r.parameters) : ''}
 <h2>Per-class precision and recall (validation)</h2>${perClass}
 <h2>Misclassified examples</h2>${mistakes}
 <h2>Configuration</h2><pre>${esc(JSON.stringify(r.config, null, 2))}</pre>

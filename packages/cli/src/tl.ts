@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { COMMANDS } from './commands-table.js';
 import { defaultJob, DEFAULT_JOB, type DefaultJobOptions } from './commands/default-job.js';
 import { adaptCommand } from './commands/adapt.js';
-import { generateCommand, isGenerationRequest, trainCausalLMCommand } from './commands/causal-lm.js';
+import { evalCausalLMCommand, generateCommand, isCausalLMRun, isGenerationRequest, trainCausalLMCommand } from './commands/causal-lm.js';
 import { evalCommand, predictCommand, type ModelSource } from './commands/eval.js';
 import { doctorCommand, exportCommand, inspectCommand } from './commands/misc.js';
 import { modelsCommand, needsEngine } from './commands/models.js';
@@ -138,6 +138,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'eval':
+      if (await isCausalLMRun(flags.run as string | undefined)) return evalCausalLMCommand(String(flags.run), flags.data as string | undefined, !!flags.json);
       return evalCommand(modelSource(flags), flags.data as string | undefined, !!flags.json);
     case 'predict':
       if (await isGenerationRequest(flags)) return generateCommand(flags);

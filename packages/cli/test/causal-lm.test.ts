@@ -1,7 +1,8 @@
 /**
  * `tl train --task causal-lm` and generation in `tl predict`, through the built command: a tiny
  * Llama (the models package's PyTorch fixture folder) fine-tuned on a text file lowers its
- * held-out perplexity and writes a save_pretrained run folder; `tl predict --run` continues a
+ * held-out perplexity and writes a save_pretrained run folder whose `tl eval` gives the same
+ * perplexity; `tl predict --run` continues a
  * prompt greedily (the same tokens as generate() in-process would, checked by rerunning),
  * samples reproducibly with a seed, and refuses a prompt longer than the context and a
  * tokenizer without an end-of-sequence token, in one line each.
@@ -35,6 +36,9 @@ describe('tl causal LM', () => {
     const results = JSON.parse(readFileSync(join(run, 'results.json'), 'utf8')) as { perplexity: { before: number; after: number } };
     expect(results.perplexity.after).toBeLessThan(results.perplexity.before);
     expect(r.err).toMatch(/validation perplexity: [\d.]+ before, [\d.]+ after/);
+    const ev = tl(['eval', '--run', run, '--json']);
+    expect(ev.code, ev.err).toBe(0);
+    expect((JSON.parse(ev.out) as { perplexity: number }).perplexity).toBeCloseTo(results.perplexity.after, 3);
 
     const greedy = tl(['predict', '--run', run, '--text', 'the cat', '--max-new-tokens', '6', '--json']);
     expect(greedy.code, greedy.err).toBe(0);

@@ -15,7 +15,7 @@ import {
 } from '@tl/models';
 import { Rng } from '@tl/tensor';
 import {
-  adamw, causalLMDataset, CausalLMObjective, cosine, DataError, eosIdOf, readCausalLMRows, Subset, Trainer, type Dataset,
+  adamw, causalLMDataset, CausalLMObjective, cosine, DataError, eosIdOf, readCausalLMRows, Subset, Trainer, type CausalLMRow, type Dataset,
 } from '@tl/train';
 import { startEngine } from '../engine.js';
 import { CliError } from '../errors.js';
@@ -95,6 +95,60 @@ function positive(flags: Flags, key: string, flag: string, fallback: number): nu
   return v;
 }
 
+interface SplitOptions {
+  data: string;
+  maxLength: number;
+  valSplit: number;
+  seed: number;
+}
+
+/** The samples of `rows` and their seeded split into training and held-out samples (tl train, and tl eval of a run). */
+function splitData(rows: CausalLMRow[], tokenizer: Tokenizer, config: Record<string, unknown>, o: SplitOptions): { built: ReturnType<typeof causalLMDataset>; train: Dataset; val: Dataset | null } {
+  let built;
+  try {
+    built = causalLMDataset(rows, tokenizer, { maxLength: o.maxLength, eosTokenId: configEos(config), name: resolve(o.data) });
+  } catch (e) {
+    if (e instanceof RangeError) throw new CliError(e.message, 2);
+    throw e;
+  }
+  const all = built.dataset;
+  const order = new Rng(o.seed).shuffle(Array.from({ length: all.length }, (_, i) => i));
+  const nVal = o.valSplit > 0 ? Math.max(1, Math.round(all.length * o.valSplit)) : 0;
+  if (nVal >= all.length) throw new CliError(`${o.data} gives ${all.length} samples of ${o.maxLength} tokens: too few to hold ${nVal} out (--val-split ${o.valSplit}); add text or lower --max-length`, 2);
+  if (nVal === 0) return { built, train: all, val: null };
+  return { built, train: new Subset(all, order.slice(nVal).sort((a, b) => a - b), `train${o.seed}`), val: new Subset(all, order.slice(0, nVal).sort((a, b) => a - b), `val${o.seed}`) };
+}
+
+async function readRows(data: string, text: string | undefined, prompt: string | undefined): Promise<CausalLMRow[]> {
+  if (!existsSync(data)) throw new CliError(`--data ${data} does not exist`, 2);
+  try {
+    return await readCausalLMRows(data, { text, prompt });
+  } catch (e) {
+    if (e instanceof DataError) throw new CliError(e.message, 2);
+    throw e;
+  }
+}
+
+/** Whether `dir` is a run of tl train --task causal-lm. */
+export async function isCausalLMRun(dir: string | undefined): Promise<boolean> {
+  if (!dir || !existsSync(join(dir, TRAIN_CONFIG_FILE))) return false;
+  return (await readJSON<{ task?: string }>(join(dir, TRAIN_CONFIG_FILE))).task === 'causal-lm';
+}
+
+/** `tl eval --run` of a causal-LM run: loss and perplexity on --data, else on the run's held-out samples. */
+export async function evalCausalLMCommand(dir: string, data: string | undefined, json: boolean): Promise<void> {
+  const c = await readJSON<{ data: string; textColumn?: string; promptColumn?: string; maxLength: number; valSplit: number; seed: number }>(join(dir, TRAIN_CONFIG_FILE));
+  await startEngine();
+  const { model, tokenizer, config } = await loadCausalLM(dir, undefined, undefined);
+  const rows = await readRows(data ?? c.data, c.textColumn, c.promptColumn);
+  const { val, train } = splitData(rows, tokenizer, config, { data: data ?? c.data, maxLength: c.maxLength, valSplit: data ? 0 : c.valSplit, seed: c.seed });
+  const ds = val ?? train;
+  const r = await new Trainer(model, { objective: new CausalLMObjective(), batchSize: 16, logger: () => {} }).evaluate(ds);
+  model.dispose();
+  const result = { loss: r.loss, perplexity: r.metrics.perplexity, tokens: r.total, samples: ds.length, data: data ?? `${c.data} (the run's held-out samples)` };
+  process.stdout.write(json ? `${JSON.stringify(result, null, 2)}\n` : `${result.data}: loss ${r.loss.toFixed(4)}, perplexity ${ppl(r.metrics.perplexity!)} over ${r.total} tokens in ${ds.length} samples\n`);
+}
+
 const ppl = (v: number): string => (v >= 1e4 ? v.toExponential(3) : v.toFixed(2));
 
 /** `tl train --task causal-lm`. */
@@ -103,7 +157,6 @@ export async function trainCausalLMCommand(flags: Flags, progress: Progress): Pr
   const data = flags.data as string | undefined;
   if (!model) throw new CliError('tl train --task causal-lm: --model is required: llama or gpt2 with --weights, or a save_pretrained folder or hf:org/name', 2);
   if (!data) throw new CliError('tl train --task causal-lm: --data is required: a .txt file, or a .csv / .jsonl file with a text column', 2);
-  if (!existsSync(data)) throw new CliError(`--data ${data} does not exist`, 2);
   const epochs = positiveInt(flags, 'epochs', 'epochs', 3);
   const batchSize = positiveInt(flags, 'batchSize', 'batch-size', 8);
   const lr = positive(flags, 'lr', 'lr', 5e-4);
@@ -115,13 +168,7 @@ export async function trainCausalLMCommand(flags: Flags, progress: Progress): Pr
   const out = resolve((flags.out as string | undefined) ?? freshRunFolder(`causal-lm-${isType(model) ? model : basename(model)}`));
   const overwrite = !!flags.overwrite;
   await checkOut(out, '--out', overwrite);
-  let rows;
-  try {
-    rows = await readCausalLMRows(data, { text: flags.textColumn as string | undefined, prompt: flags.promptColumn as string | undefined });
-  } catch (e) {
-    if (e instanceof DataError) throw new CliError(e.message, 2);
-    throw e;
-  }
+  const rows = await readRows(data, flags.textColumn as string | undefined, flags.promptColumn as string | undefined);
   await startEngine();
   A.manualSeed(seed);
   const { model: lm, tokenizer, config, tokenizerFiles } = await loadCausalLM(model, flags.weights as string | undefined, flags.configJson as string | undefined);
@@ -129,19 +176,7 @@ export async function trainCausalLMCommand(flags: Flags, progress: Progress): Pr
   const maxLength = (flags.maxLength as number | undefined) ?? Math.min(128, limit);
   if (!(Number.isInteger(maxLength) && maxLength >= 2)) throw new CliError(`--max-length must be an integer >= 2, got ${maxLength}`, 2);
   if (maxLength > limit) throw new CliError(`--max-length ${maxLength} is longer than the model's context (${limit} positions); pass --max-length ${limit} or less`, 2);
-  let built;
-  try {
-    built = causalLMDataset(rows, tokenizer, { maxLength, eosTokenId: configEos(config), name: resolve(data) });
-  } catch (e) {
-    if (e instanceof RangeError) throw new CliError(e.message, 2);
-    throw e;
-  }
-  const all = built.dataset;
-  const order = new Rng(seed).shuffle(Array.from({ length: all.length }, (_, i) => i));
-  const nVal = valSplit > 0 ? Math.max(1, Math.round(all.length * valSplit)) : 0;
-  if (nVal >= all.length) throw new CliError(`${data} gives ${all.length} samples of ${maxLength} tokens: too few to hold ${nVal} out (--val-split ${valSplit}); add text or lower --max-length`, 2);
-  const val: Dataset | null = nVal > 0 ? new Subset(all, order.slice(0, nVal).sort((a, b) => a - b), `val${seed}`) : null;
-  const train = nVal > 0 ? new Subset(all, order.slice(nVal).sort((a, b) => a - b), `train${seed}`) : all;
+  const { built, train, val } = splitData(rows, tokenizer, config, { data, maxLength, valSplit, seed });
   progress.unit = 'samples/s';
   const trainer = new Trainer(lm, {
     objective: new CausalLMObjective(), optimizer: adamw({ lr, weightDecay }), schedule: cosine({ warmupSteps: warmup }), epochs, batchSize, seed,
@@ -181,9 +216,7 @@ export async function trainCausalLMCommand(flags: Flags, progress: Progress): Pr
 export async function isGenerationRequest(flags: Flags): Promise<boolean> {
   if (flags.maxNewTokens !== undefined || flags.sample || flags.numBeams !== undefined) return true;
   if (typeof flags.model === 'string' && flags.model === 'llama') return true;
-  const run = flags.run as string | undefined;
-  if (run && existsSync(join(run, TRAIN_CONFIG_FILE))) return (await readJSON<{ task?: string }>(join(run, TRAIN_CONFIG_FILE))).task === 'causal-lm';
-  return false;
+  return isCausalLMRun(flags.run as string | undefined);
 }
 
 /** `tl predict` generating: each --text continued by the model, greedily unless --sample. */

@@ -16,6 +16,7 @@ import { table } from '../progress.js';
 import { isTextModel, predictTextCommand, textEvalSet, type TextInputs } from './text.js';
 import { loadData, readRunConfig, type TrainConfig } from './train.js';
 import { checkWeightsRef, describeMismatch, localWeights } from '../weights.js';
+import { mergeAdapterDir } from '../lora-flag.js';
 
 /** Where a model to score comes from: a run folder, or an architecture and its checkpoint. */
 export interface ModelSource {
@@ -26,6 +27,8 @@ export interface ModelSource {
   classes?: string;
   imageSize?: number;
   batchSize?: number;
+  /** `--adapter DIR`: a PEFT LoRA adapter merged into the model before scoring. */
+  adapter?: string;
 }
 
 interface RunInfo {
@@ -104,6 +107,7 @@ export async function scorer(s: ModelSource): Promise<Scorer> {
     await startEngine();
     const model = await fromPretrained(info.config.model, { weights: info.weights, imgSize: info.config.imageSize });
     if (!(model instanceof ClassifierModel)) throw new CliError(`${info.config.model} has no classification head`);
+    if (s.adapter) await mergeAdapterDir(model, s.adapter);
     return {
       model: model.eval(), spec, id: info.config.model, classes: info.classes.length ? info.classes : null, classSource: 'the run',
       imageSize: s.imageSize ?? info.config.imageSize ?? spec.inputSize, batchSize: s.batchSize ?? info.config.batchSize ?? 32, run: info,
@@ -121,6 +125,7 @@ export async function scorer(s: ModelSource): Promise<Scorer> {
     throw e;
   }
   if (!(model instanceof ClassifierModel)) throw new CliError(`${id} has no classification head`);
+  if (s.adapter) await mergeAdapterDir(model, s.adapter);
   const r = await SafetensorsFileReader.open(path);
   const meta = r.metadata.classes;
   await r.close();
@@ -242,6 +247,7 @@ export async function evalCommand(s: ModelSource, data: string | undefined, json
   if (s.run) {
     const info = await readRun(s.run);
     if (isTextModel(info.config.model)) {
+      if (s.adapter) throw new CliError(`tl eval: --adapter is for image models; ${s.run} holds ${info.config.model}, a text model`, 2);
       await startEngine();
       const { model, ds } = await textEvalSet(info.dir, info.config, info.classes, data);
       const { outputs, width } = await new Trainer(model, { batchSize: s.batchSize ?? info.config.batchSize, logger: () => {} }).predict(ds);
@@ -305,6 +311,7 @@ export async function predictCommand(files: string[], s: ModelSource, topK: numb
   if (s.run) {
     const info = await readRun(s.run);
     if (isTextModel(info.config.model)) {
+      if (s.adapter) throw new CliError(`tl predict: --adapter is for image models; ${s.run} holds ${info.config.model}, a text model`, 2);
       await startEngine();
       return predictTextCommand(info.dir, info.config, info.classes, { ...text, files }, topK, json, logits);
     }

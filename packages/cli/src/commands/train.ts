@@ -16,6 +16,7 @@ import { table, type Progress } from '../progress.js';
 import { renderReport, type Mistake, type StepRecord } from '../report.js';
 import { freshRunFolder, prepareRunFolder, writeAtomic } from '../run-folder.js';
 import { checkWeightsRef, describeMismatch, localWeights } from '../weights.js';
+import { applyLora, checkLoraConflicts, finishLora } from '../lora-flag.js';
 import { checkTeacherFlags, teacherObjective } from '../teacher-flag.js';
 
 /** How a run starts: continuing the run folder `resume`, or replacing what --out holds. */
@@ -67,6 +68,8 @@ export interface TrainConfig {
   labelColumn?: string;
   maxLength?: number;
   configJson?: string;
+  /** LoRA adapters instead of full fine-tuning: r=8,alpha=16,targets=query,value[,dropout=0.1]. */
+  lora?: string;
   /** Distillation: a run folder or weights file of the teacher, its model id when a file, the
    * softmax temperature and the weight of the teacher's term. */
   teacher?: string;
@@ -117,6 +120,7 @@ function checkRanges(cfg: TrainConfig): void {
   }
   if (!Array.isArray(cfg.unfreezeAt)) throw new CliError(`--unfreeze-at must be a list of <epoch>:<glob>[:lr], got ${JSON.stringify(cfg.unfreezeAt)}`, 2);
   for (const u of cfg.unfreezeAt) parseUnfreezeAt(u);
+  checkLoraConflicts(cfg);
 }
 
 /** Where text models start from instead: Hugging Face's Trainer defaults (a BERT fine-tuned
@@ -306,6 +310,7 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
       throw new CliError(`--freeze: ${(e as Error).message}`, 2);
     }
   }
+  const lm = c.lora ? applyLora(model, c.lora, { weights: c.weights, text: run.noun === 'texts' }) : null;
   if (c.dropout > 0) {
     const head = model.forwardHead.bind(model);
     const m = model;
@@ -345,24 +350,29 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
   progress.line(`tl train: resolved configuration\n${JSON.stringify(c, null, 2)}`);
   for (const l of run.notes ?? []) progress.line(l);
   if (!resume) await writeFile(metricsFile, '');
-  progress.line(`${c.model}: ${model.numParameters().toLocaleString('en')} parameters, ${model.numParameters({ trainable: true }).toLocaleString('en')} trainable; ${data.train.length} training and ${data.val?.length ?? 0} validation ${run.noun}, ${data.classes.length} classes`);
+  const parameters = { total: model.numParameters(), trainable: model.numParameters({ trainable: true }) };
+  progress.line(`${c.model}: ${parameters.total.toLocaleString('en')} parameters, ${parameters.trainable.toLocaleString('en')} trainable${lm ? ' (LoRA adapters and the head)' : ''}; ${data.train.length} training and ${data.val?.length ?? 0} validation ${run.noun}, ${data.classes.length} classes`);
   await trainer.fit(data.train, data.val);
   run.objective?.dispose?.();
   if (lines.length) await appendFile(metricsFile, lines.splice(0).map((l) => `${l}\n`).join(''));
+  const adapter = lm ? await finishLora(lm, out) : null;
   await model.save(join(out, 'model.safetensors'), { model: c.model, classes: JSON.stringify(data.classes) });
   const evalResult = data.val ? await trainer.evaluate(data.val) : null;
   const mistakes = data.val && evalResult ? await run.mistakes(trainer, data.val) : [];
   await writeAtomic(join(out, 'report.html'), renderReport({
     title: `${c.model} on ${c.data}`, config: c as unknown as Record<string, unknown>, history: trainer.history, steps, classes: data.classes,
-    report: evalResult?.report ?? null, mistakes,
+    report: evalResult?.report ?? null, mistakes, parameters: { ...parameters, adapterBytes: adapter?.adapterBytes },
   }));
+  await writeAtomic(join(out, 'results.json'), JSON.stringify({
+    parameters, adapter: adapter && { files: adapter.files, bytes: adapter.adapterBytes }, validation: evalResult && { accuracy: evalResult.accuracy, total: evalResult.total },
+  }, null, 2));
   const h = trainer.history;
   progress.line('');
   progress.line(table(['epoch', 'train loss', 'train acc', 'val loss', 'val acc', 'lr', run.unit], h.map((e) => [
     String(e.epoch + 1), e.trainLoss.toFixed(4), pct(e.trainAccuracy), e.valLoss?.toFixed(4) ?? '', pct(e.valAccuracy), e.lr.toExponential(2), e.samplesPerSec.toFixed(1),
   ])));
   if (evalResult) progress.line(`validation: ${pct(evalResult.accuracy)} (${evalResult.correct}/${evalResult.total}), macro F1 ${pct(evalResult.report?.macroF1)}`);
-  progress.line(`run folder: ${out} (${run.files.join(', ')})`);
+  progress.line(`run folder: ${out} (${[...run.files, 'results.json', ...(adapter ? ['adapter_config.json', 'adapter_model.safetensors'] : [])].join(', ')})`);
   model.dispose();
 }
 
