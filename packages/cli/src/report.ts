@@ -22,6 +22,9 @@ export interface ReportInput {
   mistakes: Mistake[];
   /** Parameter counts, and the size of the LoRA adapter file when the run trained one. */
   parameters?: { total: number; trainable: number; adapterBytes?: number };
+  /** Figures of a run that is not a classification (perplexity before and after, …), shown in
+   * place of the per-class table and the misclassified examples. */
+  evaluation?: { title: string; rows: [string, string][] };
 }
 
 export type Mistake = ({ image: string; file?: string } | { text: string }) & { truth: string; predicted: string };
@@ -130,6 +133,7 @@ export function renderReport(r: ReportInput): string {
     ], 'epoch', 'accuracy-chart'),
     lineChart('Learning rate', [{ name: 'lr', color: '#2ca02c', points: r.steps.map((s) => [s.step, s.lr]) }], 'step', 'lr-chart'),
   ];
+  const evaluation = r.evaluation ? `<h2>${esc(r.evaluation.title)}</h2><table><tbody>${r.evaluation.rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('')}</tbody></table>` : '';
   const perClass = r.report ? `<table><thead><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr></thead><tbody>${r.report.perClass.map((m, i) =>
     `<tr><td>${esc(r.classes[i] ?? String(i))}</td><td>${(100 * m.precision).toFixed(1)}%</td><td>${(100 * m.recall).toFixed(1)}%</td><td>${(100 * m.f1).toFixed(1)}%</td><td>${m.support}</td></tr>`).join('')}</tbody></table>
 <p>accuracy ${(100 * r.report.accuracy).toFixed(2)}% (${r.report.correct}/${r.report.total}), macro F1 ${(100 * r.report.macroF1).toFixed(2)}%</p>` : '<p>No validation set.</p>';
@@ -143,8 +147,8 @@ export function renderReport(r: ReportInput): string {
 <body><h1>${esc(r.title)}</h1>
 <div class="charts">${charts.join('')}${r.report ? confusion(r.report, r.classes) : ''}</div>
 ${r.parameters ? parameterSummary(r.parameters) : ''}
-<h2>Per-class precision and recall (validation)</h2>${perClass}
-<h2>Misclassified examples</h2>${mistakes}
+${evaluation || `<h2>Per-class precision and recall (validation)</h2>${perClass}
+<h2>Misclassified examples</h2>${mistakes}`}
 <h2>Configuration</h2><pre>${esc(JSON.stringify(r.config, null, 2))}</pre>
 </body></html>`;
 }

@@ -32,10 +32,11 @@ describe('tl causal LM', () => {
     const run = join(work, 'run');
     const r = tl(['train', '--task', 'causal-lm', '--model', 'llama', '--weights', LLAMA, '--data', 'corpus.txt', '--max-length', '16', '--epochs', '2', '--batch-size', '8', '--lr', '3e-3', '--val-split', '0.2', '--out', run]);
     expect(r.code, r.err + r.out).toBe(0);
-    for (const f of ['model.safetensors', 'config.json', 'tokenizer.json', 'train_config.json', 'results.json']) expect(existsSync(join(run, f)), f).toBe(true);
+    for (const f of ['model.safetensors', 'config.json', 'tokenizer.json', 'train_config.json', 'results.json', 'report.html']) expect(existsSync(join(run, f)), f).toBe(true);
     const results = JSON.parse(readFileSync(join(run, 'results.json'), 'utf8')) as { perplexity: { before: number; after: number } };
     expect(results.perplexity.after).toBeLessThan(results.perplexity.before);
     expect(r.err).toMatch(/validation perplexity: [\d.]+ before, [\d.]+ after/);
+    expect(readFileSync(join(run, 'report.html'), 'utf8')).toMatch(/Held-out perplexity.*before fine-tuning/s);
     const ev = tl(['eval', '--run', run, '--json']);
     expect(ev.code, ev.err).toBe(0);
     expect((JSON.parse(ev.out) as { perplexity: number }).perplexity).toBeCloseTo(results.perplexity.after, 3);

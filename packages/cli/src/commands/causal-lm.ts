@@ -21,6 +21,7 @@ import { startEngine } from '../engine.js';
 import { CliError } from '../errors.js';
 import type { Flags } from '../flags.js';
 import { table, type Progress } from '../progress.js';
+import { renderReport } from '../report.js';
 import { checkOut, freshRunFolder, prepareRunFolder, writeAtomic } from '../run-folder.js';
 import { TRAIN_CONFIG_FILE } from './train.js';
 
@@ -202,13 +203,21 @@ export async function trainCausalLMCommand(flags: Flags, progress: Progress): Pr
     perplexity: before && after ? { before: before.metrics.perplexity, after: after.metrics.perplexity } : null,
     history: trainer.history,
   }, null, 2));
+  await writeAtomic(join(out, 'report.html'), renderReport({
+    title: `${model} on ${data} (causal LM)`, config: cfg, history: trainer.history, steps: [], classes: [], report: null, mistakes: [],
+    parameters: { total: lm.numParameters(), trainable: lm.numParameters({ trainable: true }) },
+    evaluation: {
+      title: 'Held-out perplexity',
+      rows: before && after ? [['before fine-tuning', `${ppl(before.metrics.perplexity!)} (loss ${before.loss.toFixed(4)})`], ['after fine-tuning', `${ppl(after.metrics.perplexity!)} (loss ${after.loss.toFixed(4)})`], ['tokens', String(after.total)]] : [['validation', 'none (--val-split 0)']],
+    },
+  }));
   progress.line('');
   progress.line(table(['epoch', 'train loss', 'train ppl', 'val loss', 'val ppl', 'lr', 'samples/s'], trainer.history.map((e) => [
     String(e.epoch + 1), e.trainLoss.toFixed(4), e.metrics?.trainPerplexity !== undefined ? ppl(e.metrics.trainPerplexity) : '', e.valLoss?.toFixed(4) ?? '',
     e.metrics?.valPerplexity !== undefined ? ppl(e.metrics.valPerplexity) : '', e.lr.toExponential(2), e.samplesPerSec.toFixed(1),
   ])));
   if (before && after) progress.line(`validation perplexity: ${ppl(before.metrics.perplexity!)} before, ${ppl(after.metrics.perplexity!)} after (${after.total} tokens)`);
-  progress.line(`run folder: ${out} (model.safetensors, config.json, tokenizer.json, ${TRAIN_CONFIG_FILE}, results.json, checkpoint/)`);
+  progress.line(`run folder: ${out} (model.safetensors, config.json, tokenizer.json, ${TRAIN_CONFIG_FILE}, results.json, report.html, checkpoint/)`);
   lm.dispose();
 }
 
