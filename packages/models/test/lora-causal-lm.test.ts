@@ -21,9 +21,9 @@ const CASES = [
   { name: 'gpt2-lm', targets: ['c_attn'], probe: 'transformer.h.1.attn.c_attn', fanInFanOut: true },
 ];
 
-async function maxDiff(a: Tensor | Float32Array, b: Tensor | Float32Array): Promise<number> {
-  const x = a instanceof Float32Array ? a : await a.data();
-  const y = b instanceof Float32Array ? b : await b.data();
+async function maxDiff(a: Tensor | ArrayLike<number>, b: Tensor | ArrayLike<number>): Promise<number> {
+  const host = async (t: Tensor | ArrayLike<number>): Promise<ArrayLike<number>> => (t instanceof A.Tensor ? t.data() : t);
+  const [x, y] = [await host(a), await host(b)];
   expect(x.length).toBe(y.length);
   let m = 0;
   for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
