@@ -43,8 +43,6 @@ async function run(a: LoraArgs): Promise<LoraRun | { error: string }> {
     const accuracy = (await trainer.evaluate(data)).accuracy ?? 0;
     const files = await adapterFiles(lm);
     const keys = Object.keys(JSON.parse(new TextDecoder().decode(files.weights.subarray(8, 8 + Number(new DataView(files.weights.buffer).getBigUint64(0, true)))))).filter((k) => k !== '__metadata__');
-    // The user keeps the adapter as a download: a Blob URL in the page, no request.
-    URL.revokeObjectURL(URL.createObjectURL(new Blob([files.weights])));
     model.eval();
     const { inputIds, attentionMask, tokenTypeIds } = batchTensors(tokenizer.encodeBatch(a.rows.map((r) => r.text), { padding: 'longest' }));
     const forward = () => A.noGrad(() => model.forward(inputIds, attentionMask, tokenTypeIds));
