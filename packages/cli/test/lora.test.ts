@@ -79,6 +79,18 @@ describe('tl train --lora', () => {
     expect(JSON.parse(e.out).accuracy).toBeCloseTo(results.validation.accuracy, 6);
   });
 
+  it('--resume continues a LoRA run from its checkpoint, adapters included', () => {
+    const before = readFileSync(join(run, 'adapter_model.safetensors'));
+    const keys = safetensorsKeys(join(run, 'adapter_model.safetensors')).sort();
+    const r = tl(['train', '--resume', run, '--epochs', '4']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/resumed from .* at epoch 4/);
+    const epochs = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'epoch');
+    expect(epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
+    expect(safetensorsKeys(join(run, 'adapter_model.safetensors')).sort()).toEqual(keys);
+    expect(readFileSync(join(run, 'adapter_model.safetensors')).equals(before)).toBe(false);
+  });
+
   it('an image run: LoRA on convolutions; eval --model --weights --adapter scores the base with the adapter as the merged run', () => {
     const out = join(work, 'image-run');
     const r = tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', 'tiny', '--val-split', '0.5', '--lora', 'r=2,alpha=4,targets=conv1,conv2',
