@@ -4,6 +4,7 @@
  * float32 rounding, the whole eval transform (resize by cropPct, centre crop, normalise), and
  * sharp's JPEG decoding against Pillow's on real CIFAR-10 photos.
  */
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { centerCrop, crop, decodeImage, evalResizeSize, evalTransform, resample, shorterSideSize, trainTransform, Rng, type Image, type Interpolation } from '../src/node.js';
 import { repoData } from '../../../test-data.js';
@@ -87,6 +88,14 @@ describe('augment: { crop: false }', () => {
 });
 
 describe('sharp decodes JPEGs as Pillow does', () => {
+  it('a 131x97 JPEG through decodeImage (shrunk to the resize size) and evalTransform is torchvision\'s', async () => {
+    const c = cases.eval_jpeg!;
+    const pre = { imageSize: 32, cropPct: 0.875, interpolation: 'bicubic' as const, mean: c.mean as number[], std: c.std as number[], channels: 3, augment: false };
+    const img = await decodeImage(fileURLToPath(new URL(`../fixtures/${c.path as string}`, import.meta.url)), 3, evalResizeSize(32, 0.875), 'bicubic');
+    expect([img.height, img.width]).toEqual([36, 48]);
+    // One 8-bit level (1/255) is 0.0175 after normalisation by std 0.224.
+    expect(maxAbsDiff(evalTransform(img, pre), f.get('eval_jpeg.out').data)).toBeLessThan(0.018);
+  });
   for (const name of ['jpeg_0', 'jpeg_1', 'jpeg_2']) {
     it(`${cases[name]!.path}`, async () => {
       const img = await decodeImage(repoData((cases[name]!.path as string).replace(/^data\//, '')));
