@@ -59,6 +59,8 @@ export interface TrainConfig {
   gradClip?: number;
   /** Micro-batches per optimizer step (the effective batch is batchSize × accumulate). */
   accumulate: number;
+  /** Recompute each block in backward instead of keeping its activations (Module.gradientCheckpointing). */
+  gradientCheckpointing?: boolean;
   seed: number;
   out: string;
   /** Text models: the columns of --data, tokens per text, and the config.json of a model
@@ -311,6 +313,13 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
     }
   }
   const lm = c.lora ? applyLora(model, c.lora, { weights: c.weights, text: run.noun === 'texts' }) : null;
+  if (c.gradientCheckpointing) {
+    try {
+      model.gradientCheckpointing();
+    } catch (e) {
+      throw new CliError(`--gradient-checkpointing: ${(e as Error).message}`, 2);
+    }
+  }
   if (c.dropout > 0) {
     const head = model.forwardHead.bind(model);
     const m = model;
