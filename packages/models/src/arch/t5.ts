@@ -321,7 +321,9 @@ export class T5ForConditionalGeneration extends Module implements GenerativeMode
    * Logits [B, T, V] from the encoder input (inputIds [B, S], attentionMask) and the decoder
    * input (decoderInputIds [B, T], e.g. shiftRight(labels), and its mask).
    */
-  forward(inputIds: Tensor, attentionMask: Tensor | null, decoderInputIds: Tensor, decoderAttentionMask?: Tensor | null): Tensor {
+  forward(inputIds: Tensor, attentionMask?: Tensor | null, decoderInputIds?: Tensor, decoderAttentionMask?: Tensor | null): Tensor {
+    if (!decoderInputIds) throw new TypeError(`${this.constructor.name}: forward needs decoderInputIds (e.g. shiftRight(labels, …)) besides the encoder input`);
+    attentionMask ??= null;
     const [b] = checkIds(this.constructor.name, 'inputIds', inputIds, attentionMask);
     const [bd] = checkIds(this.constructor.name, 'decoderInputIds', decoderInputIds, decoderAttentionMask);
     if (b !== bd) throw new RangeError(`${this.constructor.name}: ${b} encoder rows but ${bd} decoder rows`);

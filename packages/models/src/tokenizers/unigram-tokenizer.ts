@@ -115,8 +115,8 @@ export class UnigramTokenizer implements TokenizerCore {
     for (const id of ids) {
       if (opts.skip_special_tokens && this.specialIds.has(id)) continue;
       const t = this.id_to_token(id);
-      if (t === undefined) throw new RangeError(`decode: id ${id} is not in the vocabulary of ${this.model.pieces.length} pieces`);
-      tokens.push(t);
+      // An id past the vocabulary (a model's padded embedding rows) is left out, as the Rust tokenizers do.
+      if (t !== undefined) tokens.push(t);
     }
     const text = this.decoder(tokens).join('');
     return opts.clean_up_tokenization_spaces ? cleanUpTokenization(text) : text;
