@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { COMMANDS } from './commands-table.js';
 import { defaultJob, DEFAULT_JOB, type DefaultJobOptions } from './commands/default-job.js';
 import { adaptCommand } from './commands/adapt.js';
+import { trainText2TextCommand } from './commands/text2text.js';
 import { evalCausalLMCommand, generateCommand, isCausalLMRun, isGenerationRequest, trainCausalLMCommand } from './commands/causal-lm.js';
 import { evalCommand, predictCommand, type ModelSource } from './commands/eval.js';
 import { doctorCommand, exportCommand, inspectCommand } from './commands/misc.js';
@@ -64,7 +65,8 @@ async function trainMain(flags: Flags, progress: Progress): Promise<void> {
   if (flags.config && !existsSync(cfgPath)) throw new CliError(`--config ${cfgPath} does not exist`, 2);
   const fileCfg = await readConfigFile(cfgPath);
   if (flags.task === 'causal-lm') return trainCausalLMCommand(flags, progress);
-  if (flags.task !== undefined && flags.task !== 'classification') throw new CliError(`--task ${String(flags.task)} is not one of classification, causal-lm`, 2);
+  if (flags.task === 'text2text') return trainText2TextCommand(flags, progress);
+  if (flags.task !== undefined && flags.task !== 'classification') throw new CliError(`--task ${String(flags.task)} is not one of classification, causal-lm, text2text`, 2);
   if (flags.promptColumn !== undefined) throw new CliError('--prompt-column is for --task causal-lm', 2);
   const flagCfg = toTrainConfig(flags);
   if (flags.resume) return resumeRun(String(flags.resume), flagCfg, progress);
