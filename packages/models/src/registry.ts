@@ -20,6 +20,7 @@ import { BertForSequenceClassification, type SequenceClassifierOptions } from '.
 import { DistilBertForSequenceClassification } from './arch/distilbert.js';
 import { GPT2ForSequenceClassification } from './arch/gpt2.js';
 import { RobertaForSequenceClassification } from './arch/roberta.js';
+import { T5EncoderForSequenceClassification } from './arch/t5.js';
 import { TEXT_MODEL_TYPES, type TextModelType } from './text-checkpoint.js';
 
 export interface CreateModelOptions {
@@ -87,7 +88,7 @@ export function isImageModelSpec(spec: ModelSpec): spec is ImageModelSpec {
 }
 
 /** The sequence classifiers of the Hugging Face text architectures. */
-export type TextClassifier = BertForSequenceClassification | DistilBertForSequenceClassification | RobertaForSequenceClassification | GPT2ForSequenceClassification;
+export type TextClassifier = BertForSequenceClassification | DistilBertForSequenceClassification | RobertaForSequenceClassification | GPT2ForSequenceClassification | T5EncoderForSequenceClassification;
 
 export interface TextModelSpec extends ModelSpec<TextClassifier> {
   task: 'text';
@@ -257,6 +258,8 @@ export const TEXT_MODELS: readonly TextModelSpec[] = [
   textModel('distilbert', 'DistilBERT sequence classifier (transformers keys; distilbert-base-uncased shape)', 'distilbert/distilbert-base-uncased', 'DistilBertForSequenceClassification', 66_955_010, (c, o) => new DistilBertForSequenceClassification(c, o)),
   textModel('roberta', 'RoBERTa sequence classifier (transformers keys; roberta-base shape)', 'FacebookAI/roberta-base', 'RobertaForSequenceClassification', 124_646_402, (c, o) => new RobertaForSequenceClassification(c, o)),
   textModel('gpt2', 'GPT-2 sequence classifier (transformers keys; gpt2 shape)', 'openai-community/gpt2', 'GPT2ForSequenceClassification', 124_441_344, (c, o) => new GPT2ForSequenceClassification(c, o)),
+  // transformers has no encoder-only T5 classifier; the keys are T5EncoderModel's plus `classifier`.
+  textModel('t5', 'T5 encoder, mean-pooled, with a linear classifier (T5EncoderModel keys; t5-small shape)', 'google-t5/t5-small', 'T5EncoderModel', 35_331_842, (c, o) => new T5EncoderForSequenceClassification(c, o)),
 ];
 
 for (const spec of TEXT_MODELS) registerModel(spec);

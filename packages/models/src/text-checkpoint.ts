@@ -11,13 +11,14 @@ import { BertForSequenceClassification } from './arch/bert.js';
 import { DistilBertForSequenceClassification } from './arch/distilbert.js';
 import { GPT2ForSequenceClassification } from './arch/gpt2.js';
 import { RobertaForSequenceClassification } from './arch/roberta.js';
+import { T5EncoderForSequenceClassification } from './arch/t5.js';
 import type { TextClassifier, TextModelSpec } from './registry.js';
 import type { HostArray } from './safetensors.js';
 
 /** config.json's `model_type` of the text architectures here. */
-export type TextModelType = 'bert' | 'distilbert' | 'roberta' | 'gpt2';
+export type TextModelType = 'bert' | 'distilbert' | 'roberta' | 'gpt2' | 't5';
 
-export const TEXT_MODEL_TYPES: readonly TextModelType[] = ['bert', 'distilbert', 'roberta', 'gpt2'];
+export const TEXT_MODEL_TYPES: readonly TextModelType[] = ['bert', 'distilbert', 'roberta', 'gpt2', 't5'];
 
 interface KeyRules {
   /** The base model's attribute in the sequence classifier. */
@@ -86,6 +87,18 @@ const RULES: Record<TextModelType, KeyRules> = {
     layers: /^transformer\.h\.(\d+)\./,
     miniature: (n) => ({ vocab_size: 4, n_embd: 2, n_layer: n, n_head: 1, n_positions: 4 }),
   },
+  // T5EncoderModel's keys have no prefix: `shared`, `encoder.*`.
+  t5: {
+    prefix: '',
+    roots: [],
+    drop: [
+      [/^(decoder\.|lm_head\.)/, 'decoder and language-model head, not part of the encoder classifier'],
+      [/^encoder\.embed_tokens\.weight$/, 'tied copy of shared.weight'],
+    ],
+    fresh: ['classifier'],
+    layers: /^encoder\.block\.(\d+)\./,
+    miniature: (n) => ({ vocab_size: 4, d_model: 2, d_kv: 1, d_ff: 2, num_layers: Math.max(n, 1), num_heads: 1, relative_attention_num_buckets: 4 }),
+  },
 };
 
 function rulesOf(modelType: string): KeyRules {
@@ -150,7 +163,8 @@ function textModelTypeOf(model: TextClassifier): TextModelType {
   if (model instanceof DistilBertForSequenceClassification) return 'distilbert';
   if (model instanceof RobertaForSequenceClassification) return 'roberta';
   if (model instanceof GPT2ForSequenceClassification) return 'gpt2';
-  throw new TypeError(`${(model as object).constructor.name} is not one of the text classifiers (bert, distilbert, roberta, gpt2)`);
+  if (model instanceof T5EncoderForSequenceClassification) return 't5';
+  throw new TypeError(`${(model as object).constructor.name} is not one of the text classifiers (bert, distilbert, roberta, gpt2, t5)`);
 }
 
 /** The model's keys under a `fresh` module the mapped checkpoint has none of. */

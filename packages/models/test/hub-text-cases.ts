@@ -4,7 +4,7 @@
  * (apps/web/test/text.test.ts), with the backbone call both compare against PyTorch.
  */
 import type { Tensor } from '@tl/autograd';
-import { BertForSequenceClassification, DistilBertForSequenceClassification, RobertaForSequenceClassification, type TextClassifier } from '@tl/models';
+import { BertForSequenceClassification, DistilBertForSequenceClassification, RobertaForSequenceClassification, T5EncoderForSequenceClassification, type TextClassifier } from '@tl/models';
 
 export interface Case {
   repo: string;
@@ -69,5 +69,6 @@ export function backbone(model: TextClassifier, ids: Tensor, mask: Tensor, types
   }
   if (model instanceof RobertaForSequenceClassification) return [model.roberta.forward(ids, mask, types), null];
   if (model instanceof DistilBertForSequenceClassification) return [model.distilbert.forward(ids, mask), null];
+  if (model instanceof T5EncoderForSequenceClassification) return [model.encoder.forward(ids, mask), null];
   return [model.transformer.forward(ids, mask), null];
 }

@@ -223,7 +223,7 @@ describe('what does not fit is named', () => {
 describe('the text models in the registry', () => {
   it('are listed as text models and match checkpoints by their keys without being built full size', () => {
     const specs = listModels('text');
-    expect(specs.map((s) => s.id)).toEqual(['bert', 'distilbert', 'roberta', 'gpt2']);
+    expect(specs.map((s) => s.id)).toEqual(['bert', 'distilbert', 'roberta', 'gpt2', 't5']);
     expect(specs.every(isTextModelSpec)).toBe(true);
     const keys = (dir: string): string[] => parseSafetensors(readFileSync(join(dir, 'model.safetensors'))).keys();
     const fits = (dir: string): string[] => (specs as TextModelSpec[]).filter((s) => textCheckpointFits(s, keys(dir))).map((s) => s.id);
@@ -246,7 +246,10 @@ describe('the text models in the registry', () => {
     expect(r.dropped.map((x) => x.key)).toEqual(['embeddings.position_ids', 'pooler.dense.bias']);
     expect([...r.keys.keys()]).toEqual(['roberta.encoder.layer.0.output.LayerNorm.weight', 'classifier.out_proj.weight']);
     expect(() => mapTextCheckpointKeys('gpt2', ['wte.weight', 'transformer.wte.weight'])).toThrow(/"wte.weight" and "transformer.wte.weight" both map to transformer.wte.weight/);
-    expect(() => mapTextCheckpointKeys('t5' as 'gpt2', [])).toThrow(/model type "t5" has no key map; expected one of bert, distilbert, roberta, gpt2/);
+    expect(() => mapTextCheckpointKeys('mt5' as 'gpt2', [])).toThrow(/model type "mt5" has no key map; expected one of bert, distilbert, roberta, gpt2, t5/);
+    const t = mapTextCheckpointKeys('t5', ['shared.weight', 'encoder.embed_tokens.weight', 'encoder.block.0.layer.0.SelfAttention.q.weight', 'decoder.block.0.layer.0.SelfAttention.q.weight', 'lm_head.weight']);
+    expect([...t.keys.keys()]).toEqual(['shared.weight', 'encoder.block.0.layer.0.SelfAttention.q.weight']);
+    expect(t.dropped.map((x) => x.key)).toEqual(['encoder.embed_tokens.weight', 'decoder.block.0.layer.0.SelfAttention.q.weight', 'lm_head.weight']);
   });
 });
 
