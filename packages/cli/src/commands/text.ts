@@ -41,7 +41,8 @@ function maxPositions(model: TextClassifier): number {
   if (model instanceof GPT2ForSequenceClassification) return model.config.nPositions;
   // RoBERTa counts positions from padding_idx + 1.
   if (model instanceof RobertaForSequenceClassification) return model.config.maxPositions - model.config.padTokenId - 1;
-  return model.config.maxPositions;
+  // T5's relative position buckets set no length limit.
+  return 'maxPositions' in model.config ? model.config.maxPositions : Number.POSITIVE_INFINITY;
 }
 
 function columnsOf(c: TrainConfig): TextColumns {
