@@ -19,11 +19,13 @@ describe('Trainer peak memory', () => {
       optimizer: sgd({ lr: 0.05 }), epochs: 2, batchSize: 8, logger: () => {},
       callbacks: [lambdaCallback({ onEpochEnd: () => A.zeros([spike / 4]).dispose() })],
     });
+    // Other test files in this worker may leave tensors alive: the spike is judged above them.
+    const before = A.memory().liveBytes;
     const h = await t.fit(toyData(16, 1));
     expect(A.memory().peakBytes).toBeGreaterThanOrEqual(spike);
     for (const e of h) {
       expect(e.peakMemoryBytes).toBeGreaterThanOrEqual(2 * weightBytes);
-      expect(e.peakMemoryBytes).toBeLessThan(spike);
+      expect(e.peakMemoryBytes! - before).toBeLessThan(spike);
     }
     m.dispose();
   });
