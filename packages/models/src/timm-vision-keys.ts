@@ -13,7 +13,7 @@
  * BatchNorm eps 1e-3; loaded here they give other outputs. Variants with other structures
  * (mobilenetv3_rw, *_minimal_*, other widths) fail the strict load on their shapes or keys.
  */
-import type { Module, StateDict, StateValue } from './nn/module.js';
+import { isHostValue, type Module, type StateDict, type StateValue } from './nn/module.js';
 
 export type TimmVisionArch = 'efficientnet' | 'mobilenetv3';
 
@@ -126,7 +126,7 @@ export function mapTimmVisionKeys(arch: TimmVisionArch, checkpointKeys: Iterable
 function squeeze1x1(v: StateValue, key: string): StateValue {
   const s = [...v.shape];
   if (s.length !== 4 || s[2] !== 1 || s[3] !== 1) throw new RangeError(`${key}: expected a 1x1 conv weight [out, in, 1, 1], got [${s.join(', ')}]`);
-  return 'sourceDtype' in v ? { ...v, shape: [s[0]!, s[1]!] } : v.reshape([s[0]!, s[1]!]);
+  return isHostValue(v) ? { ...v, shape: [s[0]!, s[1]!] } : v.reshape([s[0]!, s[1]!]);
 }
 
 /**

@@ -28,6 +28,19 @@ describe('Module', () => {
     expect(header.__metadata__.format).toBe('pt');
   });
 
+  it('loadStateDict takes what stateDictData() read back, num_batches_tracked included', async () => {
+    A.manualSeed(1);
+    const a = new CifarResNet({ depth: 8, numClasses: 3, widths: [4, 8, 8] });
+    a.train();
+    for (let i = 0; i < 3; i++) A.tidy(() => a.forward(A.randn([2, 3, 16, 16], { seed: 10 + i })));
+    A.manualSeed(2);
+    const b = new CifarResNet({ depth: 8, numClasses: 3, widths: [4, 8, 8] });
+    b.loadStateDict(await a.stateDictData());
+    expect([...(await b.bn1.numBatchesTracked.data())]).toEqual([3]);
+    expect([...(await b.bn1.runningVar.data())]).toEqual([...(await a.bn1.runningVar.data())]);
+    expect([...(await b.conv1.weight.data())]).toEqual([...(await a.conv1.weight.data())]);
+  });
+
   it('names every missing, unexpected and mis-shaped key in one error', async () => {
     const m = new CifarResNet({ depth: 8, numClasses: 3, widths: [4, 8, 8] });
     const sd = new Map(m.stateDict());

@@ -13,7 +13,7 @@ import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
 import { runBlocks, supportsGradientCheckpointing } from '../nn/checkpointing.js';
 import { Conv2d, LayerNorm, Linear, Sequential } from '../nn/layers.js';
-import { Module, type StateValue } from '../nn/module.js';
+import { isHostValue, Module, type StateValue } from '../nn/module.js';
 import { resampleAbsPosEmbed } from '../nn/pos-embed.js';
 
 export class PatchEmbed extends Module {
@@ -169,7 +169,7 @@ export class VisionTransformer extends ClassifierModel {
     const v = entries.get(key);
     const [, tokens, dim] = this.posEmbed.shape as [number, number, number];
     if (!v || v.shape.length !== 3 || v.shape[0] !== 1 || v.shape[2] !== dim || v.shape[1] === tokens) return;
-    const t = 'sourceDtype' in v ? A.tensor(v.data, { shape: v.shape }) : v;
+    const t = isHostValue(v) ? A.tensor(v.data, { shape: v.shape }) : v;
     entries.set(key, resampleAbsPosEmbed(t, this.gridSize, { numPrefixTokens: this.numPrefixTokens }));
   }
 

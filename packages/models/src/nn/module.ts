@@ -8,7 +8,8 @@ import { keep, type Tensor } from '@tl/autograd';
 import { parseSafetensors, serializeSafetensors, type HostArray } from '../safetensors.js';
 import { setGradientCheckpointing } from './checkpointing.js';
 
-export type StateValue = Tensor | HostArray;
+/** A checkpoint entry: a tensor, values parsed from a file, or values read back by `stateDictData()`. */
+export type StateValue = Tensor | HostArray | HostTensor;
 export type StateDict = Map<string, StateValue> | Record<string, StateValue>;
 
 export interface LoadResult {
@@ -48,6 +49,11 @@ export interface ModuleFileIO {
 }
 
 let fileIO: ModuleFileIO | null = null;
+
+/** Whether a checkpoint entry holds host values rather than a tensor. */
+export function isHostValue(v: StateValue): v is HostArray | HostTensor {
+  return ArrayBuffer.isView((v as { data?: unknown }).data);
+}
 
 export function registerModuleFileIO(io: ModuleFileIO): void {
   fileIO = io;
@@ -231,7 +237,7 @@ export abstract class Module {
     for (const [k, t] of own) {
       const v = entries.get(k);
       if (!v) continue;
-      if ('sourceDtype' in v) {
+      if (isHostValue(v)) {
         t.engine.write(t.buffer, t.dtype === 'int32' ? Int32Array.from(v.data) : v.data instanceof Float32Array ? v.data : Float32Array.from(v.data), t.offset * 4);
       } else {
         A.assign(t, v.shape.length === t.shape.length ? v : v.reshape(t.shape));
