@@ -3,13 +3,14 @@
  * evaluation equals PyTorch's loss from `labels` on the T5 fixture (scripts/t5_fixtures.py);
  * long sources and targets are cut and counted, target padding is -100; ROUGE-L and exact
  * match follow their definitions; a tiny T5 trained through the Trainer learns to copy short
- * words, and its generated exact match and ROUGE-L rise.
+ * words, and its generated exact match, ROUGE-L and chrF (checked against chrF of what it
+ * generated) rise.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fromPretrainedSeq2Seq, parseSafetensors } from '@tl/models';
-import { adamw, exactMatch, IGNORE_INDEX, rougeL, TensorDataset, Text2TextObjective, text2textDataset, Trainer } from '../src/node.js';
+import { adamw, chrF, exactMatch, IGNORE_INDEX, rougeL, type GeneratedPair, TensorDataset, Text2TextObjective, text2textDataset, Trainer } from '../src/node.js';
 import { setup } from '../../tensor/test/helpers.js';
 
 beforeAll(setup);
@@ -51,15 +52,22 @@ describe('text-to-text objective', () => {
     expect(() => text2textDataset([], tokenizer, { maxSourceLength: 4, maxTargetLength: 4 })).toThrow('text2textDataset: no rows');
   });
 
-  it('a tiny T5 learns to copy words: exact match and ROUGE-L of generated text rise', async () => {
+  it('a tiny T5 learns to copy words: exact match, ROUGE-L and chrF of generated text rise', async () => {
     const { model, tokenizer } = await fromPretrainedSeq2Seq({ weights: t5('t5-v1_1') });
     const words = ['cab', 'dog', 'fig', 'hat', 'jar', 'kit'];
     const rows = words.map((w) => ({ source: w, target: w }));
     const data = text2textDataset(rows, tokenizer, { maxSourceLength: 6, maxTargetLength: 6 });
-    const trainer = new Trainer(model, { objective: new Text2TextObjective({ tokenizer, maxNewTokens: 6 }), optimizer: adamw({ lr: 1e-2, weightDecay: 0 }), epochs: 40, batchSize: 6 });
+    const generated: GeneratedPair[] = [];
+    const objective = new Text2TextObjective({ tokenizer, maxNewTokens: 6, onGenerated: (g) => generated.push(g) });
+    const trainer = new Trainer(model, { objective, optimizer: adamw({ lr: 1e-2, weightDecay: 0 }), epochs: 40, batchSize: 6 });
     const before = await trainer.evaluate(data.dataset);
     await trainer.fit(data.dataset);
+    generated.length = 0;
     const after = await trainer.evaluate(data.dataset);
+    expect(generated.map((g) => [g.source, g.reference])).toEqual(words.map((w) => [w, w]));
+    expect(after.metrics.chrF!).toBeCloseTo(chrF(generated.map((g) => g.prediction), words) / 100, 12);
+    expect(after.metrics.exactMatch!).toBeCloseTo(generated.filter((g) => g.prediction === g.reference).length / words.length, 12);
+    expect(after.metrics.chrF!).toBeGreaterThan(before.metrics.chrF!);
     expect(after.loss).toBeLessThan(before.loss / 4);
     expect(after.metrics.exactMatch!).toBeGreaterThan(before.metrics.exactMatch!);
     expect(after.metrics.exactMatch!).toBeGreaterThanOrEqual(0.5);

@@ -3,7 +3,7 @@
  * forcing (the decoder reads the labels shifted right from its start token, -100 read as
  * padding) and the mean cross-entropy over the label tokens that are not -100. Evaluation adds
  * what the model generates: greedy decoding from each source, compared with the reference
- * target as text (exact match, ROUGE-L).
+ * target as text (exact match, ROUGE-L, and chrF over the whole evaluation set).
  */
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
@@ -12,7 +12,7 @@ import type { Batch } from '../data/loader.js';
 import { IGNORE_INDEX } from '../data/loader.js';
 import { TrainingError } from '../errors.js';
 import type { TrainableModel } from '../model.js';
-import { exactMatch, rougeL } from '../text-metrics.js';
+import { CHRF_ORDER, chrFScore, chrFStatistics, exactMatch, rougeL } from '../text-metrics.js';
 import type { Evaluation, Objective, ObjectiveContext, ObjectiveStep } from './objective.js';
 
 /** An encoder-decoder the objective trains: logits [B, T, V] from the source and the decoder input, and decoding. */
@@ -27,8 +27,17 @@ export interface Text2TextOptions {
   tokenizer: Pick<Tokenizer, 'decode'>;
   /** Tokens generated per source in evaluation (default 32; the target length is a good choice). */
   maxNewTokens?: number;
-  /** Generate in evaluation (exact match, ROUGE-L); off, evaluation gives the loss only. Default true. */
+  /** Generate in evaluation (exact match, ROUGE-L, chrF); off, evaluation gives the loss only. Default true. */
   generate?: boolean;
+  /** Called with each generated target in evaluation, e.g. to show samples in a report. */
+  onGenerated?: (g: GeneratedPair) => void;
+}
+
+/** One held-out source with what the model generated for it and its reference target, as text. */
+export interface GeneratedPair {
+  source: string;
+  prediction: string;
+  reference: string;
 }
 
 function seq2seqOf(ctx: ObjectiveContext): Seq2SeqModel {
@@ -90,6 +99,8 @@ export class Text2TextObjective implements Objective {
     let rows = 0;
     let exact = 0;
     let rouge = 0;
+    // chrF is a corpus score: its n-gram counts are summed over every pair, then scored once.
+    const chrf = new Array<number>(3 * CHRF_ORDER).fill(0);
     return {
       add: async (ctx, batch) => {
         const model = seq2seqOf(ctx);
@@ -112,6 +123,8 @@ export class Text2TextObjective implements Objective {
           const ref = this.opts.tokenizer.decode(references[r]!, { skipSpecialTokens: true });
           exact += exactMatch(pred, ref);
           rouge += rougeL(pred, ref);
+          chrFStatistics(pred, ref).forEach((v, j) => (chrf[j] += v));
+          this.opts.onGenerated?.({ source: this.opts.tokenizer.decode(prompts[r]!, { skipSpecialTokens: true }), prediction: pred, reference: ref });
         });
         rows += prompts.length;
       },
@@ -121,6 +134,8 @@ export class Text2TextObjective implements Objective {
         if (rows > 0) {
           metrics.exactMatch = exact / rows;
           metrics.rougeL = rouge / rows;
+          // A fraction like the others (sacreBLEU prints it times 100).
+          metrics.chrF = chrFScore(chrf) / 100;
         }
         return { loss: nll / tokens, total: rows || tokens, metrics };
       },
