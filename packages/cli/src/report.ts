@@ -24,7 +24,15 @@ export interface ReportInput {
   parameters?: { total: number; trainable: number; adapterBytes?: number };
   /** Figures of a run that is not a classification (perplexity before and after, …), shown in
    * place of the per-class table and the misclassified examples. */
-  evaluation?: { title: string; rows: [string, string][] };
+  evaluation?: Evaluation;
+}
+
+/** A table of figures (a header row when `columns` is given) and, for generative runs, sample outputs. */
+export interface Evaluation {
+  title: string;
+  columns?: string[];
+  rows: string[][];
+  samples?: { title: string; columns: string[]; rows: string[][] };
 }
 
 export type Mistake = ({ image: string; file?: string } | { text: string }) & { truth: string; predicted: string };
@@ -120,6 +128,16 @@ function parameterSummary(p: NonNullable<ReportInput['parameters']>): string {
   return `<h2>Parameters</h2><p>${n(p.trainable)} trainable of ${n(p.total)} (${((100 * p.trainable) / Math.max(p.total, 1)).toFixed(2)}%)${adapter}</p>`;
 }
 
+function htmlTable(columns: string[] | undefined, rows: string[][], cls = ''): string {
+  const head = columns ? `<thead><tr>${columns.map((c) => `<th>${esc(c)}</th>`).join('')}</tr></thead>` : '';
+  return `<table${cls ? ` class="${cls}"` : ''}>${head}<tbody>${rows.map((row) => `<tr>${row.map((v) => `<td>${esc(v)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+}
+
+function evaluationTables(e: Evaluation): string {
+  const samples = e.samples ? `<h2>${esc(e.samples.title)}</h2>${htmlTable(e.samples.columns, e.samples.rows, 'texts')}` : '';
+  return `<h2>${esc(e.title)}</h2>${htmlTable(e.columns, e.rows)}${samples}`;
+}
+
 export function renderReport(r: ReportInput): string {
   const h = r.history;
   const charts = [
@@ -133,7 +151,7 @@ export function renderReport(r: ReportInput): string {
     ], 'epoch', 'accuracy-chart'),
     lineChart('Learning rate', [{ name: 'lr', color: '#2ca02c', points: r.steps.map((s) => [s.step, s.lr]) }], 'step', 'lr-chart'),
   ];
-  const evaluation = r.evaluation ? `<h2>${esc(r.evaluation.title)}</h2><table><tbody>${r.evaluation.rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('')}</tbody></table>` : '';
+  const evaluation = r.evaluation ? evaluationTables(r.evaluation) : '';
   const perClass = r.report ? `<table><thead><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr></thead><tbody>${r.report.perClass.map((m, i) =>
     `<tr><td>${esc(r.classes[i] ?? String(i))}</td><td>${(100 * m.precision).toFixed(1)}%</td><td>${(100 * m.recall).toFixed(1)}%</td><td>${(100 * m.f1).toFixed(1)}%</td><td>${m.support}</td></tr>`).join('')}</tbody></table>
 <p>accuracy ${(100 * r.report.accuracy).toFixed(2)}% (${r.report.correct}/${r.report.total}), macro F1 ${(100 * r.report.macroF1).toFixed(2)}%</p>` : '<p>No validation set.</p>';
