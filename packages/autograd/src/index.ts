@@ -16,6 +16,7 @@ export { cat, concat, stack, pad, embedding, indexSelect, gather, flip, repeat, 
 export { CPU_REFERENCE, NON_DIFFERENTIABLE } from './non-differentiable.js';
 export { mseLoss, l1Loss, smoothL1Loss, binaryCrossEntropyWithLogits, dropout, type Reduction } from './ops/losses.js';
 export { softmax, logSoftmax, crossEntropy } from './ops/softmax.js';
+export { ctcLoss } from './ops/ctc.js';
 export { layerNorm, batchNorm, type BatchNormOptions } from './ops/norm.js';
 export { maxPool2d, avgPool2d, adaptiveAvgPool2d } from './ops/pool.js';
 export { gradReverse } from './ops/grad-reverse.js';

@@ -19,7 +19,7 @@ export const NON_DIFFERENTIABLE: Readonly<Record<string, readonly string[]>> = {
   /** Kernels the differentiable ops are built from (forward halves and backward rules). */
   kernels: [
     'adaptiveAvgPool2dBackward', 'avgPool2dBackward', 'batchNormBackward', 'batchNormStats', 'batchNormTrain', 'conv2dBackwardInput',
-    'conv2dBackwardWeight', 'crossEntropyBackward', 'crossEntropyForward', 'embeddingBackward', 'gatherBackward', 'indexSelectBackward',
+    'conv2dBackwardWeight', 'crossEntropyBackward', 'ctcLossBackward', 'ctcLossForward', 'crossEntropyForward', 'embeddingBackward', 'gatherBackward', 'indexSelectBackward',
     'layerNormBackward', 'layerNormWithStats', 'logSoftmaxBackward', 'map', 'matmulWgsl', 'maxPool2dBackward', 'maxPool2dWithIndices',
     'moments', 'reduceGeneric', 'softmaxBackward', 'varMean',
   ],

@@ -1,21 +1,12 @@
 /** Golden fixtures written by fixtures/make_fixtures.py with PyTorch 1.13. */
-import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '../src/index.js';
 import type { Tensor } from '../src/index.js';
 import { expectClose, setup } from '../../tensor/test/helpers.js';
-import { parseSafetensors, type SafetensorsFile } from '../../models/src/index.js';
+import { gpu, loadFixture as load, want } from './fixture-io.js';
 
 beforeAll(setup);
 
-const load = (name: string): SafetensorsFile => parseSafetensors(readFileSync(new URL(`../fixtures/${name}.safetensors`, import.meta.url)));
-const gpu = (f: SafetensorsFile, key: string, grad = false): Tensor => {
-  const h = f.get(key);
-  const t = A.tensor(h.data, { shape: h.shape, dtype: h.dtype });
-  t.requiresGrad = grad;
-  return t;
-};
-const want = (f: SafetensorsFile, key: string) => ({ shape: f.get(key).shape, data: Float64Array.from(f.get(key).data) });
 const RTOL = 1e-4;
 
 describe('PyTorch golden fixtures', () => {

@@ -18,6 +18,7 @@ export * from './kernels/pool.js';
 export * from './kernels/gather.js';
 export * from './kernels/concat.js';
 export * from './kernels/norm.js';
+export * from './kernels/ctc.js';
 export { WG, MAIN_ARGS, MATH_HELPERS, linearIndex, wgslType } from './kernels/wgsl.js';
 
 import { engine } from './engine.js';
