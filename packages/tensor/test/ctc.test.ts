@@ -46,4 +46,19 @@ describe('ctcLoss kernels against the float64 references', () => {
     await expectClose(r.loss, want, 1e-4, 1e-4);
     expect(r.alpha.shape).toEqual([3, 12, 2 * S + 1]);
   });
+
+  it('without target lengths: the labels >= 0 of each padded row count, on the GPU, value and gradient', async () => {
+    const b = batch(20, 4, 6, 11, 7);
+    const S = Math.max(...b.targetLengths) + 2;
+    let k = 0;
+    const padded = b.targetLengths.flatMap((l) => Array.from({ length: S }, (_, j) => (j < l ? b.targets[k++]! : -100)));
+    const tg = host([b.targets.length], b.targets);
+    for (const reduction of ['mean', 'none'] as const) {
+      const r = ctcLossForward(toGpu(b.lp), tensor(Int32Array.from(padded), { shape: [4, S], dtype: 'int32' }), b.inputLengths, null, { reduction });
+      await expectClose(r.loss, cpuCtcLoss(b.lp, tg, b.inputLengths, b.targetLengths, { reduction }), 1e-4, 1e-4);
+      const gy = reduction === 'none' ? host([4], [1, 0.5, 2, 1]) : host([], [1]);
+      await expectClose(ctcLossBackward(toGpu(b.lp), r, toGpu(gy), { reduction }), cpuCtcLossBackward(b.lp, tg, b.inputLengths, b.targetLengths, gy, { reduction }), 1e-3, 1e-5);
+    }
+    expect(cpuCtcLoss(b.lp, host([4, S], padded), b.inputLengths, null).data[0]).toBeCloseTo(cpuCtcLoss(b.lp, tg, b.inputLengths, b.targetLengths).data[0]!, 10);
+  });
 });

@@ -6,10 +6,11 @@ import { record } from '../graph.js';
 /**
  * As `F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, reduction,
  * zero_infinity)`: logProbs [T, N, C] (a transposed view of batch-first [N, T, C] is read in
- * place), targets int32 [N, S] padded or concatenated, lengths as host arrays. The gradient
+ * place), targets int32 [N, S] padded or concatenated, input lengths as a host array, target
+ * lengths as a host array or null (count each padded row's labels >= 0, -100 padding). The gradient
  * is PyTorch's (exact through a `logSoftmax`; see tensor's kernels/ctc.ts).
  */
-export function ctcLoss(logProbs: Tensor, targets: Tensor | Lengths, inputLengths: Lengths, targetLengths: Lengths, opts: CtcLossOptions = {}): Tensor {
+export function ctcLoss(logProbs: Tensor, targets: Tensor | Lengths, inputLengths: Lengths, targetLengths: Lengths | null, opts: CtcLossOptions = {}): Tensor {
   const r = T.ctcLossForward(logProbs, targets, inputLengths, targetLengths, opts);
   const out = record('ctcLoss', r.loss, [logProbs], (g, [lp, alpha, meta, tg]) => [T.ctcLossBackward(lp!, { alpha: alpha!, meta: meta!, targets: tg! }, g, opts)],
     [logProbs, r.alpha, r.meta, r.targets]);

@@ -27,7 +27,7 @@ import { tensor } from '../creation.js';
 import { engine } from '../engine.js';
 import { host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
-import { fmt, numel } from '../shape.js';
+import { fmt } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { checkFloat } from './check-float.js';
 import { mean, sum } from './reduce.js';
@@ -66,11 +66,14 @@ interface CtcGeometry {
   /** Where each sequence's labels start in the flat targets. */
   offsets: number[];
   inputLengths: number[];
-  targetLengths: number[];
+  /** Null: padded targets on the GPU, whose labels >= 0 the kernel counts per row. */
+  targetLengths: number[] | null;
+  /** The padded targets' width (0 for concatenated targets). */
+  width: number;
 }
 
 /** Checks the arguments as PyTorch does and says which value is wrong and what was expected. */
-function ctcGeometry(op: string, lpShape: readonly number[], targetShape: readonly number[], inputLengths: Lengths, targetLengths: Lengths, opts: CtcLossOptions): CtcGeometry {
+function ctcGeometry(op: string, lpShape: readonly number[], targets: Tensor | Lengths | HostTensor, inputLengths: Lengths, targetLengths: Lengths | null, opts: CtcLossOptions): CtcGeometry {
   if (lpShape.length !== 3) throw new RangeError(`${op}: logProbs must be [T, N, C] (time, batch, classes), got ${fmt(lpShape)}`);
   const [T, N, C] = lpShape as [number, number, number];
   const blank = opts.blank ?? 0;
@@ -78,24 +81,30 @@ function ctcGeometry(op: string, lpShape: readonly number[], targetShape: readon
   if (!['mean', 'sum', 'none'].includes(reduction)) throw new RangeError(`${op}: reduction must be 'mean', 'sum' or 'none', got '${reduction}'`);
   if (!Number.isInteger(blank) || blank < 0 || blank >= C) throw new RangeError(`${op}: blank ${blank} must be a class index in [0, ${C})`);
   if (inputLengths.length !== N) throw new RangeError(`${op}: ${inputLengths.length} input lengths given for a batch of ${N}`);
-  if (targetLengths.length !== N) throw new RangeError(`${op}: ${targetLengths.length} target lengths given for a batch of ${N}`);
+  if (targetLengths && targetLengths.length !== N) throw new RangeError(`${op}: ${targetLengths.length} target lengths given for a batch of ${N}`);
+  const targetShape = targetShapeOf(targets, targetLengths, N);
+  if (!targetLengths && targetShape.length !== 2) {
+    throw new RangeError(`${op}: without target lengths the targets must be padded [N, S] (labels >= 0 first, then negative padding such as -100), got ${fmt(targetShape)}`);
+  }
   const ins = Array.from(inputLengths);
-  const tls = Array.from(targetLengths);
+  const hostData = targets instanceof Tensor ? null : 'data' in targets ? targets.data : targets;
+  const tls = targetLengths ? Array.from(targetLengths) : hostData ? countLabels(hostData, N, targetShape[1]!) : null;
   ins.forEach((l, n) => {
     if (!Number.isInteger(l) || l < 1 || l > T) throw new RangeError(`${op}: input length ${l} (sequence ${n}) must be an integer in [1, ${T}]`);
   });
-  tls.forEach((l, n) => {
+  tls?.forEach((l, n) => {
     if (!Number.isInteger(l) || l < 0) throw new RangeError(`${op}: target length ${l} (sequence ${n}) must be a non-negative integer`);
   });
   const offsets: number[] = [];
   if (targetShape.length === 2) {
     if (targetShape[0] !== N) throw new RangeError(`${op}: padded targets ${fmt(targetShape)} must have one row per sequence (${N})`);
     const S = targetShape[1]!;
-    tls.forEach((l, n) => {
+    for (let n = 0; n < N; n++) {
+      const l = tls?.[n] ?? 0;
       if (l > S) throw new RangeError(`${op}: target length ${l} (sequence ${n}) exceeds the padded targets' width ${S}`);
       offsets.push(n * S);
-    });
-  } else if (targetShape.length === 1) {
+    }
+  } else if (targetShape.length === 1 && tls) {
     const total = tls.reduce((a, b) => a + b, 0);
     if (targetShape[0] !== total) throw new RangeError(`${op}: concatenated targets hold ${targetShape[0]} labels; the target lengths add up to ${total}`);
     let o = 0;
@@ -106,11 +115,30 @@ function ctcGeometry(op: string, lpShape: readonly number[], targetShape: readon
   } else {
     throw new RangeError(`${op}: targets must be [N, S] (padded) or [sum of target lengths] (concatenated), got ${fmt(targetShape)}`);
   }
-  return { T, N, C, blank, reduction, zeroInfinity: opts.zeroInfinity ?? false, offsets, inputLengths: ins, targetLengths: tls };
+  const g = { T, N, C, blank, reduction, zeroInfinity: opts.zeroInfinity ?? false, offsets, inputLengths: ins, targetLengths: tls, width: targetShape.length === 2 ? targetShape[1]! : 0 };
+  if (hostData) checkTargetValues(op, g, hostData);
+  return g;
+}
+
+/** Per row of padded targets, how many labels are >= 0 (transformers' `(labels >= 0).sum(-1)`). */
+function countLabels(data: ArrayLike<number>, N: number, S: number): number[] {
+  return Array.from({ length: N }, (_, n) => {
+    let k = 0;
+    for (let j = 0; j < S; j++) if (data[n * S + j]! >= 0) k++;
+    return k;
+  });
+}
+
+/** Host targets are concatenated when their count is the lengths' sum, else padded rows. */
+function targetShapeOf(targets: Tensor | Lengths | HostTensor, targetLengths: Lengths | null, N: number): readonly number[] {
+  if (targets instanceof Tensor || 'shape' in targets) return targets.shape;
+  const total = targetLengths ? Array.from(targetLengths).reduce((a, b) => a + b, 0) : -1;
+  if (targets.length === total) return [targets.length];
+  return N > 0 && targets.length % N === 0 ? [N, targets.length / N] : [targets.length];
 }
 
 function checkTargetValues(op: string, g: CtcGeometry, data: ArrayLike<number>): void {
-  g.targetLengths.forEach((len, n) => {
+  g.targetLengths?.forEach((len, n) => {
     for (let k = 0; k < len; k++) {
       const v = data[g.offsets[n]! + k]!;
       if (!Number.isInteger(v) || v < 0 || v >= g.C || v === g.blank) {
@@ -144,14 +172,15 @@ function ctcParams(g: CtcGeometry, x: Tensor, targets: Tensor, lmax: number): Pa
   return new Params()
     .u32('T', g.T).u32('N', g.N).u32('C', g.C).u32('Lmax', lmax).u32('blank', g.blank)
     .u32('sT', x.strides[0]!).u32('sN', x.strides[1]!).u32('offX', x.offset).u32('offT', targets.offset)
+    .u32('count', g.targetLengths ? 0 : 1).u32('S', g.width)
     .u32('mean', g.reduction === 'mean' ? 1 : 0).u32('none', g.reduction === 'none' ? 1 : 0).u32('zeroInf', g.zeroInfinity ? 1 : 0)
     .f32('inf', Infinity).f32('nan', NaN);
 }
 
-const HEADER = (params: Params, outputs: string): string => `${params.wgsl('P')}
+const HEADER = (params: Params, outputs: string, seqAccess: 'read' | 'read_write'): string => `${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> lp: array<f32>;
-@group(0) @binding(2) var<storage, read> seq: array<i32>;
+@group(0) @binding(2) var<storage, ${seqAccess}> seq: array<i32>;
 @group(0) @binding(3) var<storage, read> tg: array<i32>;
 ${outputs}
 ${MATH_HELPERS}
@@ -161,8 +190,12 @@ ${LOG_HELPERS}`;
 const SEQUENCE = `
   let n = wid.x;
   let tn = u32(seq[3u * n]);
-  let sn = u32(seq[3u * n + 1u]);
+  var sn = u32(seq[3u * n + 1u]);
   let off = u32(seq[3u * n + 2u]);
+  if (p.count == 1u) {
+    sn = 0u;
+    for (var k = 0u; k < p.S; k++) { if (tg[p.offT + off + k] >= 0) { sn++; } }
+  }
   let L = 2u * sn + 1u;
   let a0 = n * p.T * p.Lmax;`;
 
@@ -177,50 +210,42 @@ function classContiguous(x: Tensor): Tensor {
   return x.strides[2] === 1 ? x.alias() : x.contiguous();
 }
 
-/** Targets as a flat int32 tensor the kernels index with `offsets`. */
-function flatTargets(op: string, g: CtcGeometry, targets: Tensor | Lengths, shape: readonly number[]): Tensor {
+/** Targets as a flat int32 tensor the kernels index with the offsets (host targets were checked by `ctcGeometry`). */
+function flatTargets(op: string, targets: Tensor | Lengths): Tensor {
+  // A zero-length binding is not allowed; one unused label keeps the buffer valid.
   if (targets instanceof Tensor) {
     targets.assertAlive();
     if (targets.dtype !== 'int32') throw new TypeError(`${op}: targets must be int32, got ${targets.dtype}`);
-    if (numel(shape) === 0) return tensor(Int32Array.from([0]), { dtype: 'int32' });
+    if (targets.size === 0) return tensor(Int32Array.from([0]), { dtype: 'int32' });
     const c = targets.contiguous();
-    const flat = c.reshape([numel(shape)]);
+    const flat = c.reshape([targets.size]);
     c.dispose();
     return flat;
   }
-  checkTargetValues(op, g, targets);
-  // A zero-length binding is not allowed; one unused label keeps the buffer valid.
   return tensor(Int32Array.from(targets.length ? targets : [0]), { dtype: 'int32' });
-}
-
-function targetShapeOf(targets: Tensor | Lengths, targetLengths: Lengths): readonly number[] {
-  if (targets instanceof Tensor) return targets.shape;
-  // Host targets are concatenated unless they hold one padded row of equal width per sequence.
-  const total = Array.from(targetLengths).reduce((a, b) => a + b, 0);
-  if (targets.length === total) return [targets.length];
-  const N = targetLengths.length;
-  return N > 0 && targets.length % N === 0 ? [N, targets.length / N] : [targets.length];
 }
 
 /**
  * The loss (reduced as `opts.reduction` says) and what `ctcLossBackward` needs. `targets`:
- * int32 [N, S] padded or [Σ target lengths] concatenated, as a tensor or host array (host
- * arrays of length N·S with N·S ≠ Σ lengths are read as padded rows); lengths are host arrays
- * because the dispatch is sized by them.
+ * int32 [N, S] padded or [Σ target lengths] concatenated, as a tensor or a host array (a host
+ * array whose length is not the lengths' sum is read as N padded rows). Input lengths are host
+ * values, as the dispatch is sized by them; target lengths are host values or null: then each
+ * padded row's labels >= 0 count (transformers' Wav2Vec2ForCTC with its -100 padding), on the
+ * GPU for GPU targets, so a training step reads nothing back.
  */
-export function ctcLossForward(logProbs: Tensor, targets: Tensor | Lengths, inputLengths: Lengths, targetLengths: Lengths, opts: CtcLossOptions = {}): CtcForwardResult {
+export function ctcLossForward(logProbs: Tensor, targets: Tensor | Lengths, inputLengths: Lengths, targetLengths: Lengths | null, opts: CtcLossOptions = {}): CtcForwardResult {
   const op = 'ctcLoss';
   checkFloat(op, 'logProbs', logProbs);
-  const g = ctcGeometry(op, logProbs.shape, targetShapeOf(targets, targetLengths), inputLengths, targetLengths, opts);
-  const lmax = 2 * Math.max(0, ...g.targetLengths) + 1;
+  const g = ctcGeometry(op, logProbs.shape, targets, inputLengths, targetLengths, opts);
+  const lmax = 2 * (g.targetLengths ? Math.max(0, ...g.targetLengths) : g.width) + 1;
   const x = classContiguous(logProbs);
-  const tg = flatTargets(op, g, targets, targetShapeOf(targets, targetLengths));
-  const meta = tensor(Int32Array.from(g.inputLengths.flatMap((l, n) => [l, g.targetLengths[n]!, g.offsets[n]!])), { shape: [g.N, 3], dtype: 'int32' });
+  const tg = flatTargets(op, targets);
+  const meta = tensor(Int32Array.from(g.inputLengths.flatMap((l, n) => [l, g.targetLengths?.[n] ?? 0, g.offsets[n]!])), { shape: [g.N, 3], dtype: 'int32' });
   const alpha = Tensor.empty([g.N, g.T, lmax]);
   const perSeq = Tensor.empty([g.N]);
   const params = ctcParams(g, x, tg, lmax);
   const code = `${HEADER(params, `@group(0) @binding(4) var<storage, read_write> alpha: array<f32>;
-@group(0) @binding(5) var<storage, read_write> loss: array<f32>;`)}
+@group(0) @binding(5) var<storage, read_write> loss: array<f32>;`, 'read_write')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
 ${SEQUENCE}
@@ -252,6 +277,8 @@ ${LOG_LIKELIHOOD}
     if (impossible && p.zeroInf == 1u) { nll = 0.0; }
     if (p.mean == 1u) { nll = nll / f32(max(sn, 1u)); }
     loss[n] = nll;
+    // The backward reads the counted length from here.
+    seq[3u * n + 1u] = i32(sn);
   }
 }`;
   engine().dispatch({ code, params, buffers: [x.buffer, meta.buffer, tg.buffer, alpha.buffer, perSeq.buffer], workgroups: [g.N], label: op });
@@ -265,7 +292,7 @@ ${LOG_LIKELIHOOD}
 }
 
 /** The loss alone; see `ctcLossForward`. */
-export function ctcLoss(logProbs: Tensor, targets: Tensor | Lengths, inputLengths: Lengths, targetLengths: Lengths, opts: CtcLossOptions = {}): Tensor {
+export function ctcLoss(logProbs: Tensor, targets: Tensor | Lengths, inputLengths: Lengths, targetLengths: Lengths | null, opts: CtcLossOptions = {}): Tensor {
   const r = ctcLossForward(logProbs, targets, inputLengths, targetLengths, opts);
   r.alpha.dispose();
   r.meta.dispose();
@@ -290,7 +317,8 @@ export function ctcLossBackward(logProbs: Tensor, saved: Omit<CtcForwardResult, 
   if (reduction === 'none' ? gradLoss.size !== N : gradLoss.size !== 1) {
     throw new RangeError(`${op}: gradLoss has shape ${fmt(gradLoss.shape)}; expected ${reduction === 'none' ? `[${N}]` : 'one element'} for reduction '${reduction}'`);
   }
-  const g: CtcGeometry = { T, N, C, blank: opts.blank ?? 0, reduction, zeroInfinity: opts.zeroInfinity ?? false, offsets: [], inputLengths: [], targetLengths: [] };
+  // The forward left each sequence's target length in `meta`: nothing is counted again.
+  const g: CtcGeometry = { T, N, C, blank: opts.blank ?? 0, reduction, zeroInfinity: opts.zeroInfinity ?? false, offsets: [], inputLengths: [], targetLengths: [], width: 0 };
   const lmax = alpha.shape[2]!;
   const x = classContiguous(logProbs);
   const gl = gradLoss.contiguous();
@@ -300,7 +328,7 @@ export function ctcLossBackward(logProbs: Tensor, saved: Omit<CtcForwardResult, 
   const code = `${HEADER(params, `@group(0) @binding(4) var<storage, read> alpha: array<f32>;
 @group(0) @binding(5) var<storage, read> gl: array<f32>;
 @group(0) @binding(6) var<storage, read_write> beta: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dx: array<f32>;`)}
+@group(0) @binding(7) var<storage, read_write> dx: array<f32>;`, 'read')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
 ${SEQUENCE}
@@ -411,16 +439,16 @@ function cpuSequence(lp: HostTensor, n: number, tn: number, targets: number[], b
 }
 
 function cpuTargets(g: CtcGeometry, targets: ArrayLike<number>, n: number): number[] {
-  return Array.from({ length: g.targetLengths[n]! }, (_, k) => targets[g.offsets[n]! + k]!);
+  return Array.from({ length: g.targetLengths![n]! }, (_, k) => targets[g.offsets[n]! + k]!);
 }
 
 /** Float64 `ctcLoss`; `targets` as a host tensor of shape [N, S] or [Σ target lengths]. */
-export function cpuCtcLoss(logProbs: HostTensor, targets: HostTensor, inputLengths: Lengths, targetLengths: Lengths, opts: CtcLossOptions = {}): HostTensor {
-  const g = ctcGeometry('cpuCtcLoss', logProbs.shape, targets.shape, inputLengths, targetLengths, opts);
+export function cpuCtcLoss(logProbs: HostTensor, targets: HostTensor, inputLengths: Lengths, targetLengths: Lengths | null, opts: CtcLossOptions = {}): HostTensor {
+  const g = ctcGeometry('cpuCtcLoss', logProbs.shape, targets, inputLengths, targetLengths, opts);
   const losses = g.inputLengths.map((tn, n) => {
     const { ll } = cpuSequence(logProbs, n, tn, cpuTargets(g, targets.data, n), g.blank);
     const nll = ll === -Infinity ? (g.zeroInfinity ? 0 : Infinity) : -ll;
-    return g.reduction === 'mean' ? nll / Math.max(g.targetLengths[n]!, 1) : nll;
+    return g.reduction === 'mean' ? nll / Math.max(g.targetLengths![n]!, 1) : nll;
   });
   if (g.reduction === 'none') return host([g.N], losses);
   const total = losses.reduce((a, b) => a + b, 0);
@@ -428,14 +456,14 @@ export function cpuCtcLoss(logProbs: HostTensor, targets: HostTensor, inputLengt
 }
 
 /** Float64 `ctcLossBackward` (PyTorch's convention); `gradLoss` one element or [N] for 'none'. */
-export function cpuCtcLossBackward(logProbs: HostTensor, targets: HostTensor, inputLengths: Lengths, targetLengths: Lengths, gradLoss: HostTensor, opts: CtcLossOptions = {}): HostTensor {
-  const g = ctcGeometry('cpuCtcLossBackward', logProbs.shape, targets.shape, inputLengths, targetLengths, opts);
+export function cpuCtcLossBackward(logProbs: HostTensor, targets: HostTensor, inputLengths: Lengths, targetLengths: Lengths | null, gradLoss: HostTensor, opts: CtcLossOptions = {}): HostTensor {
+  const g = ctcGeometry('cpuCtcLossBackward', logProbs.shape, targets, inputLengths, targetLengths, opts);
   const { T, N, C } = g;
   const out = host([T, N, C]);
   g.inputLengths.forEach((tn, n) => {
     const { labels, alpha, beta, ll } = cpuSequence(logProbs, n, tn, cpuTargets(g, targets.data, n), g.blank);
     let scale = gradLoss.data[g.reduction === 'none' ? n : 0]!;
-    if (g.reduction === 'mean') scale /= N * Math.max(g.targetLengths[n]!, 1);
+    if (g.reduction === 'mean') scale /= N * Math.max(g.targetLengths![n]!, 1);
     for (let t = 0; t < tn; t++) {
       for (let c = 0; c < C; c++) {
         const i = (t * N + n) * C + c;
