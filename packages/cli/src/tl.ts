@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { COMMANDS } from './commands-table.js';
 import { defaultJob, DEFAULT_JOB, type DefaultJobOptions } from './commands/default-job.js';
 import { adaptCommand } from './commands/adapt.js';
+import { AUDIO_DEFAULTS, isAudioFolder, isAudioModel, trainAudioCommand } from './commands/audio.js';
 import { trainText2TextCommand } from './commands/text2text.js';
 import { evalCausalLMCommand, generateCommand, isCausalLMRun, isGenerationRequest, trainCausalLMCommand } from './commands/causal-lm.js';
 import { evalCommand, predictCommand, type ModelSource } from './commands/eval.js';
@@ -12,6 +13,7 @@ import { doctorCommand, exportCommand, inspectCommand } from './commands/misc.js
 import { modelsCommand, needsEngine } from './commands/models.js';
 import { isTextModel, trainTextCommand } from './commands/text.js';
 import { checkInputs, readConfigFile, readRunConfig, trainCommand, validateConfig, type RunStart, type TrainConfig } from './commands/train.js';
+import { SPEECH_ID, SPEECH_WEIGHTS } from './embedded.js';
 import { startEngine } from './engine.js';
 import { CliError, nearest } from './errors.js';
 import { parseFlags, type Flags } from './flags.js';
@@ -33,7 +35,14 @@ function toTrainConfig(f: Flags): Partial<TrainConfig> {
 const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 function train(c: TrainConfig, progress: Progress, start: RunStart): Promise<void> {
+  if (isAudioModel(c.model)) return trainAudioCommand(c, progress, start);
   return (isTextModel(c.model) ? trainTextCommand : trainCommand)(c, progress, start);
+}
+
+/** An audio folder without --model starts from the shipped speech backbone, as `tl train` alone starts from the digits network. */
+function speechDefault(c: Partial<TrainConfig>): Partial<TrainConfig> {
+  if (c.model || typeof c.data !== 'string' || !isAudioFolder(c.data)) return c;
+  return { ...AUDIO_DEFAULTS, weights: SPEECH_WEIGHTS, ...c, model: SPEECH_ID };
 }
 
 async function resumeRun(dir: string, flagCfg: Partial<TrainConfig>, progress: Progress): Promise<void> {
@@ -77,7 +86,7 @@ async function trainMain(flags: Flags, progress: Progress): Promise<void> {
     await defaultJob(o, progress);
     return;
   }
-  const cfg = validateConfig({ ...fileCfg, ...flagCfg });
+  const cfg = validateConfig(speechDefault({ ...fileCfg, ...flagCfg }));
   await checkOut(cfg.out, '--out', !!flags.overwrite);
   await checkInputs(cfg);
   await train(cfg, progress, { overwrite: !!flags.overwrite });

@@ -38,6 +38,7 @@ export * from './pretrained-seq2seq.js';
 export * from './arch/wav2vec2-config.js';
 export * from './arch/wav2vec2.js';
 export * from './registry.js';
+export * from './audio-models.js';
 export * from './text-checkpoint.js';
 export * from './timm-vision-keys.js';
 export * from './pretrained-text.js';

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors } from '@tl/models';
 import { audioFile, audioFolder, augmentClip, mixdown, normalizeClip, padOrCrop, readClip, resampleAudio } from '../src/node.js';
+import { tone, wav } from './wav-files.js';
 
 const fx = parseSafetensors(readFileSync(new URL('../fixtures/audio_resample.safetensors', import.meta.url)));
 const f32 = (k: string): Float32Array => Float32Array.from(fx.get(k).data);
@@ -22,28 +23,6 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
-/** 16-bit PCM WAV bytes (interleaved channels), for the test folders. */
-function wav(channels: Float32Array[], rate: number): Uint8Array {
-  const n = channels[0]?.length ?? 0;
-  const c = channels.length;
-  const buf = Buffer.alloc(44 + n * c * 2);
-  buf.write('RIFF', 0);
-  buf.writeUInt32LE(36 + n * c * 2, 4);
-  buf.write('WAVEfmt ', 8);
-  buf.writeUInt32LE(16, 16);
-  buf.writeUInt16LE(1, 20);
-  buf.writeUInt16LE(c, 22);
-  buf.writeUInt32LE(rate, 24);
-  buf.writeUInt32LE(rate * c * 2, 28);
-  buf.writeUInt16LE(c * 2, 32);
-  buf.writeUInt16LE(16, 34);
-  buf.write('data', 36);
-  buf.writeUInt32LE(n * c * 2, 40);
-  for (let i = 0; i < n; i++) for (let k = 0; k < c; k++) buf.writeInt16LE(Math.round(Math.max(-1, Math.min(1, channels[k]![i]!)) * 32767), 44 + (i * c + k) * 2);
-  return buf;
-}
-
-const tone = (n: number, rate: number, hz: number, amp = 0.5): Float32Array => Float32Array.from({ length: n }, (_, i) => amp * Math.sin((2 * Math.PI * hz * i) / rate));
 
 describe('resampleAudio against torchaudio.functional.resample', () => {
   for (const pair of ['44100_16000', '22050_16000', '8000_16000', '48000_16000', '16000_22050']) {
@@ -134,6 +113,7 @@ describe('audioFolder on the inputs people have', () => {
     expect(r.classes).toEqual(['no', 'yes']);
     expect(r.train.length + r.val!.length).toBe(9);
     expect(r.skipped).toHaveLength(2);
+    expect(r.files.map((f) => f.slice(root.length + 1))).toEqual(['no/long.wav', 'no/n0.wav', 'no/n1.wav', 'no/n2.wav', 'yes/f.flac', 'yes/stereo.wav', 'yes/y0.wav', 'yes/y1.wav', 'yes/y2.wav']);
     expect(lines.filter((l) => l.startsWith('skipped ')).map((l) => l.split('/').at(-1))).toEqual([expect.stringMatching(/^empty\.wav: empty clip/), expect.stringMatching(/^notes\.wav: not a readable audio file \(Cannot detect audio format\)/)]);
     const said = lines.filter((l) => !l.startsWith('skipped '));
     expect(said).toHaveLength(1);

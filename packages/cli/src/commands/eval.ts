@@ -13,6 +13,7 @@ import {
 import { startEngine } from '../engine.js';
 import { CliError, nearest } from '../errors.js';
 import { table } from '../progress.js';
+import { audioEvalSet, isAudioModel, loadAudioRun, predictAudio } from './audio.js';
 import { isTextModel, predictTextCommand, textEvalSet, type TextInputs } from './text.js';
 import { loadData, readRunConfig, type TrainConfig } from './train.js';
 import { checkWeightsRef, describeMismatch, localWeights } from '../weights.js';
@@ -73,7 +74,7 @@ export async function checkSource(s: ModelSource, command: string): Promise<void
     const near = nearest(s.model, known);
     throw new CliError(`--model ${s.model} is not a known model${near ? ` (did you mean ${near}?)` : ''}; \`tl models\` lists them`, 2);
   }
-  if (!isImageModelSpec(getModelSpec(s.model))) throw new CliError(`tl ${command} --model takes image models; ${s.model} is a text model: train a run and use --run`, 2);
+  if (!isImageModelSpec(getModelSpec(s.model))) throw new CliError(`tl ${command} --model takes image models; ${s.model} is a ${getModelSpec(s.model).task} model: train a run and use --run`, 2);
   if (!s.weights) throw new CliError(`tl ${command}: --model ${s.model} needs --weights <file|hf:org/name> (a random model has nothing to score)`, 2);
   await checkWeightsRef(s.weights, '--weights');
 }
@@ -257,6 +258,22 @@ export async function evalCommand(s: ModelSource, data: string | undefined, json
       printReport({ model: info.config.model, data: data ?? 'the validation texts of the run', classMapping: 'labels matched by name to the run\'s classes', ...scored }, json);
       return;
     }
+    if (isAudioModel(info.config.model)) {
+      if (s.adapter) throw new CliError(`tl eval: --adapter is for image models; ${s.run} holds ${info.config.model}, an audio model`, 2);
+      const { model, spec } = await loadAudioRun(info.config.model, info.weights);
+      try {
+        const { ds, names, label } = await audioEvalSet(info.config, spec, data);
+        const labels = ds.labels() as number[];
+        const present = [...new Set(labels)].sort((a, b) => a - b);
+        const toModel = new Map(present.map((i, k) => [i, matchClasses(present.map((j) => names[j]!), info.classes, `--data ${label}`, info.config.model)[k]!]));
+        const { outputs, width } = await new Trainer(model, { batchSize: s.batchSize ?? info.config.batchSize, logger: () => {} }).predict(ds);
+        const scored = scoreOutputs(outputs, width, labels.map((l) => toModel.get(l)!), info.classes);
+        printReport({ model: info.config.model, data: label, classMapping: `classes matched by name to the run (${present.length} of ${info.classes.length} present)`, ...scored }, json);
+      } finally {
+        model.dispose();
+      }
+      return;
+    }
   }
   const sc = await scorer(s);
   try {
@@ -315,6 +332,7 @@ export async function predictCommand(files: string[], s: ModelSource, topK: numb
       await startEngine();
       return predictTextCommand(info.dir, info.config, info.classes, { ...text, files }, topK, json, logits);
     }
+    if (isAudioModel(info.config.model)) return predictAudioCommand(files, info, topK, json, logits);
     if (text.texts.length || text.pairs.length) throw new CliError(`tl predict: --text is for text models; ${s.run} holds ${info.config.model}, an image model`, 2);
   }
   if (files.length === 0) throw new CliError('tl predict: name at least one image file', 2);
@@ -358,4 +376,24 @@ export async function predictCommand(files: string[], s: ModelSource, topK: numb
   }
   const bad = (results as { error?: string }[]).filter((r) => r.error).length;
   if (bad) process.stderr.write(`${bad} of ${files.length} images could not be read and were skipped\n`);
+}
+
+async function predictAudioCommand(files: string[], info: RunInfo, topK: number, json: boolean, logits: boolean): Promise<void> {
+  if (files.length === 0) throw new CliError(`tl predict: name at least one audio file (${info.config.model} is an audio model)`, 2);
+  for (const f of files) {
+    if (!existsSync(f)) throw new CliError(`tl predict: ${f} does not exist`, 2);
+    if (statSync(f).isDirectory()) throw new CliError(`tl predict: ${f} is a folder; name audio files (e.g. ${f}/*.wav)`, 2);
+  }
+  const { model, spec } = await loadAudioRun(info.config.model, info.weights);
+  let r;
+  try {
+    r = await predictAudio(files, model, spec, info.classes, topK, logits);
+  } finally {
+    model.dispose();
+  }
+  if (r.notice) process.stderr.write(`${r.notice}\n`);
+  if (json) process.stdout.write(`${JSON.stringify(r.results, null, 2)}\n`);
+  else for (const p of r.results) process.stdout.write(p.error ? `${p.file}: skipped (${p.error})\n` : `${p.file}: ${p.topk!.map((t) => `${t.label} ${(100 * t.prob).toFixed(1)}%`).join(', ')}\n`);
+  const bad = r.results.filter((p) => p.error).length;
+  if (bad) process.stderr.write(`${bad} of ${files.length} clips could not be read and were skipped\n`);
 }

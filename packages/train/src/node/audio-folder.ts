@@ -107,6 +107,9 @@ export interface AudioFolderResult {
   train: Dataset;
   val: Dataset | null;
   classes: string[];
+  /** The path of each clip read, in the index order of the whole folder (a split's Subset
+   * indices point into it). */
+  files: string[];
   /** Files skipped, with the reason, one line each. */
   skipped: string[];
 }
@@ -114,7 +117,7 @@ export interface AudioFolderResult {
 const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
 
 /** One line of what was done to the clips beyond decoding, or '' when nothing was. */
-function describeFacts(facts: ClipFacts[], rate: number, length: number): string {
+export function describeClipFacts(facts: ClipFacts[], rate: number, length: number): string {
   const parts: string[] = [];
   const rates = [...new Set(facts.filter((f) => f.rate !== rate).map((f) => f.rate))];
   const resampled = facts.filter((f) => f.rate !== rate).length;
@@ -144,6 +147,7 @@ export async function audioFolder(root: string, opts: AudioFolderOptions = {}): 
   const index = new Map(classes.map((c, i) => [c, i]));
   const clips: Float32Array[] = [];
   const targets: number[] = [];
+  const paths: string[] = [];
   const facts: ClipFacts[] = [];
   const skipped: string[] = [];
   for (const name of found) {
@@ -156,6 +160,7 @@ export async function audioFolder(root: string, opts: AudioFolderOptions = {}): 
         const r = await readClip(join(dir, name, f), { sampleRate: rate, length });
         clips.push(r.clip);
         targets.push(target);
+        paths.push(join(dir, name, f));
         facts.push(r.facts);
       } catch (e) {
         if (!(e instanceof DataError)) throw e;
@@ -165,10 +170,10 @@ export async function audioFolder(root: string, opts: AudioFolderOptions = {}): 
     }
   }
   if (clips.length === 0) throw new DataError(`audio folder ${root} has no readable clips (${plural(skipped.length, 'file')} skipped)`);
-  const said = describeFacts(facts, rate, length);
+  const said = describeClipFacts(facts, rate, length);
   if (said) log(`${root}: ${said}`);
   const full = new AudioDataset(clips, targets, classes, rate, dir, opts.augment ?? false);
-  if (!opts.valSplit) return { train: full, val: null, classes, skipped };
+  if (!opts.valSplit) return { train: full, val: null, classes, files: paths, skipped };
   const { train, val } = stratifiedSplit(full, opts.valSplit, opts.seed ?? 0);
-  return { train, val, classes, skipped };
+  return { train, val, classes, files: paths, skipped };
 }
