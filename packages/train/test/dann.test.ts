@@ -1,11 +1,11 @@
 /** Deep CORAL's loss and gradients against PyTorch (scripts/adapt_fixtures.py); Ganin's
  * schedule; DANN and CORAL trained through the Trainer on labelled source and unlabelled,
- * shifted target batches. */
+ * shifted target batches; on text, both domains' padded sentences run with their attention masks. */
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
-import { parseSafetensors } from '@tl/models';
-import { coral, coralLoss, dann, dannLambda, DomainClassifier, TensorDataset, Trainer } from '../src/index.js';
+import { BertForSequenceClassification, parseSafetensors } from '@tl/models';
+import { coral, coralLoss, dann, dannLambda, DataLoader, DomainClassifier, TensorDataset, Trainer, type Batch, type TrainableModel } from '../src/index.js';
 import { expectClose, setup } from '../../tensor/test/helpers.js';
 import { model, toyData } from './toy.js';
 
@@ -70,5 +70,51 @@ describe('CORAL and DANN', () => {
     expect(() => dann({ target: shifted(4, 1), adversarial: 0 })).toThrow('domain adaptation needs adversarial > 0 (DANN) or coral > 0 (CORAL); both are 0');
     expect(() => dann({ target: shifted(4, 1), coral: -1 })).toThrow('coral must be a finite number >= 0, got -1');
     m.dispose();
+  });
+
+  it('on text, source and target sentences of different lengths run as one batch with their attention masks', async () => {
+    A.manualSeed(5);
+    const bert = new BertForSequenceClassification({
+      vocab_size: 20, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, max_position_embeddings: 6,
+      hidden_dropout_prob: 0, attention_probs_dropout_prob: 0, num_labels: 2, initializer_range: 0.5,
+    });
+    /** n sentences of 6 token slots, 2 to 5 of them real, the rest padding (id 0, mask 0). */
+    const sentences = (n: number, first: number, withMask = true, T = 6): TensorDataset => {
+      const lengths = Array.from({ length: n }, (_, i) => Math.min(2 + ((i + first) % 4), T));
+      const ids = lengths.map((len, i) => Int32Array.from({ length: T }, (_, t) => (t < len ? 1 + ((first + 3 * i + t) % 19) : 0)));
+      const masks = lengths.map((len) => Int32Array.from({ length: T }, (_, t) => (t < len ? 1 : 0)));
+      return new TensorDataset(ids, lengths.map((_, i) => i % 2), [T], `text${n}-${first}-${T}`, ['a', 'b'], withMask ? masks : undefined);
+    };
+    const first = async (ds: TensorDataset): Promise<Batch> => (await new DataLoader(ds, { batchSize: ds.length, shuffle: false }).epoch(0).next()).value as Batch;
+    const [source, target] = [await first(sentences(4, 0)), await first(sentences(3, 7))];
+    const seen: A.Tensor[] = [];
+    /** The domain classifier sees the features of both domains (the reversal is the identity forward). */
+    class Recording extends DomainClassifier {
+      override forward(features: A.Tensor): A.Tensor {
+        seen.push(A.keep(A.noGrad(() => A.mul(features, 1))));
+        return super.forward(features);
+      }
+    }
+    const model = bert as unknown as TrainableModel;
+    const ctx = { model, cached: false, forward: (b: Batch) => model.forward(b.x, b.mask ?? undefined), log: () => {} };
+    const objective = dann({ target: sentences(3, 7), domainClassifier: new Recording(8, 4) });
+    const [masked, unmaskedSource] = A.tidy(() => A.noGrad(() => [
+      A.cat([bert.forwardFeatures(source.x, source.mask), bert.forwardFeatures(target.x, target.mask)], 0), bert.forwardFeatures(source.x),
+    ]));
+    const want = Float64Array.from(await masked!.data());
+    A.tidy(() => objective.trainStep(ctx, source, { target }, { step: 0, totalSteps: 2 }));
+    expect(seen).toHaveLength(1);
+    await expectClose(seen[0]!, { shape: [7, 8], data: want }, 1e-5, 1e-6);
+    // Without their masks the padded sentences would give other features: the masks mattered.
+    const plain = await unmaskedSource!.data();
+    expect(Math.max(...plain.map((v, i) => Math.abs(v - want[i]!)))).toBeGreaterThan(1e-2);
+    const unmasked = await first(sentences(3, 7, false));
+    expect(() => A.tidy(() => objective.trainStep(ctx, source, { target: unmasked }, { step: 1, totalSteps: 2 }))).toThrow('domain adaptation: the source batches carry an attention mask and the target batches do not; build both data sets the same way');
+    const longer = await first(sentences(3, 7, true, 5));
+    expect(() => A.tidy(() => objective.trainStep(ctx, source, { target: longer }, { step: 1, totalSteps: 2 }))).toThrow('domain adaptation runs source and target as one batch: source samples are [6] but target samples [5] (text: tokenize both to the same maxLength)');
+    for (const b of [source, target, unmasked, longer]) b.dispose();
+    for (const t of [masked!, unmaskedSource!, ...seen]) t.dispose();
+    objective.dispose();
+    bert.dispose();
   });
 });

@@ -6,7 +6,8 @@
  *   2 / (1 + exp(−γ p)) − 1 over training progress p, so the features learn to fool it;
  * - Deep CORAL (coral.ts): the covariance distance between the two domains' features.
  * The loss is the source cross-entropy + `adversarial` × the domain loss + `coral` × CORAL. Both
- * domains run through the network as one batch, so BatchNorm sees the mixture.
+ * domains run through the network as one batch (text: with their attention masks and token types),
+ * so BatchNorm sees the mixture.
  */
 import * as A from '@tl/autograd';
 import { Tensor } from '@tl/autograd';
@@ -62,6 +63,13 @@ function weight(v: number | undefined, fallback: number, name: string): number {
   const w = v ?? fallback;
   if (!(w >= 0) || !Number.isFinite(w)) throw new RangeError(`${name} must be a finite number >= 0, got ${v}`);
   return w;
+}
+
+/** A per-token input of both domains as one batch (text: the attention mask, token types). */
+function bothDomains(source: Tensor | null, target: Tensor | null, what: string): Tensor | undefined {
+  if (!source && !target) return undefined;
+  if (!source || !target) throw new TrainingError(`domain adaptation: the ${source ? 'source' : 'target'} batches carry an ${what} and the ${source ? 'target' : 'source'} batches do not; build both data sets the same way`);
+  return A.cat([source, target], 0);
 }
 
 export class DomainAdaptationObjective implements Objective {
@@ -127,7 +135,10 @@ export class DomainAdaptationObjective implements Objective {
     this.stepDomain(progress.step);
     const ns = batch.size;
     const nt = target.size;
-    const features = m.forwardFeatures(A.cat([batch.x, target.x], 0));
+    if (batch.x.shape.slice(1).join() !== target.x.shape.slice(1).join()) {
+      throw new TrainingError(`domain adaptation runs source and target as one batch: source samples are [${batch.x.shape.slice(1).join(', ')}] but target samples [${target.x.shape.slice(1).join(', ')}] (text: tokenize both to the same maxLength)`);
+    }
+    const features = m.forwardFeatures(A.cat([batch.x, target.x], 0), bothDomains(batch.mask, target.mask, 'attention mask'), bothDomains(batch.tokenTypeIds, target.tokenTypeIds, 'token type ids'));
     if (features.rank !== 2) throw new TrainingError(`domain adaptation takes features [batch, d]; ${m.constructor.name}.forwardFeatures gives [${features.shape.join(', ')}]`);
     const fs = features.slice(0, 0, ns);
     const ft = features.slice(0, ns, ns + nt);
