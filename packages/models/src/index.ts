@@ -10,6 +10,8 @@ export * from './nn/checkpointing.js';
 export * from './nn/conv1d.js';
 export * from './nn/group-norm.js';
 export * from './tokenizers/tokenizer.js';
+export * from './tokenizers/ctc-char.js';
+export * from './edit-distance.js';
 export * from './arch/resnet.js';
 export * from './arch/cifar-resnet.js';
 export * from './arch/mobilenet-v2.js';

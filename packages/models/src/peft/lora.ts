@@ -10,6 +10,7 @@ import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import type { Module } from '../nn/module.js';
 import { isLoraBase, LoraLayer, type LoraBase } from './lora-layers.js';
+import { editDistance } from '../edit-distance.js';
 
 export interface LoraOptions {
   /** Rank of the update (PEFT's default 8). */
@@ -51,16 +52,6 @@ function targetMatcher(target: string | readonly string[]): (name: string) => bo
     return (name) => re.test(name);
   }
   return (name) => target.some((t) => name === t || name.endsWith(`.${t}`));
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
-  }
-  return prev[b.length]!;
 }
 
 /** The adaptable module names closest to `pattern`, by their full name or last component. */
