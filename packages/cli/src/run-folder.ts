@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { CliError } from './errors.js';
 
 /** The files a run writes; `--overwrite` removes these and nothing else. */
-export const RUN_FILES = ['config.json', 'train_config.json', 'metrics.jsonl', 'model.safetensors', 'report.html', 'checkpoint', 'cache', 'tokenizer.json', 'tokenizer_config.json'];
+export const RUN_FILES = ['config.json', 'train_config.json', 'metrics.jsonl', 'model.safetensors', 'report.html', 'checkpoint', 'cache', 'tokenizer.json', 'tokenizer_config.json', 'skipped-images.tsv'];
 
 const code = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (e as Error).message;
 

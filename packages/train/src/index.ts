@@ -1,6 +1,8 @@
 export * from './optim.js';
 export * from './schedule.js';
 export * from './data/dataset.js';
+export * from './data/balance.js';
+export * from './data/lru.js';
 export { Rng, mixSeed } from '@tl/tensor';
 export * from './data/transforms.js';
 export * from './data/resample.js';

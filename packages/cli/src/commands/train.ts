@@ -7,6 +7,7 @@ import { ClassifierModel, fromPretrained, getModelSpec, isImageModelSpec, isText
 import {
   adam, adamw, constant, cosine, dirStore, earlyStopping, idxDataset, imageFolder, imageList, linear, oneCycle, plateau, sgd, stepLR,
   stratifiedSplit, Trainer, unfreezeAt, type Callback, type Dataset, type OptimizerSpec, type Schedule, DataError,
+  BadImageLog, balancedClassWeights, DEFAULT_CACHE_MB, ImageCache, type ImageFolderResult,
   mixBatch, withBatchTransform, type AugmentOptions, type Objective,
 } from '@tl/train';
 import sharp from 'sharp';
@@ -56,6 +57,13 @@ export interface TrainConfig {
   mixup?: number;
   cutmix?: number;
   cacheFeatures: boolean;
+  /** Image decode workers (0: the main thread), the decoded-image cache in MB, and the size
+   * above which images are skipped unread. */
+  workers?: number;
+  cacheMb?: number;
+  maxPixels?: number;
+  /** 'balanced': class weights n / (classes * count) in the loss (scikit-learn's). */
+  classWeights?: 'balanced';
   gradClip?: number;
   /** Micro-batches per optimizer step (the effective batch is batchSize × accumulate). */
   accumulate: number;
@@ -107,6 +115,9 @@ const RANGES: [keyof TrainConfig, string, (v: number) => boolean, string][] = [
   ['mixup', 'mixup', (v) => v >= 0, 'an alpha of at least 0'],
   ['cutmix', 'cutmix', (v) => v >= 0, 'an alpha of at least 0'],
   ['seed', 'seed', (v) => Number.isInteger(v) && v >= 0, 'a whole number'],
+  ['workers', 'workers', (v) => Number.isInteger(v) && v >= 0 && v <= 64, 'a whole number of threads (0: decode on the main thread)'],
+  ['cacheMb', 'cache-mb', (v) => v >= 0, 'a number of megabytes of at least 0'],
+  ['maxPixels', 'max-pixels', (v) => v >= 1, 'a positive number of pixels'],
   ['maxLength', 'max-length', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
 ];
 
@@ -130,12 +141,13 @@ function checkRanges(cfg: TrainConfig): void {
 const TEXT_DEFAULTS: Partial<TrainConfig> = { lr: 5e-5, epochs: 3 };
 
 const IMAGE_ONLY = {
-  imageSize: 'image-size', augment: 'augment', teacher: 'teacher', teacherModel: 'teacher-model', temperature: 'temperature', alpha: 'alpha', autoAugment: 'auto-augment', randomErasing: 'random-erasing', mixup: 'mixup', cutmix: 'cutmix',
+  imageSize: 'image-size', augment: 'augment', workers: 'workers', cacheMb: 'cache-mb', maxPixels: 'max-pixels', classWeights: 'class-weights', teacher: 'teacher', teacherModel: 'teacher-model', temperature: 'temperature', alpha: 'alpha', autoAugment: 'auto-augment', randomErasing: 'random-erasing', mixup: 'mixup', cutmix: 'cutmix',
 } as const;
-const TEXT_ONLY = { textColumn: 'text-column', textPairColumn: 'text-pair-column', labelColumn: 'label-column', maxLength: 'max-length', configJson: 'config-json' } as const;
+const TEXT_ONLY = { textColumn: 'text-column', textPairColumn: 'text-pair-column', maxLength: 'max-length', configJson: 'config-json' } as const;
 
 const CHOICES: Record<string, readonly string[]> = {
   autoAugment: ['trivial'],
+  classWeights: ['balanced'],
   optimizer: ['sgd', 'adam', 'adamw'],
   schedule: ['constant', 'step', 'cosine', 'onecycle', 'plateau', 'linear'],
 };
@@ -218,30 +230,42 @@ export function mixedTraining(train: Dataset, numClasses: number, c: TrainConfig
   return withBatchTransform(train, mixBatch({ numClasses, mixupAlpha: c.mixup ?? 0, cutmixAlpha: c.cutmix ?? 0, inputShape: train.inputShape }));
 }
 
-export async function loadData(spec: ImageModelSpec, c: TrainConfig): Promise<{ train: Dataset; val: Dataset | null; classes: string[] }> {
+/** Image data as `tl train` reads it: the layout of --data found (class folders, Hugging Face
+ * imagefolder, CSV/JSONL lists, IDX), --val mapped onto the training classes by name, and one
+ * decoded-image cache and one bad-image log for both. */
+export async function loadData(spec: ImageModelSpec, c: TrainConfig): Promise<{ train: Dataset; val: Dataset | null; classes: string[]; badImages: BadImageLog; notes: string[] }> {
+  const badImages = new BadImageLog();
+  const read = {
+    workers: c.workers, cache: new ImageCache(c.cacheMb ?? DEFAULT_CACHE_MB), maxPixels: c.maxPixels, badImages, labelColumn: c.labelColumn,
+  };
   const pre = {
     imageSize: c.imageSize ?? spec.inputSize, mean: spec.mean, std: spec.std, channels: spec.channels ?? 3, cropPct: spec.cropPct, interpolation: spec.interpolation,
-    augment: augmentOptions(c), valSplit: c.val ? undefined : c.valSplit, seed: c.seed,
+    augment: augmentOptions(c), valSplit: c.val ? undefined : c.valSplit, seed: c.seed, ...read,
   };
   if (!existsSync(c.data)) throw new CliError(`--data ${c.data} does not exist`, 2);
-  let result;
+  let result: ImageFolderResult;
+  const notes: string[] = [];
   if (statSync(c.data).isDirectory()) result = await imageFolder(c.data, pre);
-  else if (/\.(csv|jsonl|ndjson)$/.test(c.data)) result = await imageList(c.data, pre);
+  else if (/\.(csv|jsonl|ndjson)$/i.test(c.data)) result = await imageList(c.data, pre);
   else if (/images-idx3-ubyte(\.gz)?$/.test(c.data)) {
     const labels = c.data.replace('images-idx3', 'labels-idx1');
     const ds = await idxDataset(c.data, labels, pre);
     const classes = [...new Set(ds.labels() as number[])].sort((a, b) => a - b).map(String);
     const split = c.val ? null : stratifiedSplit(ds, c.valSplit, c.seed);
     result = { train: split ? split.train : ds, val: split ? split.val : null, classes };
-  } else throw new CliError(`--data ${c.data}: expected a folder, a .csv/.jsonl list, or an *-images-idx3-ubyte(.gz) file`, 2);
+  } else throw new CliError(`--data ${c.data}: expected a folder (class folders, or Hugging Face imagefolder: train/ validation/ test/ and/or metadata.csv), a .csv/.jsonl list of path,label, or an *-images-idx3-ubyte(.gz) file`, 2);
+  if (result.layout) notes.push(`--data ${c.data}: ${result.layout}`);
+  const ownVal = result.layout?.includes('validation') ?? false;
   let val = result.val;
   if (c.val) {
+    if (ownVal) throw new CliError(`--data ${c.data} has a validation split of its own; leave out --val, or move that folder away`, 2);
     if (!existsSync(c.val)) throw new CliError(`--val ${c.val} does not exist`, 2);
-    const v = statSync(c.val).isDirectory() ? await imageFolder(c.val, { ...pre, valSplit: undefined, augment: false }) : await imageList(c.val, { ...pre, valSplit: undefined, augment: false, classes: result.classes });
-    if (v.classes.join() !== result.classes.join()) throw new CliError(`--val ${c.val} has classes ${v.classes.join(', ')}, but --data has ${result.classes.join(', ')}`, 2);
+    const vo = { ...pre, valSplit: undefined, augment: false as const, classes: result.classes };
+    const v = statSync(c.val).isDirectory() ? await imageFolder(c.val, vo) : await imageList(c.val, vo);
     val = v.train;
   }
-  return { train: result.train, val, classes: result.classes };
+  if (result.test) notes.push(`--data ${c.data}: its test split (${result.test.length} images) is not used in training; score it with tl eval`);
+  return { train: result.train, val, classes: result.classes, badImages, notes };
 }
 
 export async function trainCommand(c: TrainConfig, progress: Progress, start: RunStart): Promise<void> {
@@ -269,7 +293,9 @@ export async function trainCommand(c: TrainConfig, progress: Progress, start: Ru
   if (!(model instanceof ClassifierModel)) throw new CliError(`${c.model} has no classification head`);
   const kd = c.teacher ? await teacherObjective(c, numClasses, c.imageSize, !augmentOptions(c) && !c.mixup && !c.cutmix) : null;
   await fitRun(c, {
-    ...(kd ? { objective: kd.objective, notes: [kd.description] } : {}),
+    ...(kd ? { objective: kd.objective } : {}),
+    notes: [...data.notes, ...(kd ? [kd.description] : [])], badImages: data.badImages,
+    classWeights: c.classWeights === 'balanced' ? balancedClassWeights(data.train.labels(), numClasses) : undefined,
     model, data: { ...data, train: mixedTraining(data.train, numClasses, c) }, head: [model.headPattern()], noun: 'images', unit: 'img/s', files: ['model.safetensors', 'config.json', 'metrics.jsonl', 'report.html', 'checkpoint/'],
     mistakes: (trainer, val) => misclassified(trainer, val, data.classes),
     write: (out) => writeAtomic(join(out, 'config.json'), JSON.stringify({ ...c, task: 'image-classification' }, null, 2)),
@@ -293,6 +319,10 @@ export interface RunSetup {
   write(out: string): Promise<void>;
   /** Lines for the log once the run is validated (what the checkpoint did not have). */
   notes?: string[];
+  /** Images skipped as unreadable: listed in the run folder's skipped-images.tsv. */
+  badImages?: BadImageLog;
+  /** Per-class loss weights (--class-weights balanced). */
+  classWeights?: Float32Array;
   /** What is learnt, when not the labels alone (distillation). */
   objective?: Objective;
 }
@@ -336,7 +366,7 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
   const lines: string[] = [];
   const trainer = new Trainer(model, {
     optimizer: optimizerSpec(c), schedule: scheduleFor(c, stepsPerEpoch), epochs: c.epochs, batchSize: c.batchSize, callbacks, objective: run.objective,
-    labelSmoothing: c.labelSmoothing, headLr: c.headLr, layerDecay: c.layerDecay, gradClip: c.gradClip, accumulate: c.accumulate, cacheFeatures: c.cacheFeatures,
+    labelSmoothing: c.labelSmoothing, classWeights: run.classWeights, headLr: c.headLr, layerDecay: c.layerDecay, gradClip: c.gradClip, accumulate: c.accumulate, cacheFeatures: c.cacheFeatures,
     featureStore: c.cacheFeatures ? dirStore(join(out, 'cache')) : undefined, checkpointStore: dirStore(out), seed: c.seed,
     logger: (l) => progress.line(l),
     onEvent: (e) => {
@@ -361,9 +391,19 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
   if (!resume) await writeFile(metricsFile, '');
   const parameters = { total: model.numParameters(), trainable: model.numParameters({ trainable: true }) };
   progress.line(`${c.model}: ${parameters.total.toLocaleString('en')} parameters, ${parameters.trainable.toLocaleString('en')} trainable${lm ? ' (LoRA adapters and the head)' : ''}; ${data.train.length} training and ${data.val?.length ?? 0} validation ${run.noun}, ${data.classes.length} classes`);
-  await trainer.fit(data.train, data.val);
+  if (run.classWeights) progress.line(`class weights (balanced): ${data.classes.map((k, i) => `${k} ${run.classWeights![i]!.toFixed(3)}`).join(', ')}`);
+  // Whatever happens in training, the metrics so far and the list of skipped images are written.
+  const flush = async (): Promise<void> => {
+    if (lines.length) await appendFile(metricsFile, lines.splice(0).map((l) => `${l}\n`).join(''));
+    if (run.badImages?.size) await writeAtomic(join(out, SKIPPED_FILE), run.badImages.toTsv());
+  };
+  try {
+    await trainer.fit(data.train, data.val);
+  } finally {
+    await flush();
+  }
   run.objective?.dispose?.();
-  if (lines.length) await appendFile(metricsFile, lines.splice(0).map((l) => `${l}\n`).join(''));
+  if (run.badImages?.size) progress.line(`${run.badImages.summary()}; listed in ${join(out, SKIPPED_FILE)}`);
   const adapter = lm ? await finishLora(lm, out) : null;
   await model.save(join(out, 'model.safetensors'), { model: c.model, classes: JSON.stringify(data.classes) });
   const evalResult = data.val ? await trainer.evaluate(data.val) : null;
@@ -408,6 +448,9 @@ async function misclassified(trainer: Trainer, val: Dataset, classes: string[]):
   }
   return out;
 }
+
+/** The run folder's list of images skipped as unreadable (kind, path, reason). */
+export const SKIPPED_FILE = 'skipped-images.tsv';
 
 /** Where a text run keeps its TrainConfig: its config.json is the model's, for transformers. */
 export const TRAIN_CONFIG_FILE = 'train_config.json';

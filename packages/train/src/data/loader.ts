@@ -8,6 +8,7 @@ import type { Tensor } from '@tl/autograd';
 import { isHeadTargets, type Dataset, type HeadTargets, type Sample, type Target } from './dataset.js';
 import { mixSeed, Rng } from '@tl/tensor';
 import type { BatchTransform } from './augment/mix.js';
+import { balancedSampleWeights } from './balance.js';
 
 /** crossEntropy's default ignoreIndex (PyTorch's -100): rows without a class for a head. */
 export const IGNORE_INDEX = -100;
@@ -50,13 +51,34 @@ export interface LoaderOptions {
   /** Changes each batch's samples before collation (mixup, CutMix; see `mixBatch`); default
    * the data set's own when augmenting. */
   batchTransform?: BatchTransform;
+  /** Called for each sample that fails to load (it is left out of its batch); default a
+   * warning, once per sample. */
   onSkip?: (index: number, error: Error) => void;
+  /** Batches loaded while the current one is used (default 3, at least 1): image decoding
+   * overlaps the GPU steps, and memory holds this many batches more. */
+  prefetch?: number;
+  /** How an epoch's samples are drawn: in order or shuffled (default), or `'balanced'`: as
+   * many draws as samples, with replacement, each class equally likely (the classes' counts
+   * from `dataset.labels()`), or with replacement by given per-sample weights (PyTorch's
+   * WeightedRandomSampler). Seeded by (seed, epoch). */
+  sampler?: 'balanced' | { weights: ArrayLike<number> };
 }
 
 export class DataLoader {
   skipped = 0;
+  private readonly warned = new Set<number>();
+  private weights: Float64Array | null = null;
   constructor(readonly dataset: Dataset, readonly opts: LoaderOptions) {
     if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new RangeError(`batch size must be a positive integer, got ${opts.batchSize}`);
+    if (opts.prefetch !== undefined && (!Number.isInteger(opts.prefetch) || opts.prefetch < 1)) throw new RangeError(`prefetch must be a positive whole number of batches, got ${opts.prefetch}`);
+    const s = opts.sampler;
+    if (s !== undefined && s !== 'balanced' && !(typeof s === 'object' && s.weights && typeof s.weights.length === 'number')) {
+      throw new RangeError(`sampler must be 'balanced' or { weights }, got ${JSON.stringify(s)}`);
+    }
+    if (typeof s === 'object') {
+      if (s.weights.length !== dataset.length) throw new RangeError(`sampler weights: ${s.weights.length} weights for ${dataset.length} samples`);
+      if (!Array.from(s.weights).every((w) => Number.isFinite(w) && w >= 0) || !Array.from(s.weights).some((w) => w > 0)) throw new RangeError('sampler weights must be finite, >= 0, and not all 0');
+    }
   }
 
   /** Number of batches per epoch. */
@@ -66,11 +88,46 @@ export class DataLoader {
   }
 
   order(epoch: number): number[] {
+    if (this.opts.sampler) return this.drawn(epoch);
     const idx = [...Array(this.dataset.length).keys()];
     return this.opts.shuffle ? new Rng(mixSeed(this.opts.seed ?? 0, epoch, 0x5f)).shuffle(idx) : idx;
   }
 
+  /** `length` draws with replacement by the sampler's weights (inverse CDF, binary search). */
+  private drawn(epoch: number): number[] {
+    const s = this.opts.sampler!;
+    this.weights ??= s === 'balanced' ? balancedSampleWeights(this.dataset.labels()) : Float64Array.from(s.weights);
+    const w = this.weights;
+    const cdf = new Float64Array(w.length);
+    let total = 0;
+    for (let i = 0; i < w.length; i++) cdf[i] = total += w[i]!;
+    const rng = new Rng(mixSeed(this.opts.seed ?? 0, epoch, 0x5b));
+    const out: number[] = [];
+    for (let k = 0; k < w.length; k++) {
+      const u = rng.next() * total;
+      let lo = 0;
+      let hi = w.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (cdf[mid]! > u) hi = mid;
+        else lo = mid + 1;
+      }
+      out.push(lo);
+    }
+    return out;
+  }
+
+  /** The epoch's batches, collated into tensors (mixup / CutMix applied when augmenting). */
   async *epoch(epoch = 0, startBatch = 0): AsyncGenerator<Batch> {
+    const mix = this.opts.batchTransform ?? (this.opts.augment ? this.dataset.batchTransform : undefined);
+    for await (const { samples, indices, batch } of this.sampleBatches(epoch, startBatch)) {
+      yield collate(mix ? mix(samples, new Rng(mixSeed(this.opts.seed ?? 0, epoch, batch, 0x3d))) : samples, indices, this.dataset.inputShape);
+    }
+  }
+
+  /** The epoch's batches as samples, before collation (no GPU): `prefetch` batches load
+   * while one is used; samples that fail to load are left out (`onSkip`). */
+  async *sampleBatches(epoch = 0, startBatch = 0): AsyncGenerator<{ samples: Sample[]; indices: number[]; batch: number }> {
     const order = this.order(epoch);
     const bs = this.opts.batchSize;
     const batches: number[][] = [];
@@ -79,21 +136,33 @@ export class DataLoader {
       if (this.opts.dropLast && b.length < bs) break;
       batches.push(b);
     }
-    const load = (b: number[]): Promise<(Sample | null)[]> =>
-      Promise.all(b.map((i) => this.dataset.get(i, this.opts.augment ? mixSeed(this.opts.seed ?? 0, epoch, i, 0xa7) : undefined).catch((e: Error) => {
+    const warn = (j: number, err: Error): void => {
+      if (this.warned.has(j)) return;
+      this.warned.add(j);
+      console.warn(`skipping sample ${j}: ${err.message}`);
+    };
+    // A sample drawn twice in an epoch (a sampler draws with replacement) gets two augmentations.
+    const seedOf = (i: number, k: number, j: number): number =>
+      this.opts.sampler ? mixSeed(this.opts.seed ?? 0, epoch, i, 0xa7, k * bs + j) : mixSeed(this.opts.seed ?? 0, epoch, i, 0xa7);
+    const load = (k: number): Promise<(Sample | null)[]> =>
+      Promise.all(batches[k]!.map((i, j) => this.dataset.get(i, this.opts.augment ? seedOf(i, k, j) : undefined).catch((e: Error) => {
         this.skipped++;
-        (this.opts.onSkip ?? ((j, err) => console.warn(`skipping sample ${j}: ${err.message}`)))(i, e);
+        (this.opts.onSkip ?? warn)(i, e);
         return null;
       })));
-    let next = startBatch < batches.length ? load(batches[startBatch]!) : null;
+    const ahead = this.opts.prefetch ?? 3;
+    const queue: Promise<(Sample | null)[]>[] = [];
+    let loaded = startBatch;
+    const fill = (): void => {
+      while (queue.length < ahead && loaded < batches.length) queue.push(load(loaded++));
+    };
+    fill();
     for (let k = startBatch; k < batches.length; k++) {
-      const samples = await next!;
-      next = k + 1 < batches.length ? load(batches[k + 1]!) : null;
+      const samples = await queue.shift()!;
+      fill();
       const kept = samples.map((s, j) => [s, batches[k]![j]!] as const).filter((p): p is readonly [Sample, number] => p[0] !== null);
       if (kept.length === 0) continue;
-      const mix = this.opts.batchTransform ?? (this.opts.augment ? this.dataset.batchTransform : undefined);
-      const chosen = kept.map((p) => p[0]);
-      yield collate(mix ? mix(chosen, new Rng(mixSeed(this.opts.seed ?? 0, epoch, k, 0x3d))) : chosen, kept.map((p) => p[1]), this.dataset.inputShape);
+      yield { samples: kept.map((p) => p[0]), indices: kept.map((p) => p[1]), batch: k };
     }
   }
 }
