@@ -12,7 +12,7 @@ import * as A from '@tl/autograd';
 import { setup } from '../../tensor/test/helpers.js';
 import { closeToFixture, gpu } from './fixture-close.js';
 import {
-  featureFrames, parseSafetensors, resolveWav2Vec2Config, specAugmentTimeMask, Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification,
+  featureFrames, parseSafetensors, resolveWav2Vec2Config, specAugmentMask, Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification,
   type SafetensorsFile, type Wav2Vec2Config,
 } from '../src/index.js';
 import '../src/node.js';
@@ -125,8 +125,8 @@ describe('Wav2Vec2 configuration and SpecAugment', () => {
   });
 
   it('masks spans of mask_time_length frames, at least mask_time_min_masks of them, reproducibly', () => {
-    const m1 = specAugmentTimeMask(new A.Rng(5), 4, 100, 0.3, 10, 2);
-    const m2 = specAugmentTimeMask(new A.Rng(5), 4, 100, 0.3, 10, 2);
+    const m1 = specAugmentMask(new A.Rng(5), 4, 100, 0.3, 10, 2);
+    const m2 = specAugmentMask(new A.Rng(5), 4, 100, 0.3, 10, 2);
     expect(m1).toEqual(m2);
     for (let b = 0; b < 4; b++) {
       const row = m1.subarray(b * 100, (b + 1) * 100);
@@ -135,6 +135,6 @@ describe('Wav2Vec2 configuration and SpecAugment', () => {
       expect(masked).toBeGreaterThanOrEqual(10);
       expect(masked).toBeLessThanOrEqual(30);
     }
-    expect(() => specAugmentTimeMask(new A.Rng(0), 1, 5, 0.5, 10, 2)).toThrow(/mask_time_length \(10\) exceeds the 5 frames/);
+    expect(() => specAugmentMask(new A.Rng(0), 1, 5, 0.5, 10, 2)).toThrow(/mask_time_length \(10\) exceeds the 5 frames/);
   });
 });

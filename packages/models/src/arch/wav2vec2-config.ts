@@ -31,6 +31,10 @@ export interface Wav2Vec2Config {
   mask_time_prob?: number;
   mask_time_length?: number;
   mask_time_min_masks?: number;
+  /** SpecAugment over hidden channels: spans of mask_feature_length channels zeroed across all frames in training. */
+  mask_feature_prob?: number;
+  mask_feature_length?: number;
+  mask_feature_min_masks?: number;
   classifier_proj_size?: number;
   use_weighted_layer_sum?: boolean;
   vocab_size?: number;
@@ -65,6 +69,9 @@ export interface ResolvedWav2Vec2Config {
   maskTimeProb: number;
   maskTimeLength: number;
   maskTimeMinMasks: number;
+  maskFeatureProb: number;
+  maskFeatureLength: number;
+  maskFeatureMinMasks: number;
   classifierProjSize: number;
   vocabSize: number;
 }
@@ -107,6 +114,9 @@ export function resolveWav2Vec2Config(c: Wav2Vec2Config): ResolvedWav2Vec2Config
     maskTimeProb: d.apply_spec_augment === false ? 0 : (d.mask_time_prob ?? 0.05),
     maskTimeLength: d.mask_time_length ?? 10,
     maskTimeMinMasks: d.mask_time_min_masks ?? 2,
+    maskFeatureProb: d.apply_spec_augment === false ? 0 : (d.mask_feature_prob ?? 0),
+    maskFeatureLength: d.mask_feature_length ?? 10,
+    maskFeatureMinMasks: d.mask_feature_min_masks ?? 0,
     classifierProjSize: d.classifier_proj_size ?? 256,
     vocabSize: d.vocab_size ?? 32,
   };
@@ -116,6 +126,12 @@ export function resolveWav2Vec2Config(c: Wav2Vec2Config): ResolvedWav2Vec2Config
   if (r.hiddenSize % r.numHeads !== 0) throw new RangeError(`hidden_size (${r.hiddenSize}) must be divisible by num_attention_heads (${r.numHeads})`);
   if (r.hiddenSize % r.numConvPosEmbeddingGroups !== 0) {
     throw new RangeError(`hidden_size (${r.hiddenSize}) must be divisible by num_conv_pos_embedding_groups (${r.numConvPosEmbeddingGroups})`);
+  }
+  for (const [name, v] of [['mask_time_prob', r.maskTimeProb], ['mask_feature_prob', r.maskFeatureProb]] as const) {
+    if (!(v >= 0 && v <= 1)) throw new RangeError(`${name} must be a probability in [0, 1], got ${v}`);
+  }
+  for (const [name, v] of [['mask_time_length', r.maskTimeLength], ['mask_feature_length', r.maskFeatureLength]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
   }
   hfActivation(r.hiddenAct);
   hfActivation(r.featExtractActivation);

@@ -182,11 +182,16 @@ export class Wav2Vec2Encoder extends Module {
 
 /**
  * transformers' `_compute_mask_indices` for one batch without padding: per sequence,
- * int(prob · T / length + u) spans (u ~ U(0, 1), at least `minMasks`) of `length` frames whose
- * starts are drawn without replacement. [B, T] of 0/1.
+ * int(prob · T / length + u) spans (u ~ U(0, 1), at least `minMasks`) of `length` positions
+ * whose starts are drawn without replacement. [B, T] of 0/1. `axis` says whether the positions
+ * are frames (mask_time_*) or hidden channels (mask_feature_*), for the error.
  */
-export function specAugmentTimeMask(rng: A.Rng, batch: number, frames: number, prob: number, length: number, minMasks: number): Float32Array {
-  if (length > frames) throw new RangeError(`SpecAugment: mask_time_length (${length}) exceeds the ${frames} frames of the input; use a longer clip or a smaller mask_time_length`);
+export function specAugmentMask(rng: A.Rng, batch: number, frames: number, prob: number, length: number, minMasks: number, axis: 'time' | 'feature' = 'time'): Float32Array {
+  if (length > frames) {
+    throw new RangeError(axis === 'time'
+      ? `SpecAugment: mask_time_length (${length}) exceeds the ${frames} frames of the input; use a longer clip or a smaller mask_time_length`
+      : `SpecAugment: mask_feature_length (${length}) exceeds the ${frames} hidden channels; use a smaller mask_feature_length`);
+  }
   const mask = new Float32Array(batch * frames);
   const starts = frames - (length - 1);
   for (let b = 0; b < batch; b++) {
@@ -221,14 +226,24 @@ export class Wav2Vec2Model extends Module {
     const receptive = this.config.convKernel.reduce((r, k, i) => r + (k - 1) * this.config.convStride.slice(0, i).reduce((p, s) => p * s, 1), 1);
     if (waveform.shape[1]! < receptive) throw new RangeError(`${this.constructor.name}: a clip needs at least ${receptive} samples, got ${waveform.shape[1]}`);
     const features = this.featureExtractor.forward(waveform).transpose(1, 2);
-    let hidden = this.featureProjection.forward(features);
+    return this.encoder.forward(this.maskHiddenStates(this.featureProjection.forward(features)));
+  }
+  /** SpecAugment in training (transformers' `_mask_hidden_states`): spans of frames replaced by
+   * masked_spec_embed, then spans of hidden channels zeroed across every frame. [B, T, E]. */
+  maskHiddenStates(hidden: Tensor): Tensor {
     const c = this.config;
-    if (this.training && c.maskTimeProb > 0) {
-      const [b, t] = hidden.shape as [number, number];
-      const m = A.tensor(specAugmentTimeMask(this.rng, b, t, c.maskTimeProb, c.maskTimeLength, c.maskTimeMinMasks), { shape: [b, t, 1] });
-      hidden = A.add(A.mul(hidden, A.sub(1, m)), A.mul(m, this.maskedSpecEmbed));
+    if (!this.training) return hidden;
+    const [b, t, e] = hidden.shape as [number, number, number];
+    let h = hidden;
+    if (c.maskTimeProb > 0) {
+      const m = A.tensor(specAugmentMask(this.rng, b, t, c.maskTimeProb, c.maskTimeLength, c.maskTimeMinMasks), { shape: [b, t, 1] });
+      h = A.add(A.mul(h, A.sub(1, m)), A.mul(m, this.maskedSpecEmbed));
     }
-    return this.encoder.forward(hidden);
+    if (c.maskFeatureProb > 0) {
+      const keep = specAugmentMask(this.rng, b, e, c.maskFeatureProb, c.maskFeatureLength, c.maskFeatureMinMasks, 'feature').map((v) => 1 - v);
+      h = A.mul(h, A.tensor(keep, { shape: [b, 1, e] }));
+    }
+    return h;
   }
   /** Stops the convolutional feature encoder's training (transformers' freeze_feature_encoder),
    * as the wav2vec 2.0 paper fine-tunes. */
