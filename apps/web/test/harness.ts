@@ -59,8 +59,8 @@ export interface Browser {
 }
 
 /** Headless Chromium with WebGPU; `gpu: 'llvmpipe'` (default; TL_BROWSER_GPU=swiftshader picks Chrome's
- * core-level software adapter instead) or 'none' (WebGPU off). */
-export async function launchChromium(opts: { gpu?: 'llvmpipe' | 'swiftshader' | 'none' } = {}): Promise<Browser> {
+ * core-level software adapter instead) or 'none' (WebGPU off); `extraArgs` go to Chromium as given (a file for the fake microphone). */
+export async function launchChromium(opts: { gpu?: 'llvmpipe' | 'swiftshader' | 'none'; extraArgs?: readonly string[] } = {}): Promise<Browser> {
   if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set TL_CHROMIUM)`);
   const gpu = opts.gpu ?? (process.env.TL_BROWSER_GPU as 'llvmpipe' | 'swiftshader' | undefined) ?? 'llvmpipe';
   const profile = mkdtempSync(join(tmpdir(), 'tl-chromium-'));
@@ -71,6 +71,7 @@ export async function launchChromium(opts: { gpu?: 'llvmpipe' | 'swiftshader' | 
     '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
     ...(gpu === 'none' ? [] : ['--enable-unsafe-webgpu']),
     ...(gpu === 'llvmpipe' ? ['--use-webgpu-adapter=opengles', '--use-angle=gl-egl'] : []),
+    ...(opts.extraArgs ?? []),
   ];
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, headless: true, args, viewport: { width: 1280, height: 1000 },

@@ -19,6 +19,7 @@ export * from './data/causal-lm.js';
 export * from './data/text2text.js';
 export * from './data/audio.js';
 export * from './data/audio-dataset.js';
+export * from './data/audio-clip.js';
 export * from './data/audio-transcripts.js';
 export * from './data/loader.js';
 export * from './metrics.js';

@@ -1,2 +1,3 @@
 export * from './images.js';
 export * from './store.js';
+export * from './audio.js';

@@ -16,7 +16,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import decode from 'audio-decode';
 import { FLACDecoder } from '@wasm-audio-decoders/flac';
-import { mixdown, padOrCrop, resampleAudio, samplesNeeded, SPEECH_SAMPLE_RATE, normalizeClip, type AudioAugment } from '../data/audio.js';
+import { SPEECH_SAMPLE_RATE, normalizeClip, type AudioAugment } from '../data/audio.js';
+import { clipFromDecoded, type ClipFacts, type DecodedAudio } from '../data/audio-clip.js';
 import { AudioDataset } from '../data/audio-dataset.js';
 import { stratifiedSplit, type Dataset } from '../data/dataset.js';
 import { DataError } from './data-error.js';
@@ -30,22 +31,6 @@ export interface AudioClipOptions {
   length?: number;
 }
 
-/** How a clip was brought to the model's input. */
-export interface ClipFacts {
-  rate: number;
-  channels: number;
-  /** Seconds before cutting. */
-  seconds: number;
-  cropped: boolean;
-}
-
-/** What readClip needs of a decoded file (a Web Audio AudioBuffer has it). */
-interface DecodedAudio {
-  sampleRate: number;
-  numberOfChannels: number;
-  length: number;
-  getChannelData(channel: number): Float32Array;
-}
 
 const isFlac = (b: Uint8Array): boolean => b.length >= 4 && b[0] === 0x66 && b[1] === 0x4c && b[2] === 0x61 && b[3] === 0x43;
 
@@ -79,11 +64,7 @@ export async function readClip(path: string, opts: AudioClipOptions = {}): Promi
     throw new DataError(`${path}: not a readable audio file (${(e as Error).message}); expected WAV, FLAC, MP3 or Ogg Vorbis`);
   }
   if (buf.length === 0) throw new DataError(`${path}: empty clip (0 samples)`);
-  const keep = Math.min(buf.length, samplesNeeded(length, buf.sampleRate, rate));
-  const channels = Array.from({ length: buf.numberOfChannels }, (_, c) => buf.getChannelData(c).subarray(0, keep));
-  const mono = resampleAudio(mixdown(channels), buf.sampleRate, rate);
-  const facts = { rate: buf.sampleRate, channels: buf.numberOfChannels, seconds: buf.length / buf.sampleRate, cropped: buf.length / buf.sampleRate > length / rate };
-  return { clip: padOrCrop(mono, length), facts };
+  return clipFromDecoded(buf, rate, length);
 }
 
 /** One clip as the model's input: float32 [length], zero mean and unit variance. */
