@@ -1,4 +1,5 @@
 /** Timing policy, statistics and output comparison. */
+import os from 'node:os';
 import type { Runner } from './runners.js';
 
 export interface Policy {
@@ -73,4 +74,15 @@ export function maxRelError(a: Float32Array, ref: Float32Array): number {
     if (r > maxRef) maxRef = r;
   }
   return maxRef > 0 ? maxDiff / maxRef : maxDiff;
+}
+
+/** What every benchmark records about the run's machine, so results can be told apart. */
+export function machineMeta(adapter: string): { date: string; adapter: string; lpNumThreads: string | null; node: string; cpu: string } {
+  return {
+    date: new Date().toISOString(),
+    adapter,
+    lpNumThreads: process.env.LP_NUM_THREADS ?? null,
+    node: process.version,
+    cpu: `${os.cpus()[0]?.model ?? 'unknown'} x${os.cpus().length}`,
+  };
 }

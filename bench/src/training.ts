@@ -11,11 +11,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as A from '@tl/autograd';
-import { median } from './harness.js';
+import { machineMeta, median } from './harness.js';
 import { buildOurs, hostState, LR, oursStep, type TransformerConfig } from './training/ours.js';
 import { nchwToNhwc, peerEncoder, peerResNet20, peerSmallCnn, type PeerModel } from './training/peer.js';
 import { profileStep, type Profile } from './training/profile.js';
-import { registerTfjsGradients } from './training/tfjs-gradients.js';
+import { startTfjsWebGpu } from './training/tfjs-gradients.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -50,24 +50,10 @@ const TARGET_RATIO = 1.5;
 
 await A.init();
 const eng = A.engine();
-// TF.js's WebGPU backend takes its adapter from navigator.gpu: hand it the engine's own Dawn GPU
-// object, so both run on one instance of the same adapter (with the LP_NUM_THREADS the engine set).
-Object.defineProperty(globalThis, 'navigator', { value: { gpu: eng.gpu }, configurable: true, writable: true });
-const tf = await import('@tensorflow/tfjs-core');
-await registerTfjsGradients();
-await import('@tensorflow/tfjs-backend-webgpu');
-if (!(await tf.setBackend('webgpu'))) {
-  console.error('TF.js WebGPU failed to initialise');
-  process.exit(1);
-}
-await tf.ready();
+const tf = await startTfjsWebGpu(eng.gpu);
 
 const meta = {
-  date: new Date().toISOString(),
-  adapter: eng.adapterDescription,
-  lpNumThreads: process.env.LP_NUM_THREADS ?? null,
-  node: process.version,
-  cpu: `${os.cpus()[0]?.model ?? 'unknown'} x${os.cpus().length}`,
+  ...machineMeta(eng.adapterDescription),
   tfjs: tf.version_core,
   options: { quick: args.quick, only: only ?? null, profile: args.profile ?? 'auto' },
   optimizer: `SGD lr ${LR}, no momentum, no weight decay (ours: @tl/train SGD; TF.js: tf.train.sgd(...).minimize)`,

@@ -7,11 +7,11 @@
  * - kernels: every dispatch of one step is captured (by wrapping `engine().dispatch` on the
  *   instance), then replayed one at a time with a sync after each, and the times are summed per
  *   kernel label. A replayed dispatch pays a submit and a host wait (~0.1 ms on lavapipe), so
- *   the per-dispatch floor (the fastest replay) is reported too. Buffers released during the
- *   step stay alive until the replay ends (pool destruction is deferred).
+ *   the per-dispatch floor (the fastest replay) is reported too (see dispatch-replay.ts).
  */
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
+import { captureAndReplay, timesByTag } from '../dispatch-replay.js';
 import { median } from '../harness.js';
 import { oursStep, type OursModel } from './ours.js';
 
@@ -76,63 +76,16 @@ export async function profileStep(m: OursModel, x: Tensor, y: Tensor, reps = 1):
   return { phases, kernels: await kernelProfile(m, x, y) };
 }
 
-interface Captured {
-  code: string;
-  buffers: readonly A.StorageBinding[];
-  bytes: Uint8Array | null;
-  workgroups: readonly [number, number?, number?];
-  label: string;
-}
-
 async function kernelProfile(m: OursModel, x: Tensor, y: Tensor): Promise<KernelProfile> {
-  const eng = A.engine();
-  await eng.sync();
-  const captured: Captured[] = [];
-  const proto = Object.getPrototypeOf(eng) as A.Engine;
-  const dispatch = proto.dispatch;
-  const pool = eng.pool as unknown as { afterSubmit(): void };
-  // Hold buffers that the pool would destroy: the replay reads and writes them.
-  pool.afterSubmit = () => {};
-  (eng as unknown as { dispatch: A.Engine['dispatch'] }).dispatch = function (this: A.Engine, d: A.Dispatch) {
-    const bytes = d.params && !d.params.empty ? d.params.bytes().slice() : null;
-    captured.push({ code: d.code, buffers: [...d.buffers], bytes, workgroups: d.workgroups, label: d.label ?? 'unlabelled' });
-    dispatch.call(this, d);
-  };
-  try {
+  const r = await captureAndReplay(async () => {
     const loss = oursStep(m, x, y);
     await loss.data();
     loss.dispose();
-  } finally {
-    delete (eng as unknown as { dispatch?: unknown }).dispatch;
-  }
-  const times: number[] = [];
-  try {
-    for (const c of captured) {
-      const params = c.bytes ? ({ empty: false, bytes: () => c.bytes! } as unknown as A.Dispatch['params']) : undefined;
-      const t0 = now();
-      dispatch.call(eng, { code: c.code, buffers: c.buffers, params, workgroups: c.workgroups, label: c.label });
-      await eng.sync();
-      times.push(now() - t0);
-    }
-  } finally {
-    // The method lives on the prototype: deleting the own property restores it.
-    delete (pool as unknown as { afterSubmit?: unknown }).afterSubmit;
-    eng.pool.afterSubmit();
-  }
-  const floorMs = Math.min(...times);
-  const by = new Map<string, { count: number; ms: number }>();
-  captured.forEach((c, i) => {
-    const e = by.get(c.label) ?? { count: 0, ms: 0 };
-    e.count++;
-    e.ms += times[i]!;
-    by.set(c.label, e);
   });
-  const byLabel = [...by.entries()]
-    .map(([label, e]) => ({ label, count: e.count, ms: e.ms, overFloorMs: Math.max(0, e.ms - e.count * floorMs) }))
-    .sort((a, b) => b.ms - a.ms);
-  const slowest = captured
-    .map((c, i) => ({ label: c.label, ms: times[i]!, workgroups: [c.workgroups[0], c.workgroups[1] ?? 1, c.workgroups[2] ?? 1] }))
+  const byLabel = timesByTag(r).map((t) => ({ label: t.tag, count: t.count, ms: t.ms, overFloorMs: t.overFloorMs }));
+  const slowest = r.captured
+    .map((c, i) => ({ label: c.label, ms: r.times[i]!, workgroups: [c.workgroups[0], c.workgroups[1] ?? 1, c.workgroups[2] ?? 1] }))
     .sort((a, b) => b.ms - a.ms)
     .slice(0, 8);
-  return { dispatches: captured.length, replayMs: times.reduce((a, b) => a + b, 0), floorMs, byLabel, slowest };
+  return { dispatches: r.captured.length, replayMs: r.times.reduce((a, b) => a + b, 0), floorMs: r.floorMs, byLabel, slowest };
 }

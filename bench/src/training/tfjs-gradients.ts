@@ -36,3 +36,21 @@ export async function registerTfjsGradients(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * TF.js with its WebGPU backend on the engine's own Dawn GPU object: the backend takes its
+ * adapter from navigator.gpu, so both run on one instance of the same adapter (with the
+ * LP_NUM_THREADS the engine set). Exits the process when the backend does not start.
+ */
+export async function startTfjsWebGpu(gpu: unknown): Promise<typeof import('@tensorflow/tfjs-core')> {
+  Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+  const tf = await import('@tensorflow/tfjs-core');
+  await registerTfjsGradients();
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu'))) {
+    console.error('TF.js WebGPU failed to initialise');
+    process.exit(1);
+  }
+  await tf.ready();
+  return tf;
+}
