@@ -4,7 +4,10 @@
  * the page stays responsive while a model trains.
  */
 import type { TrainerEvent } from '@tl/train';
+import { mountAdaBNPanel } from './adabn-panel.js';
 import { LineChart } from './charts.js';
+import { mountLoraPanel } from './lora-panel.js';
+import { dropZone, saveFile } from './page-files.js';
 import type { DataChoice, FromWorker, ModelChoice, ToWorker, TrainRequest } from './protocol.js';
 import { STRATEGIES, type Strategy } from './strategies.js';
 
@@ -104,12 +107,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       break;
     case 'exported': {
       state.exported = m.bytes.byteLength;
-      const url = URL.createObjectURL(new Blob([m.bytes], { type: 'application/octet-stream' }));
-      const a = document.createElement('a');
-      a.href = url;
-      a.download = m.name;
-      a.click();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      saveFile(m.bytes, m.name);
       $('export-status').textContent = `${m.name}: ${(m.bytes.byteLength / 1024).toFixed(0)} KiB`;
       break;
     }
@@ -157,19 +155,6 @@ for (const [key, s] of Object.entries(STRATEGIES)) {
 // Model: URL, file, drop ------------------------------------------------------------------
 
 let droppedModel: File | null = null;
-function dropZone(el: HTMLElement, onFiles: (files: File[]) => void): void {
-  el.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    el.classList.add('over');
-  });
-  el.addEventListener('dragleave', () => el.classList.remove('over'));
-  el.addEventListener('drop', (e) => {
-    e.preventDefault();
-    el.classList.remove('over');
-    const files = [...(e.dataTransfer?.files ?? [])];
-    if (files.length) onFiles(files);
-  });
-}
 dropZone($('model-drop'), (files) => {
   droppedModel = files[0]!;
   $('model-drop').textContent = `${droppedModel.name} (${(droppedModel.size / 2 ** 20).toFixed(1)} MiB)`;
@@ -465,3 +450,10 @@ $('predict-pad').addEventListener('click', () => {
 
 $('export').addEventListener('click', () => send({ type: 'export' }));
 $('save-opfs').addEventListener('click', () => send({ type: 'save-opfs', path: input('model-opfs').value.trim() || 'models/finetuned.safetensors' }));
+
+// Private adaptation: text LoRA and AdaBN on the user's photos (their own panels and worker messages).
+
+(window as unknown as { __tlAdapt: object }).__tlAdapt = {
+  lora: mountLoraPanel($('lora-section'), worker, send, HUB),
+  adabn: mountAdaBNPanel($('adabn-section'), worker, send, modelChoice),
+};

@@ -115,7 +115,7 @@ export const COMMANDS: Record<string, CommandDef> = {
     flags: {
       ...checkpointFlags,
       ...adapterFlag,
-      data: { type: 'string', group: 'data', value: 'path', help: 'labelled data: an image folder, a .csv/.jsonl list (text runs: texts and labels)', default: "the run's validation set (required with --model)" },
+      data: { type: 'string', group: 'data', value: 'path', help: 'labelled data: an image folder, a .csv/.jsonl list (text runs: texts and labels; causal-lm runs: text; text2text runs: source and target pairs)', default: "the run's validation set (required with --model)" },
       'batch-size': { type: 'number', group: 'optimisation', value: 'n', help: 'samples per forward pass', default: "the run's, else 32" },
       ...json,
       ...help,
@@ -124,6 +124,7 @@ export const COMMANDS: Record<string, CommandDef> = {
       'tl eval --run runs/shapes',
       'tl eval --model cifar_resnet20 --weights data/pretrained/cifar10-resnet20.safetensors --data data/cifar10-test --json',
       'tl eval --run runs/shapes --data ./more-shapes --json',
+      'tl eval --run runs/t5-sentiment                 # loss, exact match, ROUGE-L and chrF of greedy generation',
     ],
     notes: [
       "Folder (or label) names must be classes the model knows; a subset is fine. Unknown names are refused with the model's class list.",
@@ -132,15 +133,15 @@ export const COMMANDS: Record<string, CommandDef> = {
   },
   predict: {
     usage: 'tl predict (--run <folder> | --model <id> --weights <file|hf:org/name>) <images...> [--top-k 3] [--json]',
-    summary: 'classify images (or texts, for a text run)',
+    summary: 'classify images (or texts, for a text run); generate text from a causal LM or T5',
     flags: {
       ...checkpointFlags,
       ...adapterFlag,
       'top-k': { type: 'number', group: 'output', value: 'k', help: 'classes shown per input', default: '3' },
       logits: { type: 'boolean', group: 'output', help: 'add the raw logits to --json', default: 'off' },
-      text: { type: 'list', group: 'data', value: 'text', help: 'text runs: a text to classify (repeatable)' },
+      text: { type: 'list', group: 'data', value: 'text', help: 'text runs: a text to classify, continue (causal LMs) or generate a target from (text2text runs, --model t5) (repeatable)' },
       'text-pair': { type: 'list', group: 'data', value: 'text', help: 'text runs trained on pairs: the second text of each --text (repeatable)' },
-      'max-new-tokens': { type: 'number', group: 'output', value: 'n', help: 'causal LMs (a causal-lm run, --model llama, or gpt2 with this flag): generate up to n tokens after each --text', default: '20' },
+      'max-new-tokens': { type: 'number', group: 'output', value: 'n', help: 'causal LMs (a causal-lm run, --model llama, or gpt2 with this flag) and T5 (a text2text run, --model t5): generate up to n tokens for each --text', default: '20 (a text2text run: its --max-target-length)' },
       sample: { type: 'boolean', group: 'output', help: 'generation: sample the next token (with --temperature, --top-k, --top-p, --seed) instead of taking the most likely', default: 'off: greedy' },
       temperature: { type: 'number', group: 'output', value: 't', help: 'generation with --sample: divides the logits', default: '1' },
       'top-p': { type: 'number', group: 'output', value: 'p', help: 'generation with --sample: keep the most likely tokens up to probability p (with --top-k: the k most likely)', default: '1' },
@@ -155,6 +156,8 @@ export const COMMANDS: Record<string, CommandDef> = {
       'tl predict --run runs/reviews --text "great value" --text "broke in a day"',
       'tl predict --run runs/stories --text "Once upon a time" --max-new-tokens 40 --sample --top-p 0.9 --seed 1',
       'tl predict --model gpt2 --weights hf:openai-community/gpt2 --text "The weather today" --max-new-tokens 20 --num-beams 4',
+      'tl predict --run runs/t5-sentiment --text "A wonderful, moving film."',
+      'tl predict --model t5 --weights hf:google-t5/t5-small --text "translate English to German: Thank you." --num-beams 4',
     ],
   },
   adapt: {

@@ -6,7 +6,7 @@ import { COMMANDS } from './commands-table.js';
 import { defaultJob, DEFAULT_JOB, type DefaultJobOptions } from './commands/default-job.js';
 import { adaptCommand } from './commands/adapt.js';
 import { AUDIO_DEFAULTS, isAudioFolder, isAudioModel, trainAudioCommand } from './commands/audio.js';
-import { trainText2TextCommand } from './commands/text2text.js';
+import { evalText2TextCommand, generateText2TextCommand, isText2TextRun, trainText2TextCommand } from './commands/text2text.js';
 import { evalCausalLMCommand, generateCommand, isCausalLMRun, isGenerationRequest, trainCausalLMCommand } from './commands/causal-lm.js';
 import { evalCommand, predictCommand, type ModelSource } from './commands/eval.js';
 import { doctorCommand, exportCommand, inspectCommand } from './commands/misc.js';
@@ -150,8 +150,10 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'eval':
       if (await isCausalLMRun(flags.run as string | undefined)) return evalCausalLMCommand(String(flags.run), flags.data as string | undefined, !!flags.json);
+      if (await isText2TextRun(flags.run as string | undefined)) return evalText2TextCommand(String(flags.run), flags.data as string | undefined, !!flags.json);
       return evalCommand(modelSource(flags), flags.data as string | undefined, !!flags.json);
     case 'predict':
+      if (flags.model === 't5' || (await isText2TextRun(flags.run as string | undefined))) return generateText2TextCommand(flags);
       if (await isGenerationRequest(flags)) return generateCommand(flags);
       return predictCommand(positional, modelSource(flags), Number(flags.topK ?? 3), !!flags.json, !!flags.logits, {
         texts: (flags.text as string[] | undefined) ?? [], pairs: (flags.textPair as string[] | undefined) ?? [],

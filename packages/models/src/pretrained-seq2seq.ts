@@ -58,11 +58,20 @@ export interface PretrainedSeq2Seq {
   files: TextFiles;
 }
 
-/** The special tokens the model needs (pad starts the decoder, eos ends the target) missing from the tokenizer, as one error. */
+/**
+ * The special tokens the model needs (pad starts the decoder, eos ends the target) missing from
+ * the tokenizer, as one error. An id that holds an ordinary token (a tokenizer of another model,
+ * say GPT-2's, beside a T5 config) is missing too: the model would end targets on a word piece.
+ */
 export function checkSeq2SeqTokenizer(model: T5ForConditionalGeneration, tokenizer: Tokenizer, label: string): void {
   const c = model.config;
-  const missing = ([['pad_token_id', c.padTokenId], ['eos_token_id', c.eosTokenId]] as const).filter(([, id]) => tokenizer.idToToken(id) === undefined);
-  if (missing.length) throw new RangeError(`${label}: the tokenizer has no token for ${missing.map(([n, id]) => `${n} ${id}`).join(' and ')} of config.json, which T5 needs to start and end a target`);
+  const missing = ([['pad_token_id', c.padTokenId], ['eos_token_id', c.eosTokenId]] as const).flatMap(([name, id]) => {
+    const token = tokenizer.idToToken(id);
+    if (token === undefined) return [`${name} ${id}`];
+    // A tokenizer that flags no token special (a bare vocabulary) is taken at its word.
+    return tokenizer.specialIds.size && !tokenizer.specialIds.has(id) ? [`${name} ${id} (the tokenizer's ${JSON.stringify(token)} there is not a special token)`] : [];
+  });
+  if (missing.length) throw new RangeError(`${label}: the tokenizer has no token for ${missing.join(' and ')} of config.json, which T5 needs to start and end a target`);
   if (tokenizer.vocabSize > model.vocabSize) throw new RangeError(`${label}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.vocabSize}; its ids would index past the embedding`);
 }
 

@@ -137,5 +137,10 @@ describe('T5 against PyTorch (reduced configurations)', () => {
     const tok = Tokenizer.fromJSON(readFileSync(new URL('tokenizer.json', dir('t5')), 'utf8'));
     expect(() => checkSeq2SeqTokenizer(model, tok, 'x')).toThrow('x: the tokenizer has no token for pad_token_id 120 and eos_token_id 150 of config.json, which T5 needs to start and end a target');
     model.dispose();
+    // GPT-2's byte-level BPE beside a T5 config: id 0 is its special <|endoftext|>, id 1 the ordinary "!".
+    const t5 = new T5ForConditionalGeneration({ ...JSON.parse(readFileSync(new URL('config.json', dir('t5')), 'utf8')), vocab_size: 500 });
+    const gpt2 = Tokenizer.fromJSON(readFileSync(new URL('../../causal_lm/llama/tokenizer.json', dir('t5')), 'utf8'));
+    expect(() => checkSeq2SeqTokenizer(t5, gpt2, 'y')).toThrow('y: the tokenizer has no token for eos_token_id 1 (the tokenizer\'s "!" there is not a special token) of config.json');
+    t5.dispose();
   });
 });

@@ -11,7 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import * as A from '@tl/autograd';
 import {
   CAUSAL_LM_TYPES, causalLMFromConfig, fromPretrainedCausalLM, generate, StateDictError, Tokenizer,
-  type CausalLM, type GenerateOptions, type TokenizerConfigJSON, type TokenizerJSON,
+  type CausalLM, type TokenizerConfigJSON, type TokenizerJSON,
 } from '@tl/models';
 import { Rng } from '@tl/tensor';
 import {
@@ -23,6 +23,7 @@ import type { Flags } from '../flags.js';
 import { table, type Progress } from '../progress.js';
 import { renderReport } from '../report.js';
 import { checkOut, freshRunFolder, prepareRunFolder, writeAtomic } from '../run-folder.js';
+import { generationOptions, positiveFlag, positiveIntFlag } from './generation-flags.js';
 import { TRAIN_CONFIG_FILE } from './train.js';
 
 interface Loaded {
@@ -84,17 +85,6 @@ function configEos(config: Record<string, unknown>): number | undefined {
   return typeof v === 'number' ? v : undefined;
 }
 
-function positiveInt(flags: Flags, key: string, flag: string, fallback: number): number {
-  const v = flags[key] ?? fallback;
-  if (!(typeof v === 'number' && Number.isInteger(v) && v >= 1)) throw new CliError(`--${flag} must be a positive integer, got ${v}`, 2);
-  return v;
-}
-
-function positive(flags: Flags, key: string, flag: string, fallback: number): number {
-  const v = flags[key] ?? fallback;
-  if (!(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw new CliError(`--${flag} must be a positive number, got ${v}`, 2);
-  return v;
-}
 
 interface SplitOptions {
   data: string;
@@ -158,9 +148,9 @@ export async function trainCausalLMCommand(flags: Flags, progress: Progress): Pr
   const data = flags.data as string | undefined;
   if (!model) throw new CliError('tl train --task causal-lm: --model is required: llama or gpt2 with --weights, or a save_pretrained folder or hf:org/name', 2);
   if (!data) throw new CliError('tl train --task causal-lm: --data is required: a .txt file, or a .csv / .jsonl file with a text column', 2);
-  const epochs = positiveInt(flags, 'epochs', 'epochs', 3);
-  const batchSize = positiveInt(flags, 'batchSize', 'batch-size', 8);
-  const lr = positive(flags, 'lr', 'lr', 5e-4);
+  const epochs = positiveIntFlag(flags, 'epochs', 'epochs', 3);
+  const batchSize = positiveIntFlag(flags, 'batchSize', 'batch-size', 8);
+  const lr = positiveFlag(flags, 'lr', 'lr', 5e-4);
   const seed = (flags.seed as number | undefined) ?? 0;
   const valSplit = (flags.valSplit as number | undefined) ?? 0.1;
   if (!(valSplit >= 0 && valSplit < 1)) throw new CliError(`--val-split must be in [0, 1), got ${valSplit}`, 2);
@@ -236,18 +226,7 @@ export async function generateCommand(flags: Flags): Promise<void> {
   const model = run ? 'run' : (flags.model as string | undefined);
   if (!model) throw new CliError('tl predict: --run <folder> or --model <llama|gpt2> --weights <folder|hf:org/name> is required', 2);
   if (run && !existsSync(run)) throw new CliError(`--run ${run} does not exist`, 2);
-  const maxNewTokens = positiveInt(flags, 'maxNewTokens', 'max-new-tokens', 20);
-  const numBeams = positiveInt(flags, 'numBeams', 'num-beams', 1);
-  const opts: GenerateOptions = { maxNewTokens, numBeams };
-  if (flags.sample) {
-    if (numBeams > 1) throw new CliError('--sample and --num-beams do not combine: choose sampling or beam search', 2);
-    Object.assign(opts, {
-      doSample: true, temperature: positive(flags, 'temperature', 'temperature', 1), topK: (flags.topK as number | undefined) ?? 0,
-      topP: (flags.topP as number | undefined) ?? 1, seed: (flags.seed as number | undefined) ?? 0,
-    });
-  } else if (flags.temperature !== undefined || flags.topP !== undefined || flags.seed !== undefined) {
-    throw new CliError('--temperature, --top-p and --seed shape sampling; add --sample (generation is greedy without it)', 2);
-  }
+  const opts = generationOptions(flags, 20);
   await startEngine();
   const { model: lm, tokenizer, config } = run ? await loadCausalLM(run, undefined, undefined) : await loadCausalLM(model, flags.weights as string | undefined, undefined);
   lm.eval();
