@@ -4,11 +4,13 @@
  * the page stays responsive while a model trains.
  */
 import type { TrainerEvent } from '@tl/train';
+import speechWeightsUrl from '../../../packages/cli/assets/speech-w2v2-tiny.safetensors?url';
 import { mountAdaBNPanel } from './adabn-panel.js';
 import { LineChart } from './charts.js';
 import { mountLoraPanel } from './lora-panel.js';
 import { dropZone, saveFile } from './page-files.js';
 import type { DataChoice, FromWorker, ModelChoice, ToWorker, TrainRequest } from './protocol.js';
+import { mountSpeechPanel } from './speech-panel.js';
 import { STRATEGIES, type Strategy } from './strategies.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -457,3 +459,7 @@ $('save-opfs').addEventListener('click', () => send({ type: 'save-opfs', path: i
   lora: mountLoraPanel($('lora-section'), worker, send, HUB),
   adabn: mountAdaBNPanel($('adabn-section'), worker, send, modelChoice),
 };
+
+// Speech: the user's own words, trained on this page (Web Audio lives here, not in workers).
+
+mountSpeechPanel($('speech-section'), { weightsUrl: speechWeightsUrl });

@@ -88,7 +88,9 @@ export function mountSpeechPanel(root: HTMLElement, opts: SpeechPanelOptions): S
     });
     names.push(input);
     counts.push(count);
-    list.append(el('div', { className: 'speech-class' }, input, record, pick, count));
+    const row = el('div', { className: 'speech-class' }, input, record, pick, count);
+    Object.assign(row.style, { display: 'flex', gap: '0.5em', alignItems: 'center', margin: '0.3em 0' });
+    list.append(row);
   };
   addClass('yes');
   addClass('no');
