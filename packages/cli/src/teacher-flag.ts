@@ -47,7 +47,17 @@ export async function checkTeacherFlags(c: TeacherFlags): Promise<void> {
 }
 
 /** The teacher, loaded and checked to have the student's classes, inside the objective. */
-export async function teacherObjective(c: TeacherFlags, numClasses: number, imageSize: number | undefined, cache: boolean): Promise<{ objective: DistillObjective; description: string }> {
+/** What results.json records of a distilled run. */
+export interface DistillationRecord {
+  teacher: string;
+  teacherModel: string;
+  temperature: number;
+  alpha: number;
+  /** Whether the teacher's outputs were kept per image (no random augmentation). */
+  cached: boolean;
+}
+
+export async function teacherObjective(c: TeacherFlags, numClasses: number, imageSize: number | undefined, cache: boolean): Promise<{ objective: DistillObjective; description: string; record: DistillationRecord }> {
   const run = isRunDir(c.teacher!) ? await readRun(c.teacher!) : null;
   const id = run ? run.config.model : (c.teacherModel ?? c.model);
   if (!isImageModelSpec(getModelSpec(id))) throw new CliError(`--teacher: ${id} is not an image model`, 2);
@@ -65,5 +75,5 @@ export async function teacherObjective(c: TeacherFlags, numClasses: number, imag
   }
   const objective = distill({ teacher, temperature: c.temperature ?? 4, alpha: c.alpha ?? 0.5, cache, labelSmoothing: c.labelSmoothing });
   const description = `distilling from ${id} (${c.teacher}, ${teacher.numParameters().toLocaleString('en')} parameters): temperature ${objective.temperature}, alpha ${objective.alpha}${cache ? ', its outputs cached per image' : ''}`;
-  return { objective, description };
+  return { objective, description, record: { teacher: c.teacher!, teacherModel: id, temperature: objective.temperature, alpha: objective.alpha, cached: cache } };
 }

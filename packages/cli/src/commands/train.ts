@@ -293,7 +293,7 @@ export async function trainCommand(c: TrainConfig, progress: Progress, start: Ru
   if (!(model instanceof ClassifierModel)) throw new CliError(`${c.model} has no classification head`);
   const kd = c.teacher ? await teacherObjective(c, numClasses, c.imageSize, !augmentOptions(c) && !c.mixup && !c.cutmix) : null;
   await fitRun(c, {
-    ...(kd ? { objective: kd.objective } : {}),
+    ...(kd ? { objective: kd.objective, results: { distillation: kd.record } } : {}),
     notes: [...data.notes, ...(kd ? [kd.description] : [])], badImages: data.badImages,
     classWeights: c.classWeights === 'balanced' ? balancedClassWeights(data.train.labels(), numClasses) : undefined,
     model, data: { ...data, train: mixedTraining(data.train, numClasses, c) }, head: [model.headPattern()], noun: 'images', unit: 'img/s', files: ['model.safetensors', 'config.json', 'metrics.jsonl', 'report.html', 'checkpoint/'],
@@ -325,6 +325,8 @@ export interface RunSetup {
   classWeights?: Float32Array;
   /** What is learnt, when not the labels alone (distillation). */
   objective?: Objective;
+  /** More entries for results.json (the distillation's teacher and weights). */
+  results?: Record<string, unknown>;
 }
 
 /** Freezing, callbacks, the Trainer and its metrics.jsonl, model.safetensors and report.html:
@@ -413,7 +415,7 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
     report: evalResult?.report ?? null, mistakes, parameters: { ...parameters, adapterBytes: adapter?.adapterBytes },
   }));
   await writeAtomic(join(out, 'results.json'), JSON.stringify({
-    parameters, adapter: adapter && { files: adapter.files, bytes: adapter.adapterBytes }, validation: evalResult && { accuracy: evalResult.accuracy, total: evalResult.total },
+    parameters, adapter: adapter && { files: adapter.files, bytes: adapter.adapterBytes }, validation: evalResult && { accuracy: evalResult.accuracy, total: evalResult.total }, ...run.results,
   }, null, 2));
   const h = trainer.history;
   progress.line('');
