@@ -1,5 +1,7 @@
 /** Messages between the page and the training worker (structured-clone friendly). */
 import type { EpochLogs, TrainerEvent } from '@tl/train';
+import type { AdaptFromWorker, AdaptToWorker } from './protocol-adapt.js';
+import type { GenerateFromWorker, GenerateToWorker } from './protocol-generate.js';
 import type { Strategy } from './strategies.js';
 
 export type ModelChoice =
@@ -30,7 +32,9 @@ export type ToWorker =
   | { type: 'stop' }
   | { type: 'predict'; id: number; images: Blob[] }
   | { type: 'export' }
-  | { type: 'save-opfs'; path: string };
+  | { type: 'save-opfs'; path: string }
+  | AdaptToWorker
+  | GenerateToWorker;
 
 export interface AdapterInfo {
   description: string;
@@ -70,4 +74,6 @@ export type FromWorker =
   | { type: 'predictions'; id: number; results: { probs: number[] | null; error?: string }[] }
   | { type: 'exported'; bytes: ArrayBuffer; name: string }
   | { type: 'saved'; where: string }
+  | AdaptFromWorker
+  | GenerateFromWorker
   | { type: 'error'; message: string; during: string };

@@ -9,7 +9,11 @@ import { ClassifierModel, DIGITS_RESNET14, getModelSpec, isImageModelSpec, listM
 import { browserImages, browserStore, decodeImageData, digitsFromJson, evalResizeSize, evalTransform, splitDigits, Subset, type Dataset, type DigitJson, type Preprocess } from '@tl/train';
 import { digitUrls, embeddedWeightsUrl } from 'virtual:tl-assets';
 import { EMBEDDED_FILE, exportTensors, pretrainedModel, runJob } from './job.js';
+import { handleAdapt } from './adapt-worker.js';
+import { handleGenerate } from './generate-worker.js';
 import type { AdapterInfo, FromWorker, ModelChoice, Preview, ToWorker, TrainRequest } from './protocol.js';
+import { isAdaptRequest } from './protocol-adapt.js';
+import { isGenerateRequest } from './protocol-generate.js';
 
 const scope = self as unknown as {
   postMessage(m: FromWorker, transfer?: Transferable[]): void;
@@ -205,6 +209,8 @@ async function exportModel(): Promise<Uint8Array> {
 }
 
 async function handle(msg: ToWorker): Promise<void> {
+  if (isAdaptRequest(msg)) return exclusive(msg.type, () => handleAdapt(msg, { post, start, weightsOf, preprocessOf }));
+  if (isGenerateRequest(msg)) return exclusive(msg.type, () => handleGenerate(msg, { post, start }));
   switch (msg.type) {
     case 'init':
       await start();

@@ -20,13 +20,17 @@ const TYPES: Record<string, string> = {
 
 export interface StaticServer {
   url: string;
+  /** Every request the server received, in order. */
+  requests: { method: string; url: string }[];
   close(): Promise<void>;
 }
 
 /** Serves `root` (index.html for folders) on an ephemeral port of 127.0.0.1. */
 export async function serveStatic(root: string): Promise<StaticServer> {
   const base = resolve(root);
+  const requests: StaticServer['requests'] = [];
   const server: Server = createServer((req, res) => {
+    requests.push({ method: req.method ?? '', url: req.url ?? '' });
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     let file = normalize(join(base, path));
     if (!file.startsWith(base)) {
@@ -46,6 +50,7 @@ export async function serveStatic(root: string): Promise<StaticServer> {
   if (!addr || typeof addr === 'string') throw new Error('no server address');
   return {
     url: `http://127.0.0.1:${addr.port}/`,
+    requests,
     close: () => new Promise<void>((ok) => {
       server.closeAllConnections();
       server.close(() => ok());
