@@ -19,8 +19,8 @@ export interface AdaBNPanelState {
 }
 
 const MARKUP = `
-  <h2>8. AdaBN on your own photos</h2>
-  <p class="muted">Re-estimates the BatchNorm statistics of the model chosen in section 1 on unlabelled photos of the domain it will serve (your camera, your lighting).
+  <h2>AdaBN on your own photos</h2>
+  <p class="muted">Re-estimates the BatchNorm statistics of the model chosen under "1. Model" on unlabelled photos of the domain it will serve (your camera, your lighting).
     No label is needed and the photos stay in this page and its worker.</p>
   <div class="row"><input id="adabn-files" type="file" accept="image/*" multiple /> <span id="adabn-count" class="muted">0 photos</span>
     <button id="adabn-clear" type="button">Clear</button></div>

@@ -20,7 +20,7 @@ export interface LoraPanelState {
 }
 
 const MARKUP = `
-  <h2>7. Text LoRA on your own sentences</h2>
+  <h2>Text LoRA on your own sentences</h2>
   <p class="muted">Your sentences stay in this page and its worker: only the model's public files are downloaded.</p>
   <label><input type="radio" name="lora-model" value="url" checked /> Text model <code>hf:org/name</code> or a folder URL
     <input id="lora-model-url" type="text" size="36" placeholder="hf:google-bert/bert-base-uncased" /></label>
