@@ -3,7 +3,7 @@
  * ResNet-20 of data/pretrained and a tiny image folder. AdaBN writes DIR/model.safetensors in one
  * piece with new BatchNorm statistics and the same weights, and says in one line when the model
  * has no BatchNorm; a tiny teacher run is distilled into a student whose results.json records the
- * teacher, temperature and alpha.
+ * teacher, temperature and alpha, and whose report.html gives its trainable parameters.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -85,10 +85,15 @@ describe('tl train --teacher', () => {
     expect(student.err).toMatch(/distilling from cifar_resnet20 \(teacher, [\d,]+ parameters\): temperature 3, alpha 0\.7, its outputs cached per image/);
     const results = JSON.parse(readFileSync(join(work, 'student', 'results.json'), 'utf8'));
     expect(results.distillation).toEqual({ teacher: 'teacher', teacherModel: 'cifar_resnet20', temperature: 3, alpha: 0.7, cached: true });
+    // Every run's report gives its trainable and total parameters (here all of them train; no adapter).
+    const n = (v: number): string => v.toLocaleString('en');
+    const report = readFileSync(join(work, 'student', 'report.html'), 'utf8');
+    expect(results.parameters.trainable).toBe(results.parameters.total);
+    expect(report).toContain(`<h2>Parameters</h2><p>${n(results.parameters.trainable)} trainable of ${n(results.parameters.total)} (100.00%)</p>`);
     const metrics = readFileSync(join(work, 'student', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'epoch');
     expect(Number.isFinite(metrics[0].metrics.trainDistillLoss)).toBe(true);
     const wrong = await tl(['train', '--model', 'cifar_resnet20', '--data', 'tiny', '--teacher', 'teacher', '--alpha', '1.5', '--out', 'bad']);
     expect(wrong.code).toBe(2);
     expect(wrong.err).toBe('error: --alpha must be a weight in [0, 1], got 1.5');
-  });
+  }, 300_000);
 });

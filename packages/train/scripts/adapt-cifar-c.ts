@@ -5,13 +5,13 @@
  *
  *   pnpm --dir bench exec tsx ../packages/train/scripts/adapt-cifar-c.ts [--depth 20] [--per-class 50] [--batch 100] [--out results.json]
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import sharp from 'sharp';
 import * as A from '@tl/autograd';
 import { fromPretrained, getModelSpec, isImageModelSpec, parseSafetensors, type Module } from '@tl/models';
-import { adaBN, CORRUPTIONS, corruptPixels, JPEG_QUALITY, TensorDataset, Trainer, type Corruption, type TrainableModel } from '../src/index.js';
+import { adaBN, CORRUPTIONS, TensorDataset, Trainer, type Corruption, type TrainableModel } from '../src/index.js';
+import { corruptImage, loadCifarImages, toInput } from './cifar-c-images.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -29,44 +29,14 @@ const id = `cifar_resnet${args.depth}`;
 const severities = args.severities!.split(',').map(Number);
 const spec = getModelSpec(id);
 if (!isImageModelSpec(spec)) throw new Error(`${id} is not an image model`);
-
-/** The first `perClass` test JPEGs of each class as 8-bit HWC pixels, with their labels. */
-async function loadCifar(): Promise<{ pixels: Uint8Array[]; labels: number[]; classes: string[] }> {
-  const root = join(args.data!, 'cifar10-test');
-  const classes = readdirSync(root).sort();
-  const pixels: Uint8Array[] = [];
-  const labels: number[] = [];
-  for (const [c, name] of classes.entries()) {
-    for (const f of readdirSync(join(root, name)).sort().slice(0, perClass)) {
-      const { data, info } = await sharp(join(root, name, f)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-      if (info.width !== 32 || info.height !== 32 || info.channels !== 3) throw new Error(`${f}: expected 32x32 RGB, got ${info.width}x${info.height}x${info.channels}`);
-      pixels.push(new Uint8Array(data));
-      labels.push(c);
-    }
-  }
-  return { pixels, labels, classes };
-}
-
-async function corrupt(px: Uint8Array, kind: Corruption | 'clean', severity: number, seed: number): Promise<Uint8Array> {
-  if (kind === 'clean') return px;
-  if (kind !== 'jpegCompression') return corruptPixels(px, { height: 32, width: 32, channels: 3 }, kind, severity, seed);
-  const jpeg = await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).jpeg({ quality: JPEG_QUALITY[severity - 1] }).toBuffer();
-  return new Uint8Array(await sharp(jpeg).raw().toBuffer());
-}
-
-/** The model's input: [0, 1] pixels normalised with its mean and std, CHW. */
-function toInput(px: Uint8Array): Float32Array {
-  const x = new Float32Array(3 * 32 * 32);
-  for (let i = 0; i < 32 * 32; i++) for (let c = 0; c < 3; c++) x[c * 1024 + i] = (px[i * 3 + c]! / 255 - spec.mean[c]!) / spec.std[c]!;
-  return x;
-}
+const { mean: inputMean, std: inputStd } = spec;
 
 async function accuracy(model: TrainableModel, ds: TensorDataset): Promise<number> {
   return (await new Trainer(model, { batchSize: batch, logger: () => {} }).evaluate(ds)).accuracy!;
 }
 
 await A.init();
-const cifar = await loadCifar();
+const cifar = await loadCifarImages(join(args.data!, 'cifar10-test'), perClass);
 const weights = join(args.data!, 'pretrained', `cifar10-resnet${args.depth}.safetensors`);
 const model = (await fromPretrained(id, { weights })) as unknown as TrainableModel & Module;
 // Each setting starts from the checkpoint's own statistics, read from the file.
@@ -76,7 +46,7 @@ const settings: [Corruption | 'clean', number][] = [['clean', 0], ...CORRUPTIONS
 console.log(`${id} on ${cifar.labels.length} CIFAR-10 test JPEGs (${perClass} per class); AdaBN on the same images without their labels, batches of ${batch}`);
 for (const [kind, severity] of settings) {
   const t0 = performance.now();
-  const inputs = await Promise.all(cifar.pixels.map(async (px, i) => toInput(await corrupt(px, kind, severity, 1000 * severity + i))));
+  const inputs = await Promise.all(cifar.pixels.map(async (px, i) => toInput(await corruptImage(px, kind, severity, 1000 * severity + i), inputMean, inputStd)));
   const ds = new TensorDataset(inputs, cifar.labels, [3, 32, 32], `cifar-c:${kind}:${severity}:${perClass}`, cifar.classes);
   model.loadStateDict(original, { strict: true });
   const sourceOnly = await accuracy(model, ds);
