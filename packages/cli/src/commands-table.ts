@@ -29,7 +29,7 @@ const checkpointFlags: FlagDefs = {
 };
 
 export const TRAIN_FLAGS: FlagDefs = {
-  data: { type: 'string', group: 'data', value: 'path', help: 'an image folder (one sub-folder per class), a .csv/.jsonl of path,label (text models: text,label), or an *-images-idx3-ubyte(.gz) file' },
+  data: { type: 'string', group: 'data', value: 'path', help: 'an image folder (one sub-folder per class), a .csv/.jsonl of path,label (text models: text,label), an *-images-idx3-ubyte(.gz) file, or an audio folder (one sub-folder per class of .wav/.flac/.mp3/.ogg; with no --model it starts from the shipped speech backbone speech_w2v2_tiny)' },
   val: { type: 'string', group: 'data', value: 'path', help: 'a separate validation set in the same form as --data', default: 'a split of --data' },
   'val-split': { type: 'number', group: 'data', value: 'fraction', help: 'fraction of --data held out for validation, in [0, 1)', default: '0.2' },
   'image-size': { type: 'number', group: 'data', value: 'pixels', help: 'side of the square model input', default: "the model's input size (`tl models`)" },
@@ -103,6 +103,7 @@ export const COMMANDS: Record<string, CommandDef> = {
       'tl train --model bert --weights hf:google-bert/bert-base-uncased --data reviews.csv --lora r=8,alpha=16,targets=query,value',
       'tl train --task causal-lm --model llama --weights ./tiny-llama --data stories.txt --max-length 128 --epochs 2',
       'tl train --task causal-lm --model gpt2 --weights hf:openai-community/gpt2 --data qa.csv --prompt-column question --text-column answer',
+      'tl train --data ./words --out runs/words                     # an audio folder: fine-tunes the shipped speech backbone',
     ],
     notes: [
       'An existing --out folder is never overwritten: tl exits with code 2 and names the folder unless --overwrite is given;',
@@ -115,7 +116,7 @@ export const COMMANDS: Record<string, CommandDef> = {
     flags: {
       ...checkpointFlags,
       ...adapterFlag,
-      data: { type: 'string', group: 'data', value: 'path', help: 'labelled data: an image folder, a .csv/.jsonl list (text runs: texts and labels; causal-lm runs: text; text2text runs: source and target pairs)', default: "the run's validation set (required with --model)" },
+      data: { type: 'string', group: 'data', value: 'path', help: 'labelled data: an image folder (audio runs: an audio folder), a .csv/.jsonl list (text runs: texts and labels; causal-lm runs: text; text2text runs: source and target pairs)', default: "the run's validation set (required with --model)" },
       'batch-size': { type: 'number', group: 'optimisation', value: 'n', help: 'samples per forward pass', default: "the run's, else 32" },
       ...json,
       ...help,
@@ -132,8 +133,8 @@ export const COMMANDS: Record<string, CommandDef> = {
     ],
   },
   predict: {
-    usage: 'tl predict (--run <folder> | --model <id> --weights <file|hf:org/name>) <images...> [--top-k 3] [--json]',
-    summary: 'classify images (or texts, for a text run); generate text from a causal LM or T5',
+    usage: 'tl predict (--run <folder> | --model <id> --weights <file|hf:org/name>) <images or audio clips...> [--top-k 3] [--json]',
+    summary: 'classify images or audio clips (or texts, for a text run); generate text from a causal LM or T5',
     flags: {
       ...checkpointFlags,
       ...adapterFlag,
@@ -152,6 +153,7 @@ export const COMMANDS: Record<string, CommandDef> = {
     },
     examples: [
       'tl predict --run runs/shapes red.png blue.png --top-k 2',
+      'tl predict --run runs/words take1.wav take2.flac            # an audio run: the top classes of each clip',
       'tl predict --model cifar_resnet20 --weights data/pretrained/cifar10-resnet20.safetensors cat.jpg --json',
       'tl predict --run runs/reviews --text "great value" --text "broke in a day"',
       'tl predict --run runs/stories --text "Once upon a time" --max-new-tokens 40 --sample --top-p 0.9 --seed 1',
