@@ -7,8 +7,8 @@
  * rest test: the shipped backbone with a fresh classifier against the same network from
  * scratch, same steps, same learning rate, same seeds.
  *
- *   pnpm --dir bench exec tsx ../packages/train/scripts/speech-transfer.ts [--pretrain-epochs 14] [--pretrain-lr 1e-3] [--pretrain-grad-clip 1]
- *     [--pretrain-augment off|on] [--shots 1,3] [--seeds 2] [--arms pretrained,scratch] [--config-json '{...}']
+ *   pnpm --dir bench exec tsx ../packages/train/scripts/speech-transfer.ts [--pretrain-epochs 20] [--pretrain-lr 1e-3] [--pretrain-grad-clip 1]
+ *     [--pretrain-augment off|on] [--pretrain-freeze-encoder on|off] [--shots 1,3] [--seeds 2] [--arms pretrained,scratch] [--config-json '{...}']
  *     [--save ../packages/cli/assets/speech-w2v2-tiny.safetensors] [--out results.json]
  *
  * With --backbone PATH the pretraining is skipped and that checkpoint is fine-tuned; --arms scratch
@@ -28,7 +28,7 @@ const { values: args } = parseArgs({
     data: { type: 'string', default: resolve(import.meta.dirname, '../../../../shared/data/speech-commands') },
     synth: { type: 'string', default: join(tmpdir(), 'tl-speech-synth') },
     'per-word': { type: 'string', default: '40' },
-    'pretrain-epochs': { type: 'string', default: '14' },
+    'pretrain-epochs': { type: 'string', default: '20' },
     'finetune-epochs': { type: 'string', default: '20' },
     shots: { type: 'string', default: '1,3' },
     seeds: { type: 'string', default: '2' },
@@ -37,6 +37,7 @@ const { values: args } = parseArgs({
     'pretrain-lr': { type: 'string', default: '1e-3' },
     'pretrain-augment': { type: 'string', default: 'off' },
     'pretrain-grad-clip': { type: 'string', default: '1' },
+    'pretrain-freeze-encoder': { type: 'string', default: 'on' },
     'config-json': { type: 'string', default: '{}' },
     save: { type: 'string' },
     out: { type: 'string' },
@@ -86,6 +87,8 @@ if (!backbonePath && arms.includes('pretrained')) {
   synthesise(words, args.synth!, Number(args['per-word']));
   const synth = await audioFolder(args.synth!, { augment: args['pretrain-augment'] === 'on', valSplit: 0.15, seed: 0, log });
   const model = new Wav2Vec2ForSequenceClassification(config, { numLabels: words.length });
+  // A random convolutional encoder kept as initialised: its features cannot collapse, and its backward pass is skipped.
+  if (args['pretrain-freeze-encoder'] === 'on') model.freezeFeatureEncoder();
   const epochs = Number(args['pretrain-epochs']);
   const t = new Trainer(model, {
     optimizer: adamw({ lr: Number(args['pretrain-lr']), weightDecay: 0.01 }), schedule: cosine({ warmupSteps: 20 }), epochs, batchSize: 16, seed: 0, logger: quiet,
