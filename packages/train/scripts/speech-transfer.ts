@@ -9,6 +9,7 @@
  *
  *   pnpm --dir bench exec tsx ../packages/train/scripts/speech-transfer.ts [--pretrain-epochs 20] [--pretrain-lr 1e-3] [--pretrain-grad-clip 1]
  *     [--pretrain-augment off|on] [--pretrain-freeze-encoder on|off] [--shots 1,3] [--seeds 2] [--arms pretrained,scratch] [--config-json '{...}']
+ *     [--finetune encoder-frozen|head] [--finetune-lr 1e-3]
  *     [--save ../packages/cli/assets/speech-w2v2-tiny.safetensors] [--out results.json]
  *
  * With --backbone PATH the pretraining is skipped and that checkpoint is fine-tuned; --arms scratch
@@ -39,6 +40,8 @@ const { values: args } = parseArgs({
     'pretrain-grad-clip': { type: 'string', default: '1' },
     'pretrain-freeze-encoder': { type: 'string', default: 'on' },
     'config-json': { type: 'string', default: '{}' },
+    finetune: { type: 'string', default: 'encoder-frozen' },
+    'finetune-lr': { type: 'string', default: '1e-3' },
     save: { type: 'string' },
     out: { type: 'string' },
   },
@@ -80,6 +83,7 @@ await A.init();
 const words = readdirSync(args.data!, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
 const log = (l: string): void => console.log(l);
 let backbonePath = args.backbone;
+if (args.finetune !== 'encoder-frozen' && args.finetune !== 'head') throw new RangeError(`--finetune takes encoder-frozen or head, got ${args.finetune}`);
 const arms = args.arms!.split(',') as ('pretrained' | 'scratch')[];
 if (arms.some((a) => a !== 'pretrained' && a !== 'scratch')) throw new RangeError(`--arms takes pretrained and/or scratch, got ${args.arms}`);
 const started = Date.now();
@@ -121,8 +125,10 @@ for (const shots of args.shots!.split(',').map(Number)) {
         await model.load(backbonePath!);
         model.resetClassifier(words.length);
       }
-      model.freezeFeatureEncoder();
-      await train(model, trainSet, Number(args['finetune-epochs']), 1e-3, 8, s);
+      // encoder-frozen: transformers' recipe; head: a probe of the frozen network (projector and classifier learn).
+      if (args.finetune === 'head') model.freeze().unfreeze(['projector.*', 'classifier.*']);
+      else model.freezeFeatureEncoder();
+      await train(model, trainSet, Number(args['finetune-epochs']), Number(args['finetune-lr']), 8, s);
       row[kind].push(await accuracy(model, test));
       model.dispose();
     }
