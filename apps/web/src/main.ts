@@ -6,6 +6,7 @@
 import type { TrainerEvent } from '@tl/train';
 import speechWeightsUrl from '../../../packages/cli/assets/speech-w2v2-tiny.safetensors?url';
 import { mountAdaBNPanel } from './adabn-panel.js';
+import { mountGeneratePanel } from './generate-panel.js';
 import { LineChart } from './charts.js';
 import { mountLoraPanel } from './lora-panel.js';
 import { dropZone, saveFile } from './page-files.js';
@@ -463,3 +464,7 @@ $('save-opfs').addEventListener('click', () => send({ type: 'save-opfs', path: i
 // Speech: the user's own words, trained on this page (Web Audio lives here, not in workers).
 
 mountSpeechPanel($('speech-section'), { weightsUrl: speechWeightsUrl });
+
+// Generation: a causal LM or T5 streams its tokens into the page from the worker.
+
+(window as unknown as { __tlGenerate: object }).__tlGenerate = mountGeneratePanel($('generate-section'), worker, send, HUB);

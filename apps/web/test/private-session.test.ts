@@ -21,7 +21,7 @@ import { build } from 'vite';
 import type { Download, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
-import { DIGITS_RESNET14, fromPretrained, getModelSpec, isImageModelSpec, loadAdapter, loadPretrainedText, parseSafetensors, textModelSpec, type ClassifierModel, type TextCheckpointSource } from '@tl/models';
+import { DIGITS_RESNET14, fromPretrained, getModelSpec, isImageModelSpec, loadAdapter, loadPretrainedText, parseSafetensors, textModelSpec, type ClassifierModel } from '@tl/models';
 import { init } from '@tl/tensor';
 import { evalTransform, Trainer, TensorDataset, type DigitJson } from '@tl/train';
 import { adaptToPhotos } from '../src/adabn-job.js';
@@ -31,6 +31,7 @@ import type { LabelledSentence } from '../src/labelled-text.js';
 import type { LoraPanelState } from '../src/lora-panel.js';
 import { classifySentences, trainTextLora, type TextLoraOptions } from '../src/text-lora-job.js';
 import { startFakeHub, type FakeHub } from '../../../packages/models/test/hub-server.js';
+import { folderSource } from './fixture-source.js';
 import { launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
 
 const APP = fileURLToPath(new URL('..', import.meta.url));
@@ -148,16 +149,6 @@ const bytesOf = async (d: Download): Promise<Buffer> => readFileSync(await d.pat
 
 const OPTIONS: TextLoraOptions = { r: 2, alpha: 4, dropout: 0, targets: ['query', 'value'], epochs: 6, lr: 3e-2, batchSize: 8, maxLength: 16, valSplit: 0.25, seed: 3, baseModel: 'hf:tiny/bert' };
 
-/** The tiny BERT read from the fixture folder, for the Node side. */
-function fixtureSource(): TextCheckpointSource {
-  const named = (f: string) => ({ name: join(BERT, f), text: readFileSync(join(BERT, f), 'utf8') });
-  return {
-    config: async () => named('config.json'),
-    tokenizer: async () => ({ tokenizer: named('tokenizer.json'), tokenizerConfig: named('tokenizer_config.json') }),
-    weights: async () => ({ name: join(BERT, 'model.safetensors'), tensors: parseSafetensors(readFileSync(join(BERT, 'model.safetensors')), 'model.safetensors') }),
-  };
-}
-
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
   let m = 0;
@@ -175,7 +166,7 @@ describe('private adaptation in the app', () => {
     await init();
     const spec = textModelSpec('bert', 'test');
     // The same job in Node, meanwhile (its adapter is compared with the download below).
-    const nodeSide = trainTextLora((n) => loadPretrainedText(spec, fixtureSource(), { label: 'hf:tiny/bert', numClasses: n }), pageOrder, OPTIONS);
+    const nodeSide = trainTextLora((n) => loadPretrainedText(spec, folderSource(BERT), { label: 'hf:tiny/bert', numClasses: n }), pageOrder, OPTIONS);
     const t0 = performance.now();
     await page.goto(`${server.url}?hub=${encodeURIComponent(hub.url)}`);
     await page.waitForFunction(() => {
@@ -290,7 +281,7 @@ describe('private adaptation in the app', () => {
     node.model.dispose();
     // The downloaded files on a fresh base give the page's predictions.
     A.manualSeed(0);
-    const base = await loadPretrainedText(spec, fixtureSource(), { label: 'hf:tiny/bert', numClasses: 2 });
+    const base = await loadPretrainedText(spec, folderSource(BERT), { label: 'hf:tiny/bert', numClasses: 2 });
     loadAdapter(base.model, { config: byName['adapter_config.json']!.toString('utf8'), weights: adapter });
     const reloaded = await classifySentences({ trainer: new Trainer(base.model, { epochs: 1, logger: () => {} }), tokenizer: base.tokenizer, classes: done.classes, options: OPTIONS }, tries);
     const predictionDiff = Math.max(...reloaded.map((p, i) => maxDiff(p, pagePredictions[i]!)));

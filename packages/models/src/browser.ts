@@ -1,6 +1,7 @@
 export * from './index.js';
 export * from './weights-browser.js';
 export * from './pretrained-text-browser.js';
+export * from './pretrained-generative-browser.js';
 
 import { registerPretrainedPlatform } from './pretrained.js';
 import { fromPretrainedTextBrowser, type TextPretrainedBrowserOptions } from './pretrained-text-browser.js';

@@ -121,7 +121,7 @@ function pickedSource(files: PickedTextFiles): TextCheckpointSource {
   };
 }
 
-function checkPicked(id: string, w: object): PickedTextFiles {
+function checkPicked(caller: string, w: object): PickedTextFiles {
   const picked = w as Partial<Record<keyof PickedTextFiles, unknown>>;
   const files: [keyof PickedTextFiles, string, boolean][] = [
     ['config', 'config.json', true], ['tokenizer', 'tokenizer.json', true], ['weights', 'model.safetensors', true], ['tokenizerConfig', 'tokenizer_config.json', false],
@@ -129,7 +129,7 @@ function checkPicked(id: string, w: object): PickedTextFiles {
   for (const [key, file, needed] of files) {
     const v = picked[key];
     if ((needed || v !== undefined) && !(v instanceof Blob)) {
-      throw new TypeError(`${CALLER}("${id}"): weights.${key} must be a File or Blob (the checkpoint's ${file}), got ${typeName(v)}`);
+      throw new TypeError(`${caller}: weights.${key} must be a File or Blob (the checkpoint's ${file}), got ${typeName(v)}`);
     }
   }
   return w as PickedTextFiles;
@@ -145,18 +145,27 @@ export async function fromPretrainedTextBrowser(id: string, opts: TextPretrained
   const spec = textModelSpec(id, CALLER);
   const w: unknown = opts?.weights;
   checkNumClasses(opts?.numClasses, CALLER);
-  const load = (source: TextCheckpointSource, label: string): Promise<PretrainedText> => loadPretrainedText(spec, source, { label, numClasses: opts.numClasses });
+  const { source, label, downloaded } = browserTextSource(w, opts, `${CALLER}("${id}")`, `hf:${spec.hubRepo}`);
+  const loaded = await loadPretrainedText(spec, source, { label, numClasses: opts.numClasses });
+  return { ...loaded, fromCache: !downloaded.any };
+}
+
+/**
+ * The files of a checkpoint named by `w` (`hf:`, a URL, or the picked files) as the text loaders
+ * read them; `downloaded.any` turns true once a file came from the network rather than the Cache
+ * API (always, for picked files). `caller` and `example` shape the errors.
+ */
+export function browserTextSource(w: unknown, opts: FetchWeightsOptions, caller: string, example: string): { source: TextCheckpointSource; label: string; downloaded: { any: boolean } } {
   if ((typeof w === 'string' && w !== '') || w instanceof URL) {
     const s = String(w);
-    if (s.startsWith('opfs:')) throw new TypeError(`${CALLER}("${id}"): ${s}: text models are not read from OPFS; pass hf:org/name, a URL or the picked files`);
+    if (s.startsWith('opfs:')) throw new TypeError(`${caller}: ${s}: text models are not read from OPFS; pass hf:org/name, a URL or the picked files`);
     const downloaded = { any: false };
     const at = s.startsWith('hf:') ? hubLocations(s, opts.endpoint) : urlLocations(s);
-    const loaded = await load(urlSource(s, at, opts, downloaded), s);
-    return { ...loaded, fromCache: !downloaded.any };
+    return { source: urlSource(s, at, opts, downloaded), label: s, downloaded };
   }
   if (typeof w === 'object' && w !== null && !(w instanceof Blob)) {
-    const files = checkPicked(id, w);
-    return { ...(await load(pickedSource(files), nameOf(files.weights, DEFAULT_WEIGHTS_FILE))), fromCache: false };
+    const files = checkPicked(caller, w);
+    return { source: pickedSource(files), label: nameOf(files.weights, DEFAULT_WEIGHTS_FILE), downloaded: { any: true } };
   }
-  throw new TypeError(`${CALLER}("${id}"): weights must be "hf:${spec.hubRepo}", the URL of a folder with config.json, tokenizer.json and model.safetensors, or { config, tokenizer, weights } files; got ${typeName(w)}`);
+  throw new TypeError(`${caller}: weights must be "${example}", the URL of a folder with config.json, tokenizer.json and model.safetensors, or { config, tokenizer, weights } files; got ${typeName(w)}`);
 }
