@@ -9,11 +9,20 @@
  * - GPU: training steps/s and images/s of ResNet-18 and MobileNetV2 at 224 px, batch 8 (forward,
  *   cross-entropy, backward, SGD; random weights), as the Trainer runs a step.
  *
+ * - Memory (`--memory`): peak RSS of one epoch over 1,000 and over 8,000 generated 96 px JPEGs
+ *   at the same settings (`--image-size 32`, one decode worker, a 3 MB cache that 1,000 images
+ *   already overflow), each run a process of its own (data-memory-child.ts), run once as Node
+ *   starts it and once with the main thread's young generation fixed (--max-semi-space-size=1;
+ *   see packages/train/test/memory.test.ts for why).
+ *
  *   pnpm bench:data [--images 160] [--steps 3] [--batch 8]
+ *   pnpm bench:data --memory
  */
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, linkSync, mkdirSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import * as A from '@tl/autograd';
@@ -25,11 +34,12 @@ const { values: args } = parseArgs({
     images: { type: 'string', default: '160' },
     steps: { type: 'string', default: '3' },
     batch: { type: 'string', default: '8' },
+    memory: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
-  console.log('usage: pnpm bench:data [--images 160] [--steps 3] [--batch 8]');
+  console.log('usage: pnpm bench:data [--images 160] [--steps 3] [--batch 8]\n       pnpm bench:data --memory');
   process.exit(0);
 }
 const N = Number(args.images);
@@ -98,6 +108,49 @@ async function gpuStep(id: string): Promise<number> {
   return 1 / perStep;
 }
 
+/** `n` JPEGs of side x side in two class folders (kept between runs). */
+async function squares(dir: string, n: number, side: number): Promise<void> {
+  if (existsSync(join(dir, 'b')) && readdirSync(join(dir, 'b')).length === n / 2) return;
+  for (const c of ['a', 'b']) mkdirSync(join(dir, c), { recursive: true });
+  for (let i = 0; i < n; i++) {
+    const px = Buffer.alloc(side * side * 3);
+    for (let k = 0; k < side * side; k++) {
+      px[k * 3] = (i * 37) & 255;
+      px[k * 3 + 1] = ((k % side) * 2 + i) & 255;
+      px[k * 3 + 2] = (k * 255) / (side * side);
+    }
+    await sharp(px, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 85 }).toFile(join(dir, i % 2 ? 'a' : 'b', `${i}.jpg`));
+  }
+}
+
+async function memory(): Promise<void> {
+  const root = join(os.tmpdir(), 'tl-bench-data-memory');
+  const [small, big, cacheMb, workers, size] = [1000, 8000, '3', '1', '32'];
+  await squares(join(root, 'big'), big, 96);
+  if (!existsSync(join(root, 'small'))) {
+    for (const c of ['a', 'b']) mkdirSync(join(root, 'small', c), { recursive: true });
+    for (let i = 0; i < small; i++) linkSync(join(root, 'big', i % 2 ? 'a' : 'b', `${i}.jpg`), join(root, 'small', i % 2 ? 'a' : 'b', `${i}.jpg`));
+  }
+  const child = fileURLToPath(new URL('./data-memory-child.ts', import.meta.url));
+  const mb = (folder: string, flags: string[]): number => {
+    const out = execFileSync(process.execPath, [...flags, '--import', 'tsx', child, join(root, folder), cacheMb, workers, size], { encoding: 'utf8' });
+    return (JSON.parse(out.trim().split('\n').pop()!) as { maxRssBytes: number }).maxRssBytes / 2 ** 20;
+  };
+  console.log(`memory: one epoch, 96 px JPEGs, image size ${size}, ${workers} decode worker, ${cacheMb} MB cache; ${os.availableParallelism()} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  const rows: string[] = [];
+  for (const [name, flags] of [['as Node starts', []], ['--max-semi-space-size=1', ['--max-semi-space-size=1']]] as const) {
+    const a = mb('small', [...flags]);
+    const b = mb('big', [...flags]);
+    rows.push(`| ${name} | ${a.toFixed(0)} MB | ${b.toFixed(0)} MB | ${(b / a).toFixed(2)}x |`);
+    console.log(rows.at(-1));
+  }
+  console.log(`\n| main thread | ${small.toLocaleString('en')} images | ${big.toLocaleString('en')} images | ratio |\n|---|---|---|---|\n${rows.join('\n')}`);
+}
+
+if (args.memory) {
+  await memory();
+  process.exit(0);
+}
 await photos();
 const rows: [string, string][] = [];
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
