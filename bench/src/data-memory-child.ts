@@ -4,7 +4,7 @@
  * GPU), then the process's peak RSS, worker threads included, and the cache's figures as JSON.
  * argv: folder, cache MB, workers, image size.
  */
-import { DataLoader, ImageCache, imageFolder } from '@tl/train';
+import { DataLoader, ImageCache, imageFolder, peakResidentBytes } from '@tl/train';
 
 const [dir, cacheMb, workers, size] = process.argv.slice(2);
 const cache = new ImageCache(Number(cacheMb));
@@ -13,5 +13,5 @@ const loader = new DataLoader(data.train, { batchSize: 32, shuffle: true, seed: 
 let samples = 0;
 for await (const b of loader.sampleBatches(0)) samples += b.samples.length;
 const stats = cache.stats();
-process.stdout.write(JSON.stringify({ samples, maxRssBytes: process.resourceUsage().maxRSS * 1024, cacheBytes: stats.bytes, cacheImages: stats.images }) + '\n');
+process.stdout.write(JSON.stringify({ samples, maxRssBytes: peakResidentBytes(), cacheBytes: stats.bytes, cacheImages: stats.images }) + '\n');
 process.exit(0);

@@ -6,6 +6,7 @@
  */
 import { imageFolder, setImageWorkerScript, type ImageListDataset } from '../src/node/image-folder.js';
 import { DataLoader } from '../src/data/loader.js';
+import { peakResidentBytes } from '../src/node/peak-rss.js';
 
 const [dir, worker, cacheMb, workers, size, epochs = '1'] = process.argv.slice(2);
 setImageWorkerScript(worker!);
@@ -23,7 +24,7 @@ for (let e = 0; e < Number(epochs); e++) {
 }
 const stats = ds.cache.stats();
 process.stdout.write(JSON.stringify({
-  samples, checksum, seconds: (performance.now() - t0) / 1000, maxRssBytes: process.resourceUsage().maxRSS * 1024,
+  samples, checksum, seconds: (performance.now() - t0) / 1000, maxRssBytes: peakResidentBytes(),
   cacheBytes: stats.bytes, cacheImages: stats.images, evictions: stats.evictions, skipped: loader.skipped,
 }) + '\n');
 process.exit(0);
