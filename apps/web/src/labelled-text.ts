@@ -3,6 +3,7 @@
  * `text` and a `label` column (Hugging Face's run_glue names), or a plain .txt file of one
  * sentence per line for one label. Parsed here, in the page, so nothing is uploaded anywhere.
  */
+import { parse } from 'csv-parse/browser/esm/sync';
 
 export interface LabelledSentence {
   text: string;
@@ -10,49 +11,16 @@ export interface LabelledSentence {
 }
 
 /**
- * RFC 4180 fields: quoted fields may hold the delimiter, doubled quotes and line breaks; LF or
- * CRLF line ends. Blank lines are dropped. An unclosed quote is an error naming the line.
+ * The rows of a CSV or TSV text, read with csv-parse (its browser build): quoted fields may hold
+ * the delimiter, doubled quotes and line breaks; a BOM, LF or CRLF line ends; blank lines
+ * dropped. A malformed file (an unclosed quote) is an error naming it and csv-parse's line.
  */
 export function parseDelimited(content: string, delimiter: ',' | '\t', name: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  let line = 1;
-  let quoteLine = 0;
-  const endRow = (): void => {
-    row.push(field);
-    if (row.length > 1 || row[0]!.trim() !== '') rows.push(row);
-    row = [];
-    field = '';
-  };
-  const text = content.replace(/^\uFEFF/, '');
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else {
-        if (c === '\n') line++;
-        field += c;
-      }
-    } else if (c === '"' && field === '') {
-      quoted = true;
-      quoteLine = line;
-    } else if (c === delimiter) {
-      row.push(field);
-      field = '';
-    } else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') i++;
-      endRow();
-      line++;
-    } else field += c;
+  try {
+    return parse(content, { delimiter, bom: true, skip_empty_lines: true, relax_column_count: true }) as string[][];
+  } catch (e) {
+    throw new Error(`${name}: ${(e as Error).message}`);
   }
-  if (quoted) throw new Error(`${name}: the quoted field opened on line ${quoteLine} is never closed`);
-  if (field !== '' || row.length > 0) endRow();
-  return rows;
 }
 
 function column(header: string[], want: string, name: string): number {
