@@ -146,7 +146,7 @@ const BEFORE_GPU: [string, () => string[], number, RegExp][] = [
   ['--text-column on an image model', () => [...T, '--text-column', 'review'], 2, /--text-column is for text models; cifar_resnet20 is an image model/],
   ['default job with --lr', () => ['train', '--lr', '0.1'], 2, /--lr needs --model and --data; the default job .* takes only --epochs/],
   ['default job with --labels-per-class 0', () => ['train', '--labels-per-class', '0'], 2, /--labels-per-class must be a positive integer, got 0/],
-  ['tl models --task audio', () => ['models', '--task', 'audio'], 2, /--task audio is not one of image, text/],
+  ['tl models --task video', () => ['models', '--task', 'video'], 2, /--task video is not one of image, text, audio/],
   // data and weights files
   ['--data missing', () => ['train', '--model', 'cifar_resnet20', '--data', 'nowhere'], 2, /--data nowhere does not exist/],
   ['--val missing', () => [...T, '--val', 'nowhere'], 2, /--val nowhere does not exist/],
