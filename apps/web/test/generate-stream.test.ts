@@ -8,14 +8,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate, loadPretrainedCausalLM, loadPretrainedSeq2Seq } from '@tl/models';
 import { init } from '@tl/tensor';
 import { startFakeHub, type FakeHub } from '../../../packages/models/test/hub-server.js';
 import { folderSource } from './fixture-source.js';
-import { launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
+import { bundlePage, launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../packages/models/test/fixtures/', import.meta.url));
 const LLAMA = join(FIXTURES, 'causal_lm', 'llama');
@@ -32,10 +31,9 @@ let page: Page;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tl-generate-page-'));
-  const common = { bundle: true, target: 'es2022', conditions: ['browser-source', 'browser'], tsconfigRaw: {}, logLevel: 'warning' as const, format: 'esm' as const, platform: 'browser' as const };
   await Promise.all([
-    build({ ...common, entryPoints: [fileURLToPath(new URL('./generate-page.ts', import.meta.url))], outfile: join(dir, 'page.js') }),
-    build({ ...common, entryPoints: [fileURLToPath(new URL('./generate-test-worker.ts', import.meta.url))], outfile: join(dir, 'worker.js') }),
+    bundlePage(new URL('./generate-page.ts', import.meta.url), join(dir, 'page.js')),
+    bundlePage(new URL('./generate-test-worker.ts', import.meta.url), join(dir, 'worker.js')),
   ]);
   writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>generation</title><script type="module" src="page.js"></script>');
   [server, hub, browser] = await Promise.all([

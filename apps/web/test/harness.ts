@@ -8,7 +8,21 @@ import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'nod
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve } from 'node:path';
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext } from 'playwright-core';
+
+/**
+ * Bundles a test page (or its worker) as the packages' browser entries are built: the
+ * `browser-source` condition and no tsconfig paths (the tests' paths point at Node entries), so
+ * a Node import anywhere on the way fails the build.
+ */
+export async function bundlePage(entry: URL, outfile: string): Promise<void> {
+  await build({
+    entryPoints: [fileURLToPath(entry)], outfile, bundle: true, format: 'esm', platform: 'browser', target: 'es2022',
+    conditions: ['browser-source', 'browser'], tsconfigRaw: {}, logLevel: 'warning',
+  });
+}
 
 export const CHROMIUM = process.env.TL_CHROMIUM ?? '/usr/bin/chromium';
 

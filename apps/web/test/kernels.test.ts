@@ -2,9 +2,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
+import { bundlePage, launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
 import type { CaseResult } from './kernels-page.js';
 
 let dir: string;
@@ -13,12 +12,7 @@ let browser: Browser;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tl-kernels-page-'));
-  // Built as the packages' browser entries are: browser platform, browser conditions, and no
-  // tsconfig paths (they point at the Node entries).
-  await build({
-    entryPoints: [new URL('./kernels-page.ts', import.meta.url).pathname], outfile: join(dir, 'page.js'), bundle: true, format: 'esm',
-    platform: 'browser', target: 'es2022', conditions: ['browser-source', 'browser'], tsconfigRaw: {}, logLevel: 'warning',
-  });
+  await bundlePage(new URL('./kernels-page.ts', import.meta.url), join(dir, 'page.js'));
   writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>kernels</title><script type="module" src="page.js"></script>');
   [server, browser] = await Promise.all([serveStatic(dir), launchChromium()]);
 });

@@ -9,11 +9,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import type { Page, Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeHub, type FakeHub } from '../../../packages/models/test/hub-server.js';
-import { launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
+import { bundlePage, launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
 import type { LoraArgs, LoraRun } from './lora-page.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../packages/models/fixtures/', import.meta.url));
@@ -42,10 +41,7 @@ const requests: { url: string; method: string; body: string | null; headers: Rec
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tl-lora-page-'));
-  await build({
-    entryPoints: [new URL('./lora-page.ts', import.meta.url).pathname], outfile: join(dir, 'page.js'), bundle: true, format: 'esm',
-    platform: 'browser', target: 'es2022', conditions: ['browser-source', 'browser'], tsconfigRaw: {}, logLevel: 'warning',
-  });
+  await bundlePage(new URL('./lora-page.ts', import.meta.url), join(dir, 'page.js'));
   writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>private LoRA</title><script type="module" src="page.js"></script>');
   const bert = Object.fromEntries(readdirSync(join(FIXTURES, 'hub_text', 'bert')).map((f) => [f, new Uint8Array(readFileSync(join(FIXTURES, 'hub_text', 'bert', f)))]));
   [server, hub, browser] = await Promise.all([serveStatic(dir), startFakeHub({ 'tiny/bert': bert }, { commit: COMMIT, cors: true }), launchChromium()]);

@@ -10,14 +10,13 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors, type HostArray } from '@tl/models';
 import { startFakeHub, type FakeHub } from '../../../packages/models/test/hub-server.js';
 import { EMBEDDED_FILE } from '../src/job.js';
 import { caseOf } from '../../../packages/models/test/hub-text-cases.js';
-import { launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
+import { bundlePage, launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
 import type { ImageLoadArgs, ImageRun, Output, TextLoadArgs, TextRun } from './pretrained-page.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../packages/models/fixtures/', import.meta.url));
@@ -42,11 +41,7 @@ let page: Page;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tl-pretrained-page-'));
-  // Built as the packages' browser entries are: a Node import anywhere on the way fails here.
-  await build({
-    entryPoints: [new URL('./pretrained-page.ts', import.meta.url).pathname], outfile: join(dir, 'page.js'), bundle: true, format: 'esm',
-    platform: 'browser', target: 'es2022', conditions: ['browser-source', 'browser'], tsconfigRaw: {}, logLevel: 'warning',
-  });
+  await bundlePage(new URL('./pretrained-page.ts', import.meta.url), join(dir, 'page.js'));
   writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>pretrained models</title><script type="module" src="page.js"></script>');
   [server, hub, browser] = await Promise.all([
     serveStatic(dir),

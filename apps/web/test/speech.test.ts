@@ -9,12 +9,11 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readClip } from '../../../packages/train/src/node.js';
 import { tone, wav } from '../../../packages/train/test/wav-files.js';
-import { launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
+import { bundlePage, launchChromium, serveStatic, type Browser, type StaticServer } from './harness.js';
 import type { ClipResult } from './speech-page.js';
 
 const WEIGHTS = fileURLToPath(new URL('../../../packages/cli/assets/speech-w2v2-tiny.safetensors', import.meta.url));
@@ -27,10 +26,7 @@ let page: Page;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tl-speech-page-'));
-  await build({
-    entryPoints: [new URL('./speech-page.ts', import.meta.url).pathname], outfile: join(dir, 'page.js'), bundle: true, format: 'esm',
-    platform: 'browser', target: 'es2022', conditions: ['browser-source', 'browser'], tsconfigRaw: {}, logLevel: 'warning',
-  });
+  await bundlePage(new URL('./speech-page.ts', import.meta.url), join(dir, 'page.js'));
   writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>speech</title><body><script type="module" src="page.js"></script></body>');
   copyFileSync(WEIGHTS, join(dir, 'speech-w2v2-tiny.safetensors'));
   // The fake microphone plays this file in a loop.
