@@ -73,7 +73,7 @@ class Bert(nn.Module):
         super().__init__()
         self.word = nn.Embedding(vocab, width)
         self.pos = nn.Embedding(512, width)
-        self.type = nn.Embedding(2, width)
+        self.token_type = nn.Embedding(2, width)
         self.ln = nn.LayerNorm(width)
         self.layers = nn.ModuleList([Layer(width, heads, False, False, "none") for _ in range(layers)])
         self.pooler = nn.Linear(width, width)
@@ -81,7 +81,7 @@ class Bert(nn.Module):
 
     def forward(self, ids):
         t = ids.shape[1]
-        x = self.ln(self.word(ids) + self.pos.weight[:t] + self.type.weight[0])
+        x = self.ln(self.word(ids) + self.pos.weight[:t] + self.token_type.weight[0])
         for l in self.layers:
             x = l(x)
         return self.classifier(torch.tanh(self.pooler(x[:, 0])))
@@ -124,7 +124,10 @@ def inputs(net, batch):
 def export(net, batch, out):
     model = build(net).eval()
     x, _ = inputs(net, batch)
-    with torch.no_grad():
+    # Under no_grad, nn.MultiheadAttention (torchvision's ViT) takes its fused fast path,
+    # aten::_native_multi_head_attention, which torch 1.13 cannot export; with gradients on it
+    # runs the plain ops, the same computation.
+    with torch.set_grad_enabled(net == "vit_b_16"):
         torch.onnx.export(model, (x,), out, opset_version=14, input_names=["input"], output_names=["logits"])
 
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  adamStep, add, arange, assign, cpuAdamStep, cpuBinary, cpuLinear, cpuMatmul, cpuRand, cpuSgdStep, cpuUnary, engine, full,
+  adamStep, add, arange, assign, cpuAdamStep, cpuEmbedding, cpuEmbeddingBackward, embedding, embeddingBackward, indexSelect, cpuBinary, cpuLinear, cpuMatmul, cpuRand, cpuSgdStep, cpuUnary, engine, full,
   host, linear, matmul, max, mean, mul, rand, relu, scaleInPlace, sgdStep, softmax, sum, tensor, Tensor, zeros, type HostTensor,
 } from '../src/node.js';
 import { expectClose, randHost, toGpu, withBindingLimit } from './helpers.js';
@@ -164,6 +164,22 @@ describe('tensors over the storage binding limit (lowered to 4 KB)', () => {
     const ps = Float64Array.from(p.data);
     cpuSgdStep(ps, g.data, new Float64Array(n), sg);
     await expectClose(pt, { shape: [n], data: ps }, 1e-5, 1e-6);
+  });
+
+  it('embedding of a table over the limit takes windows of rows; its gradient is written in windows too', async () => {
+    // 300 x 7 floats: windows of 137 rows; indices repeat, span every window and fall outside.
+    const V = 300;
+    const w = randHost([V, 7], 31);
+    const idx = host([4, 9], [0, 136, 137, 138, 273, 274, 299, -1, 300, 5, 5, 299, 150, 0, 1000, 137, 42, 43,
+      7, 8, 9, 10, 280, 281, 136, 137, 2, 3, 4, 298, 297, 296, 295, 294, 200, 100]);
+    await expectClose(embedding(toGpu(idx, 'int32'), toGpu(w)), cpuEmbedding(idx, w), 0, 0);
+    const g = randHost([4, 9, 7], 32);
+    for (const opts of [{}, { paddingIdx: 137 }]) {
+      await expectClose(embeddingBackward(toGpu(idx, 'int32'), toGpu(g), V, opts), cpuEmbeddingBackward(idx, g, V, opts), 1e-5, 1e-6);
+    }
+    // Along another dim, or with a row over the limit, the op says so.
+    expect(() => indexSelect(toGpu(w), 1, toGpu(host([1], [0]), 'int32'))).toThrow(/indexSelect: .* splits a table over it only along its first dim/);
+    expect(() => embedding(toGpu(host([1], [0]), 'int32'), toGpu(randHost([2, 1100], 33)))).toThrow(/embedding: a tensor of 4400 bytes exceeds .*one row of embedding's table is over it/);
   });
 
   it('ops that cannot split a tensor over the limit name the op, the size and the limit', () => {

@@ -17,7 +17,7 @@
  * V=30522, D=768, M=4096 about 0.1 s (dominated by writing the dense [V, D] gradient);
  * M=65536 sorts in about 0.1 s, M=2^20 in about 1.4 s.
  */
-import { engine } from '../engine.js';
+import { engine, type BoundElements } from '../engine.js';
 import { host, ravel, unravel, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { contiguousStrides, fmt, normDim, numel, shapeEq, type Shape } from '../shape.js';
@@ -64,14 +64,44 @@ function takeKernel(x: Tensor, index: Tensor, outShape: Shape, xSt: readonly num
   const n = numel(outShape);
   if (n === 0) return out;
   const e = engine();
+  if (e.fitsBinding(x.buffer, x.offset, x.size)) {
+    takeWindow(x, { resource: x.buffer, offset: x.offset }, index, out, xSt, iSt, kStride, bound, 0, bound, label);
+    return out;
+  }
+  // A table over the binding limit (GPT-2's or Llama's token embeddings on a 128 MiB adapter),
+  // taken along its first dim with rows whole: each window of rows that fits one binding is a
+  // dispatch, writing the entries whose index falls in it; the first also writes the zeros of
+  // indices outside the table.
+  const rowElems = kStride;
+  if (!(x.isContiguous && rowElems * bound === x.size)) {
+    throw e.tooLarge(label, x.size * 4, `${label} splits a table over it only along its first dim, contiguous`);
+  }
+  const perWindow = Math.floor(e.maxBindingElements / rowElems);
+  if (perWindow < 1) throw e.tooLarge(label, rowElems * 4, `one row of ${label}'s table is over it`);
+  for (let lo = 0; lo < bound; lo += perWindow) {
+    const rows = Math.min(perWindow, bound - lo);
+    const window = e.bindElements(x.buffer, x.offset + lo * rowElems, rows * rowElems, label);
+    takeWindow(x, window, index, out, xSt, iSt, kStride, bound, lo, rows, label);
+  }
+  return out;
+}
+
+/** One dispatch of take over rows [lo, lo + rows) of x along the taken dim, x bound as `xb`. */
+function takeWindow(
+  x: Tensor, xb: BoundElements, index: Tensor, out: Tensor, xSt: readonly number[], iSt: readonly number[],
+  kStride: number, bound: number, lo: number, rows: number, label: string,
+): void {
+  const e = engine();
+  const outShape = out.shape;
+  const n = out.size;
   const rank = outShape.length;
   const last = outShape[rank - 1]!;
   const nq = Math.ceil(last / QB);
   const blocks = (n / last) * nq;
   const T = wgslType(x.dtype);
   const params = new Params()
-    .u32('n', blocks).u32('nq', nq).u32('last', last).u32('xoff', x.offset).u32('ioff', index.offset)
-    .u32('kst', kStride).u32('bound', bound).u32('xlast', xSt[rank - 1]!).u32('ilast', iSt[rank - 1]!)
+    .u32('n', blocks).u32('nq', nq).u32('last', last).u32('xoff', xb.offset).u32('ioff', index.offset)
+    .u32('kst', kStride).u32('bound', bound).u32('lo', lo).u32('rows', rows).u32('xlast', xSt[rank - 1]!).u32('ilast', iSt[rank - 1]!)
     .u32s('shape', [...outShape.slice(0, -1), nq], rank).u32s('xst', xSt, rank).u32s('ist', iSt, rank);
   const lead = (st: readonly number[]): number[] => [...st.slice(0, -1), 0];
   const code = /* wgsl */ `
@@ -92,16 +122,18 @@ ${coordsWgsl(rank, 'shape')}
   for (var t = 0u; t < ${QB}u; t++) {
     if (q0 + t < p.last) {
       let k = idx[ibase + t * p.ilast];
-      var v = ${T}(0);
       if (k >= 0 && u32(k) < p.bound) {
-        v = x[xbase + t * p.xlast + u32(k) * p.kst];
+        let r = u32(k) - p.lo;
+        if (u32(k) >= p.lo && r < p.rows) {
+          out[obase + t] = x[xbase + t * p.xlast + r * p.kst];
+        }
+      } else if (p.lo == 0u) {
+        out[obase + t] = ${T}(0);
       }
-      out[obase + t] = v;
     }
   }
 }`;
-  e.dispatch({ code, params, buffers: [x.buffer, index.buffer, out.buffer], workgroups: e.grid(Math.ceil(blocks / WG)), label });
-  return out;
+  e.dispatch({ code, params, buffers: [xb.resource, index.buffer, out.buffer], workgroups: e.grid(Math.ceil(blocks / WG)), label });
 }
 
 /** out[..., index-dims..., ...] = x[..., index[...], ...] along `dim` (numpy's `take` with an axis). */
@@ -315,10 +347,32 @@ fn main(${MAIN_ARGS}) {
   e.dispatch({ code: search, params: sp, buffers: [keys.buffer, starts.buffer], workgroups: e.grid(Math.ceil((rows + 1) / WG)), label: `${label}:starts` });
   // Each invocation sums QB consecutive inner elements, sharing the run bounds and perm reads.
   const nq = Math.ceil(inner / QB);
-  const blocks = outer * rows * nq;
+  // An output over the binding limit (the gradient of a large embedding table) is written in
+  // windows of whole rows, each bound by range; with several outer slices it is not split.
+  const whole = e.fitsBinding(out.buffer, 0, n);
+  if (!whole && outer !== 1) throw e.tooLarge(label, n * 4, `${label} splits its output over it only along the first dim`);
+  const perWindow = whole ? rows : Math.floor(e.maxBindingElements / inner);
+  if (perWindow < 1) throw e.tooLarge(label, inner * 4, `one row of ${label}'s output is over it`);
+  for (let r0 = 0; r0 < rows; r0 += perWindow) {
+    const wrows = Math.min(perWindow, rows - r0);
+    const ob = whole ? { resource: out.buffer, offset: 0 } : e.bindElements(out.buffer, r0 * inner, wrows * inner, label);
+    segmentSumWindow(perm, starts, g, ob, outer, rows, inner, nq, r0, wrows, skipRow, label);
+  }
+  starts.dispose();
+  return out;
+}
+
+/** The sums of rows [r0, r0 + wrows) of every outer slice, the output bound as `ob`. */
+function segmentSumWindow(
+  perm: Tensor, starts: Tensor, g: { buffer: GPUBuffer; offset: number; strides: readonly [number, number, number] }, ob: BoundElements,
+  outer: number, rows: number, inner: number, nq: number, r0: number, wrows: number, skipRow: number, label: string,
+): void {
+  const e = engine();
+  const blocks = outer * wrows * nq;
   const params = new Params()
     .u32('n', blocks).u32('rows', rows).u32('inner', inner).u32('nq', nq).i32('skip', skipRow)
-    .u32('goff', g.offset).u32('gs0', g.strides[0]).u32('gs1', g.strides[1]).u32('gs2', g.strides[2]);
+    .u32('goff', g.offset).u32('gs0', g.strides[0]).u32('gs1', g.strides[1]).u32('gs2', g.strides[2])
+    .u32('r0', r0).u32('wrows', wrows).u32('ooff', ob.offset);
   const code = /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
@@ -331,8 +385,8 @@ fn main(${MAIN_ARGS}) {
   let i = ${linearIndex()};
   if (i >= p.n) { return; }
   let q0 = (i % p.nq) * ${QB}u;
-  let v = (i / p.nq) % p.rows;
-  let o = i / (p.nq * p.rows);
+  let v = p.r0 + (i / p.nq) % p.wrows;
+  let o = i / (p.nq * p.wrows);
   // A constant trip count lets the compiler unroll the loops and keep acc in registers.
   let cnt = min(${QB}u, p.inner - q0);
   var acc: array<f32, ${QB}>;
@@ -345,14 +399,12 @@ fn main(${MAIN_ARGS}) {
       }
     }
   }
-  let dst = (o * p.rows + v) * p.inner + q0;
+  let dst = p.ooff + (o * p.rows + v - p.r0) * p.inner + q0;
   for (var t = 0u; t < ${QB}u; t++) {
     if (t < cnt) { out[dst + t] = acc[t]; }
   }
 }`;
-  e.dispatch({ code, params, buffers: [perm.buffer, starts.buffer, g.buffer, out.buffer], workgroups: e.grid(Math.ceil(blocks / WG)), label });
-  starts.dispose();
-  return out;
+  e.dispatch({ code, params, buffers: [perm.buffer, starts.buffer, g.buffer, ob.resource], workgroups: e.grid(Math.ceil(blocks / WG)), label });
 }
 
 /** Gradient of `take` along `dim`: scatter-adds gradOut [...x[:dim], ...index, ...x[dim+1:]] into x's shape. */
