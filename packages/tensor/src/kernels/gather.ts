@@ -64,7 +64,7 @@ function takeKernel(x: Tensor, index: Tensor, outShape: Shape, xSt: readonly num
   const n = numel(outShape);
   if (n === 0) return out;
   const e = engine();
-  if (e.fitsBinding(x.buffer, x.offset, x.size)) {
+  if (x.fitsBinding) {
     takeWindow(x, { resource: x.buffer, offset: x.offset }, index, out, xSt, iSt, kStride, bound, 0, bound, label);
     return out;
   }
