@@ -4,7 +4,7 @@
  * node's saved activations as soon as its rule has run, and accumulates into leaves' `.grad`.
  * Ops whose inputs need no gradient record nothing and save nothing.
  */
-import { add, keep, Tensor, fmt, ones, type GradNodeLike } from '@tl/tensor';
+import { add, cast, keep, Tensor, fmt, ones, type GradNodeLike } from '@tl/tensor';
 
 /** Computes the gradients of an op's inputs from its output's gradient. `needs[i]` says
  * whether input i wants one (rules skip the work, e.g. the weight gradient of a frozen conv). */
@@ -158,7 +158,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   const prev = gradEnabled;
   gradEnabled = false;
   try {
-    const seed = grad ? detach(grad) : ones(root.shape);
+    const seed = grad ? detach(grad) : ones(root.shape, root.dtype);
     if (!root.gradNode) {
       accumulateLeaf(root, seed);
       return;
@@ -173,8 +173,15 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
       g.dispose();
       if (!opts.retainGraph) node.release();
       node.inputs.forEach((input, i) => {
-        const gi = grads[i];
+        let gi = grads[i];
         if (!gi) return;
+        if (input && input.requiresGrad && gi.dtype !== input.dtype) {
+          // A gradient has its input's dtype, as in PyTorch: a rule computing a float16
+          // input's gradient in float32 (or the reverse) is rounded here, once.
+          const c = cast(gi, input.dtype);
+          gi.dispose();
+          gi = c;
+        }
         if (!input || !input.requiresGrad) {
           gi.dispose();
           return;

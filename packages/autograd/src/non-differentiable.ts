@@ -29,11 +29,12 @@ export const NON_DIFFERENTIABLE: Readonly<Record<string, readonly string[]>> = {
   host: [
     'avgPool2dOutputShape', 'broadcastIndex', 'broadcastShapes', 'checkIndices', 'checkLabels', 'checkShape', 'contiguousStrides', 'conv2dGeometry',
     'conv2dOutputShape', 'fmt', 'host', 'linearIndex', 'maxPool2dOutputShape', 'normDim', 'normDims', 'numel', 'resolveDims', 'rowLayout',
-    'rowParams', 'rowProgram', 'rowWorkgroups', 'shapeEq', 'wgslType',
+    'rowParams', 'rowProgram', 'rowWorkgroups', 'shapeEq', 'wgslType', 'storageType', 'enableF16', 'dtypeBytes',
+    'halfBits', 'halfValue', 'roundHalf', 'toHalfArray', 'fromHalfArray',
   ],
   /** The engine, memory scopes and random state. */
   engine: [
     'engine', 'flush', 'forceRowMode', 'getDevice', 'getRngState', 'init', 'keep', 'manualSeed', 'memory', 'mixSeed', 'nextRandomKey', 'pcg',
-    'randValue', 'registerGpuProvider', 'registerViewHook', 'resetPeakMemory', 'setEngine', 'setRngState', 'sync', 'tidy', 'tidyAsync',
+    'randValue', 'registerGpuProvider', 'registerViewHook', 'registerCastHook', 'resetPeakMemory', 'setEngine', 'setRngState', 'sync', 'tidy', 'tidyAsync',
   ],
 };

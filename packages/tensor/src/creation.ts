@@ -2,7 +2,8 @@ import { engine } from './engine.js';
 import { Params } from './params.js';
 import { checkShape, numel, type Shape } from './shape.js';
 import { Tensor, type DType, type NestedArray } from './tensor.js';
-import { linearIndex, MAIN_ARGS, WG, wgslType } from './kernels/wgsl.js';
+import { enableF16, linearIndex, MAIN_ARGS, storageType, WG } from './kernels/wgsl.js';
+import { toHalfArray } from './half.js';
 
 export interface TensorOptions {
   dtype?: DType;
@@ -28,8 +29,8 @@ export function tensor(data: NestedArray | Float32Array | Int32Array | Float64Ar
   const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');
   const t = Tensor.empty(shape, dtype);
   if (flat.length > 0) {
-    const arr = dtype === 'int32' ? Int32Array.from(flat) : flat instanceof Float32Array ? flat : Float32Array.from(flat);
-    t.engine.write(t.buffer, arr);
+    if (dtype === 'float16') t.engine.write(t.storage.buffer, toHalfArray(flat));
+    else t.engine.write(t.buffer, dtype === 'int32' ? Int32Array.from(flat) : flat instanceof Float32Array ? flat : Float32Array.from(flat));
   }
   return t;
 }
@@ -56,7 +57,7 @@ function inferNestedShape(data: NestedArray | readonly number[]): number[] {
 /** A constant fill on the GPU (no host upload, so no flush of recorded work). */
 export function full(shape: Shape, value: number, dtype: DType = 'float32'): Tensor {
   const t = Tensor.empty(shape, dtype);
-  fillKernel(t, `${wgslType(dtype)}(p.value)`, value, 0);
+  fillKernel(t, `${storageType(dtype)}(p.value)`, value, 0);
   return t;
 }
 
@@ -76,7 +77,7 @@ export function arange(start: number, end?: number, step = 1, dtype?: DType): Te
   const n = Math.max(0, Math.ceil((end - start) / step));
   const dt = dtype ?? ([start, end, step].every(Number.isInteger) ? 'int32' : 'float32');
   const t = Tensor.empty([n], dt);
-  fillKernel(t, `${wgslType(dt)}(p.value + p.step * f32(i))`, start, step);
+  fillKernel(t, `${storageType(dt)}(p.value + p.step * f32(i))`, start, step);
   return t;
 }
 
@@ -86,12 +87,13 @@ function fillKernel(t: Tensor, expr: string, value: number, step: number): void 
   const e = engine();
   let code: string | null = null;
   for (const { start, count } of e.elementRuns(n, t.fitsBinding)) {
-    const out = e.bindElements(t.buffer, t.offset + start, count, 'fill');
+    const out = e.bindElements(t.storage.buffer, t.offset + start, count, 'fill', t.elementBytes);
     const params = new Params().u32('n', count).u32('start', start).u32('off', out.offset).f32('value', value).f32('step', step);
     code ??= /* wgsl */ `
+${enableF16(t.dtype === 'float16')}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> out: array<${wgslType(t.dtype)}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${storageType(t.dtype)}>;
 @compute @workgroup_size(${WG})
 fn main(${MAIN_ARGS}) {
   let j = ${linearIndex()};

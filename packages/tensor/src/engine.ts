@@ -134,16 +134,16 @@ export class Engine {
   }
 
   /**
-   * Binds `count` 4-byte elements of `buffer` starting at element `first`: the whole buffer
+   * Binds `count` elements (of `elementBytes`, 4 unless float16) of `buffer` starting at element `first`: the whole buffer
    * when it fits the binding limit (the common case binds exactly as before), else the
    * aligned byte range that holds them. Throws, naming `label`, when they cannot fit.
    */
-  bindElements(buffer: GPUBuffer, first: number, count: number, label: string): BoundElements {
+  bindElements(buffer: GPUBuffer, first: number, count: number, label: string, elementBytes: 2 | 4 = 4): BoundElements {
     if (buffer.size <= this._bindingLimit) return { resource: buffer, offset: first };
-    const start = this.rangeStart(first);
-    const size = this.rangeSize(buffer, start, (first + count) * 4 - start);
-    if (size > this._bindingLimit) throw this.tooLarge(label, count * 4);
-    return { resource: { buffer, offset: start, size }, offset: first - start / 4 };
+    const start = this.rangeStart(first, elementBytes);
+    const size = this.rangeSize(buffer, start, (first + count) * elementBytes - start);
+    if (size > this._bindingLimit) throw this.tooLarge(label, count * elementBytes);
+    return { resource: { buffer, offset: start, size }, offset: first - start / elementBytes };
   }
 
   /** Runs of `n` elements for ops on contiguous tensors: one run when `whole` (everything
@@ -156,14 +156,14 @@ export class Engine {
   }
 
   /** Whether `bindElements` can bind these elements. */
-  fitsBinding(buffer: GPUBuffer, first: number, count: number): boolean {
+  fitsBinding(buffer: GPUBuffer, first: number, count: number, elementBytes: 2 | 4 = 4): boolean {
     if (buffer.size <= this._bindingLimit) return true;
-    const start = this.rangeStart(first);
-    return this.rangeSize(buffer, start, (first + count) * 4 - start) <= this._bindingLimit;
+    const start = this.rangeStart(first, elementBytes);
+    return this.rangeSize(buffer, start, (first + count) * elementBytes - start) <= this._bindingLimit;
   }
 
-  private rangeStart(first: number): number {
-    return Math.floor((first * 4) / this.storageAlign) * this.storageAlign;
+  private rangeStart(first: number, elementBytes: 2 | 4): number {
+    return Math.floor((first * elementBytes) / this.storageAlign) * this.storageAlign;
   }
 
   /** A bound range's size: whole vec4s, since a kernel reading the range as vec4s (matmul)

@@ -3,7 +3,7 @@ export { registerGpuProvider, type GpuProvider } from './gpu.js';
 export { BufferPool, bucketSize, type MemoryInfo } from './pool.js';
 export { Params } from './params.js';
 export { Rng, mixSeed } from './rng.js';
-export { Tensor, Storage, tidy, tidyAsync, keep, registerViewHook, type DType, type NestedArray, type GradNodeLike, type ViewKind } from './tensor.js';
+export { Tensor, Storage, tidy, tidyAsync, keep, registerViewHook, registerCastHook, dtypeBytes, type DType, type NestedArray, type GradNodeLike, type ViewKind } from './tensor.js';
 export * from './shape.js';
 export { host, broadcastIndex, type HostTensor } from './host.js';
 export * from './creation.js';
@@ -19,7 +19,8 @@ export * from './kernels/gather.js';
 export * from './kernels/concat.js';
 export * from './kernels/norm.js';
 export * from './kernels/ctc.js';
-export { WG, MAIN_ARGS, MATH_HELPERS, linearIndex, wgslType } from './kernels/wgsl.js';
+export { WG, MAIN_ARGS, MATH_HELPERS, linearIndex, wgslType, storageType, enableF16 } from './kernels/wgsl.js';
+export { halfBits, halfValue, roundHalf, toHalfArray, fromHalfArray } from './half.js';
 
 import { engine } from './engine.js';
 import type { MemoryInfo } from './pool.js';

@@ -1,7 +1,14 @@
 import { engine, type BoundElements, type Engine } from './engine.js';
 import { checkShape, contiguousStrides, fmt, normDim, numel, shapeEq, type Shape } from './shape.js';
+import { fromHalfArray } from './half.js';
 
-export type DType = 'float32' | 'int32';
+/** float16 needs the adapter's `shader-f16`; kernels that do not take it refuse it by name. */
+export type DType = 'float32' | 'float16' | 'int32';
+
+/** Bytes per element of `dtype` in a GPU buffer. */
+export function dtypeBytes(dtype: DType): 2 | 4 {
+  return dtype === 'float16' ? 2 : 4;
+}
 export type NestedArray = number | NestedArray[];
 
 /** A GPU buffer shared by a tensor and its views; returned to the pool when the last goes. */
@@ -18,14 +25,16 @@ export class Storage {
     if (--this.refs === 0) this.engine.pool.release(this.buffer);
   }
 
-  static allocate(e: Engine, elements: number): Storage {
-    const bytes = Math.max(elements, 1) * 4;
+  /** Room for `elements` of `elementBytes` each, in whole 4-byte words (copies and
+   * writeBuffer move whole words). */
+  static allocate(e: Engine, elements: number, elementBytes: 2 | 4 = 4): Storage {
+    const bytes = Math.max(Math.ceil((elements * elementBytes) / 4), 1) * 4;
     return new Storage(e, e.pool.acquire(bytes), bytes);
   }
 }
 
 /**
- * An n-dimensional float32 or int32 array on the GPU. Views (reshape of contiguous data,
+ * An n-dimensional float32, float16 or int32 array on the GPU. Views (reshape of contiguous data,
  * transpose, permute, slice, expand, squeeze, unsqueeze) share storage and carry their own
  * strides and offset; kernels read strided inputs directly, and `contiguous()` copies only
  * when it must.
@@ -58,16 +67,29 @@ export class Tensor {
   static empty(shape: Shape, dtype: DType = 'float32'): Tensor {
     checkShape(shape);
     const e = engine();
-    return new Tensor(Storage.allocate(e, numel(shape)), shape, dtype);
+    if (dtype === 'float16' && !e.hasF16) {
+      throw new Error(
+        `float16 tensors need the adapter's shader-f16 feature, which ${e.adapterDescription} lacks; keep float32 (autocast falls back to it by itself)`,
+      );
+    }
+    return new Tensor(Storage.allocate(e, numel(shape), dtypeBytes(dtype)), shape, dtype);
   }
 
   get engine(): Engine {
     return this.storage.engine;
   }
 
+  /** The GPU buffer, for kernels that read 4-byte elements: a float16 tensor is refused
+   * here, so an op not written for half precision fails by name instead of misreading it. */
   get buffer(): GPUBuffer {
     this.assertAlive();
+    if (this.dtype === 'float16') throw halfRefused(this);
     return this.storage.buffer;
+  }
+
+  /** Bytes per element in the buffer. */
+  get elementBytes(): 2 | 4 {
+    return dtypeBytes(this.dtype);
   }
 
   get size(): number {
@@ -83,14 +105,16 @@ export class Tensor {
   /** Whether `binding` succeeds: false only for a view spanning more than the binding limit. */
   get fitsBinding(): boolean {
     this.assertAlive();
-    return this.engine.fitsBinding(this.storage.buffer, this.offset, this.span);
+    return this.engine.fitsBinding(this.storage.buffer, this.offset, this.span, this.elementBytes);
   }
 
   /** How a kernel binds this tensor: its storage, or where that exceeds the binding limit
-   * the range this view spans, with the view's offset within the binding. */
-  binding(label: string): BoundElements {
+   * the range this view spans, with the view's offset within the binding. Kernels written
+   * for float16 pass `half`; the others refuse a float16 tensor, naming `label`. */
+  binding(label: string, half = false): BoundElements {
     this.assertAlive();
-    return this.engine.bindElements(this.storage.buffer, this.offset, this.span, label);
+    if (this.dtype === 'float16' && !half) throw halfRefused(this, label);
+    return this.engine.bindElements(this.storage.buffer, this.offset, this.span, label, this.elementBytes);
   }
 
   get rank(): number {
@@ -134,9 +158,40 @@ export class Tensor {
   async data(): Promise<Float32Array | Int32Array> {
     this.assertAlive();
     const src = this.isContiguous ? this : contiguousCopy(this);
+    if (this.dtype === 'float16') {
+      // Copies move whole words: read the words that hold the halves, then drop the one
+      // before the first when the view starts mid-word.
+      const skip = src.offset & 1;
+      const first = (src.offset - skip) * 2;
+      const bytes = await this.engine.read(src.storage.buffer, first, Math.ceil((this.size + skip) / 2) * 4);
+      if (src !== this) src.dispose();
+      return fromHalfArray(new Uint16Array(bytes, skip * 2, this.size));
+    }
     const bytes = await this.engine.read(src.buffer, src.offset * 4, this.size * 4);
     if (src !== this) src.dispose();
     return this.dtype === 'int32' ? new Int32Array(bytes) : new Float32Array(bytes);
+  }
+
+  /** A copy in `dtype` (this tensor when it already is), as PyTorch's `to(dtype)`:
+   * float to int truncates, float32 to float16 rounds to nearest even. Differentiable
+   * between float types once @tl/autograd is loaded. */
+  to(dtype: DType): Tensor {
+    this.assertAlive();
+    if (dtype === this.dtype) return this;
+    if (!castImpl) throw new Error('internal: cast kernel not registered');
+    const out = castImpl(this, dtype);
+    if (castHook && this.requiresGrad) castHook(this, out);
+    return out;
+  }
+
+  /** `to('float16')`. */
+  half(): Tensor {
+    return this.to('float16');
+  }
+
+  /** `to('float32')`. */
+  float(): Tensor {
+    return this.to('float32');
   }
 
   /** The values as nested arrays, as PyTorch's `tolist()`. */
@@ -385,6 +440,26 @@ let viewHook: ((src: Tensor, out: Tensor, kind: ViewKind) => void) | null = null
 /** Autograd registers itself here to record views of tensors that require gradients. */
 export function registerViewHook(fn: typeof viewHook): void {
   viewHook = fn;
+}
+
+let castImpl: ((t: Tensor, dtype: DType) => Tensor) | null = null;
+let castHook: ((src: Tensor, out: Tensor) => void) | null = null;
+
+/** The cast kernel lives with the elementwise family; it registers itself here. */
+export function registerCast(fn: (t: Tensor, dtype: DType) => Tensor): void {
+  castImpl = fn;
+}
+
+/** Autograd registers itself here to record dtype conversions of tensors that require gradients. */
+export function registerCastHook(fn: typeof castHook): void {
+  castHook = fn;
+}
+
+function halfRefused(t: Tensor, label?: string): Error {
+  return new TypeError(
+    `${label ?? 'this op'} does not take float16 tensors (got ${fmt(t.shape)} float16); ` +
+      'convert with .float() first, or run the model under autocast(), which keeps such ops in float32',
+  );
 }
 
 let copyImpl: ((t: Tensor) => Tensor) | null = null;

@@ -1,6 +1,7 @@
-/** Gradients of views: Tensor's view methods call this hook when their source requires grad. */
+/** Gradients of views and dtype conversions: Tensor's view methods and `to()` call these
+ * hooks when their source requires grad. */
 import * as T from '@tl/tensor';
-import { registerViewHook, type Shape, type Tensor, type ViewKind } from '@tl/tensor';
+import { registerCastHook, registerViewHook, type Shape, type Tensor, type ViewKind } from '@tl/tensor';
 import { isGradEnabled, record } from '../graph.js';
 import { sumToShape } from './reduce.js';
 
@@ -29,4 +30,10 @@ registerViewHook((src, out, view) => {
   if (!isGradEnabled()) return;
   const shape = [...src.shape];
   record(view.kind === 'index' ? 'slice' : view.kind, out, [src], (g) => [viewBackward(view, shape, g)]);
+});
+
+registerCastHook((src, out) => {
+  if (!isGradEnabled()) return;
+  const dtype = src.dtype;
+  record('to', out, [src], (g) => [T.cast(g, dtype)]);
 });

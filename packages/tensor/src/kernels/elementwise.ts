@@ -3,12 +3,12 @@
  * reference and backward expressions), one generic strided/broadcasting kernel that all of
  * them compile to, and the strided copy behind `contiguous()`.
  */
-import { engine } from '../engine.js';
+import { engine, type BoundElements } from '../engine.js';
 import { broadcastIndex, host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { broadcastShapes, numel, shapeEq, type Shape } from '../shape.js';
-import { registerContiguousCopy, Tensor, type DType } from '../tensor.js';
-import { erf, linearIndex, MAIN_ARGS, MATH_HELPERS, WG, wgslType } from './wgsl.js';
+import { registerCast, registerContiguousCopy, Tensor, type DType } from '../tensor.js';
+import { enableF16, erf, linearIndex, MAIN_ARGS, MATH_HELPERS, storageType, WG } from './wgsl.js';
 
 type Expr1 = (x: string) => string;
 type Expr2 = (a: string, b: string) => string;
@@ -151,7 +151,7 @@ const PER_INVOCATION = 8;
 export type MapInput = Tensor | number;
 
 export interface MapOptions {
-  /** Output dtype (default float32). */
+  /** Output dtype (default: float16 when every tensor input is float16, else float32). */
   dtype?: DType;
   /** Compute in i32 instead of f32 (every tensor input must be int32). */
   int?: boolean;
@@ -168,7 +168,8 @@ export interface MapOptions {
 /**
  * The generic elementwise kernel: `expr` receives one WGSL expression per input (already
  * loaded, broadcast and converted to the compute type) and returns the output expression.
- * Non-contiguous and broadcast inputs are read through their strides; no copies.
+ * Non-contiguous and broadcast inputs are read through their strides; no copies. float16
+ * inputs and outputs are computed in f32 and rounded once on store.
  */
 export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, opts: MapOptions = {}): Tensor {
   const tensors = inputs.filter((x): x is Tensor => x instanceof Tensor);
@@ -178,7 +179,7 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
   const outShape = into ? [...into.shape] : opts.shape ? [...opts.shape] : broadcastShapes(...tensors.map((t) => t.shape));
   const e = engine();
   const n = numel(outShape);
-  const outDtype = into ? into.dtype : (opts.dtype ?? 'float32');
+  const outDtype = into ? into.dtype : (opts.dtype ?? floatResult(tensors));
   if (into && tensors.some((t) => t.storage === into.storage)) {
     throw new Error('map(): an input shares storage with the output view; clone() it first');
   }
@@ -194,9 +195,9 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
   const chunked = !out.fitsBinding || tensors.some((t) => !t.fitsBinding);
   if (chunked) {
     const why = `${label} splits only a contiguous output and inputs of its shape that are contiguous`;
-    if (!outDirect) throw e.tooLarge(label, into!.span * 4, why);
+    if (!outDirect) throw e.tooLarge(label, into!.span * into!.elementBytes, why);
     tensors.forEach((t, k) => {
-      if (!direct[k] && !t.fitsBinding) throw e.tooLarge(label, t.span * 4, why);
+      if (!direct[k] && !t.fitsBinding) throw e.tooLarge(label, t.span * t.elementBytes, why);
     });
   }
   const coordNeeded = !outDirect || direct.some((d) => !d);
@@ -234,12 +235,12 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
   const names: string[] = [];
   let binding = 1;
   tensors.forEach((t, k) => {
-    decls.push(`@group(0) @binding(${binding++}) var<storage, read> in${k}: array<${wgslType(t.dtype)}>;`);
+    decls.push(`@group(0) @binding(${binding++}) var<storage, read> in${k}: array<${storageType(t.dtype)}>;`);
     const index = direct[k]
       ? `p.off${k} + i`
       : `p.off${k}${strides[k]!.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', `st${k}`, d)}`)).join('')}`;
     const raw = `in${k}[${index}]`;
-    loads.push(`  let v${k} = ${wgslType(t.dtype) === T ? raw : `${T}(${raw})`};`);
+    loads.push(`  let v${k} = ${storageType(t.dtype) === T ? raw : `${T}(${raw})`};`);
   });
   let ti = 0;
   let scalarCount = 0;
@@ -259,14 +260,18 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
       if (d > 0) coords.push(`  r = r / ${s};`);
     }
   }
-  const outT = wgslType(outDtype);
+  const outT = storageType(outDtype);
+  const half = outDtype === 'float16' || tensors.some((t) => t.dtype === 'float16');
   const body = expr(names);
   let code: string | null = null;
+  const bindRun = (t: Tensor, start: number, count: number): BoundElements =>
+    e.bindElements(t.storage.buffer, t.offset + start, count, label, t.elementBytes);
   for (const { start, count } of e.elementRuns(n, !chunked)) {
-    const bound = tensors.map((t, k) => (direct[k] ? e.bindElements(t.buffer, t.offset + start, count, label) : t.binding(label)));
-    const o = outDirect ? e.bindElements(out.buffer, out.offset + start, count, label) : out.binding(label);
+    const bound = tensors.map((t, k) => (direct[k] ? bindRun(t, start, count) : t.binding(label, true)));
+    const o = outDirect ? bindRun(out, start, count) : out.binding(label, true);
     const ps = params(count, start, o.offset, bound.map((b) => b.offset));
     code ??= /* wgsl */ `
+${enableF16(half)}
 ${ps.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join('\n')}
@@ -297,10 +302,16 @@ ${loads.join('\n')}
 
 // Public ops ----------------------------------------------------------------------------
 
+/** The float dtype of an op on these tensors: float16 when all are, else float32 (PyTorch's
+ * promotion of half with float). */
+function floatResult(tensors: readonly Tensor[]): DType {
+  return tensors.length > 0 && tensors.every((t) => t.dtype === 'float16') ? 'float16' : 'float32';
+}
+
 export function unary(op: UnaryName, x: Tensor, alpha = 0, beta = 0): Tensor {
   const def: UnaryOp = UNARY[op];
   const int = x.dtype === 'int32' && def.int === true;
-  return map([x], ([v]) => def.wgsl(v!), { int, dtype: int ? 'int32' : 'float32', alpha, beta, label: op });
+  return map([x], ([v]) => def.wgsl(v!), { int, dtype: int ? 'int32' : floatResult([x]), alpha, beta, label: op });
 }
 
 export function binary(op: BinaryName, a: Tensor | number, b: Tensor | number): Tensor {
@@ -309,7 +320,7 @@ export function binary(op: BinaryName, a: Tensor | number, b: Tensor | number): 
   if (tensors.length === 0) throw new TypeError(`${op}() needs at least one tensor operand`);
   const scalarsInt = [a, b].every((x) => x instanceof Tensor || Number.isInteger(x));
   const int = def.int === true && scalarsInt && tensors.every((t) => t.dtype === 'int32');
-  const dtype: DType = def.compare ? 'float32' : int ? 'int32' : 'float32';
+  const dtype: DType = def.compare ? 'float32' : int ? 'int32' : floatResult(tensors);
   const expr = int && def.wgslInt ? def.wgslInt : def.wgsl;
   return map([a, b], ([x, y]) => expr(x!, y!), { int, dtype, label: op });
 }
@@ -365,16 +376,18 @@ export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Ten
   const c = cond.dtype === 'int32' ? 'i32' : 'f32';
   return map([cond, a, b], ([k, x, y]) => `select(${y}, ${x}, ${c}(${k}) != ${c}(0))`, {
     int,
-    dtype: int ? 'int32' : 'float32',
+    dtype: int ? 'int32' : floatResult(ts),
     label: 'where',
   });
 }
 
-/** Converts between float32 and int32 (float to int truncates toward zero, as PyTorch). */
+/** Converts between float32, float16 and int32 (float to int truncates toward zero, as
+ * PyTorch; to float16 rounds to nearest even, overflowing to infinity). */
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return copy(x);
   return map([x], ([v]) => v!, { int: dtype === 'int32', dtype, label: 'cast' });
 }
+registerCast(cast);
 
 /** Writes `src` (broadcast to `dst`'s shape) into the view `dst` in place, as `dst.copy_(src)`. */
 export function assign(dst: Tensor, src: Tensor | number): Tensor {

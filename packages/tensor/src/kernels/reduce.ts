@@ -26,7 +26,7 @@ import { Params } from '../params.js';
 import { fmt, normDim, numel, type Shape } from '../shape.js';
 import { Tensor, type DType } from '../tensor.js';
 import { assign } from './elementwise.js';
-import { linearIndex, MAIN_ARGS, WG, wgslType } from './wgsl.js';
+import { enableF16, linearIndex, MAIN_ARGS, storageType, WG, wgslType } from './wgsl.js';
 
 export type Dims = number | readonly number[];
 
@@ -235,9 +235,12 @@ export function reduceGeneric(spec: ReduceSpec): Tensor[] {
     for (const [k, v] of Object.entries(spec.ints ?? {})) params.i32(k, v);
     params.f32('count', len);
   };
+  // float16 inputs and outputs are loaded into f32 and stored once, as PyTorch accumulates
+  // half-precision sums in float.
+  const half = [...spec.inputs, ...outputs].some((t) => t.dtype === 'float16');
   const outDecls = (first: number): string =>
-    spec.outputs.map((o, k) => `@group(0) @binding(${first + k}) var<storage, read_write> out${k}: array<${wgslType(o.dtype)}>;`).join('\n');
-  const outWrites = spec.outputs.map((o, k) => `  out${k}[row] = ${wgslType(o.dtype)}(${o.expr('acc')});`).join('\n');
+    spec.outputs.map((o, k) => `@group(0) @binding(${first + k}) var<storage, read_write> out${k}: array<${storageType(o.dtype)}>;`).join('\n');
+  const outWrites = spec.outputs.map((o, k) => `  out${k}[row] = ${storageType(o.dtype)}(${o.expr('acc')});`).join('\n');
   const partialOut = (b: number): string => `@group(0) @binding(${b}) var<storage, read_write> part: array<S>;`;
 
   // Pass 1: the inputs through their strides. With several reduced dims left after merging
@@ -248,7 +251,7 @@ export function reduceGeneric(spec: ReduceSpec): Tensor[] {
   const r = inner.sizes.length;
   const nested = r >= 2 && splits <= inner.sizes[r - 1]!;
   const K = spec.inputs.length;
-  const bound = spec.inputs.map((t) => t.binding(spec.label));
+  const bound = spec.inputs.map((t) => t.binding(spec.label, true));
   const extras = (spec.extras ?? []).map((t) => t.binding(spec.label));
   const params = new Params().u32('n', rows * splits).u32('len', len).u32('splits', splits);
   if (kept.sizes.length > 0) params.u32s('ks', kept.sizes);
@@ -264,7 +267,7 @@ export function reduceGeneric(spec: ReduceSpec): Tensor[] {
   extras.forEach((x, k) => params.u32(`exOff${k}`, x.offset));
   userParams(params);
   let b = 1;
-  const decls = spec.inputs.map((t, k) => `@group(0) @binding(${b++}) var<storage, read> in${k}: array<${wgslType(t.dtype)}>;`);
+  const decls = spec.inputs.map((t, k) => `@group(0) @binding(${b++}) var<storage, read> in${k}: array<${storageType(t.dtype)}>;`);
   (spec.extras ?? []).forEach((t, k) => decls.push(`@group(0) @binding(${b++}) var<storage, read> ex${k}: array<${wgslType(t.dtype)}>;`));
   const ks = [...Array(K).keys()];
   const vals = ks.map((k) => `v${k}`);
@@ -299,13 +302,14 @@ ${offsetsOf('j', (k) => `o${k}`)}
     ${take(false, 'j', (k) => `o${k}`)}
   }`;
   const code = /* wgsl */ `
+${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join('\n')}
 ${state.code}
 ${final ? outDecls(b) : partialOut(b)}
 fn elem_(row: u32, j: u32, ${ks.map((k) => `o${k}: u32`).join(', ')}) -> ${V} {
-${ks.map((k) => `  let v${k} = in${k}[o${k}];`).join('\n')}
+${ks.map((k) => `  let v${k} = ${spec.inputs[k]!.dtype === 'float16' ? `f32(in${k}[o${k}])` : `in${k}[o${k}]`};`).join('\n')}
   return ${spec.elem ? spec.elem(vals) : 'v0'};
 }
 @compute @workgroup_size(${WG})
@@ -323,18 +327,18 @@ ${final ? outWrites : '  part[g] = acc;'}
   e.dispatch({
     code,
     params,
-    buffers: [...bound.map((x) => x.resource), ...extras.map((x) => x.resource), ...(part ? [part.buffer] : outputs.map((o) => o.buffer))],
+    buffers: [...bound.map((x) => x.resource), ...extras.map((x) => x.resource), ...(part ? [part.buffer] : outputs.map((o) => o.storage.buffer))],
     workgroups: e.grid(Math.ceil((rows * splits) / WG)),
     label: spec.label,
   });
-  if (part) reducePartials(spec.label, part, rows, splits, state, outputs, userParams, outDecls, outWrites);
+  if (part) reducePartials(spec.label, part, rows, splits, state, outputs, userParams, outDecls, outWrites, half);
   return outputs;
 }
 
 /** Passes over per-chunk states ([rows, prevLen] S) until one state per row remains. */
 function reducePartials(
   label: string, part: Tensor, rows: number, prevLen: number, state: StateDef, outputs: Tensor[],
-  userParams: (p: Params) => void, outDecls: (first: number) => string, outWrites: string,
+  userParams: (p: Params) => void, outDecls: (first: number) => string, outWrites: string, half: boolean,
 ): void {
   const e = engine();
   let prev = part;
@@ -345,6 +349,7 @@ function reducePartials(
     const params = new Params().u32('n', rows * splits).u32('len', len).u32('splits', splits);
     userParams(params);
     const code = /* wgsl */ `
+${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${state.code}
@@ -367,7 +372,7 @@ ${final ? outWrites : '  part[g] = acc;'}
     e.dispatch({
       code,
       params,
-      buffers: [prev.buffer, ...(next ? [next.buffer] : outputs.map((o) => o.buffer))],
+      buffers: [prev.buffer, ...(next ? [next.buffer] : outputs.map((o) => o.storage.buffer))],
       workgroups: e.grid(Math.ceil((rows * splits) / WG)),
       label: `${label} (partials)`,
     });
@@ -405,7 +410,7 @@ function emptyReduction(x: Tensor, dims: number[], keepdim: boolean, value: numb
 
 function simple(kind: 'sum' | 'max' | 'min', x: Tensor, dims: Dims | undefined, opts: ReduceOptions, op: string, mean = false): Tensor {
   x.assertAlive();
-  if (mean && x.dtype !== 'float32') throw new TypeError(`${op}: needs a float32 tensor, got ${x.dtype}`);
+  if (mean && x.dtype === 'int32') throw new TypeError(`${op}: needs a float32 or float16 tensor, got ${x.dtype}`);
   const d = resolveDims(x, dims, op);
   const keepdim = opts.keepdim ?? false;
   const empty = emptyReduction(x, d, keepdim, kind === 'sum' ? (mean ? NaN : 0) : null, op, x.dtype);

@@ -9,8 +9,21 @@ export function linearIndex(wg = WG): string {
 
 export const MAIN_ARGS = '@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>';
 
-export function wgslType(dtype: 'float32' | 'int32'): 'f32' | 'i32' {
+/** The WGSL type a kernel computes `dtype` in: float16 is computed in f32. */
+export function wgslType(dtype: 'float32' | 'float16' | 'int32'): 'f32' | 'i32' {
   return dtype === 'int32' ? 'i32' : 'f32';
+}
+
+/** The WGSL element type of a buffer holding `dtype`. Kernels written for float16 load its
+ * f16 elements into f32 and compute there (PyTorch's "opmath" for half), storing f16. */
+export function storageType(dtype: 'float32' | 'float16' | 'int32'): 'f32' | 'f16' | 'i32' {
+  return dtype === 'float16' ? 'f16' : dtype === 'int32' ? 'i32' : 'f32';
+}
+
+/** The directive a shader with f16 buffers starts with (the device has `shader-f16`, or no
+ * float16 tensor could exist). */
+export function enableF16(used: boolean): string {
+  return used ? 'enable f16;' : '';
 }
 
 /** Math WGSL lacks or gets wrong at the edges: erf (Abramowitz–Stegun 7.1.26, |err| < 1.5e-7)
