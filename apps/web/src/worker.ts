@@ -6,7 +6,7 @@
 import * as A from '@tl/autograd';
 import { init } from '@tl/tensor';
 import { ClassifierModel, DIGITS_RESNET14, getModelSpec, isImageModelSpec, listModels, saveToOpfs, serializeSafetensors, type ImageModelSpec, type WeightsSource } from '@tl/models';
-import { browserImages, browserStore, decodeImageData, digitsFromJson, evalResizeSize, evalTransform, splitDigits, Subset, type Dataset, type DigitJson, type Preprocess } from '@tl/train';
+import { browserImages, browserStore, decodeImageData, DEFAULT_CACHE_MB, defaultImageWorkers, digitsFromJson, evalResizeSize, evalTransform, splitDigits, Subset, type Dataset, type DigitJson, type Preprocess } from '@tl/train';
 import { digitUrls, embeddedWeightsUrl } from 'virtual:tl-assets';
 import { EMBEDDED_FILE, exportTensors, pretrainedModel, runJob } from './job.js';
 import { handleAdapt } from './adapt-worker.js';
@@ -143,9 +143,11 @@ async function train(req: TrainRequest): Promise<void> {
     const split = splitDigits(digitsFromJson(await loadDigits()), { digits: [5, 6, 7, 8, 9], labelsPerClass: req.data.labelsPerClass, testPerClass: req.data.testPerClass, seed: req.seed });
     ({ train, test, classes } = split);
   } else {
-    post({ type: 'stage', text: 'decoding images' });
     const r = browserImages(req.data.classes.map((c) => ({ name: c.name, images: c.images.map((b, i) => ({ source: b, name: `${c.name} #${i + 1}` })) })), {
       ...pre, valSplit: req.data.valSplit > 0 ? req.data.valSplit : undefined, seed: req.seed, identity: `page:${Date.now()}`,
+      // Images are decoded as the loader asks for them, by Web Workers nested in this one, which
+      // stays free to drive the GPU; decoded images are kept up to the cache's limit.
+      workers: defaultImageWorkers(), cache: DEFAULT_CACHE_MB,
     });
     ({ train, val, classes } = r);
   }
