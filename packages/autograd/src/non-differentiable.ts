@@ -23,6 +23,11 @@ export const NON_DIFFERENTIABLE: Readonly<Record<string, readonly string[]>> = {
     'layerNormBackward', 'layerNormWithStats', 'logSoftmaxBackward', 'map', 'matmulWgsl', 'maxPool2dBackward', 'maxPool2dWithIndices',
     'moments', 'reduceGeneric', 'softmaxBackward', 'varMean',
   ],
+  /** Kernel autotuning: stored choices, the store, and the hook that forces a matmul variant. */
+  autotune: [
+    'adapterKey', 'autotuneEnabled', 'autotuneFilePath', 'forceMatmulVariant', 'matmulShapeClass', 'matmulSpecKey', 'onEngineInit', 'registerTuneStore',
+    'setAutotune', 'tuneChoices', 'tunePending', 'tuneStoreLocation',
+  ],
   /** Views: split and chunk return narrow() views, whose gradients the view hook records. */
   views: ['chunk', 'split'],
   /** Shapes, indices, checks and formatting on the host. */

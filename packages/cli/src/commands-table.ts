@@ -239,6 +239,23 @@ export const COMMANDS: Record<string, CommandDef> = {
     },
     examples: ['tl bench --quick', 'tl bench --only matmul'],
   },
+  tune: {
+    usage: 'tl tune --model <id> [--batch-size 8 --image-size <px>] | --shapes MxKxN[,...]',
+    summary: "measure the matmul kernel variants on this adapter and store the fastest per shape class",
+    flags: {
+      model: { type: 'string', group: 'model', value: 'id', help: "an image model: one forward and backward step on random input records its products" },
+      'batch-size': { type: 'number', group: 'data', value: 'n', help: 'samples in that step (use the batch size of the training run)', default: '8' },
+      'image-size': { type: 'number', group: 'data', value: 'pixels', help: 'side of the square input', default: "the model's input size" },
+      shapes: { type: 'string', group: 'options', value: 'MxKxN,...', help: 'products [M, K] x [K, N] to tune, besides or instead of --model' },
+      ...json,
+      ...help,
+    },
+    examples: ['tl tune --model resnet18 --batch-size 32', 'tl tune --shapes 256x512x1000,64x64x64', 'TL_AUTOTUNE=1 tl train ...'],
+    notes: [
+      'Choices are kept per adapter and driver in $TL_CACHE/autotune.json, else $XDG_CACHE_HOME/tl/autotune.json (~/.cache/tl);',
+      'every run then uses them. TL_AUTOTUNE=1 measures shape classes a run meets that have no choice yet.',
+    ],
+  },
   help: {
     usage: 'tl help [command]',
     summary: 'this overview, or the help of one command',

@@ -11,6 +11,7 @@ import { evalCausalLMCommand, generateCommand, isCausalLMRun, isGenerationReques
 import { evalCommand, predictCommand, type ModelSource } from './commands/eval.js';
 import { doctorCommand, exportCommand, inspectCommand } from './commands/misc.js';
 import { modelsCommand, needsEngine } from './commands/models.js';
+import { tuneCommand } from './commands/tune.js';
 import { isTextModel, trainTextCommand } from './commands/text.js';
 import { checkInputs, readConfigFile, readRunConfig, trainCommand, validateConfig, type RunStart, type TrainConfig } from './commands/train.js';
 import { SPEECH_ID, SPEECH_WEIGHTS } from './embedded.js';
@@ -171,6 +172,14 @@ async function main(argv: string[]): Promise<void> {
       return exportCommand(String(flags.run), String(flags.out), !!flags.overwrite);
     case 'doctor':
       return doctorCommand();
+    case 'tune': {
+      const o = {
+        model: flags.model as string | undefined, batchSize: flags.batchSize as number | undefined, imageSize: flags.imageSize as number | undefined,
+        shapes: flags.shapes as string | undefined, json: !!flags.json,
+      };
+      await tuneCommand(o);
+      return;
+    }
     case 'bench': {
       const root = fileURLToPath(new URL('../../../', import.meta.url));
       const args = ['--filter', '@tl/bench', 'kernels', ...(flags.quick ? ['--quick'] : []), ...(flags.only ? ['--only', String(flags.only)] : [])];

@@ -20,6 +20,10 @@ export interface Dispatch {
   workgroups: readonly [number, number?, number?];
   /** Human-readable name used in error messages. */
   label?: string;
+  /** A spec string that determines the WGSL (kernel family, variant, specialization). With
+   * it the pipeline is cached by the key and `code` is read only on a miss, so a kernel that
+   * passes `code` as a getter generates its WGSL once per spec, not once per call. */
+  key?: string;
 }
 
 interface Disposable {
@@ -46,6 +50,10 @@ export class Engine {
   private readonly storageAlign: number;
   private _bindingLimit: number;
   private pipelines = new Map<string, GPUComputePipeline>();
+  private keyedPipelines = new Map<string, GPUComputePipeline>();
+  /** Work to run at the next wait on the GPU (`read`, `sync`): the kernel autotuner's
+   * measurements, which cannot run inside the synchronous op that asked for them. */
+  private idleTasks: (() => Promise<void>)[] = [];
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private dispatches = 0;
@@ -103,8 +111,32 @@ export class Engine {
     return p;
   }
 
+  /** The pipeline of the kernel spec `key`; `code` runs only when it is not cached yet. */
+  pipelineFor(key: string, code: () => string, label?: string): GPUComputePipeline {
+    let p = this.keyedPipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: code(), label });
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
+      this.keyedPipelines.set(key, p);
+    }
+    return p;
+  }
+
   get pipelineCount(): number {
-    return this.pipelines.size;
+    return this.pipelines.size + this.keyedPipelines.size;
+  }
+
+  /** Queues `task` to run (once, in order) at the next `read` or `sync`, after the work
+   * recorded so far has been submitted. */
+  whenIdle(task: () => Promise<void>): void {
+    this.idleTasks.push(task);
+  }
+
+  private async runIdleTasks(): Promise<void> {
+    // Taken before running: a task that reads or syncs itself must not run again.
+    const tasks = this.idleTasks;
+    this.idleTasks = [];
+    for (const t of tasks) await t();
   }
 
   /** The largest storage binding in bytes (the device's maxStorageBufferBindingSize unless
@@ -192,7 +224,7 @@ export class Engine {
       throw new Error(`${d.label ?? 'kernel'}: dispatch [${x}, ${y}, ${z}] exceeds ${max} workgroups per dimension`);
     }
     const storage = d.buffers.map((b) => this.storageResource(b, d.label ?? 'kernel'));
-    const pipeline = this.pipeline(d.code, d.label);
+    const pipeline = d.key === undefined ? this.pipeline(d.code, d.label) : this.pipelineFor(d.key, () => d.code, d.label);
     const entries: GPUBindGroupEntry[] = [];
     let binding = 0;
     if (d.params && !d.params.empty) {
@@ -255,6 +287,7 @@ export class Engine {
   /** Copies `byteLength` bytes at `byteOffset` of `buffer` to the host. */
   async read(buffer: GPUBuffer, byteOffset: number, byteLength: number): Promise<ArrayBuffer> {
     this.checkAlive();
+    if (this.idleTasks.length) await this.runIdleTasks();
     const copyBytes = Math.ceil(byteLength / 4) * 4;
     const size = bucketSize(copyBytes);
     const stage = this.staging.get(size)?.pop() ??
@@ -278,6 +311,7 @@ export class Engine {
 
   /** Waits until every submitted command has run. */
   async sync(): Promise<void> {
+    if (this.idleTasks.length) await this.runIdleTasks();
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
     this.throwErrors();
@@ -379,11 +413,19 @@ export class Engine {
 
 let current: Engine | null = null;
 let pending: Promise<Engine> | null = null;
+const initHooks: ((e: Engine) => Promise<void>)[] = [];
+
+/** Runs `hook` on every engine `init` creates, before `init` resolves (the autotuner loads
+ * the adapter's stored kernel choices there, so the first op already uses them). */
+export function onEngineInit(hook: (e: Engine) => Promise<void>): void {
+  initHooks.push(hook);
+}
 
 /** Creates the shared engine once (adapter, device with the adapter's limits). */
 export function init(): Promise<Engine> {
   if (current) return Promise.resolve(current);
-  pending ??= Engine.create().then((e) => {
+  pending ??= Engine.create().then(async (e) => {
+    for (const hook of initHooks) await hook(e);
     current = e;
     pending = null;
     return e;

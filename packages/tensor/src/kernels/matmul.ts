@@ -1,16 +1,17 @@
 /**
  * Matrix products as PyTorch's `matmul` (1-D and n-D operands, broadcast batch dims) and
- * `linear`, with an optional fused bias + activation epilogue. One register-tiled kernel:
- * each invocation accumulates a TM x TN block of the output in registers, no workgroup
- * memory (on lavapipe barriers cost more than the reuse they buy). Operands are read
- * through their strides: a transposed view (strides [1, M]) is a specialization of the
- * WGSL, not a copy.
+ * `linear`, with an optional fused bias + activation epilogue. Operands are read through
+ * their strides: a transposed view (strides [1, M]) is a specialization of the WGSL, not a
+ * copy. Several kernels compute the same product (see `MATMUL_VARIANTS`); which one runs
+ * for a problem is the autotuner's choice for the adapter (tune.ts), else the default.
  */
+import { full } from '../creation.js';
 import { engine, type BoundElements } from '../engine.js';
 import { broadcastIndex, host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { broadcastShapes, fmt } from '../shape.js';
 import { Tensor } from '../tensor.js';
+import { forceMatmulVariant, matmulChoice, type MatmulProblem, type TuneBench, type TuneFamily } from '../tune.js';
 import { checkFloat } from './check-float.js';
 import { UNARY } from './elementwise.js';
 import { MATH_HELPERS } from './wgsl.js';
@@ -18,6 +19,19 @@ import { MATH_HELPERS } from './wgsl.js';
 export type MatmulActivation = 'relu' | 'relu6' | 'gelu' | 'geluTanh' | 'silu' | 'sigmoid' | 'tanh';
 
 const ACTIVATIONS: readonly MatmulActivation[] = ['relu', 'relu6', 'gelu', 'geluTanh', 'silu', 'sigmoid', 'tanh'];
+
+/**
+ * The candidate kernels, every one correct for every problem:
+ * - `reg`: register tiles sized per storage order (`TILES`), no workgroup memory. What
+ *   lavapipe rewards (barriers cost more there than the reuse they buy); the default.
+ * - `reg4`: the same kernel with 4x4 tiles: 2-8x more invocations, for GPUs with many
+ *   cores and problems too small to fill them with large tiles.
+ * - `wg32`, `wg64`: workgroup-memory tiles (32x32 or 64x64 outputs per workgroup, 16 of K
+ *   per stage) loaded cooperatively with vec4 loads where the layout allows, each
+ *   invocation accumulating 4x4 outputs from them: the classic kernel of discrete GPUs.
+ */
+export type MatmulVariant = 'reg' | 'reg4' | 'wg32' | 'wg64';
+export const MATMUL_VARIANTS: readonly MatmulVariant[] = ['reg', 'reg4', 'wg32', 'wg64'];
 
 export interface MatmulOptions {
   /** Added to every row of the result: shape [N], N = the last dim of `b` (1 when `b` is 1-D). */
@@ -31,6 +45,9 @@ export interface MatmulSpec {
   /** Output rows and columns per invocation; tn is a multiple of 4. */
   tm: number;
   tn: number;
+  /** K per workgroup-memory stage; 0 for the register-tiled kernel (no workgroup memory).
+   * With bk > 0, tm = tn = 4 and a workgroup covers 4 * wy rows and 4 * wx columns. */
+  bk: number;
   /** A is stored with M contiguous (a transposed view), B with K contiguous. */
   transA: boolean;
   transB: boolean;
@@ -48,17 +65,79 @@ export interface MatmulSpec {
   wy: number;
 }
 
-/**
- * The kernel. Uniforms: M, N, K; per operand its element offset, leading-dim stride (ldA:
- * between rows of A, or between columns when transA; ldB: between rows of B, or columns when
- * transB) and batch strides; the bias offset and stride; the output's offset and row stride
- * (a chunk's columns are a strided block of it). Rows and columns past the edge are
- * clamped on load (their results are never stored), so only K needs a tail.
- */
-export function matmulWgsl(s: MatmulSpec, params: Params): string {
+/** The pipeline cache key of a spec: everything the WGSL depends on (the uniform block's
+ * layout follows from batchRank and bias), so a cache hit never regenerates the text. */
+export function matmulSpecKey(s: MatmulSpec): string {
+  const flags = [s.transA, s.transB, s.vecA, s.vecB, s.bias, s.accumulate].map((f) => (f ? 1 : 0)).join('');
+  return `matmul/${s.tm}x${s.tn}/k${s.bk}/wg${s.wx}x${s.wy}/b${s.batchRank}/${flags}/${s.activation ?? '-'}`;
+}
+
+const range = (n: number): number[] => [...Array(n).keys()];
+
+/** Offsets of the batch slice `bz` added to offA and offB. */
+function batchLines(s: MatmulSpec): string[] {
+  const batch: string[] = ['  var z = bz;'];
+  for (let d = s.batchRank - 1; d >= 0; d--) {
+    const size = Params.at('p', 'bshape', d);
+    batch.push(`  let c${d} = ${d > 0 ? `z % ${size}` : 'z'};`);
+    if (d > 0) batch.push(`  z = z / ${size};`);
+    batch.push(`  offA += c${d} * ${Params.at('p', 'bsa', d)};`, `  offB += c${d} * ${Params.at('p', 'bsb', d)};`);
+  }
+  return batch;
+}
+
+/** Stores the invocation's tile (acc{i}_{q}, origin m0, n0) with accumulate, bias and
+ * activation. The epilogue runs once per invocation: a loop over a private copy of the tile
+ * keeps one inlined copy of the activation instead of tm * tn (compile time, not run time). */
+function epilogueLines(s: MatmulSpec): string[] {
   const { tm, tn } = s;
   const nq = tn / 4;
-  const range = (n: number): number[] => [...Array(n).keys()];
+  const n = `n0 + c`;
+  let value = `res[i * ${nq}u + (c >> 2u)][c & 3u]`;
+  if (s.accumulate) value = `out[row + ${n}] + ${value}`;
+  if (s.bias) value = `${value} + bias[p.offBias + (${n}) * p.sBias]`;
+  if (s.activation) value = `act_(${value})`;
+  return [
+    `  var res = array<vec4<f32>, ${tm * nq}>(${range(tm).flatMap((i) => range(nq).map((q) => `acc${i}_${q}`)).join(', ')});`,
+    `  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`,
+    '    let row = p.offOut + zo + (m0 + i) * p.ldOut;',
+    `    for (var c = 0u; c < ${tn}u && ${n} < p.N; c++) {`,
+    `      out[row + ${n}] = ${value};`,
+    '    }',
+    '  }',
+  ];
+}
+
+/** The uniform block, bindings and activation helper shared by every variant. */
+function preamble(s: MatmulSpec, params: Params): string {
+  const arr = (vec: boolean): string => (vec ? 'array<vec4<f32>>' : 'array<f32>');
+  let binding = 1;
+  const decls = [
+    `@group(0) @binding(${binding++}) var<storage, read> a: ${arr(s.vecA)};`,
+    `@group(0) @binding(${binding++}) var<storage, read> b: ${arr(s.vecB)};`,
+  ];
+  if (s.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
+  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
+  const act = s.activation ? `${MATH_HELPERS}\nfn act_(x: f32) -> f32 { return ${UNARY[s.activation].wgsl('x')}; }\n` : '';
+  return `${params.wgsl('P')}\n@group(0) @binding(0) var<uniform> p: P;\n${decls.join('\n')}\n${act}`;
+}
+
+/** The kernel for a spec: register-tiled (bk = 0) or workgroup-memory tiled. */
+export function matmulWgsl(s: MatmulSpec, params: Params): string {
+  return s.bk > 0 ? sharedWgsl(s, params) : registerWgsl(s, params);
+}
+
+/**
+ * The register-tiled kernel. Uniforms: M, N, K; per operand its element offset, leading-dim
+ * stride (ldA: between rows of A, or between columns when transA; ldB: between rows of B, or
+ * columns when transB) and batch strides; the bias offset and stride; the output's offset
+ * and row stride (a chunk's columns are a strided block of it); xBase and yBase in
+ * invocations. Rows and columns past the edge are clamped on load (their results are never
+ * stored), so only K needs a tail.
+ */
+function registerWgsl(s: MatmulSpec, params: Params): string {
+  const { tm, tn } = s;
+  const nq = tn / 4;
   // Unrolling K by 4 only pays where a vec4 load runs along K.
   const kVecA = s.vecA && !s.transA;
   const kVecB = s.vecB && s.transB;
@@ -143,46 +222,8 @@ export function matmulWgsl(s: MatmulSpec, params: Params): string {
     loop.push('  for (var k = 0u; k < p.K; k++) {', ...A.lines, ...B.lines, ...fmas(A.at, B.vec, ''), '  }');
   }
 
-  const batch: string[] = ['  var z = bz;'];
-  for (let d = s.batchRank - 1; d >= 0; d--) {
-    const size = Params.at('p', 'bshape', d);
-    batch.push(`  let c${d} = ${d > 0 ? `z % ${size}` : 'z'};`);
-    if (d > 0) batch.push(`  z = z / ${size};`);
-    batch.push(`  offA += c${d} * ${Params.at('p', 'bsa', d)};`, `  offB += c${d} * ${Params.at('p', 'bsb', d)};`);
-  }
-
-  // The epilogue runs once per invocation: a loop over a private copy of the tile keeps one
-  // inlined copy of the activation instead of tm * tn (compile time, not run time).
-  const n = `n0 + c`;
-  let value = `res[i * ${nq}u + (c >> 2u)][c & 3u]`;
-  if (s.accumulate) value = `out[row + ${n}] + ${value}`;
-  if (s.bias) value = `${value} + bias[p.offBias + (${n}) * p.sBias]`;
-  if (s.activation) value = `act_(${value})`;
-  const store = [
-    `  var res = array<vec4<f32>, ${tm * nq}>(${range(tm).flatMap((i) => range(nq).map((q) => `acc${i}_${q}`)).join(', ')});`,
-    `  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`,
-    '    let row = p.offOut + zo + (m0 + i) * p.ldOut;',
-    `    for (var c = 0u; c < ${tn}u && ${n} < p.N; c++) {`,
-    `      out[row + ${n}] = ${value};`,
-    '    }',
-    '  }',
-  ];
-
-  const arr = (vec: boolean): string => (vec ? 'array<vec4<f32>>' : 'array<f32>');
-  let binding = 1;
-  const decls = [
-    `@group(0) @binding(${binding++}) var<storage, read> a: ${arr(s.vecA)};`,
-    `@group(0) @binding(${binding++}) var<storage, read> b: ${arr(s.vecB)};`,
-  ];
-  if (s.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
-  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
-  const act = s.activation ? `${MATH_HELPERS}\nfn act_(x: f32) -> f32 { return ${UNARY[s.activation].wgsl('x')}; }\n` : '';
-
   return /* wgsl */ `
-${params.wgsl('P')}
-@group(0) @binding(0) var<uniform> p: P;
-${decls.join('\n')}
-${act}
+${preamble(s, params)}
 @compute @workgroup_size(${s.wx}, ${s.wy})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = (gid.x + p.xBase) * ${tn}u;
@@ -191,11 +232,123 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let zo = bz * p.M * p.N;
   var offA = p.offA;
   var offB = p.offB;
-${batch.join('\n')}
+${batchLines(s).join('\n')}
 ${setup.join('\n')}
 ${range(tm).flatMap((i) => range(nq).map((q) => `  var acc${i}_${q} = vec4<f32>(0.0);`)).join('\n')}
 ${loop.join('\n')}
-${store.join('\n')}
+${epilogueLines(s).join('\n')}
+}`;
+}
+
+/**
+ * The workgroup-memory kernel: a workgroup computes a BM x BN block of the output
+ * (BM = 4 * wy, BN = 4 * wx), staging BK-deep slices of A and B in workgroup memory, each
+ * invocation accumulating 4 x 4 outputs from them. Tiles are stored with M (for A) and N
+ * (for B) innermost, so the inner loop reads one vec4 of each per k whatever the operands'
+ * storage order; the cooperative loads follow the storage order instead, with vec4 loads
+ * along the contiguous dim when it is aligned. Rows and columns past the edge are clamped on
+ * load as in the register kernel; K past the edge loads zeros. xBase and yBase count
+ * workgroups.
+ */
+function sharedWgsl(s: MatmulSpec, params: Params): string {
+  const BK = s.bk;
+  const BM = 4 * s.wy;
+  const BN = 4 * s.wx;
+  const threads = s.wx * s.wy;
+  const BM4 = BM / 4;
+  const BN4 = BN / 4;
+  const BK4 = BK / 4;
+  const lane = 'vec4<u32>(0u, 1u, 2u, 3u)';
+
+  /** One operand's stage: `outer` is M (A) or N (B), `o0` its block origin, `tile` the
+   * workgroup array, `vec` whether the operand is read as vec4s. */
+  const stage = (name: 'a' | 'b', trans: boolean, vec: boolean, outer: 'M' | 'N', o0: string, tile: string, OUT: number): string[] => {
+    const OUT4 = OUT / 4;
+    const off = name === 'a' ? 'offA' : 'offB';
+    const ld = name === 'a' ? 'p.ldA' : 'p.ldB';
+    // A is K-contiguous unless transposed, B is K-contiguous when transposed.
+    const kContig = name === 'a' ? !trans : trans;
+    const lines: string[] = [];
+    const loop = (count: number, body: string[]): void => {
+      lines.push(`    for (var r = 0u; r < ${count / threads}u; r++) {`, `      let idx = li + r * ${threads}u;`, ...body, '    }');
+    };
+    if (vec && !kContig) {
+      // vec4 along the output dim: one vec4 per (k, 4 outputs), stored as is.
+      loop((BK * OUT) / 4, [
+        `      let k = kt + idx / ${OUT4}u;`,
+        `      let o = min(${o0} + (idx % ${OUT4}u) * 4u, p.${outer} - 4u);`,
+        `      let v = ${name}[((${off} + o) >> 2u) + min(k, p.K - 1u) * (${ld} >> 2u)];`,
+        `      ${tile}[idx] = select(vec4<f32>(0.0), v, k < p.K);`,
+      ]);
+    } else if (vec) {
+      // vec4 along K: four k of one output, scattered into four rows of the tile.
+      loop((BK * OUT) / 4, [
+        `      let oo = idx / ${BK4}u;`,
+        `      let kk = (idx % ${BK4}u) * 4u;`,
+        `      let k = kt + kk;`,
+        `      let o = min(${o0} + oo, p.${outer} - 1u);`,
+        `      let v = select(vec4<f32>(0.0), ${name}[((${off} + o * ${ld}) >> 2u) + (min(k, p.K - 1u) >> 2u)], vec4<u32>(k) + ${lane} < vec4<u32>(p.K));`,
+        ...range(4).map((j) => `      ${tile}[(kk + ${j}u) * ${OUT4}u + (oo >> 2u)][oo & 3u] = v[${j}];`),
+      ]);
+    } else if (kContig) {
+      // Scalars, consecutive invocations along K (the contiguous dim).
+      loop(BK * OUT, [
+        `      let oo = idx / ${BK}u;`,
+        `      let kk = idx % ${BK}u;`,
+        `      let k = kt + kk;`,
+        `      let o = min(${o0} + oo, p.${outer} - 1u);`,
+        `      let v = select(0.0, ${name}[${off} + o * ${ld} + min(k, p.K - 1u)], k < p.K);`,
+        `      ${tile}[kk * ${OUT4}u + (oo >> 2u)][oo & 3u] = v;`,
+      ]);
+    } else {
+      // Scalars, consecutive invocations along the output dim (the contiguous one).
+      loop(BK * OUT, [
+        `      let kk = idx / ${OUT}u;`,
+        `      let oo = idx % ${OUT}u;`,
+        `      let k = kt + kk;`,
+        `      let o = min(${o0} + oo, p.${outer} - 1u);`,
+        `      let v = select(0.0, ${name}[${off} + o + min(k, p.K - 1u) * ${ld}], k < p.K);`,
+        `      ${tile}[kk * ${OUT4}u + (oo >> 2u)][oo & 3u] = v;`,
+      ]);
+    }
+    return lines;
+  };
+
+  // A loop, not unrolled text: the driver's compiler unrolls it where that pays, and
+  // lavapipe compiles the unrolled text several times slower.
+  const inner: string[] = [
+    `    for (var kk = 0u; kk < ${BK}u; kk++) {`,
+    `      let av = As[kk * ${BM4}u + lid.y];`,
+    `      let bv = Bs[kk * ${BN4}u + lid.x];`,
+    ...range(4).map((i) => `      acc${i}_0 = fma(vec4<f32>(av[${i}]), bv, acc${i}_0);`),
+    '    }',
+  ];
+
+  return /* wgsl */ `
+${preamble(s, params)}
+var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;
+
+@compute @workgroup_size(${s.wx}, ${s.wy})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let wn0 = (wid.x + p.xBase) * ${BN}u;
+  let wm0 = (wid.y + p.yBase) * ${BM}u;
+  let n0 = wn0 + lid.x * 4u;
+  let m0 = wm0 + lid.y * 4u;
+  let bz = wid.z + p.zBase;
+  let zo = bz * p.M * p.N;
+  var offA = p.offA;
+  var offB = p.offB;
+${batchLines(s).join('\n')}
+${range(4).map((i) => `  var acc${i}_0 = vec4<f32>(0.0);`).join('\n')}
+  for (var kt = 0u; kt < p.K; kt += ${BK}u) {
+${stage('a', s.transA, s.vecA, 'M', 'wm0', 'As', BM).join('\n')}
+${stage('b', s.transB, s.vecB, 'N', 'wn0', 'Bs', BN).join('\n')}
+    workgroupBarrier();
+${inner.join('\n')}
+    workgroupBarrier();
+  }
+${epilogueLines(s).join('\n')}
 }`;
 }
 
@@ -267,6 +420,22 @@ function tileFor(transA: boolean, transB: boolean, vecA: boolean, vecB: boolean,
   const tm = M === 1 ? 1 : Math.min(TM, M <= 4 || !vecA ? 4 : 8);
   const tn = Math.min(TN, N <= 4 ? 4 : N <= 8 || !vecB ? 8 : 16);
   return [tm, tn];
+}
+
+/** The spec fields a variant sets: tile, workgroup shape and workgroup-memory depth. */
+function variantShape(v: MatmulVariant, transA: boolean, transB: boolean, vecA: boolean, vecB: boolean, M: number, N: number): Pick<MatmulSpec, 'tm' | 'tn' | 'bk' | 'wx' | 'wy'> {
+  switch (v) {
+    case 'reg': {
+      const [tm, tn] = tileFor(transA, transB, vecA, vecB, M, N);
+      return { tm, tn, bk: 0, wx: WG_X, wy: WG_Y };
+    }
+    case 'reg4':
+      return { tm: M === 1 ? 1 : 4, tn: 4, bk: 0, wx: WG_X, wy: WG_Y };
+    case 'wg32':
+      return { tm: 4, tn: 4, bk: 16, wx: 8, wy: 8 };
+    case 'wg64':
+      return { tm: 4, tn: 4, bk: 16, wx: 16, wy: 16 };
+  }
 }
 
 function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: MatmulOptions, label: string): Tensor {
@@ -369,10 +538,10 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
   // of 4 (which also makes tm a multiple of 4 for the transposed A).
   const vecA = aligned(a, ldA) && (!la.trans || M % 4 === 0);
   const vecB = aligned(b, lb.ld) && (lb.trans || N % 4 === 0);
-  const [tm, tn] = tileFor(la.trans, lb.trans, vecA, vecB, M, N);
+  const problem: MatmulProblem = { M, N, K, batch: batchCount, transA: la.trans, transB: lb.trans, vecA, vecB };
+  const variant = matmulChoice(e, problem, MATMUL_FAMILY);
   const spec: MatmulSpec = {
-    tm,
-    tn,
+    ...variantShape(variant, la.trans, lb.trans, vecA, vecB, M, N),
     transA: la.trans,
     transB: lb.trans,
     vecA,
@@ -381,9 +550,10 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
     bias: bias !== undefined,
     activation: opts.activation ?? null,
     accumulate: false,
-    wx: WG_X,
-    wy: WG_Y,
   };
+  const { tm, tn, wx, wy } = spec;
+  // Register kernels count their grid base in invocations, workgroup-memory ones in workgroups.
+  const [baseX, baseY] = spec.bk > 0 ? [1, 1] : [wx, wy];
 
   // Past the binding limit an operand is split along the dim whose ranges are contiguous
   // in its storage: M for a row-major A and the output, N for a column-major B (linear's
@@ -414,7 +584,6 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
     return e.bindElements(t.buffer, t.offset + delta, extent, label);
   };
   const biasBound = bias?.binding(label);
-  const codes = new Map<string, string>();
   const max = e.maxWorkgroupsPerDim;
   for (let m0 = 0; m0 < M; m0 += step.M) {
     const mc = Math.min(step.M, M - m0);
@@ -429,8 +598,8 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
         const B = bind(b.t, lb.trans ? n0 * lb.ld + k0 : k0 * lb.ld + n0, lb.trans ? (nc - 1) * lb.ld + kc : (kc - 1) * lb.ld + nc);
         const O = bind(out, m0 * N + n0, (mc - 1) * N + nc);
         const chunk: MatmulSpec = { ...spec, bias: spec.bias && first, activation: last ? spec.activation : null, accumulate: !first };
-        const gx = Math.ceil(nc / (tn * WG_X));
-        const gy = Math.ceil(mc / (tm * WG_Y));
+        const gx = Math.ceil(nc / (tn * wx));
+        const gy = Math.ceil(mc / (tm * wy));
         const buffers = [A.resource, B.resource, ...(chunk.bias ? [biasBound!.resource] : []), O.resource];
         // Grids past the per-dimension workgroup limit run as several dispatches with offsets.
         for (let x = 0; x < gx; x += max) {
@@ -440,14 +609,11 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
                 .u32('M', mc).u32('N', nc).u32('K', kc)
                 .u32('offA', A.offset).u32('offB', B.offset).u32('ldA', ldA).u32('ldB', lb.ld)
                 .u32('offOut', O.offset).u32('ldOut', N)
-                .u32('xBase', x * WG_X).u32('yBase', y * WG_Y).u32('zBase', z)
+                .u32('xBase', x * baseX).u32('yBase', y * baseY).u32('zBase', z)
                 .u32s('bshape', dims.map((d) => d.size)).u32s('bsa', dims.map((d) => d.sa)).u32s('bsb', dims.map((d) => d.sb));
               if (chunk.bias) params.u32('offBias', biasBound!.offset + n0 * sBias).u32('sBias', sBias);
-              const key = `${chunk.bias}${chunk.activation}${chunk.accumulate}`;
-              let code = codes.get(key);
-              if (!code) codes.set(key, (code = matmulWgsl(chunk, params)));
               const workgroups = [Math.min(max, gx - x), Math.min(max, gy - y), Math.min(max, batchCount - z)] as const;
-              e.dispatch({ code, params, buffers, workgroups, label });
+              e.dispatch({ key: matmulSpecKey(chunk), get code() { return matmulWgsl(chunk, params); }, params, buffers, workgroups, label });
             }
           }
         }
@@ -458,6 +624,55 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
   for (const t of temps) t.dispose();
   return out;
 }
+
+/** Operands laid out as `p` describes (storage order, and leading dims that are or are not
+ * multiples of 4 as its vec4 flags say), filled with 0.5: what the tuner times. */
+function problemOperands(p: MatmulProblem): [Tensor, Tensor] {
+  const make = (rows: number, contig: number, trans: boolean, vec: boolean): Tensor => {
+    const ld = vec ? Math.ceil(contig / 4) * 4 : contig % 4 === 0 ? contig + 1 : contig;
+    const stored = full(p.batch > 1 ? [p.batch, rows, ld] : [rows, ld], 0.5);
+    const view = stored.narrow(-1, 0, contig);
+    stored.dispose();
+    if (!trans) return view;
+    const t = view.transpose(-2, -1);
+    view.dispose();
+    return t;
+  };
+  // A is [M, K] (K contiguous) or the transpose of [K, M]; B is [K, N] or the transpose of [N, K].
+  const a = p.transA ? make(p.K, p.M, true, p.vecA) : make(p.M, p.K, false, p.vecA);
+  const b = p.transB ? make(p.N, p.K, true, p.vecB) : make(p.K, p.N, false, p.vecB);
+  return [a, b];
+}
+
+/** The tuner's bench: operands laid out as the problem, and forced runs of a variant. */
+function matmulBench(p: MatmulProblem): TuneBench<MatmulVariant> {
+  const e = engine();
+  const [a, b] = problemOperands(p);
+  e.keep(a);
+  e.keep(b);
+  return {
+    async time(variant, reps) {
+      const outs: Tensor[] = [];
+      const t0 = performance.now();
+      forceMatmulVariant(variant);
+      try {
+        for (let i = 0; i < reps; i++) outs.push(e.keep(matmul(a, b)));
+      } finally {
+        forceMatmulVariant(null);
+      }
+      await e.sync();
+      const ms = (performance.now() - t0) / reps;
+      for (const o of outs) o.dispose();
+      return ms;
+    },
+    dispose() {
+      a.dispose();
+      b.dispose();
+    },
+  };
+}
+
+const MATMUL_FAMILY: TuneFamily<MatmulVariant> = { variants: MATMUL_VARIANTS, fallback: 'reg', bench: matmulBench };
 
 /** The shape of `matmul(a, b)` and the matrix views of both operands, as PyTorch. */
 function plan(a: Tensor, b: Tensor, label: string): { A: Operand; B: Operand; shape: number[] } {

@@ -1,0 +1,58 @@
+/**
+ * `tl tune` as a user runs it (the built CLI): one training step of a tiny model plus an
+ * extra product, the table it prints, and the store file it writes in a temporary cache
+ * folder; a second run finds every choice stored.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const TL = new URL('../dist/tl.js', import.meta.url).pathname;
+const cache = mkdtempSync(join(tmpdir(), 'tl-tune-'));
+
+function tl(args: string[]): { code: number; out: string; err: string } {
+  const r = spawnSync(process.execPath, [TL, ...args], { encoding: 'utf8', env: { ...process.env, CI: '1', TL_CACHE: cache }, timeout: 120_000 });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+describe('tl tune', () => {
+  const args = ['tune', '--model', 'cifar_resnet20', '--batch-size', '2', '--image-size', '32', '--shapes', '33x20x12'];
+
+  it('measures the shape classes of a training step and stores the choices', () => {
+    const r = tl(args);
+    expect(r.code, r.err).toBe(0);
+    const file = join(cache, 'autotune.json');
+    expect(r.out).toContain(`choices in ${file}`);
+    expect(r.out).toMatch(/\| shape class +\| choice +\| reg ms +\| reg4 ms +\| wg32 ms +\| wg64 ms +\|/);
+    // The fc layer forward ([2, 64] x [64, 10]), its two backward products, and --shapes.
+    expect(r.out).toMatch(/[1-9]\d* shape classes measured, 0 already stored/);
+    expect(r.out).toContain('matmul NN vv M64 N16 K32 B1');
+    expect(existsSync(file)).toBe(true);
+    const stored = JSON.parse(readFileSync(file, 'utf8')) as { version: number; adapters: Record<string, Record<string, { variant: string; ms: Record<string, number> }>> };
+    expect(stored.version).toBe(1);
+    const [entries] = Object.values(stored.adapters);
+    expect(Object.keys(entries!).length).toBeGreaterThanOrEqual(3);
+    for (const e of Object.values(entries!)) {
+      expect(['reg', 'reg4', 'wg32', 'wg64']).toContain(e.variant);
+      expect(Object.keys(e.ms).sort()).toEqual(['reg', 'reg4', 'wg32', 'wg64']);
+    }
+  });
+
+  it('finds them stored on the next run, and reports JSON', () => {
+    const r = tl([...args, '--json']);
+    expect(r.code, r.err).toBe(0);
+    const report = JSON.parse(r.out) as { store: string; rows: { shapeClass: string; ms: unknown }[] };
+    expect(report.store).toBe(join(cache, 'autotune.json'));
+    expect(report.rows.length).toBeGreaterThanOrEqual(3);
+    expect(report.rows.every((row) => row.ms === null)).toBe(true);
+  });
+
+  it('rejects bad flags before starting the GPU', () => {
+    expect(tl(['tune']).err).toMatch(/give --model <id> or --shapes/);
+    expect(tl(['tune', '--shapes', '3x4']).err).toMatch(/--shapes: "3x4" is not MxKxN/);
+    expect(tl(['tune', '--model', 'nope']).err).toMatch(/--model: unknown model "nope"/);
+    expect(tl(['tune', '--shapes', '3x4x5', '--batch-size', '2']).err).toMatch(/give --model too/);
+  });
+});
