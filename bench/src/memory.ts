@@ -1,7 +1,8 @@
 /**
  * Memory benchmark: the peak of live GPU bytes (`memory().peakBytes`) over one full
  * fine-tuning step (forward, cross-entropy, backward, AdamW update) of BERT-base at sequence
- * 128 and ResNet-50 at 224 px, with and without gradient checkpointing. Random weights: the
+ * 128 and ResNet-50 at 224 px: float32, float32 with gradient checkpointing, and mixed precision
+ * (the forward under autocast, float16 matmuls with float32 weights). Random weights: the
  * bytes do not depend on their values. The optimizer state exists before the measured step
  * (an update with zero gradients creates it), as in every step after the first.
  *
@@ -70,6 +71,7 @@ interface Row {
   network: string;
   batch: number;
   checkpointing: boolean;
+  precision: 'float32' | 'autocast float16';
   /** Weights and optimizer state, live before the step. */
   residentBytes: number;
   peakBytes: number;
@@ -84,7 +86,14 @@ const eng = A.engine();
 const rows: Row[] = [];
 for (const id of only as Id[]) {
   const net = NETWORKS[id];
-  for (const checkpointing of [false, true]) {
+  const arms = [
+    { checkpointing: false, fp16: false },
+    { checkpointing: true, fp16: false },
+    ...(eng.hasF16 ? [{ checkpointing: false, fp16: true }] : []),
+  ];
+  if (!eng.hasF16) console.error(`the adapter lacks shader-f16: no autocast arm`);
+  for (const { checkpointing, fp16 } of arms) {
+    const precision = fp16 ? 'autocast float16' : 'float32';
     A.manualSeed(0);
     const model = net.make().train();
     if (checkpointing) model.gradientCheckpointing();
@@ -101,7 +110,7 @@ for (const id of only as Id[]) {
     const residentBytes = A.memory().liveBytes;
     const t0 = performance.now();
     const loss = A.tidy(() => {
-      const l = A.crossEntropy(model.forward(input), labels);
+      const l = A.autocast(() => A.crossEntropy(model.forward(input), labels), { enabled: fp16 });
       A.backward(l);
       return A.noGrad(() => A.mul(l, 1));
     });
@@ -110,8 +119,8 @@ for (const id of only as Id[]) {
     const value = (await loss.data())[0]!;
     const seconds = (performance.now() - t0) / 1000;
     const peakBytes = A.memory().peakBytes;
-    rows.push({ network: net.label, batch, checkpointing, residentBytes, peakBytes, stepBytes: peakBytes - residentBytes, seconds });
-    console.error(`${net.label} batch ${batch}${checkpointing ? ' checkpointed' : ''}: peak ${(peakBytes / MiB).toFixed(1)} MiB (resident ${(residentBytes / MiB).toFixed(1)}), loss ${value.toFixed(4)}, ${seconds.toFixed(1)} s`);
+    rows.push({ network: net.label, batch, checkpointing, precision, residentBytes, peakBytes, stepBytes: peakBytes - residentBytes, seconds });
+    console.error(`${net.label} batch ${batch}${checkpointing ? ' checkpointed' : ''} ${precision}: peak ${(peakBytes / MiB).toFixed(1)} MiB (resident ${(residentBytes / MiB).toFixed(1)}), loss ${value.toFixed(4)}, ${seconds.toFixed(1)} s`);
     for (const t of [loss, input]) t.dispose();
     optimizer.dispose();
     model.dispose();
@@ -120,10 +129,10 @@ for (const id of only as Id[]) {
 }
 
 const mib = (b: number): string => (b / MiB).toFixed(1);
-console.log('| network | batch | checkpointing | weights + AdamW state (MiB) | peak (MiB) | peak - resident (MiB) | step (s) |');
-console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: |');
+console.log('| network | batch | precision | checkpointing | weights + AdamW state (MiB) | peak (MiB) | peak - resident (MiB) | step (s) |');
+console.log('| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
-  console.log(`| ${r.network} | ${r.batch} | ${r.checkpointing ? 'on' : 'off'} | ${mib(r.residentBytes)} | ${mib(r.peakBytes)} | ${mib(r.stepBytes)} | ${r.seconds.toFixed(1)} |`);
+  console.log(`| ${r.network} | ${r.batch} | ${r.precision} | ${r.checkpointing ? 'on' : 'off'} | ${mib(r.residentBytes)} | ${mib(r.peakBytes)} | ${mib(r.stepBytes)} | ${r.seconds.toFixed(1)} |`);
 }
 
 const meta = { date: new Date().toISOString(), adapter: eng.adapterDescription, cpu: `${os.cpus()[0]?.model ?? 'unknown'} x${os.cpus().length}`, node: process.version, loadAvg: os.loadavg().map((x) => Number(x.toFixed(2))) };

@@ -21,3 +21,4 @@ export { layerNorm, batchNorm, type BatchNormOptions } from './ops/norm.js';
 export { maxPool2d, avgPool2d, adaptiveAvgPool2d } from './ops/pool.js';
 export { gradReverse } from './ops/grad-reverse.js';
 export { checkpoint, isRecomputing } from './checkpoint.js';
+export { autocast, autocastAvailable, isAutocastEnabled, lowerPrecision, fullPrecision, type AutocastOptions } from './autocast.js';

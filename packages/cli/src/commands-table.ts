@@ -76,6 +76,7 @@ export const TRAIN_FLAGS: FlagDefs = {
   'label-smoothing': { type: 'number', group: 'optimisation', value: 'eps', help: 'label smoothing of the cross-entropy, in [0, 1)', default: '0' },
   'grad-clip': { type: 'number', group: 'optimisation', value: 'norm', help: 'clip the global gradient norm to this', default: 'off' },
   accumulate: { type: 'number', group: 'optimisation', value: 'n', help: 'micro-batches per optimizer step: the step sees batch-size × n samples', default: '1' },
+  fp16: { type: 'boolean', group: 'optimisation', help: 'mixed precision: matmul and linear layers in float16 with float32 weights, and dynamic loss scaling (needs shader-f16; float32 otherwise)', default: 'off' },
   'gradient-checkpointing': { type: 'boolean', group: 'optimisation', help: "recompute each block's activations in backward instead of keeping them: less GPU memory for about a third more time (transformers, ResNets)", default: 'off' },
   teacher: { type: 'string', group: 'strategy', value: 'folder|file', help: "distil from a trained teacher: a run folder, or a weights file (its architecture --teacher-model)", default: 'none' },
   'teacher-model': { type: 'string', group: 'strategy', value: 'id', help: 'the architecture of a --teacher weights file', default: '--model' },

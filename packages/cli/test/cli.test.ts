@@ -57,6 +57,17 @@ describe('tl train and the run folder', () => {
     expect(JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).freeze).toBe('backbone');
   });
 
+  it('--fp16 trains under autocast with loss scaling and logs the scale', () => {
+    const out = join(run, '..', 'fp16-run');
+    const r = tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', data, '--epochs', '1', '--batch-size', '8',
+      '--val-split', '0.25', '--lr', '0.01', '--fp16', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const epoch = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((m) => m.type === 'epoch');
+    expect(epoch.lossScale).toBe(2 ** 16);
+    expect(epoch.skippedSteps).toBe(0);
+    expect(Number.isFinite(epoch.valLoss)).toBe(true);
+  });
+
   it('--resume continues from the checkpoint', () => {
     const r = tl(['train', '--resume', run, '--epochs', '2']);
     expect(r.code, r.err).toBe(0);

@@ -4,6 +4,7 @@
  * the reference implementation does, with an error naming the problem; values convert to the
  * engine's dtypes (floats to float32, integers and bools to int32).
  */
+import { halfValue } from '@tl/tensor';
 export const SAFE_DTYPES = {
   F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, U16: 2, U32: 4, U64: 8,
 } as const;
@@ -136,7 +137,7 @@ export function decodeTensor(info: SafeTensorInfo, bytes: Uint8Array, name = 'te
     case 'F64':
       return floats((o) => { for (let i = 0; i < n; i++) o[i] = view.getFloat64(i * 8, true); });
     case 'F16':
-      return floats((o) => { for (let i = 0; i < n; i++) o[i] = halfToFloat(view.getUint16(i * 2, true)); });
+      return floats((o) => { for (let i = 0; i < n; i++) o[i] = halfValue(view.getUint16(i * 2, true)); });
     case 'BF16': {
       const u = new Uint32Array(1);
       const f = new Float32Array(u.buffer);
@@ -178,15 +179,6 @@ export function decodeTensor(info: SafeTensorInfo, bytes: Uint8Array, name = 'te
     case 'BOOL':
       return ints((o) => { for (let i = 0; i < n; i++) o[i] = view.getUint8(i); });
   }
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 /** What every safetensors reader answers from the header alone. */

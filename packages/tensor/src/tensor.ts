@@ -184,6 +184,28 @@ export class Tensor {
     return out;
   }
 
+  /**
+   * Makes this tensor hold `src`'s values, shape and dtype, as PyTorch's `param.data = src`:
+   * whoever holds this tensor (a module, an optimizer) sees the new data. `src` is consumed.
+   * Its gradient, of the old dtype, is dropped.
+   */
+  setData(src: Tensor): void {
+    this.assertAlive();
+    src.assertAlive();
+    if (src === this) return;
+    const self = this as unknown as { storage: Storage; shape: readonly number[]; strides: readonly number[]; offset: number; dtype: DType };
+    const storage = src.storage.retain();
+    this.storage.release();
+    self.storage = storage;
+    self.shape = src.shape;
+    self.strides = src.strides;
+    self.offset = src.offset;
+    self.dtype = src.dtype;
+    this.grad?.dispose();
+    this.grad = null;
+    src.dispose();
+  }
+
   /** `to('float16')`. */
   half(): Tensor {
     return this.to('float16');

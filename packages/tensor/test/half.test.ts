@@ -1,7 +1,7 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  add, argmax, binary, cast, cat, cpuBinary, indexSelect, cpuReduce, cpuUnary, engine, halfBits, halfValue, host, layerNorm, max, mean, mul, roundHalf, softmax, sum, tensor, toHalfArray, unary, where,
-  type BinaryName, type HostTensor, type UnaryName,
+  add, argmax, binary, cast, cat, cpuBinary, cpuLinear, cpuMatmul, forceMatmulVariant, indexSelect, linear, matmul, MATMUL_VARIANTS, cpuReduce, cpuUnary, engine, halfBits, halfValue, host, layerNorm, max, mean, mul, roundHalf, softmax, sum, tensor, toHalfArray, unary, where,
+  type BinaryName, type HostTensor, type Tensor, type UnaryName,
 } from '../src/node.js';
 import { expectClose, randHost, setup } from './helpers.js';
 
@@ -142,5 +142,54 @@ describe('float16 tensors', () => {
   it('needs shader-f16 on the adapter', () => {
     expect(engine().hasF16).toBe(true);
     expect(toHalfArray([1, 2, 3]).length).toBe(4);
+  });
+});
+
+const half = (h: HostTensor): Tensor => tensor(h.data, { shape: h.shape, dtype: 'float16' });
+
+// f16 storage, f32 accumulation: the float64 product of the rounded operands, rounded once.
+describe.each(MATMUL_VARIANTS)('float16 matmul (the %s kernel)', (variant) => {
+  beforeAll(() => forceMatmulVariant(variant));
+  afterAll(() => forceMatmulVariant(null));
+
+  it('multiplies odd shapes, transposed and batched operands, and adds bias and activation', async () => {
+    for (const [m, k, n] of [[1, 3, 17], [17, 129, 3], [33, 64, 20], [5, 8, 1]] as const) {
+      const a = halfHost(randHost([m, k], m + k));
+      const b = halfHost(randHost([k, n], k + n));
+      const y = matmul(half(a), half(b));
+      expect(y.dtype).toBe('float16');
+      await expectClose(y, halfHost(cpuMatmul(a, b)), 2 ** -10, 1e-4);
+    }
+    const x = halfHost(randHost([2, 3, 40], 1));
+    const w = halfHost(randHost([12, 40], 2, -0.3, 0.3));
+    const bias = halfHost(randHost([12], 3));
+    await expectClose(linear(half(x), half(w), half(bias), 'gelu'), halfHost(cpuLinear(x, w, bias, 'gelu')), 2 ** -10, 1e-4);
+    const bt = halfHost(randHost([2, 24, 40], 4));
+    const at = half(x).transpose(-1, -2);
+    const prod = matmul(half(bt), at);
+    const want = cpuMatmul(bt, { shape: [2, 40, 3], data: Float64Array.from({ length: 240 }, (_, i) => x.data[Math.floor(i / 120) * 120 + (i % 3) * 40 + Math.floor((i % 120) / 3)]!) });
+    await expectClose(prod, halfHost(want), 2 ** -10, 1e-4);
+  });
+});
+
+describe('float16 matmul', () => {
+  it('takes one dtype for both operands and the bias, naming the mismatch', () => {
+    const a = tensor([[1, 2]], { dtype: 'float16' });
+    expect(() => matmul(a, tensor([[1], [2]]))).toThrow(/float16 and float32; expected one dtype/);
+    expect(() => linear(a, tensor([[1, 2]], { dtype: 'float16' }), tensor([1]))).toThrow(/bias must be float16/);
+  });
+
+  it('splits K over the binding limit, accumulating in the float16 output', async () => {
+    engine().setBindingLimit(4096);
+    try {
+      // A stored [K, M] (read transposed) and B [K, N]: both split along K.
+      const at = halfHost(randHost([3000, 3], 5));
+      const b = halfHost(randHost([3000, 2], 6));
+      const a = host([3, 3000]);
+      for (let i = 0; i < 3; i++) for (let k = 0; k < 3000; k++) a.data[i * 3000 + k] = at.data[k * 3 + i]!;
+      await expectClose(matmul(half(at).T, half(b)), halfHost(cpuMatmul(a, b)), 4 * 2 ** -10, 2e-2);
+    } finally {
+      engine().setBindingLimit(null);
+    }
   });
 });

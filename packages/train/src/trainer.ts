@@ -21,6 +21,7 @@ import { MultiTaskObjective, type TaskOptions } from './objectives/multitask.js'
 import type { EvalMetrics, NamedBatches, Objective, ObjectiveContext } from './objectives/objective.js';
 import { SupervisedObjective } from './objectives/supervised.js';
 import { adamw, clipFactor, type Optimizer, type OptimizerSpec } from './optim.js';
+import { GradScaler, type GradScalerOptions } from './grad-scaler.js';
 import { FeatureCache } from './feature-cache.js';
 import { paramGroups } from './param-groups.js';
 import { constant, ReduceOnPlateau, type Schedule } from './schedule.js';
@@ -58,6 +59,15 @@ export interface TrainerOptions {
   gradClip?: number;
   /** Micro-batches per optimizer step. */
   accumulate?: number;
+  /**
+   * Mixed precision, as Hugging Face's `fp16=True`: forward passes (training and evaluation)
+   * under `autocast`, so matmul and linear run in float16 with float32 weights, and dynamic
+   * loss scaling (`lossScale`). Where the adapter lacks `shader-f16` the run stays float32 and
+   * says so.
+   */
+  fp16?: boolean;
+  /** The loss scaler's settings under `fp16` (PyTorch GradScaler's defaults). */
+  lossScale?: GradScalerOptions;
   /** Learning rate of the head (classifierPath) when it differs from the rest. */
   headLr?: number;
   /** Layer-wise lr decay: block i from the head gets lr * layerDecay^i (blockOrder()). */
@@ -110,6 +120,10 @@ export interface EpochLogs extends HeadLogs {
   /** The most GPU bytes held by tensors during the epoch's training steps (memory().peakBytes);
    * absent from histories written before it was logged. */
   peakMemoryBytes?: number;
+  /** Under `fp16`: the loss scale at the epoch's end, and the optimizer steps it skipped
+   * because the scaled gradients overflowed. */
+  lossScale?: number;
+  skippedSteps?: number;
 }
 
 /** An evaluation's figures (per head too, for a multi-task model). */
@@ -138,6 +152,8 @@ export class Trainer {
   /** Epochs done at the last checkpoint written or resumed from (all its weights finite). */
   private lastCheckpoint: number | null = null;
   private resumedFrom: string | null = null;
+  /** Present under `fp16` on an adapter with float16. */
+  readonly scaler: GradScaler | null = null;
 
   constructor(readonly model: TrainableModel, opts: TrainerOptions = {}) {
     this.opts = { epochs: 10, batchSize: 32, accumulate: 1, seed: 0, ...opts };
@@ -149,6 +165,10 @@ export class Trainer {
     const groups = paramGroups(model, spec, opts);
     this.optimizer = spec.create(groups);
     this.schedule = opts.schedule ?? constant();
+    if (opts.fp16) {
+      if (A.autocastAvailable()) this.scaler = new GradScaler(opts.lossScale);
+      else this.log(`fp16: the adapter (${A.engine().adapterDescription}) lacks shader-f16, so the run stays in float32`);
+    }
     this.featureCache = new FeatureCache(model, {
       batchSize: this.opts.batchSize, store: opts.featureStore, log: (l) => this.log(l),
       forward: (b) => model.forwardFeatures!(b.x, b.mask ?? undefined, this.tokenTypes(b)),
@@ -233,6 +253,7 @@ export class Trainer {
       this.opts.onEvent?.({ type: 'epochBegin', epoch, epochs: this.opts.epochs, steps: loader.length, cached });
       let micro = 0;
       let step = 0;
+      const skippedBefore = this.scaler?.skipped ?? 0;
       for await (const batch of batches) {
         const extra: Record<string, Batch> = {};
         for (const a of auxiliary) extra[a.name] = await a.draw();
@@ -258,12 +279,16 @@ export class Trainer {
           lr: this.optimizer.groups[0]?.lr ?? 0, samplesPerSec: seen / Math.max(secs, 1e-9),
         });
       }
-      if (micro !== 0) this.optimizerStep(schedule);
+      if (micro !== 0) await this.finishStep(schedule);
       const seconds = (performance.now() - t0) / 1000;
       const logs: EpochLogs = {
         epoch, trainLoss: lossSum / Math.max(rows, 1), lr: this.optimizer.groups[0]?.lr ?? 0, seconds,
         samplesPerSec: seen / Math.max(seconds, 1e-9), cachedFeatures: cached, peakMemoryBytes: A.memory().peakBytes,
       };
+      if (this.scaler) {
+        logs.lossScale = this.scaler.scale;
+        logs.skippedSteps = this.scaler.skipped - skippedBefore;
+      }
       Object.assign(logs, figureLogs('train', this.objective.trainLogs(sums, rows)));
       const perHead = this.objective.trainHeads?.(sums);
       if (perHead) {
@@ -294,24 +319,54 @@ export class Trainer {
     return this.history;
   }
 
-  /** One micro-batch: the objective's loss, backward (scaled for accumulation), and the
-   * optimizer step at the last micro-batch; the loss and sums read back in one transfer. */
+  /** One micro-batch: the objective's loss, backward (scaled for accumulation and, under
+   * fp16, by the loss scale), and the optimizer step at the last micro-batch; the loss, the
+   * sums and the scaler's overflow check read back in one transfer. */
   private async trainStep(batch: Batch, extra: NamedBatches, cached: boolean, schedule: Schedule, micro: number): Promise<StepFigures> {
     let keys: string[] = [];
     let rows = batch.size;
+    const last = micro === this.opts.accumulate - 1;
+    const scaler = this.scaler;
     const stats = A.tidy(() => {
-      const r = this.objective.trainStep(this.context(cached), batch, extra, { step: this.globalStep, totalSteps: this.totalSteps });
+      const r = A.autocast(
+        () => this.objective.trainStep(this.context(cached), batch, extra, { step: this.globalStep, totalSteps: this.totalSteps }),
+        { enabled: scaler !== null },
+      );
       rows = r.rows ?? batch.size;
-      const scaled = this.opts.accumulate > 1 ? A.mul(r.loss, 1 / this.opts.accumulate) : r.loss;
-      A.backward(scaled);
+      const mean = this.opts.accumulate > 1 ? A.mul(r.loss, 1 / this.opts.accumulate) : r.loss;
+      A.backward(scaler ? scaler.scaleLoss(mean) : mean);
       const sums = Object.entries(r.sums ?? {});
       keys = sums.map(([k]) => k);
-      return A.noGrad(() => A.cat([r.loss.reshape([1]), ...sums.map(([, t]) => t.reshape([1]))]));
+      const check = scaler && last ? [scaler.nonFinite(this.trainedParams())] : [];
+      return A.noGrad(() => A.cat([r.loss.reshape([1]), ...sums.map(([, t]) => t.reshape([1])), ...check]));
     });
-    if (micro === this.opts.accumulate - 1) this.optimizerStep(schedule);
+    if (last && !scaler) this.optimizerStep(schedule);
     const values = await stats.data();
     stats.dispose();
+    if (last && scaler) this.scaledStep(schedule, values[1 + keys.length]!);
     return { loss: values[0]!, rows, sums: Object.fromEntries(keys.map((k, i) => [k, values[1 + i]!])) };
+  }
+
+  private trainedParams(): Tensor[] {
+    return this.optimizer.groups.flatMap((g) => g.params);
+  }
+
+  /** The step after an accumulation cut short by the epoch's end. */
+  private async finishStep(schedule: Schedule): Promise<void> {
+    if (!this.scaler) return this.optimizerStep(schedule);
+    const flag = this.scaler.nonFinite(this.trainedParams());
+    const v = await flag.item();
+    flag.dispose();
+    this.scaledStep(schedule, v);
+  }
+
+  /** Under fp16: the step on unscaled gradients, or none (and a smaller scale) when they overflowed. */
+  private scaledStep(schedule: Schedule, flag: number): void {
+    const scaler = this.scaler!;
+    const unscale = 1 / scaler.scale;
+    if (scaler.update(flag)) return this.optimizerStep(schedule, unscale);
+    this.optimizer.zeroGrad();
+    this.globalStep++;
   }
 
   /** The stop of a diverged run: where, what, which checkpoint is kept, and what to change. */
@@ -325,13 +380,17 @@ export class Trainer {
     return new TrainingError(`training diverged ${at}: ${problem}${kept}. Lower the learning rate (it was ${lr.toPrecision(3)}), clip the gradients or check the data for NaN.`);
   }
 
-  private optimizerStep(schedule: Schedule): void {
+  /** `unscale` divides out the loss scale (clipping then applies to the true gradients). */
+  private optimizerStep(schedule: Schedule, unscale = 1): void {
     for (const g of this.optimizer.groups) g.lr = schedule.lr(this.globalStep, g.initialLr);
-    if (this.opts.gradClip !== undefined) {
-      const params = this.optimizer.groups.flatMap((g) => g.params);
+    if (this.opts.gradClip !== undefined || unscale !== 1) {
+      const params = this.trainedParams();
+      const clip = this.opts.gradClip;
       this.optimizer.gradScale?.dispose();
       this.optimizer.gradScale = null;
-      this.optimizer.gradScale = clipScale(params, this.opts.gradClip);
+      this.optimizer.gradScale = clip === undefined
+        ? A.tidy(() => keep(A.full([1], unscale)))
+        : unscale === 1 ? clipScale(params, clip) : A.tidy(() => keep(A.mul(clipScale(params, clip / unscale), unscale)));
     }
     this.optimizer.step();
     this.optimizer.zeroGrad();
@@ -349,7 +408,7 @@ export class Trainer {
     try {
       for await (const batch of batches) {
         try {
-          await evaluation.add(ctx, batch);
+          await A.autocast(() => evaluation.add(ctx, batch), { enabled: this.scaler !== null });
         } finally {
           batch.dispose();
         }

@@ -1,6 +1,7 @@
 /** Differentiable CTC loss over the GPU alpha/beta kernels of @tl/tensor. */
 import * as T from '@tl/tensor';
 import type { CtcLossOptions, Lengths, Tensor } from '@tl/tensor';
+import { fullPrecision } from '../autocast.js';
 import { record } from '../graph.js';
 
 /**
@@ -11,6 +12,7 @@ import { record } from '../graph.js';
  * is PyTorch's (exact through a `logSoftmax`; see tensor's kernels/ctc.ts).
  */
 export function ctcLoss(logProbs: Tensor, targets: Tensor | Lengths, inputLengths: Lengths, targetLengths: Lengths | null, opts: CtcLossOptions = {}): Tensor {
+  logProbs = fullPrecision(logProbs);
   const r = T.ctcLossForward(logProbs, targets, inputLengths, targetLengths, opts);
   const out = record('ctcLoss', r.loss, [logProbs], (g, [lp, alpha, meta, tg]) => [T.ctcLossBackward(lp!, { alpha: alpha!, meta: meta!, targets: tg! }, g, opts)],
     [logProbs, r.alpha, r.meta, r.targets]);

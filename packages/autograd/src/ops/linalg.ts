@@ -1,11 +1,14 @@
 /** Differentiable matmul and linear. */
 import * as T from '@tl/tensor';
 import type { Tensor } from '@tl/tensor';
+import { lowerPrecision } from '../autocast.js';
 import { needsGrad, record } from '../graph.js';
 import { sumToShape } from './reduce.js';
 
 /** As torch.matmul: 1-D operands are promoted (and the added dim removed), batch dims broadcast. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
+  a = lowerPrecision(a);
+  b = lowerPrecision(b);
   if (a.rank === 1 || b.rank === 1) {
     const a2 = a.rank === 1 ? a.reshape(1, a.shape[0]!) : a;
     const b2 = b.rank === 1 ? b.reshape(b.shape[0]!, 1) : b;
@@ -31,6 +34,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 
 /** x @ weight^T + bias, weight [out, in] as torch.nn.functional.linear. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  x = lowerPrecision(x);
+  weight = lowerPrecision(weight);
+  bias = lowerPrecision(bias);
   const y = T.linear(x, weight, bias ?? undefined);
   const gx = needsGrad(x);
   const gw = needsGrad(weight);

@@ -1,6 +1,7 @@
 /** Regression and multi-label losses, and dropout. */
 import * as T from '@tl/tensor';
 import type { Tensor } from '@tl/tensor';
+import { fullPrecision } from '../autocast.js';
 import { record } from '../graph.js';
 import { mul } from './elementwise.js';
 import { sumToShape } from './reduce.js';
@@ -38,6 +39,8 @@ function pointwiseLoss(
   dInput: (x: string, t: string, g: string) => string,
   dTarget: (x: string, t: string, g: string) => string,
 ): Tensor {
+  input = fullPrecision(input);
+  target = fullPrecision(target);
   if (reduction !== 'mean' && reduction !== 'sum' && reduction !== 'none') {
     throw new RangeError(`${name}: reduction must be 'mean', 'sum' or 'none', got ${JSON.stringify(reduction)}`);
   }

@@ -2,11 +2,13 @@
 import * as T from '@tl/tensor';
 import type { Tensor } from '@tl/tensor';
 import { isRecomputing } from '../checkpoint.js';
+import { fullPrecision } from '../autocast.js';
 import { needsGrad, record } from '../graph.js';
 
 export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  const w = weight ?? undefined;
-  const b = bias ?? undefined;
+  x = fullPrecision(x);
+  const w = fullPrecision(weight) ?? undefined;
+  const b = fullPrecision(bias) ?? undefined;
   if (!needsGrad(x, w, b)) return T.layerNorm(x, normalizedShape, w, b, eps);
   const { y, mean, rstd } = T.layerNormWithStats(x, normalizedShape, w, b, eps);
   const out = record('layerNorm', y, [x, w, b], (g, s, needs) => {
@@ -34,9 +36,15 @@ export interface BatchNormOptions {
 export function batchNorm(
   x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, weight?: Tensor | null, bias?: Tensor | null, opts: BatchNormOptions = {},
 ): Tensor {
+  x = fullPrecision(x);
+  if (!opts.training) {
+    // Read-only in evaluation; training updates them in place, so they stay as they are.
+    runningMean = fullPrecision(runningMean) ?? null;
+    runningVar = fullPrecision(runningVar) ?? null;
+  }
   const eps = opts.eps ?? 1e-5;
-  const w = weight ?? null;
-  const b = bias ?? null;
+  const w = fullPrecision(weight) ?? null;
+  const b = fullPrecision(bias) ?? null;
   if (opts.training) {
     const { y, mean, invstd, varUnbiased } = T.batchNormTrain(x, w, b, eps);
     if (runningMean && runningVar && !isRecomputing()) T.updateRunningStats(runningMean, runningVar, mean, varUnbiased, opts.momentum ?? 0.1);

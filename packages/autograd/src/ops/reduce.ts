@@ -1,6 +1,7 @@
 /** Differentiable reductions, and `sumToShape`, which undoes broadcasting in backward rules. */
 import * as T from '@tl/tensor';
 import { normDims, type Shape, type Tensor } from '@tl/tensor';
+import { fullPrecision } from '../autocast.js';
 import { record } from '../graph.js';
 
 export interface ReduceOptions {
@@ -73,6 +74,7 @@ export interface VarianceOptions extends ReduceOptions {
 }
 
 export function variance(x: Tensor, dims?: number | number[], opts: VarianceOptions = {}): Tensor {
+  x = fullPrecision(x);
   const y = T.variance(x, dims, opts);
   const d = normDims(dims, x.rank);
   const n = d.reduce((a, i) => a * x.shape[i]!, 1);

@@ -1,6 +1,7 @@
 /** Differentiable joins, pads and index ops. */
 import * as T from '@tl/tensor';
 import { normDim, type Tensor } from '@tl/tensor';
+import { fullPrecision } from '../autocast.js';
 import { record } from '../graph.js';
 
 export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
@@ -27,6 +28,7 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
 
 /** F.pad; only 'constant' mode is differentiable here (reflect/replicate are not yet). */
 export function pad(x: Tensor, pads: readonly number[], opts: T.PadOptions = {}): Tensor {
+  x = fullPrecision(x);
   if (x.requiresGrad && (opts.mode ?? 'constant') !== 'constant') {
     throw new Error(`pad: mode '${opts.mode}' has no gradient rule yet; use mode 'constant' on tensors that require grad`);
   }
@@ -38,27 +40,34 @@ export function pad(x: Tensor, pads: readonly number[], opts: T.PadOptions = {})
 }
 
 export function embedding(indices: Tensor, weight: Tensor, opts: { paddingIdx?: number } = {}): Tensor {
+  const half = weight;
+  weight = fullPrecision(weight);
   const y = T.embedding(indices, weight);
+  if (weight !== half && !weight.requiresGrad) weight.dispose();
   const v = weight.shape[0]!;
   return record('embedding', y, [weight], (g, [idx]) => [T.embeddingBackward(idx!, g, v, opts)], [indices]);
 }
 
 export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
+  x = fullPrecision(x);
   const y = T.indexSelect(x, dim, index);
   return record('indexSelect', y, [x], (g, [idx]) => [T.indexSelectBackward(g, x.shape, dim, idx!)], [index]);
 }
 
 export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
+  x = fullPrecision(x);
   const y = T.gather(x, dim, index);
   return record('gather', y, [x], (g, [idx]) => [T.gatherBackward(g, x.shape, dim, idx!)], [index]);
 }
 
 export function flip(x: Tensor, dims: number | readonly number[]): Tensor {
+  x = fullPrecision(x);
   return record('flip', T.flip(x, dims), [x], (g) => [T.flip(g, dims)]);
 }
 
 /** Tensor.repeat; the gradient sums the tiles: out dim d of size r·n is viewed as [r, n]. */
 export function repeat(x: Tensor, ...repeats: number[] | [readonly number[]]): Tensor {
+  x = fullPrecision(x);
   const y = T.repeat(x, ...repeats);
   const reps = repeats.length === 1 && Array.isArray(repeats[0]) ? [...(repeats[0] as readonly number[])] : (repeats as number[]);
   const inShape = [...new Array<number>(reps.length - x.rank).fill(1), ...x.shape];
@@ -69,9 +78,11 @@ export function repeat(x: Tensor, ...repeats: number[] | [readonly number[]]): T
 }
 
 export function tril(x: Tensor, diagonal = 0): Tensor {
+  x = fullPrecision(x);
   return record('tril', T.tril(x, diagonal), [x], (g) => [T.tril(g, diagonal)]);
 }
 
 export function triu(x: Tensor, diagonal = 0): Tensor {
+  x = fullPrecision(x);
   return record('triu', T.triu(x, diagonal), [x], (g) => [T.triu(g, diagonal)]);
 }

@@ -1,14 +1,17 @@
 /** Differentiable softmax, log-softmax and the fused cross-entropy. */
 import * as T from '@tl/tensor';
 import { tensor, type CrossEntropyOptions, type Labels, type Tensor } from '@tl/tensor';
+import { fullPrecision } from '../autocast.js';
 import { needsGrad, record } from '../graph.js';
 
 export function softmax(x: Tensor, dim = -1): Tensor {
+  x = fullPrecision(x);
   const y = T.softmax(x, dim);
   return record('softmax', y, [x], (g, [ys]) => [T.softmaxBackward(ys!, g, dim)], [y]);
 }
 
 export function logSoftmax(x: Tensor, dim = -1): Tensor {
+  x = fullPrecision(x);
   const y = T.logSoftmax(x, dim);
   return record('logSoftmax', y, [x], (g, [ys]) => [T.logSoftmaxBackward(ys!, g, dim)], [y]);
 }
@@ -19,6 +22,7 @@ export function logSoftmax(x: Tensor, dim = -1): Tensor {
  * labels already on the GPU give NaN for an out-of-range class (see `checkLabels`).
  */
 export function crossEntropy(logits: Tensor, labels: Labels, opts: CrossEntropyOptions = {}): Tensor {
+  logits = fullPrecision(logits);
   const lab = labels instanceof T.Tensor ? labels : null;
   const { loss, totalWeight } = T.crossEntropyForward(logits, labels, opts);
   if (!needsGrad(logits)) {

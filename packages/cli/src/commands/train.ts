@@ -69,6 +69,8 @@ export interface TrainConfig {
   accumulate: number;
   /** Recompute each block in backward instead of keeping its activations (Module.gradientCheckpointing). */
   gradientCheckpointing?: boolean;
+  /** Mixed precision with loss scaling (Trainer's fp16). */
+  fp16?: boolean;
   seed: number;
   out: string;
   /** Text models: the columns of --data, tokens per text, and the config.json of a model
@@ -368,7 +370,7 @@ export async function fitRun(c: TrainConfig, run: RunSetup, progress: Progress, 
   const lines: string[] = [];
   const trainer = new Trainer(model, {
     optimizer: optimizerSpec(c), schedule: scheduleFor(c, stepsPerEpoch), epochs: c.epochs, batchSize: c.batchSize, callbacks, objective: run.objective,
-    labelSmoothing: c.labelSmoothing, classWeights: run.classWeights, headLr: c.headLr, layerDecay: c.layerDecay, gradClip: c.gradClip, accumulate: c.accumulate, cacheFeatures: c.cacheFeatures,
+    labelSmoothing: c.labelSmoothing, classWeights: run.classWeights, headLr: c.headLr, layerDecay: c.layerDecay, gradClip: c.gradClip, accumulate: c.accumulate, fp16: c.fp16, cacheFeatures: c.cacheFeatures,
     featureStore: c.cacheFeatures ? dirStore(join(out, 'cache')) : undefined, checkpointStore: dirStore(out), seed: c.seed,
     logger: (l) => progress.line(l),
     onEvent: (e) => {

@@ -4,8 +4,8 @@
  * (`layer1.0.conv1.weight`). Parameters are tensors with `requiresGrad`; freezing flips it.
  */
 import * as A from '@tl/autograd';
-import { keep, type Tensor } from '@tl/autograd';
-import { parseSafetensors, serializeSafetensors, type HostArray } from '../safetensors.js';
+import { halfBits, keep, type Tensor } from '@tl/autograd';
+import { parseSafetensors, serializeSafetensors, type HostArray, type TensorToWrite } from '../safetensors.js';
 import { setGradientCheckpointing } from './checkpointing.js';
 
 /** A checkpoint entry: a tensor, values parsed from a file, or values read back by `stateDictData()`. */
@@ -237,7 +237,9 @@ export abstract class Module {
     for (const [k, t] of own) {
       const v = entries.get(k);
       if (!v) continue;
-      if (isHostValue(v)) {
+      if (isHostValue(v) && t.dtype === 'float16') {
+        A.assign(t, A.tensor(v.data instanceof Float32Array ? v.data : Float32Array.from(v.data), { shape: t.shape, dtype: 'float16' }));
+      } else if (isHostValue(v)) {
         t.engine.write(t.buffer, t.dtype === 'int32' ? Int32Array.from(v.data) : v.data instanceof Float32Array ? v.data : Float32Array.from(v.data), t.offset * 4);
       } else {
         A.assign(t, v.shape.length === t.shape.length ? v : v.reshape(t.shape));
@@ -250,7 +252,12 @@ export abstract class Module {
    * (num_batches_tracked as I64), loadable with `load_state_dict(strict=True)`. Backed by an
    * ArrayBuffer, so the DOM takes it as a BlobPart (`new Blob([bytes])`). */
   async toSafetensors(metadata: Record<string, string> = {}): Promise<Uint8Array<ArrayBuffer>> {
-    return serializeSafetensors(await this.stateDictData(), { format: 'pt', ...metadata });
+    const data = await this.stateDictData();
+    const own = this.stateDict();
+    const entries = new Map<string, TensorToWrite>();
+    // A float16 module writes F16, as PyTorch saves a half model's state dict.
+    for (const [k, h] of data) entries.set(k, own.get(k)?.dtype === 'float16' ? { dtype: 'F16', shape: h.shape, data: Uint16Array.from(h.data, halfBits) } : h);
+    return serializeSafetensors(entries, { format: 'pt', ...metadata });
   }
 
   /** The state dict read back to the host, with the safetensors dtypes PyTorch writes
@@ -276,6 +283,34 @@ export abstract class Module {
       bytes = await fileIO.read(source);
     } else bytes = source;
     return this.loadStateDict(parseSafetensors(bytes, typeof source === 'string' ? source : 'safetensors bytes').all(), opts);
+  }
+
+  /**
+   * Converts every floating-point parameter and buffer to `dtype` in place, as PyTorch's
+   * `module.to(dtype)`: float16 halves the weights' memory for inference and feature
+   * extraction (the optimizers' fused steps take float32 parameters only). Needs the adapter's
+   * shader-f16 for float16.
+   */
+  to(dtype: 'float32' | 'float16'): this {
+    if (dtype !== 'float32' && dtype !== 'float16') throw new RangeError(`Module.to: dtype must be 'float32' or 'float16', got ${JSON.stringify(dtype)}`);
+    A.noGrad(() => {
+      for (const [, m] of this.namedModules()) {
+        for (const t of [...m._params.values(), ...m._buffers.values()]) {
+          if (t && t.dtype !== 'int32' && t.dtype !== dtype) t.setData(t.to(dtype));
+        }
+      }
+    });
+    return this;
+  }
+
+  /** `to('float16')`. */
+  half(): this {
+    return this.to('float16');
+  }
+
+  /** `to('float32')`. */
+  float(): this {
+    return this.to('float32');
   }
 
   train(mode = true): this {

@@ -14,7 +14,7 @@ import { Tensor } from '../tensor.js';
 import { forceMatmulVariant, matmulChoice, type MatmulProblem, type TuneBench, type TuneFamily } from '../tune.js';
 import { checkFloat } from './check-float.js';
 import { UNARY } from './elementwise.js';
-import { MATH_HELPERS } from './wgsl.js';
+import { enableF16, MATH_HELPERS } from './wgsl.js';
 
 export type MatmulActivation = 'relu' | 'relu6' | 'gelu' | 'geluTanh' | 'silu' | 'sigmoid' | 'tanh';
 
@@ -63,12 +63,15 @@ export interface MatmulSpec {
   /** Workgroup size along N and M. */
   wx: number;
   wy: number;
+  /** Operands, bias and output are float16: loaded into f32, accumulated there, stored once
+   * rounded (PyTorch's half matmul accumulates in float too). */
+  half: boolean;
 }
 
 /** The pipeline cache key of a spec: everything the WGSL depends on (the uniform block's
  * layout follows from batchRank and bias), so a cache hit never regenerates the text. */
 export function matmulSpecKey(s: MatmulSpec): string {
-  const flags = [s.transA, s.transB, s.vecA, s.vecB, s.bias, s.accumulate].map((f) => (f ? 1 : 0)).join('');
+  const flags = [s.transA, s.transB, s.vecA, s.vecB, s.bias, s.accumulate, s.half].map((f) => (f ? 1 : 0)).join('');
   return `matmul/${s.tm}x${s.tn}/k${s.bk}/wg${s.wx}x${s.wy}/b${s.batchRank}/${flags}/${s.activation ?? '-'}`;
 }
 
@@ -94,9 +97,10 @@ function epilogueLines(s: MatmulSpec): string[] {
   const nq = tn / 4;
   const n = `n0 + c`;
   let value = `res[i * ${nq}u + (c >> 2u)][c & 3u]`;
-  if (s.accumulate) value = `out[row + ${n}] + ${value}`;
-  if (s.bias) value = `${value} + bias[p.offBias + (${n}) * p.sBias]`;
+  if (s.accumulate) value = `${load(s, `out[row + ${n}]`)} + ${value}`;
+  if (s.bias) value = `${value} + ${load(s, `bias[p.offBias + (${n}) * p.sBias]`)}`;
   if (s.activation) value = `act_(${value})`;
+  if (s.half) value = `f16(${value})`;
   return [
     `  var res = array<vec4<f32>, ${tm * nq}>(${range(tm).flatMap((i) => range(nq).map((q) => `acc${i}_${q}`)).join(', ')});`,
     `  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`,
@@ -108,18 +112,29 @@ function epilogueLines(s: MatmulSpec): string[] {
   ];
 }
 
+/** A scalar element of a buffer as f32 (a float16 one converted). */
+function load(s: MatmulSpec, element: string): string {
+  return s.half ? `f32(${element})` : element;
+}
+
+/** A vec4 of a buffer as vec4<f32>. */
+function load4(s: MatmulSpec, element: string): string {
+  return s.half ? `vec4<f32>(${element})` : element;
+}
+
 /** The uniform block, bindings and activation helper shared by every variant. */
 function preamble(s: MatmulSpec, params: Params): string {
-  const arr = (vec: boolean): string => (vec ? 'array<vec4<f32>>' : 'array<f32>');
+  const T = s.half ? 'f16' : 'f32';
+  const arr = (vec: boolean): string => (vec ? `array<vec4<${T}>>` : `array<${T}>`);
   let binding = 1;
   const decls = [
     `@group(0) @binding(${binding++}) var<storage, read> a: ${arr(s.vecA)};`,
     `@group(0) @binding(${binding++}) var<storage, read> b: ${arr(s.vecB)};`,
   ];
-  if (s.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>;`);
-  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>;`);
+  if (s.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<${T}>;`);
+  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<${T}>;`);
   const act = s.activation ? `${MATH_HELPERS}\nfn act_(x: f32) -> f32 { return ${UNARY[s.activation].wgsl('x')}; }\n` : '';
-  return `${params.wgsl('P')}\n@group(0) @binding(0) var<uniform> p: P;\n${decls.join('\n')}\n${act}`;
+  return `${enableF16(s.half)}\n${params.wgsl('P')}\n@group(0) @binding(0) var<uniform> p: P;\n${decls.join('\n')}\n${act}`;
 }
 
 /** The kernel for a spec: register-tiled (bk = 0) or workgroup-memory tiled. */
@@ -168,19 +183,19 @@ function registerWgsl(s: MatmulSpec, params: Params): string {
   /** Loads of A at one k: lines, and the scalar A[m0 + i, k] for each i. */
   const loadA = (k: string, t: string): { lines: string[]; at: (i: number) => string } => {
     if (s.transA && s.vecA) {
-      return { lines: range(tm / 4).map((g) => `    let a${t}_${g} = a[ca${g} + (${k}) * ldA4];`), at: (i) => `a${t}_${i >> 2}[${i & 3}]` };
+      return { lines: range(tm / 4).map((g) => `    let a${t}_${g} = ${load4(s, `a[ca${g} + (${k}) * ldA4]`)};`), at: (i) => `a${t}_${i >> 2}[${i & 3}]` };
     }
     const idx = (i: number): string =>
-      s.transA ? `a[ca${i} + (${k}) * p.ldA]` : s.vecA ? `a[ra${i} + ((${k}) >> 2u)][(${k}) & 3u]` : `a[ra${i} + ${k}]`;
+      load(s, s.transA ? `a[ca${i} + (${k}) * p.ldA]` : s.vecA ? `a[ra${i} + ((${k}) >> 2u)][(${k}) & 3u]` : `a[ra${i} + ${k}]`);
     return { lines: range(tm).map((i) => `    let a${t}_${i} = ${idx(i)};`), at: (i) => `a${t}_${i}` };
   };
   /** Loads of B at one k: lines, and the vec4 B[k, n0 + 4q .. n0 + 4q + 3] for each q. */
   const loadB = (k: string, t: string): { lines: string[]; vec: (q: number) => string } => {
     if (!s.transB && s.vecB) {
-      return { lines: range(nq).map((q) => `    let b${t}_${q} = b[nb${q} + (${k}) * ldB4];`), vec: (q) => `b${t}_${q}` };
+      return { lines: range(nq).map((q) => `    let b${t}_${q} = ${load4(s, `b[nb${q} + (${k}) * ldB4]`)};`), vec: (q) => `b${t}_${q}` };
     }
     const idx = (c: number): string =>
-      s.transB ? (s.vecB ? `b[cb${c} + ((${k}) >> 2u)][(${k}) & 3u]` : `b[cb${c} + ${k}]`) : `b[nb${c} + (${k}) * p.ldB]`;
+      load(s, s.transB ? (s.vecB ? `b[cb${c} + ((${k}) >> 2u)][(${k}) & 3u]` : `b[cb${c} + ${k}]`) : `b[nb${c} + (${k}) * p.ldB]`);
     return {
       lines: range(tn).map((c) => `    let b${t}_${c} = ${idx(c)};`),
       vec: (q) => `vec4<f32>(${range(4).map((r) => `b${t}_${4 * q + r}`).join(', ')})`,
@@ -195,8 +210,8 @@ function registerWgsl(s: MatmulSpec, params: Params): string {
   const loop: string[] = [];
   if (k4) {
     const body: string[] = ['    let kv = k >> 2u;'];
-    const aVec = kVecA ? range(tm).map((i) => `    let av${i} = a[ra${i} + kv];`) : [];
-    const bVec = kVecB ? range(tn).map((c) => `    let bw${c} = b[cb${c} + kv];`) : [];
+    const aVec = kVecA ? range(tm).map((i) => `    let av${i} = ${load4(s, `a[ra${i} + kv]`)};`) : [];
+    const bVec = kVecB ? range(tn).map((c) => `    let bw${c} = ${load4(s, `b[cb${c} + kv]`)};`) : [];
     body.push(...aVec, ...bVec);
     for (const j of range(4)) {
       const A = kVecA ? { lines: [], at: (i: number) => `av${i}[${j}]` } : loadA(`k + ${j}u`, `${j}`);
@@ -277,7 +292,7 @@ function sharedWgsl(s: MatmulSpec, params: Params): string {
       loop((BK * OUT) / 4, [
         `      let k = kt + idx / ${OUT4}u;`,
         `      let o = min(${o0} + (idx % ${OUT4}u) * 4u, p.${outer} - 4u);`,
-        `      let v = ${name}[((${off} + o) >> 2u) + min(k, p.K - 1u) * (${ld} >> 2u)];`,
+        `      let v = ${load4(s, `${name}[((${off} + o) >> 2u) + min(k, p.K - 1u) * (${ld} >> 2u)]`)};`,
         `      ${tile}[idx] = select(vec4<f32>(0.0), v, k < p.K);`,
       ]);
     } else if (vec) {
@@ -287,7 +302,7 @@ function sharedWgsl(s: MatmulSpec, params: Params): string {
         `      let kk = (idx % ${BK4}u) * 4u;`,
         `      let k = kt + kk;`,
         `      let o = min(${o0} + oo, p.${outer} - 1u);`,
-        `      let v = select(vec4<f32>(0.0), ${name}[((${off} + o * ${ld}) >> 2u) + (min(k, p.K - 1u) >> 2u)], vec4<u32>(k) + ${lane} < vec4<u32>(p.K));`,
+        `      let v = select(vec4<f32>(0.0), ${load4(s, `${name}[((${off} + o * ${ld}) >> 2u) + (min(k, p.K - 1u) >> 2u)]`)}, vec4<u32>(k) + ${lane} < vec4<u32>(p.K));`,
         ...range(4).map((j) => `      ${tile}[(kk + ${j}u) * ${OUT4}u + (oo >> 2u)][oo & 3u] = v[${j}];`),
       ]);
     } else if (kContig) {
@@ -297,7 +312,7 @@ function sharedWgsl(s: MatmulSpec, params: Params): string {
         `      let kk = idx % ${BK}u;`,
         `      let k = kt + kk;`,
         `      let o = min(${o0} + oo, p.${outer} - 1u);`,
-        `      let v = select(0.0, ${name}[${off} + o * ${ld} + min(k, p.K - 1u)], k < p.K);`,
+        `      let v = select(0.0, ${load(s, `${name}[${off} + o * ${ld} + min(k, p.K - 1u)]`)}, k < p.K);`,
         `      ${tile}[kk * ${OUT4}u + (oo >> 2u)][oo & 3u] = v;`,
       ]);
     } else {
@@ -307,7 +322,7 @@ function sharedWgsl(s: MatmulSpec, params: Params): string {
         `      let oo = idx % ${OUT}u;`,
         `      let k = kt + kk;`,
         `      let o = min(${o0} + oo, p.${outer} - 1u);`,
-        `      let v = select(0.0, ${name}[${off} + o + min(k, p.K - 1u) * ${ld}], k < p.K);`,
+        `      let v = select(0.0, ${load(s, `${name}[${off} + o + min(k, p.K - 1u) * ${ld}]`)}, k < p.K);`,
         `      ${tile}[kk * ${OUT4}u + (oo >> 2u)][oo & 3u] = v;`,
       ]);
     }
@@ -447,8 +462,12 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
   const K = a.cols;
   const bias = opts.bias;
   let sBias = 1;
+  const half = a.t.dtype === 'float16';
+  if (b.t.dtype !== a.t.dtype) {
+    throw new TypeError(`${label}: operands are ${a.t.dtype} and ${b.t.dtype}; expected one dtype (cast with .float() or .half(), or run under autocast())`);
+  }
   if (bias) {
-    if (bias.dtype !== 'float32') throw new TypeError(`${label}: bias must be float32, got ${bias.dtype}`);
+    if (bias.dtype !== a.t.dtype) throw new TypeError(`${label}: bias must be ${a.t.dtype} like the operands, got ${bias.dtype}`);
     if (bias.rank !== 1 || bias.shape[0] !== N) {
       throw new RangeError(`${label}: bias has shape ${fmt(bias.shape)}; expected [${N}] (the last dim of the result)`);
     }
@@ -458,7 +477,7 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
   if (opts.activation !== undefined && !ACTIVATIONS.includes(opts.activation)) {
     throw new RangeError(`${label}: unknown activation '${String(opts.activation)}'; expected one of ${ACTIVATIONS.join(', ')}`);
   }
-  const out = Tensor.empty(outShape);
+  const out = Tensor.empty(outShape, a.t.dtype);
   if (out.size === 0) return out;
 
   const temps: Tensor[] = [];
@@ -550,6 +569,7 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
     bias: bias !== undefined,
     activation: opts.activation ?? null,
     accumulate: false,
+    half,
   };
   const { tm, tn, wx, wy } = spec;
   // Register kernels count their grid base in invocations, workgroup-memory ones in workgroups.
@@ -565,25 +585,25 @@ function matmulOperands(aIn: Operand, bIn: Operand, outShape: number[], opts: Ma
   const cap = e.maxBindingElements;
   const limitDim = (dim: 'M' | 'N' | 'K', t: Tensor, ld: number, inner: number): void => {
     if (t.fitsBinding) return;
-    if (batchCount > 1) throw e.tooLarge(label, t.span * 4, `${label} splits only products without batch dims`);
+    if (batchCount > 1) throw e.tooLarge(label, t.span * t.elementBytes, `${label} splits only products without batch dims`);
     const rows = ld === 0 ? step[dim] : Math.floor((cap - inner) / ld) + 1;
     const chunk = rows >= step[dim] ? step[dim] : Math.floor(rows / quantum[dim]) * quantum[dim];
-    if (!(chunk >= 1)) throw e.tooLarge(label, t.span * 4, `${label} splits it by rows, and ${quantum[dim]} of its rows are over the limit`);
+    if (!(chunk >= 1)) throw e.tooLarge(label, t.span * t.elementBytes, `${label} splits it by rows, and ${quantum[dim]} of its rows are over the limit`);
     step[dim] = chunk;
   };
   limitDim(la.trans ? 'K' : 'M', a.t, ldA, la.trans ? M : K);
   limitDim(lb.trans ? 'N' : 'K', b.t, lb.ld, lb.trans ? K : N);
   limitDim('M', out, N, N);
-  if (bias && !bias.fitsBinding) throw e.tooLarge(label, bias.span * 4, `${label} does not split its bias`);
+  if (bias && !bias.fitsBinding) throw e.tooLarge(label, bias.span * bias.elementBytes, `${label} does not split its bias`);
 
   const bind = (t: Tensor, delta: number, extent: number): BoundElements => {
     if (t.fitsBinding) {
-      const whole = t.binding(label);
+      const whole = t.binding(label, true);
       return { resource: whole.resource, offset: whole.offset + delta };
     }
-    return e.bindElements(t.buffer, t.offset + delta, extent, label);
+    return e.bindElements(t.storage.buffer, t.offset + delta, extent, label, t.elementBytes);
   };
-  const biasBound = bias?.binding(label);
+  const biasBound = bias?.binding(label, true);
   const max = e.maxWorkgroupsPerDim;
   for (let m0 = 0; m0 < M; m0 += step.M) {
     const mc = Math.min(step.M, M - m0);
@@ -702,8 +722,8 @@ function plan(a: Tensor, b: Tensor, label: string): { A: Operand; B: Operand; sh
  * read in place. `bias` and `activation` are applied in the same kernel.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
-  checkFloat('matmul', 'a', a);
-  checkFloat('matmul', 'b', b);
+  checkFloat('matmul', 'a', a, true);
+  checkFloat('matmul', 'b', b, true);
   const { A, B, shape } = plan(a, b, 'matmul');
   return matmulOperands(A, B, shape, opts, 'matmul');
 }
@@ -711,8 +731,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 /** `x @ weight^T + bias` as `torch.nn.functional.linear`, with weight in PyTorch's [out, in]
  * layout read transposed in place. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor, activation?: MatmulActivation): Tensor {
-  checkFloat('linear', 'input', x);
-  checkFloat('linear', 'weight', weight);
+  checkFloat('linear', 'input', x, true);
+  checkFloat('linear', 'weight', weight, true);
   if (weight.rank !== 2) throw new RangeError(`linear: weight must be 2-D [out, in], got ${fmt(weight.shape)}`);
   const [outF, inF] = weight.shape as [number, number];
   if (x.rank === 0 || x.shape[x.rank - 1] !== inF) {

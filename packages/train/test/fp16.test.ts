@@ -1,0 +1,70 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as A from '@tl/autograd';
+import { adam, GradScaler, Trainer, type EpochLogs } from '../src/index.js';
+import { setup } from '../../tensor/test/helpers.js';
+import { model, toyData } from './toy.js';
+
+beforeAll(setup);
+
+describe('GradScaler', () => {
+  it('halves the scale and skips on an overflow, and grows it after growthInterval clean steps', () => {
+    const s = new GradScaler({ initScale: 1024, growthInterval: 3 });
+    expect([s.update(0), s.update(0), s.scale]).toEqual([true, true, 1024]);
+    expect([s.update(0), s.scale]).toEqual([true, 2048]);
+    expect([s.update(NaN), s.scale, s.skipped]).toEqual([false, 1024, 1]);
+    expect([s.update(0), s.update(0), s.scale]).toEqual([true, true, 1024]);
+    expect([s.update(0), s.scale]).toEqual([true, 2048]);
+  });
+
+  it('refuses settings that cannot work, naming them', () => {
+    expect(() => new GradScaler({ initScale: 0 })).toThrow(/initScale .* got 0/);
+    expect(() => new GradScaler({ growthFactor: 1 })).toThrow(/growthFactor must exceed 1/);
+    expect(() => new GradScaler({ backoffFactor: 2 })).toThrow(/backoffFactor must be below 1/);
+    expect(() => new GradScaler({ growthInterval: 1.5 })).toThrow(/growthInterval .* 1.5/);
+  });
+
+  it('flags a gradient holding Inf or NaN on the GPU', async () => {
+    const s = new GradScaler();
+    const p = A.tensor([1, 2]);
+    const q = A.tensor([3]);
+    p.grad = A.tensor([1e30, -4]);
+    q.grad = A.tensor([0.5]);
+    expect(await s.nonFinite([p, q]).item()).toBe(0);
+    q.grad = A.tensor([Infinity]);
+    expect(Number.isNaN(await s.nonFinite([p, q]).item())).toBe(true);
+    p.grad = A.tensor([NaN, 1]);
+    q.grad = A.tensor([1]);
+    expect(Number.isNaN(await s.nonFinite([p, q]).item())).toBe(true);
+  });
+});
+
+describe('Trainer with fp16', () => {
+  const run = async (fp16: boolean, initScale?: number): Promise<EpochLogs[]> => {
+    const m = model();
+    const t = new Trainer(m, {
+      optimizer: adam({ lr: 1e-2 }), epochs: 3, batchSize: 8, seed: 5, fp16, logger: () => {}, gradClip: 5,
+      ...(initScale ? { lossScale: { initScale } } : {}),
+    });
+    const h = await t.fit(toyData(48, 1), toyData(16, 2));
+    m.dispose();
+    return h;
+  };
+
+  it('learns as float32 does, and logs the loss scale', async () => {
+    const h32 = await run(false);
+    const h16 = await run(true);
+    expect(h16.at(-1)!.valAccuracy).toBeGreaterThan(0.9);
+    for (let e = 0; e < 3; e++) expect(Math.abs(h16[e]!.trainLoss - h32[e]!.trainLoss)).toBeLessThan(0.05);
+    expect(h16[0]!.lossScale).toBe(2 ** 16);
+    expect(h16.map((e) => e.skippedSteps)).toEqual([0, 0, 0]);
+    expect(h32[0]!.lossScale).toBeUndefined();
+  });
+
+  it('skips the steps whose scaled gradients overflow float16 and backs off until they fit', async () => {
+    const h = await run(true, 2 ** 22);
+    const skipped = h[0]!.skippedSteps!;
+    expect(skipped).toBeGreaterThan(0);
+    expect(h[0]!.lossScale).toBe(2 ** (22 - skipped));
+    expect(h.at(-1)!.valAccuracy).toBeGreaterThan(0.9);
+  });
+});
