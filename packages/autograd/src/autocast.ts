@@ -1,10 +1,11 @@
 /**
- * Mixed precision as torch.autocast: inside `autocast(fn)`, matmul and linear take float16
- * copies of their float32 inputs (the weights stay float32, and their gradients come back
- * through the casts in float32), and the ops whose float16 results lose too much (softmax,
- * log-softmax, cross-entropy, the norms, the losses) or that have no float16 kernel yet
- * (convolution, pooling, gather) run in float32 on upcast copies. Elementwise ops follow
- * their inputs, promoting float16 with float32 to float32.
+ * Mixed precision as torch.autocast: inside `autocast(fn)`, matmul, linear and convolution
+ * take float16 copies of their float32 inputs (the weights stay float32, and their gradients
+ * come back through the casts in float32); the ops whose float16 results lose too much
+ * (softmax, log-softmax, cross-entropy, layer norm, the losses) or that have no float16
+ * kernel (gather, padding) run in float32 on upcast copies; batch norm and pooling run on
+ * float16 activations with float32 parameters and statistics, as PyTorch's CUDA kernels do.
+ * Elementwise ops follow their inputs, promoting float16 with float32 to float32.
  */
 import { engine, type Tensor } from '@tl/tensor';
 
@@ -60,4 +61,14 @@ export function fullPrecision(x: Tensor): Tensor;
 export function fullPrecision(x: Tensor | null | undefined): Tensor | null | undefined;
 export function fullPrecision(x: Tensor | null | undefined): Tensor | null | undefined {
   return active && x && x.dtype === 'float16' ? x.float() : x;
+}
+
+/**
+ * Frees a cast copy an op made (`used`, of `original`) once the op has recorded what it
+ * keeps: backward holds its own handle on what it saved, and a copy outside the graph
+ * (a frozen weight's) is otherwise held until the step's scope ends, so a half model or
+ * a frozen backbone would hold every layer's float32 or float16 copy at once.
+ */
+export function dropCast(original: Tensor | null | undefined, used: Tensor | null | undefined): void {
+  if (used && used !== original && !used.requiresGrad) used.dispose();
 }

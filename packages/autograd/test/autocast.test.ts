@@ -67,7 +67,7 @@ describe('autocast', () => {
     for (let i = 0; i < g32.length; i++) expect(Math.abs(g16[i]! - g32[i]!)).toBeLessThan(4e-3 * scale);
   });
 
-  it('keeps softmax, norms and convolutions in float32, and is off when disabled', () => {
+  it('runs convolutions in float16, batch norm and pooling on their float16 output, softmax and layer norm in float32', () => {
     const x = A.tensor([[1, 2, 3]]);
     const w = A.tensor([[1, 0, 0], [0, 1, 0]]);
     A.autocast(() => {
@@ -77,6 +77,12 @@ describe('autocast', () => {
       expect(A.layerNorm(h, [2]).dtype).toBe('float32');
       expect(A.gelu(h).dtype).toBe('float16');
       expect(A.add(h, A.tensor([1, 1])).dtype).toBe('float32');
+      const img = A.randn([2, 3, 8, 8], { seed: 1 });
+      const c = A.conv2d(img, A.randn([4, 3, 3, 3], { seed: 2 }), { padding: 1 });
+      expect(c.dtype).toBe('float16');
+      const n = A.batchNorm(c, A.zeros([4]), A.ones([4]), A.ones([4]), A.zeros([4]), { training: true });
+      expect(n.dtype).toBe('float16');
+      expect(A.maxPool2d(n, { kernelSize: 2 }).dtype).toBe('float16');
     });
     expect(A.autocast(() => A.linear(x, w), { enabled: false }).dtype).toBe('float32');
     expect(() => A.autocast(() => 0, { dtype: 'bfloat16' as 'float16' })).toThrow(/bfloat16.*float16/);

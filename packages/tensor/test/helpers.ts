@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect } from 'vitest';
-import { engine, host, init, Rng, tensor, type HostTensor, type Tensor } from '../src/node.js';
+import { engine, host, init, Rng, roundHalf, tensor, type HostTensor, type Tensor } from '../src/node.js';
 
 export async function setup(): Promise<void> {
   await init();
@@ -31,6 +31,16 @@ export function randHost(shape: number[], seed: number, lo = -1, hi = 1): HostTe
 
 export function toGpu(h: HostTensor, dtype: 'float32' | 'int32' = 'float32'): Tensor {
   return tensor(dtype === 'int32' ? Int32Array.from(h.data) : Float32Array.from(h.data), { shape: h.shape, dtype });
+}
+
+/** The host tensor rounded to binary16, as a float16 tensor holds it. */
+export function halfHost(h: HostTensor): HostTensor {
+  return host(h.shape, [...h.data].map(roundHalf));
+}
+
+/** A float16 tensor of the host values (rounded to nearest even on upload). */
+export function toHalf(h: HostTensor): Tensor {
+  return tensor(Float32Array.from(h.data), { shape: h.shape, dtype: 'float16' });
 }
 
 /** Asserts |got - want| <= atol + rtol * |want| elementwise, reporting the worst element. */

@@ -1,7 +1,7 @@
 /** Differentiable conv2d: both backward passes are implicit GEMMs in @tl/tensor. */
 import * as T from '@tl/tensor';
 import type { Tensor } from '@tl/tensor';
-import { fullPrecision } from '../autocast.js';
+import { dropCast, lowerPrecision } from '../autocast.js';
 import { needsGrad, record } from '../graph.js';
 
 export interface Conv2dOptions {
@@ -13,17 +13,19 @@ export interface Conv2dOptions {
 }
 
 export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Tensor {
-  x = fullPrecision(x);
-  const half = weight;
-  weight = fullPrecision(weight);
-  const { bias: b, ...geo } = opts;
-  const bias = fullPrecision(b);
+  const { bias, ...geo } = opts;
+  const [x16, w16, b16] = [lowerPrecision(x), lowerPrecision(weight), lowerPrecision(bias)];
+  const y = conv2dOf(x16, w16, b16, geo);
+  dropCast(x, x16);
+  dropCast(weight, w16);
+  dropCast(bias, b16);
+  return y;
+}
+
+function conv2dOf(x: Tensor, weight: Tensor, bias: Tensor | null | undefined, geo: Omit<Conv2dOptions, 'bias'>): Tensor {
   const y = T.conv2d(x, weight, { ...geo, bias: bias ?? undefined });
   const gx = needsGrad(x);
   const gw = needsGrad(weight);
-  // A float16 module's weight is upcast per call; without a gradient to save it for, the
-  // copy goes at once, so a half model's convolutions hold one float32 weight at a time.
-  if (weight !== half && !gx && !gw) weight.dispose();
   return record('conv2d', y, [x, weight, bias], (g, s, needs) => {
     const xs = gw ? s[0]! : null;
     const ws = gx ? s[gw ? 1 : 0]! : null;

@@ -1,18 +1,24 @@
 /** Differentiable matmul and linear. */
 import * as T from '@tl/tensor';
 import type { Tensor } from '@tl/tensor';
-import { lowerPrecision } from '../autocast.js';
+import { dropCast, lowerPrecision } from '../autocast.js';
 import { needsGrad, record } from '../graph.js';
 import { sumToShape } from './reduce.js';
 
 /** As torch.matmul: 1-D operands are promoted (and the added dim removed), batch dims broadcast. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  a = lowerPrecision(a);
-  b = lowerPrecision(b);
+  const [a16, b16] = [lowerPrecision(a), lowerPrecision(b)];
+  const y = matmulOf(a16, b16);
+  dropCast(a, a16);
+  dropCast(b, b16);
+  return y;
+}
+
+function matmulOf(a: Tensor, b: Tensor): Tensor {
   if (a.rank === 1 || b.rank === 1) {
     const a2 = a.rank === 1 ? a.reshape(1, a.shape[0]!) : a;
     const b2 = b.rank === 1 ? b.reshape(b.shape[0]!, 1) : b;
-    const y = matmul(a2, b2);
+    const y = matmulOf(a2, b2);
     const shape = [...y.shape];
     if (b.rank === 1) shape.pop();
     if (a.rank === 1) shape.splice(shape.length - (b.rank === 1 ? 1 : 2), 1);
@@ -34,9 +40,15 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 
 /** x @ weight^T + bias, weight [out, in] as torch.nn.functional.linear. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  x = lowerPrecision(x);
-  weight = lowerPrecision(weight);
-  bias = lowerPrecision(bias);
+  const [x16, w16, b16] = [lowerPrecision(x), lowerPrecision(weight), lowerPrecision(bias)];
+  const y = linearOf(x16, w16, b16);
+  dropCast(x, x16);
+  dropCast(weight, w16);
+  dropCast(bias, b16);
+  return y;
+}
+
+function linearOf(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   const y = T.linear(x, weight, bias ?? undefined);
   const gx = needsGrad(x);
   const gw = needsGrad(weight);

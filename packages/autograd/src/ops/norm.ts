@@ -2,13 +2,19 @@
 import * as T from '@tl/tensor';
 import type { Tensor } from '@tl/tensor';
 import { isRecomputing } from '../checkpoint.js';
-import { fullPrecision } from '../autocast.js';
+import { dropCast, fullPrecision } from '../autocast.js';
 import { needsGrad, record } from '../graph.js';
 
 export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  x = fullPrecision(x);
-  const w = fullPrecision(weight) ?? undefined;
-  const b = fullPrecision(bias) ?? undefined;
+  const [x32, w32, b32] = [fullPrecision(x), fullPrecision(weight), fullPrecision(bias)];
+  const y = layerNormOf(x32, normalizedShape, w32 ?? undefined, b32 ?? undefined, eps);
+  dropCast(x, x32);
+  dropCast(weight, w32);
+  dropCast(bias, b32);
+  return y;
+}
+
+function layerNormOf(x: Tensor, normalizedShape: number | readonly number[], w: Tensor | undefined, b: Tensor | undefined, eps: number): Tensor {
   if (!needsGrad(x, w, b)) return T.layerNorm(x, normalizedShape, w, b, eps);
   const { y, mean, rstd } = T.layerNormWithStats(x, normalizedShape, w, b, eps);
   const out = record('layerNorm', y, [x, w, b], (g, s, needs) => {
@@ -36,15 +42,18 @@ export interface BatchNormOptions {
 export function batchNorm(
   x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, weight?: Tensor | null, bias?: Tensor | null, opts: BatchNormOptions = {},
 ): Tensor {
-  x = fullPrecision(x);
-  if (!opts.training) {
-    // Read-only in evaluation; training updates them in place, so they stay as they are.
-    runningMean = fullPrecision(runningMean) ?? null;
-    runningVar = fullPrecision(runningVar) ?? null;
-  }
+  // x may be float16 (autocast's activations) with float32 parameters and statistics, as in
+  // PyTorch's CUDA batch norm. A half model's parameters are upcast; its running statistics
+  // too where they are only read (training updates them in place, so they stay as they are).
+  const [mean32, var32] = opts.training ? [runningMean, runningVar] : [fullPrecision(runningMean) ?? null, fullPrecision(runningVar) ?? null];
+  const [w32, b32] = [fullPrecision(weight) ?? null, fullPrecision(bias) ?? null];
+  const y = batchNormOf(x, mean32, var32, w32, b32, opts);
+  for (const [original, used] of [[runningMean, mean32], [runningVar, var32], [weight, w32], [bias, b32]] as const) dropCast(original, used);
+  return y;
+}
+
+function batchNormOf(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, w: Tensor | null, b: Tensor | null, opts: BatchNormOptions): Tensor {
   const eps = opts.eps ?? 1e-5;
-  const w = fullPrecision(weight) ?? null;
-  const b = fullPrecision(bias) ?? null;
   if (opts.training) {
     const { y, mean, invstd, varUnbiased } = T.batchNormTrain(x, w, b, eps);
     if (runningMean && runningVar && !isRecomputing()) T.updateRunningStats(runningMean, runningVar, mean, varUnbiased, opts.momentum ?? 0.1);

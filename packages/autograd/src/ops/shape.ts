@@ -1,7 +1,7 @@
 /** Differentiable joins, pads and index ops. */
 import * as T from '@tl/tensor';
 import { normDim, type Tensor } from '@tl/tensor';
-import { fullPrecision } from '../autocast.js';
+import { dropCast, fullPrecision } from '../autocast.js';
 import { record } from '../graph.js';
 
 export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
@@ -40,12 +40,12 @@ export function pad(x: Tensor, pads: readonly number[], opts: T.PadOptions = {})
 }
 
 export function embedding(indices: Tensor, weight: Tensor, opts: { paddingIdx?: number } = {}): Tensor {
-  const half = weight;
-  weight = fullPrecision(weight);
-  const y = T.embedding(indices, weight);
-  if (weight !== half && !weight.requiresGrad) weight.dispose();
-  const v = weight.shape[0]!;
-  return record('embedding', y, [weight], (g, [idx]) => [T.embeddingBackward(idx!, g, v, opts)], [indices]);
+  const w = fullPrecision(weight);
+  const y = T.embedding(indices, w);
+  const v = w.shape[0]!;
+  const out = record('embedding', y, [w], (g, [idx]) => [T.embeddingBackward(idx!, g, v, opts)], [indices]);
+  dropCast(weight, w);
+  return out;
 }
 
 export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {

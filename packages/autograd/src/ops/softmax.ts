@@ -1,19 +1,23 @@
 /** Differentiable softmax, log-softmax and the fused cross-entropy. */
 import * as T from '@tl/tensor';
 import { tensor, type CrossEntropyOptions, type Labels, type Tensor } from '@tl/tensor';
-import { fullPrecision } from '../autocast.js';
+import { dropCast, fullPrecision } from '../autocast.js';
 import { needsGrad, record } from '../graph.js';
 
 export function softmax(x: Tensor, dim = -1): Tensor {
-  x = fullPrecision(x);
-  const y = T.softmax(x, dim);
-  return record('softmax', y, [x], (g, [ys]) => [T.softmaxBackward(ys!, g, dim)], [y]);
+  const x32 = fullPrecision(x);
+  const y = T.softmax(x32, dim);
+  const out = record('softmax', y, [x32], (g, [ys]) => [T.softmaxBackward(ys!, g, dim)], [y]);
+  dropCast(x, x32);
+  return out;
 }
 
 export function logSoftmax(x: Tensor, dim = -1): Tensor {
-  x = fullPrecision(x);
-  const y = T.logSoftmax(x, dim);
-  return record('logSoftmax', y, [x], (g, [ys]) => [T.logSoftmaxBackward(ys!, g, dim)], [y]);
+  const x32 = fullPrecision(x);
+  const y = T.logSoftmax(x32, dim);
+  const out = record('logSoftmax', y, [x32], (g, [ys]) => [T.logSoftmaxBackward(ys!, g, dim)], [y]);
+  dropCast(x, x32);
+  return out;
 }
 
 /**

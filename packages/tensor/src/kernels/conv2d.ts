@@ -13,16 +13,17 @@
  * Passes where each output plane reads one source plane (depthwise convolutions, a channel
  * multiplier, one input or output channel per group) get their own kernels, which walk
  * down column strips and reuse every loaded row for each kernel tap (see `rowWindow`).
+ * Every pass takes float16 operands too, stored as f16 and computed in f32 (see `widen`).
  */
-import { engine } from '../engine.js';
+import { engine, type BoundElements, type StorageBinding } from '../engine.js';
 import { host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { fmt, shapeEq, type Shape } from '../shape.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, type DType } from '../tensor.js';
 import { checkFloat } from './check-float.js';
 import { byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
-import { add, UNARY } from './elementwise.js';
-import { linearIndex, MAIN_ARGS, MATH_HELPERS, WG } from './wgsl.js';
+import { add, assign, cast, UNARY } from './elementwise.js';
+import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageType, WG } from './wgsl.js';
 
 /** A size given once for both spatial dims or as [h, w]. */
 export type IntPair = number | readonly [number, number];
@@ -118,10 +119,31 @@ const grid2 = (a: number, b: number, f: (i: number, j: number) => string): strin
 const LANES = 64;
 const MAIN = '@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32';
 
-function strideParams(params: Params, name: string, t: Tensor): Params {
-  params.i32(`${name}o`, t.offset);
+/** `t`'s offset within its binding `at` and its strides. */
+function strideParams(params: Params, name: string, t: Tensor, at: BoundElements): Params {
+  params.i32(`${name}o`, at.offset);
   (['n', 'c', 'h', 'w'] as const).forEach((d, i) => params.i32(`${name}s${d}`, t.strides[i]!));
   return params;
+}
+
+// float16 operands are stored as f16 and computed in f32 (PyTorch's half convolutions
+// accumulate in float too): every load widens, and the result is rounded once on store.
+// With `half` false these give the float32 kernels' text unchanged.
+
+/** The storage array of a float32 or (`half`) float16 buffer, of scalars or vec4s. */
+function array(half: boolean, vec = false): string {
+  const T = storageType(half ? 'float16' : 'float32');
+  return `array<${vec ? `vec4<${T}>` : T}>`;
+}
+
+/** A loaded element, or vec4 of them, as f32. */
+function widen(half: boolean, element: string, vec = false): string {
+  return half ? `${vec ? 'vec4<f32>' : 'f32'}(${element})` : element;
+}
+
+/** An f32 value, or vec4 of them, as stored. */
+function stored(half: boolean, value: string, vec = false): string {
+  return half ? `${vec ? 'vec4<f16>' : 'f16'}(${value})` : value;
 }
 
 /** Output channels per invocation: at most 8, and no more than a group has. */
@@ -170,21 +192,37 @@ interface TapConv {
   cols: Axis;
   act: ConvActivation | undefined;
   label: string;
+  /** Every operand is float16 (else float32). */
+  half: boolean;
+}
+
+/** The bindings of a correlation's operands, and the source's offset within its own. */
+interface TapBindings {
+  buffers: StorageBinding[];
+  src: BoundElements;
+}
+
+/** Binds the operands of `d`: the source through its view (it may be a run of images of a
+ * larger buffer), the weight, bias and output whole (the kernels index them from 0). */
+function tapBindings(d: TapConv): TapBindings {
+  const src = d.src.binding(d.label, d.half);
+  const rest = [d.weight, ...(d.bias ? [d.bias] : []), d.out].map((t) => t.binding(d.label, d.half).resource);
+  return { buffers: [src.resource, ...rest], src };
 }
 
 /** Pixels per invocation; with `channelTile`'s 8 channels an 8 x 8 block, which measured
  * fastest on lavapipe (4 x 8, 8 x 4, 4 x 16, 16 x 4 and 8 x 16 were slower). */
 const TAP_TN = 8;
 
-function tapConvCode(params: Params, tm: number, tn: number, bias: boolean, act: ConvActivation | undefined): string {
-  const epilogue = (v: string): string => (act ? UNARY[act].wgsl(v) : v);
-  return /* wgsl */ `
+function tapConvCode(params: Params, tm: number, tn: number, bias: boolean, act: ConvActivation | undefined, half: boolean): string {
+  const epilogue = (v: string): string => stored(half, act ? UNARY[act].wgsl(v) : v);
+  return /* wgsl */ `${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
-${bias ? '@group(0) @binding(3) var<storage, read> bias: array<f32>;' : ''}
-@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> src: ${array(half)};
+@group(0) @binding(2) var<storage, read> wt: ${array(half)};
+${bias ? `@group(0) @binding(3) var<storage, read> bias: ${array(half)};` : ''}
+@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: ${array(half)};
 ${act ? MATH_HELPERS : ''}
 @compute @workgroup_size(${LANES})
 fn main(${MAIN}) {
@@ -218,8 +256,8 @@ ${lines(tn, (j) => `      let sc${j} = gc${j} * p.cStep + tw / p.cDiv;
       let m${j} = select(0.0, 1.0, v${j});`)}
       var wo = kh * p.kw + kw;
       for (var r = 0; r < p.rG; r++) {
-${lines(tn, (j) => `        let x${j} = src[o${j}] * m${j};`)}
-${lines(tm, (i) => `        let w${i} = wt[wb${i} + wo];`)}
+${lines(tn, (j) => `        let x${j} = ${widen(half, `src[o${j}]`)} * m${j};`)}
+${lines(tm, (i) => `        let w${i} = ${widen(half, `wt[wb${i} + wo]`)};`)}
 ${grid2(tm, tn, (i, j) => `        a${i}_${j} = fma(w${i}, x${j}, a${i}_${j});`)}
 ${lines(tn, (j) => `        o${j} += p.ssc;`)}
         wo += p.wsR;
@@ -228,7 +266,7 @@ ${lines(tn, (j) => `        o${j} += p.ssc;`)}
   }
 ${lines(tn, (j) => `  let yb${j} = (n${j} * p.outC + g * p.mG + cg) * p.outHW + (p.rStart + gr${j} * p.rStride) * p.outW + p.cStart + gc${j} * p.cStride;`)}
 ${lines(tm, (i) => `  if (cg + ${i} < p.mG) {
-    let b = ${bias ? `bias[g * p.mG + cg + ${i}]` : '0.0'};
+    let b = ${bias ? widen(half, `bias[g * p.mG + cg + ${i}]`) : '0.0'};
 ${lines(tn, (j) => `    if (ok${j}) { y[yb${j} + ${i} * p.outHW] = ${epilogue(`(a${i}_${j} + b)`)}; }`)}
   }`)}
 }`;
@@ -286,6 +324,8 @@ interface RowSource {
   name: string;
   buf: string;
   vec: boolean;
+  /** The buffer holds float16. */
+  half: boolean;
   base: string;
   rowStride: string;
   colStride: string;
@@ -324,7 +364,7 @@ function rowReader(s: RowSource): RowReader {
         const q = Math.floor(sl.col / 4);
         const at = s.vec ? `(${tag}at + ${s.col0}) / 4 + ${q}` : `${tag}at + (${s.col0} + ${sl.col}) * ${s.colStride}`;
         const read = `${s.buf}[select(0, ${at}, ${ok})]${s.vec && !sl.vec ? `[${sl.col - 4 * q}]` : ''}`;
-        return `${decl ? 'let ' : ''}${v(tag, sl)} = select(${type(sl)}(), ${read}, ${ok});`;
+        return `${decl ? 'let ' : ''}${v(tag, sl)} = select(${type(sl)}(), ${widen(s.half, read, sl.vec)}, ${ok});`;
       }),
     ].join('\n'),
     move: (to: string, from: string): string => slots.map((sl) => `${v(to, sl)} = ${v(from, sl)};`).join('\n'),
@@ -402,7 +442,7 @@ function planeConvCode(params: Params, d: TapConv, rowTaps: PlaneTap[], colTaps:
   const bias = d.bias !== undefined;
   const epilogue = (x: string): string => (d.act ? UNARY[d.act].wgsl(x) : x);
   const src: RowSource = {
-    name: 'x', buf: 'src', vec: vecIn, base: 'sbr', rowStride: 'p.ssh', colStride: 'p.ssw', height: 'p.srcH', width: 'p.srcW', col0: 'sc0',
+    name: 'x', buf: 'src', vec: vecIn, half: d.half, base: 'sbr', rowStride: 'p.ssh', colStride: 'p.ssw', height: 'p.srcH', width: 'p.srcW', col0: 'sc0',
     cols: [...new Set(colTaps.flatMap((t) => range(tn).map((j) => j * d.cols.step + t.off)))].sort((a, b) => a - b),
   };
   const fma = (w: string, x: (u: number) => string, off: number): string =>
@@ -418,7 +458,7 @@ function planeConvCode(params: Params, d: TapConv, rowTaps: PlaneTap[], colTaps:
     warmup = win.warmup;
     setup = [
       'let sbr = sb;',
-      ...rowTaps.flatMap((rt) => colTaps.map((ct) => `let w${rt.k}_${ct.k} = wt[wb + ${rt.k * d.kw + ct.k}];`)),
+      ...rowTaps.flatMap((rt) => colTaps.map((ct) => `let w${rt.k}_${ct.k} = ${widen(d.half, `wt[wb + ${rt.k * d.kw + ct.k}]`)};`)),
       win.init,
     ].join('\n');
     load = win.load('i');
@@ -435,20 +475,20 @@ function planeConvCode(params: Params, d: TapConv, rowTaps: PlaneTap[], colTaps:
         let sbr = sb + r * p.ssc;
         ${reader.read('xk', 'sr', true)}
         let wr = wb + r * p.wsR + kh * ${d.kw};
-        ${colTaps.map((ct) => `let w${ct.k} = wt[wr + ${ct.k}];\n${fma(`w${ct.k}`, (u) => reader.at('xk', u), ct.off)}`).join('\n')}
+        ${colTaps.map((ct) => `let w${ct.k} = ${widen(d.half, `wt[wr + ${ct.k}]`)};\n${fma(`w${ct.k}`, (u) => reader.at('xk', u), ct.off)}`).join('\n')}
       }
     }`;
   }
   const store = vecOut
-    ? range(tn / 4).map((q) => `if (c0 + ${4 * q} < p.gridW) { y[yr / 4 + ${q}] = vec4<f32>(${range(4).map((t) => epilogue(`(a${4 * q + t} + b)`)).join(', ')}); }`)
-    : range(tn).map((j) => `if (c0 + ${j} < p.gridW) { y[yr + ${j} * p.cStride] = ${epilogue(`(a${j} + b)`)}; }`);
-  return /* wgsl */ `
+    ? range(tn / 4).map((q) => `if (c0 + ${4 * q} < p.gridW) { y[yr / 4 + ${q}] = ${stored(d.half, `vec4<f32>(${range(4).map((t) => epilogue(`(a${4 * q + t} + b)`)).join(', ')})`, true)}; }`)
+    : range(tn).map((j) => `if (c0 + ${j} < p.gridW) { y[yr + ${j} * p.cStride] = ${stored(d.half, epilogue(`(a${j} + b)`))}; }`);
+  return /* wgsl */ `${enableF16(d.half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> src: array<${vecIn ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
-${bias ? '@group(0) @binding(3) var<storage, read> bias: array<f32>;' : ''}
-@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: array<${vecOut ? 'vec4<f32>' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> src: ${array(d.half, vecIn)};
+@group(0) @binding(2) var<storage, read> wt: ${array(d.half)};
+${bias ? `@group(0) @binding(3) var<storage, read> bias: ${array(d.half)};` : ''}
+@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: ${array(d.half, vecOut)};
 ${d.act ? MATH_HELPERS : ''}
 @compute @workgroup_size(${PLANE_LANES})
 fn main(${MAIN}) {
@@ -468,7 +508,7 @@ fn main(${MAIN}) {
   let sb = p.so + n * p.ssn + g * p.rG * p.ssc;
   let sc0 = c0 * ${d.cols.step};
   let yb = (n * p.outC + co) * p.outHW + p.cStart + c0 * p.cStride;
-  let b = ${bias ? 'bias[co]' : '0.0'};
+  let b = ${bias ? widen(d.half, 'bias[co]') : '0.0'};
   ${setup}
   for (var i = r0 - ${warmup}; i < r1; i++) {
     ${load}
@@ -483,9 +523,10 @@ ${store.map((l) => `      ${l}`).join('\n')}
 }`;
 }
 
-/** Whether a 4-D tensor can be read as vec4s along its rows (see `RowSource`). */
-const vec4Rows = (t: Tensor): boolean =>
-  t.strides[3] === 1 && t.shape[3]! % 4 === 0 && [t.offset, ...t.strides.slice(0, 3)].every((v) => v % 4 === 0);
+/** Whether a 4-D tensor, at `offset` in its binding, can be read as vec4s along its rows
+ * (see `RowSource`). */
+const vec4Rows = (t: Tensor, offset: number): boolean =>
+  t.strides[3] === 1 && t.shape[3]! % 4 === 0 && [offset, ...t.strides.slice(0, 3)].every((v) => v % 4 === 0);
 
 /** Row blocks of `rows` rows: whole columns unless `strips` column strips are too few. */
 function rowBlocking(rows: number, strips: number): { rowsPer: number; rowBlocks: number } {
@@ -497,14 +538,15 @@ function rowBlocking(rows: number, strips: number): { rowsPer: number; rowBlocks
 function dispatchPlaneConv(d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[]): void {
   const e = engine();
   const [N, outC, outH, outW] = d.out.shape as [number, number, number, number];
-  const vecIn = d.cols.step === 1 && vec4Rows(d.src);
+  const bound = tapBindings(d);
+  const vecIn = d.cols.step === 1 && vec4Rows(d.src, bound.src.offset);
   const vecOut = d.cols.stride === 1 && outW % 4 === 0 && d.cols.start % 4 === 0 && d.gridW % 4 === 0;
   const colBlocks = Math.ceil(d.gridW / PLANE_TN);
   const cblocks = d.mG * d.groups;
   const { rowsPer, rowBlocks } = rowBlocking(d.gridH, N * cblocks * colBlocks);
   const nblocks = N * rowBlocks * colBlocks;
   const total = cblocks * Math.ceil(nblocks / PLANE_LANES);
-  const params = strideParams(new Params(), 's', d.src)
+  const params = strideParams(new Params(), 's', d.src, bound.src)
     .i32('srcH', d.src.shape[2]!).i32('srcW', d.src.shape[3]!)
     .i32('mG', d.mG).i32('rG', d.rG).i32('wsM', d.wsM).i32('wsR', d.wsR).i32('wsG', d.wsG)
     .i32('kh', d.kh).i32('rBase', d.rows.base).i32('rMult', d.rows.mult).i32('rDiv', d.rows.div)
@@ -516,7 +558,7 @@ function dispatchPlaneConv(d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[])
   e.dispatch({
     code: planeConvCode(params, d, rowTaps, colTaps, vecIn, vecOut),
     params,
-    buffers: d.bias ? [d.src.buffer, d.weight.buffer, d.bias.buffer, d.out.buffer] : [d.src.buffer, d.weight.buffer, d.out.buffer],
+    buffers: bound.buffers,
     workgroups: e.grid(total),
     label: d.label,
   });
@@ -540,7 +582,8 @@ function dispatchTapConv(d: TapConv): void {
   const bpg = Math.ceil(d.mG / tm);
   const cblocks = bpg * d.groups;
   const total = cblocks * Math.ceil(npix / (LANES * tn));
-  const params = strideParams(new Params(), 's', d.src)
+  const bound = tapBindings(d);
+  const params = strideParams(new Params(), 's', d.src, bound.src)
     .i32('srcH', d.src.shape[2]!).i32('srcW', d.src.shape[3]!)
     .i32('mG', d.mG).i32('rG', d.rG).i32('wsM', d.wsM).i32('wsR', d.wsR).i32('wsG', d.wsG)
     .i32('kh', d.kh).i32('kw', d.kw).i32('gridH', d.gridH).i32('gridW', d.gridW).i32('npix', npix)
@@ -549,9 +592,9 @@ function dispatchTapConv(d: TapConv): void {
   axisParams(params, 'r', d.rows);
   axisParams(params, 'c', d.cols);
   e.dispatch({
-    code: tapConvCode(params, tm, tn, d.bias !== undefined, d.act),
+    code: tapConvCode(params, tm, tn, d.bias !== undefined, d.act, d.half),
     params,
-    buffers: d.bias ? [d.src.buffer, d.weight.buffer, d.bias.buffer, d.out.buffer] : [d.src.buffer, d.weight.buffer, d.out.buffer],
+    buffers: bound.buffers,
     workgroups: e.grid(total),
     label: d.label,
   });
@@ -559,30 +602,80 @@ function dispatchTapConv(d: TapConv): void {
 
 // Forward ----------------------------------------------------------------------------------
 
+/** Whether the operands of `op` (named, `undefined` for an absent bias) are float16: they
+ * must all be float32 or all float16, as in PyTorch, which refuses mixed convolutions. */
+function halfOperands(op: string, operands: readonly (readonly [string, Tensor | undefined])[]): boolean {
+  const [firstName, first] = operands[0]! as readonly [string, Tensor];
+  for (const [name, t] of operands) {
+    if (!t) continue;
+    checkFloat(op, name, t, true);
+    if (t.dtype !== first.dtype) {
+      throw new TypeError(`${op}: ${firstName} is ${first.dtype} but ${name} is ${t.dtype}; expected one dtype (cast with .float() or .half(), or run under autocast())`);
+    }
+  }
+  return first.dtype === 'float16';
+}
+
+/** `t` contiguous from element 0 of its buffer, where the kernels index weights and biases:
+ * a contiguous view at an offset (a slice of a stacked weight) would be read from the
+ * start of the buffer, so only a view at offset 0 is used as it is. */
+function packed(t: Tensor): Tensor {
+  return t.isContiguous && t.offset === 0 ? t.contiguous() : t.clone();
+}
+
+/**
+ * `byImages` for float16, which it cannot cut: it copies runs in whole 4-byte words, and a
+ * run of float16 images may start mid-word. Here each run of `src` is a view, bound by
+ * range (see `tapBindings`), and `run`'s result goes into its slice of the output through
+ * the elementwise copy.
+ */
+function halfByImages(op: string, src: Tensor, outShape: Shape, run: (chunk: Tensor) => Tensor): Tensor {
+  const out = Tensor.empty(outShape, 'float16');
+  for (const { start, count } of imageRuns(op, outShape[0]!, [src.shape, outShape])) {
+    const chunk = halfImages(src, start, count);
+    const result = run(chunk);
+    const slot = out.narrow(0, start, count);
+    assign(slot, result);
+    for (const t of [slot, result, chunk]) t.dispose();
+  }
+  return out;
+}
+
+/** Images start..start+count of a float16 tensor as one that binds: a view, or a copy where
+ * the view's strides spread it over more than a binding. */
+function halfImages(t: Tensor, start: number, count: number): Tensor {
+  const view = t.narrow(0, start, count);
+  if (view.fitsBinding) return view;
+  const copy = view.contiguous();
+  view.dispose();
+  return copy;
+}
+
 /**
  * `torch.nn.functional.conv2d` with an optional fused activation: x [N, C, H, W], weight
  * [out, C/groups, kh, kw], bias [out]. x may be any strided view.
  */
 export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Tensor {
-  checkFloat('conv2d', 'input', x);
-  checkFloat('conv2d', 'weight', weight);
+  const half = halfOperands('conv2d', [['input', x], ['weight', weight], ['bias', opts.bias]]);
   const g = conv2dGeometry(x.shape, weight.shape, opts);
-  if (opts.bias) {
-    checkFloat('conv2d', 'bias', opts.bias);
-    if (!shapeEq(opts.bias.shape, [g.outChannels])) throw new RangeError(`conv2d: bias must have shape [${g.outChannels}], got ${fmt(opts.bias.shape)}`);
+  if (opts.bias && !shapeEq(opts.bias.shape, [g.outChannels])) {
+    throw new RangeError(`conv2d: bias must have shape [${g.outChannels}], got ${fmt(opts.bias.shape)}`);
   }
   if (opts.activation !== undefined && !(opts.activation in UNARY)) {
     throw new RangeError(`conv2d: unknown activation '${String(opts.activation)}'; expected relu, relu6, gelu, silu, sigmoid or tanh`);
   }
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
-  if (needsImageRuns([x], [outShape])) return byImages('conv2d', [x], [{ shape: outShape }], ([xc]) => [conv2d(xc!, weight, opts)])[0]!;
-  const out = Tensor.empty(outShape);
+  if (needsImageRuns([x], [outShape])) {
+    if (half) return halfByImages('conv2d', x, outShape, (xc) => conv2d(xc, weight, opts));
+    return byImages('conv2d', [x], [{ shape: outShape }], ([xc]) => [conv2d(xc!, weight, opts)])[0]!;
+  }
+  const out = Tensor.empty(outShape, x.dtype);
   if (out.size === 0) return out;
   const cinG = g.inChannels / g.groups;
   const coutG = g.outChannels / g.groups;
   const khw = g.kernelH * g.kernelW;
-  const w = weight.contiguous();
-  const b = opts.bias?.contiguous();
+  const w = packed(weight);
+  const b = opts.bias && packed(opts.bias);
   dispatchTapConv({
     src: x, weight: w, bias: b, out, groups: g.groups,
     mG: coutG, rG: cinG, wsM: cinG * khw, wsR: khw, wsG: coutG * cinG * khw,
@@ -591,6 +684,7 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
     cols: { step: g.strideW, base: -g.padW, mult: g.dilationW, div: 1, start: 0, stride: 1 },
     act: opts.activation,
     label: 'conv2d',
+    half,
   });
   w.dispose();
   b?.dispose();
@@ -609,23 +703,23 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
  * kernel taps it does not use, with no multiplies by structural zeros.
  */
 export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape: Shape, opts: Conv2dGradOptions = {}): Tensor {
-  checkFloat('conv2d', 'gradOut', gradOut);
-  checkFloat('conv2d', 'weight', weight);
+  const half = halfOperands('conv2dBackwardInput', [['gradOut', gradOut], ['weight', weight]]);
   const g = conv2dGeometry(inputShape, weight.shape, opts);
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
   if (!shapeEq(gradOut.shape, outShape)) {
     throw new RangeError(`conv2dBackwardInput: gradOut has shape ${fmt(gradOut.shape)} but input ${fmt(inputShape)} and weight ${fmt(weight.shape)} give an output of ${fmt(outShape)}`);
   }
   if (needsImageRuns([gradOut], [inputShape])) {
+    if (half) return halfByImages('conv2dBackwardInput', gradOut, inputShape, (gc) => conv2dBackwardInput(gc, weight, [gc.shape[0]!, ...inputShape.slice(1)], opts));
     return byImages('conv2dBackwardInput', [gradOut], [{ shape: inputShape }],
       ([gc]) => [conv2dBackwardInput(gc!, weight, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
   }
-  const gradIn = Tensor.empty(inputShape);
+  const gradIn = Tensor.empty(inputShape, gradOut.dtype);
   if (gradIn.size === 0) return gradIn;
   const cinG = g.inChannels / g.groups;
   const coutG = g.outChannels / g.groups;
   const khw = g.kernelH * g.kernelW;
-  const w = weight.contiguous();
+  const w = packed(weight);
   for (let rh = 0; rh < Math.min(g.strideH, g.height); rh++) {
     for (let rw = 0; rw < Math.min(g.strideW, g.width); rw++) {
       dispatchTapConv({
@@ -637,6 +731,7 @@ export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape:
         cols: { step: 1, base: rw + g.padW, mult: -g.dilationW, div: g.strideW, start: rw, stride: g.strideW },
         act: undefined,
         label: 'conv2dBackwardInput',
+        half,
       });
     }
   }
@@ -656,13 +751,15 @@ const WGRAD_LANES = 16;
  * GPU unit) busy when the weight itself is small. */
 const WGRAD_TARGET_WORKGROUPS = 128;
 
-function weightGradCode(params: Params, tm: number, tn: number): string {
-  return /* wgsl */ `
+/** `half`: x and gradOut are float16; `halfOut`: so is y (else it holds float32 partial
+ * sums, or the float32 gradient). */
+function weightGradCode(params: Params, tm: number, tn: number, half: boolean, halfOut: boolean): string {
+  return /* wgsl */ `${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> go: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: ${array(half)};
+@group(0) @binding(2) var<storage, read> go: ${array(half)};
+@group(0) @binding(3) var<storage, read_write> y: ${array(halfOut)};
 @compute @workgroup_size(${WGRAD_LANES})
 fn main(${MAIN}) {
   let wgi = i32(wid.x + wid.y * nwg.x);
@@ -694,36 +791,47 @@ ${lines(tn, (j) => `    let ih${j} = oh * p.sh + ihOff${j};
     for (var ow = 0; ow < p.ow; ow++) {
 ${lines(tn, (j) => `      let iw${j} = ow * p.sw + iwOff${j};
       let v${j} = rv${j} && iw${j} >= 0 && iw${j} < p.w;
-      let x${j} = select(0.0, x[select(p.xo, xr${j} + ow * p.sw * p.xsw, v${j})], v${j});`)}
-${lines(tm, (i) => `      let g${i} = go[gb${i} + gr + ow * p.gosw];`)}
+      let x${j} = select(0.0, ${widen(half, `x[select(p.xo, xr${j} + ow * p.sw * p.xsw, v${j})]`)}, v${j});`)}
+${lines(tm, (i) => `      let g${i} = ${widen(half, `go[gb${i} + gr + ow * p.gosw]`)};`)}
 ${grid2(tm, tn, (i, j) => `      a${i}_${j} = fma(g${i}, x${j}, a${i}_${j});`)}
     }
   }
   let yb = split * p.wsize + (g * p.mG + cg) * p.entries;
 ${lines(tm, (i) => `  if (cg + ${i} < p.mG) {
-${lines(tn, (j) => `    if (ev${j}) { y[yb + ${i} * p.entries + e${j}] = a${i}_${j}; }`)}
+${lines(tn, (j) => `    if (ev${j}) { y[yb + ${i} * p.entries + e${j}] = ${stored(halfOut, `a${i}_${j}`)}; }`)}
   }`)}
 }`;
 }
 
-const SUM_SPLITS_CODE = (params: Params): string => /* wgsl */ `
+/** Sums float32 partial gradients into y, float16 when `half`. */
+const SUM_SPLITS_CODE = (params: Params, half: boolean): string => /* wgsl */ `${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> part: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: ${array(half)};
 @compute @workgroup_size(64)
 fn main(${MAIN_ARGS}) {
   let i = ${linearIndex()};
   if (i >= p.n) { return; }
   var s = 0.0;
   for (var k = 0u; k < p.splits; k++) { s += part[k * p.n + i]; }
-  y[i] = s;
+  y[i] = ${stored(half, 's')};
 }`;
 
-/** Partial weight gradients, `splits` of them stacked (one: the gradient itself). */
+/** Partial weight gradients, `splits` of them stacked in float32 (one: the gradient itself,
+ * in its own dtype). */
 interface WeightGradParts {
   target: Tensor;
   splits: number;
+}
+
+/** Bindings of the weight gradient's operands: x and gradOut through their views, the
+ * (fresh) target whole. */
+function weightGradBindings(x: Tensor, gradOut: Tensor, target: Tensor): { x: BoundElements; go: BoundElements; buffers: StorageBinding[] } {
+  const half = x.dtype === 'float16';
+  const xb = x.binding('conv2dBackwardWeight', half);
+  const gb = gradOut.binding('conv2dBackwardWeight', half);
+  return { x: xb, go: gb, buffers: [xb.resource, gb.resource, target.binding('conv2dBackwardWeight', target.dtype === 'float16').resource] };
 }
 
 function dispatchWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, gradW: Tensor): WeightGradParts {
@@ -745,7 +853,8 @@ function dispatchWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, gradW
   const usedSplits = Math.ceil(rows / rowsPerSplit);
   const total = cblocks * eblocks * usedSplits;
   const target = usedSplits > 1 ? Tensor.empty([usedSplits, gradW.size]) : gradW;
-  const params = strideParams(strideParams(new Params(), 'x', x), 'go', gradOut)
+  const bound = weightGradBindings(x, gradOut, target);
+  const params = strideParams(strideParams(new Params(), 'x', x, bound.x), 'go', gradOut, bound.go)
     .i32('h', g.height).i32('w', g.width).i32('oh', g.outH).i32('ow', g.outW)
     .i32('kh', g.kernelH).i32('kw', g.kernelW)
     .i32('sh', g.strideH).i32('sw', g.strideW).i32('ph', g.padH).i32('pw', g.padW).i32('dh', g.dilationH).i32('dw', g.dilationW)
@@ -753,9 +862,9 @@ function dispatchWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, gradW
     .i32('rows', rows).i32('rowsPerSplit', rowsPerSplit)
     .i32('cblocks', cblocks).i32('bpg', bpg).i32('eblocks', eblocks).i32('total', total);
   e.dispatch({
-    code: weightGradCode(params, tm, tn),
+    code: weightGradCode(params, tm, tn, x.dtype === 'float16', target.dtype === 'float16'),
     params,
-    buffers: [x.buffer, gradOut.buffer, target.buffer],
+    buffers: bound.buffers,
     workgroups: e.grid(total),
     label: 'conv2dBackwardWeight',
   });
@@ -770,26 +879,26 @@ function dispatchWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, gradW
  * under the kernel in registers, and sums gradOut * x for every tap into partial gradients,
  * one per strip, that the sum pass adds up.
  */
-function planeWeightGradCode(params: Params, g: Conv2dGeometry, vecX: boolean, vecG: boolean): string {
+function planeWeightGradCode(params: Params, g: Conv2dGeometry, vecX: boolean, vecG: boolean, half: boolean, halfOut: boolean): string {
   const tn = PLANE_TN;
   const rowOff = range(g.kernelH).map((kh) => kh * g.dilationH - g.padH);
   const colOff = range(g.kernelW).map((kw) => kw * g.dilationW - g.padW);
   const xw = rowWindow({
-    name: 'x', buf: 'x', vec: vecX, base: 'xb', rowStride: 'p.xsh', colStride: 'p.xsw', height: 'p.h', width: 'p.w', col0: 'xc0',
+    name: 'x', buf: 'x', vec: vecX, half, base: 'xb', rowStride: 'p.xsh', colStride: 'p.xsw', height: 'p.h', width: 'p.w', col0: 'xc0',
     cols: [...new Set(colOff.flatMap((off) => range(tn).map((j) => j * g.strideW + off)))].sort((a, b) => a - b),
   }, rowOff, g.strideH);
   const gy = rowReader({
-    name: 'gy', buf: 'go', vec: vecG, base: 'gb', rowStride: 'p.gosh', colStride: 'p.gosw', height: 'p.oh', width: 'p.ow', col0: 'c0', cols: range(tn),
+    name: 'gy', buf: 'go', vec: vecG, half, base: 'gb', rowStride: 'p.gosh', colStride: 'p.gosw', height: 'p.oh', width: 'p.ow', col0: 'c0', cols: range(tn),
   });
   const khw = g.kernelH * g.kernelW;
   const fmas = range(g.kernelH).flatMap((kh) => range(g.kernelW).flatMap((kw) => range(tn).map((j) =>
     `a${kh * g.kernelW + kw} = fma(${gy.at('gy', j)}, ${xw.at(rowOff[kh]!, j * g.strideW + colOff[kw]!)}, a${kh * g.kernelW + kw});`)));
-  return /* wgsl */ `
+  return /* wgsl */ `${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<${vecX ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(2) var<storage, read> go: array<${vecG ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: ${array(half, vecX)};
+@group(0) @binding(2) var<storage, read> go: ${array(half, vecG)};
+@group(0) @binding(3) var<storage, read_write> y: ${array(halfOut)};
 @compute @workgroup_size(${PLANE_LANES})
 fn main(${MAIN}) {
   let q = i32(wid.x + wid.y * nwg.x) * ${PLANE_LANES} + i32(lid);
@@ -818,7 +927,7 @@ ${range(khw).map((k) => `  var a${k} = 0.0;`).join('\n')}
   }
   if (okb) {
     let yb = ((n * p.rowBlocks + rb) * p.colBlocks + strip) * p.wsize + o * ${khw};
-${range(khw).map((k) => `    y[yb + ${k}] = a${k};`).join('\n')}
+${range(khw).map((k) => `    y[yb + ${k}] = ${stored(halfOut, `a${k}`)};`).join('\n')}
   }
 }`;
 }
@@ -830,14 +939,16 @@ function dispatchPlaneWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, 
   const splits = g.batch * rowBlocks * colBlocks;
   const total = g.outChannels * splits;
   const target = splits > 1 ? Tensor.empty([splits, gradW.size]) : gradW;
-  const params = strideParams(strideParams(new Params(), 'x', x), 'go', gradOut)
+  const bound = weightGradBindings(x, gradOut, target);
+  const params = strideParams(strideParams(new Params(), 'x', x, bound.x), 'go', gradOut, bound.go)
     .i32('h', g.height).i32('w', g.width).i32('oh', g.outH).i32('ow', g.outW).i32('n', g.batch)
     .i32('mG', g.outChannels / g.groups).i32('colBlocks', colBlocks).i32('rowBlocks', rowBlocks).i32('rowsPer', rowsPer)
     .i32('wsize', gradW.size).i32('total', total);
   e.dispatch({
-    code: planeWeightGradCode(params, g, g.strideW === 1 && vec4Rows(x), vec4Rows(gradOut)),
+    code: planeWeightGradCode(params, g, g.strideW === 1 && vec4Rows(x, bound.x.offset), vec4Rows(gradOut, bound.go.offset),
+      x.dtype === 'float16', target.dtype === 'float16'),
     params,
-    buffers: [x.buffer, gradOut.buffer, target.buffer],
+    buffers: bound.buffers,
     workgroups: e.grid(Math.ceil(total / PLANE_LANES)),
     label: 'conv2dBackwardWeight',
   });
@@ -850,25 +961,30 @@ function dispatchPlaneWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, 
  * that reduction, the pixel rows are split into chunks reduced into partial weights first.
  */
 export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Shape, opts: Conv2dGradOptions = {}): Tensor {
-  checkFloat('conv2d', 'input', x);
-  checkFloat('conv2d', 'gradOut', gradOut);
+  halfOperands('conv2dBackwardWeight', [['input', x], ['gradOut', gradOut]]);
   const g = conv2dGeometry(x.shape, weightShape, opts);
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
   if (!shapeEq(gradOut.shape, outShape)) {
     throw new RangeError(`conv2dBackwardWeight: gradOut has shape ${fmt(gradOut.shape)} but input ${fmt(x.shape)} and weight ${fmt(weightShape)} give an output of ${fmt(outShape)}`);
   }
   if (needsImageRuns([x, gradOut], [])) return weightGradByImages(x, gradOut, g, weightShape, opts);
-  const gradW = Tensor.empty(weightShape);
+  return weightGrad(x, gradOut, g, weightShape, x.dtype);
+}
+
+/** The weight gradient in `dtype`: x's, or float32 for the partial sums of runs of images. */
+function weightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weightShape: Shape, dtype: DType): Tensor {
+  const gradW = Tensor.empty(weightShape, dtype);
   if (gradW.size === 0) return gradW;
   const plane = g.inChannels === g.groups && g.kernelH * g.kernelW <= PLANE_MAX_TAPS;
   const { target, splits } = plane ? dispatchPlaneWeightGrad(x, gradOut, g, gradW) : dispatchWeightGrad(x, gradOut, g, gradW);
   if (target !== gradW) {
     const e = engine();
+    const half = dtype === 'float16';
     const sum = new Params().u32('n', gradW.size).u32('splits', splits);
     e.dispatch({
-      code: SUM_SPLITS_CODE(sum),
+      code: SUM_SPLITS_CODE(sum, half),
       params: sum,
-      buffers: [target.buffer, gradW.buffer],
+      buffers: [target.buffer, gradW.binding('conv2dBackwardWeight.sum', half).resource],
       workgroups: e.grid(Math.ceil(gradW.size / WG)),
       label: 'conv2dBackwardWeight.sum',
     });
@@ -878,13 +994,16 @@ export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Sh
 }
 
 /** The weight gradient as the sum of those of runs of images, when x or gradOut is over
- * the binding limit (the weight gradient itself is not split). */
+ * the binding limit (the weight gradient itself is not split). float16 runs are summed in
+ * float32 and rounded once. */
 function weightGradByImages(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weightShape: Shape, opts: Conv2dGradOptions): Tensor {
+  const half = x.dtype === 'float16';
+  const images = half ? halfImages : imageSlice;
   let sum: Tensor | null = null;
   for (const { start, count } of imageRuns('conv2dBackwardWeight', g.batch, [x.shape, gradOut.shape])) {
-    const xc = imageSlice(x, start, count);
-    const gc = imageSlice(gradOut, start, count);
-    const part = conv2dBackwardWeight(xc, gc, weightShape, opts);
+    const xc = images(x, start, count);
+    const gc = images(gradOut, start, count);
+    const part = weightGrad(xc, gc, conv2dGeometry(xc.shape, weightShape, opts), weightShape, 'float32');
     xc.dispose();
     gc.dispose();
     if (sum) {
@@ -896,7 +1015,10 @@ function weightGradByImages(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weigh
       sum = part;
     }
   }
-  return sum!;
+  if (!half) return sum!;
+  const rounded = cast(sum!, 'float16');
+  sum!.dispose();
+  return rounded;
 }
 
 // CPU references ------------------------------------------------------------------------

@@ -15,11 +15,11 @@ import { engine } from '../engine.js';
 import { host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { fmt, numel, shapeEq } from '../shape.js';
-import { Tensor } from '../tensor.js';
-import { linearIndex, MAIN_ARGS, WG } from './wgsl.js';
+import { Tensor, type DType } from '../tensor.js';
+import { enableF16, linearIndex, MAIN_ARGS, WG } from './wgsl.js';
 import { byImages, needsImageRuns } from './batches.js';
 import { checkFloat } from './check-float.js';
-import { moments, reduceGeneric, rowLayout, rowParams, rowProgram, rowWorkgroups } from './reduce.js';
+import { moments, reduceGeneric, rowLayout, rowParams, rowProgram, rowWorkgroups, type RowLayout } from './reduce.js';
 
 function checkParam(op: string, what: string, t: Tensor | undefined | null, shape: readonly number[]): void {
   if (!t) return;
@@ -28,6 +28,35 @@ function checkParam(op: string, what: string, t: Tensor | undefined | null, shap
     throw new RangeError(`${op}: ${what} has shape ${fmt(t.shape)}; expected ${fmt(shape)}`);
   }
 }
+
+// float16 activations ----------------------------------------------------------------------
+//
+// As PyTorch's mixed-precision kernels: x and gy may be float16 while the parameters and
+// statistics stay float32; halves are loaded into f32, everything is computed there, and y
+// and dx are rounded to x's dtype once on store.
+
+/** The `enable f16;` line a shader with f16 buffers starts with; nothing otherwise, so
+ * float32 kernels keep their WGSL (and cached pipelines). */
+function f16Line(half: boolean): string {
+  return half ? `${enableF16(true)}\n` : '';
+}
+
+/** How a row or channel kernel computing in `VT` (f32 or vec4<f32>) declares, loads and
+ * stores a tensor of `dtype`: float32 as VT itself, float16 as f16 elements of the same
+ * width converted on load and on store. */
+interface Access {
+  type: string;
+  load: (element: string) => string;
+  store: (value: string) => string;
+}
+
+function access(dtype: DType, vec: number, VT: string): Access {
+  if (dtype !== 'float16') return { type: VT, load: (e) => e, store: (v) => v };
+  const type = vec === 4 ? 'vec4<f16>' : 'f16';
+  return { type, load: (e) => `${VT}(${e})`, store: (v) => `${type}(${v})` };
+}
+
+const rowAccess = (l: RowLayout, t: Tensor): Access => access(t.dtype, l.vec, 'VT');
 
 // Layer norm ------------------------------------------------------------------------------
 
@@ -50,11 +79,11 @@ function lnShapes(op: string, x: Tensor, normalizedShape: number | readonly numb
 
 function layerNormKernel(x: Tensor, normalizedShape: number | readonly number[], weight: Tensor | undefined, bias: Tensor | undefined, eps: number, stats: boolean): LayerNormStats | Tensor {
   const op = stats ? 'layerNormWithStats' : 'layerNorm';
-  checkFloat(op, 'input', x);
+  checkFloat(op, 'input', x, true);
   const { rows, len, statShape, ns } = lnShapes(op, x, normalizedShape);
   checkParam(op, 'weight', weight, ns);
   checkParam(op, 'bias', bias, ns);
-  const y = Tensor.empty(x.shape);
+  const y = Tensor.empty(x.shape, x.dtype);
   const mean = stats ? Tensor.empty(statShape) : null;
   const rstd = stats ? Tensor.empty(statShape) : null;
   if (rows > 0 && len > 0) {
@@ -63,8 +92,9 @@ function layerNormKernel(x: Tensor, normalizedShape: number | readonly number[],
     const b = bias?.contiguous();
     const l = rowLayout(rows, len, 1, [c, w, b].flatMap((t) => (t ? [t.offset] : [])));
     const params = rowParams(l).u32('offX', c.offset / l.vec).f32('eps', eps);
+    const X = rowAccess(l, c);
     let bi = 1;
-    const decls = [`@group(0) @binding(${bi++}) var<storage, read> x: array<VT>;`];
+    const decls = [`@group(0) @binding(${bi++}) var<storage, read> x: array<${X.type}>;`];
     if (w) {
       params.u32('offW', w.offset / l.vec);
       decls.push(`@group(0) @binding(${bi++}) var<storage, read> w: array<VT>;`);
@@ -73,27 +103,27 @@ function layerNormKernel(x: Tensor, normalizedShape: number | readonly number[],
       params.u32('offB', b.offset / l.vec);
       decls.push(`@group(0) @binding(${bi++}) var<storage, read> bb: array<VT>;`);
     }
-    decls.push(`@group(0) @binding(${bi++}) var<storage, read_write> y: array<VT>;`);
+    decls.push(`@group(0) @binding(${bi++}) var<storage, read_write> y: array<${X.type}>;`);
     if (stats) decls.push(`@group(0) @binding(${bi++}) var<storage, read_write> mo: array<f32>;`, `@group(0) @binding(${bi++}) var<storage, read_write> ro: array<f32>;`);
-    const code = rowProgram(l, `${params.wgsl('P')}
+    const code = rowProgram(l, `${f16Line(x.dtype === 'float16')}${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join('\n')}`, `
   var sv = VT(0.0);
-  for (var j = j0; j < p.len; j += js) { sv += x[p.offX + base + j]; }
+  for (var j = j0; j < p.len; j += js) { sv += ${X.load('x[p.offX + base + j]')}; }
   let mean = rsum_(hsum_(sv)) / p.count;
   var qv = VT(0.0);
   for (var j = j0; j < p.len; j += js) {
-    let d = x[p.offX + base + j] - mean;
+    let d = ${X.load('x[p.offX + base + j]')} - mean;
     qv += d * d;
   }
   let rstd = 1.0 / sqrt(rsum_(hsum_(qv)) / p.count + p.eps);
   for (var j = j0; j < p.len; j += js) {
-    y[base + j] = (x[p.offX + base + j] - mean) * rstd${w ? ' * w[p.offW + j]' : ''}${b ? ' + bb[p.offB + j]' : ''};
+    y[base + j] = ${X.store(`(${X.load('x[p.offX + base + j]')} - mean) * rstd${w ? ' * w[p.offW + j]' : ''}${b ? ' + bb[p.offB + j]' : ''}`)};
   }
   ${stats ? 'if (leader) { mo[row] = mean; ro[row] = rstd; }' : ''}`);
     engine().dispatch({
       code, params, workgroups: rowWorkgroups(l), label: op,
-      buffers: [c.buffer, ...(w ? [w.buffer] : []), ...(b ? [b.buffer] : []), y.buffer, ...(stats ? [mean!.buffer, rstd!.buffer] : [])],
+      buffers: [c.storage.buffer, ...(w ? [w.buffer] : []), ...(b ? [b.buffer] : []), y.storage.buffer, ...(stats ? [mean!.buffer, rstd!.buffer] : [])],
     });
     c.dispose();
     w?.dispose();
@@ -133,8 +163,8 @@ export interface NormBackwardOptions {
  */
 export function layerNormBackward(gy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, weight?: Tensor, opts: NormBackwardOptions = {}): NormGrads {
   const op = 'layerNormBackward';
-  checkFloat(op, 'gy', gy);
-  checkFloat(op, 'x', x);
+  checkFloat(op, 'gy', gy, true);
+  checkFloat(op, 'x', x, true);
   checkFloat(op, 'mean', mean);
   checkFloat(op, 'rstd', rstd);
   if (!shapeEq(gy.shape, x.shape)) throw new RangeError(`${op}: gy ${fmt(gy.shape)} and x ${fmt(x.shape)} must have one shape`);
@@ -148,7 +178,7 @@ export function layerNormBackward(gy: Tensor, x: Tensor, mean: Tensor, rstd: Ten
     checkFloat(op, 'weight', weight);
     if (weight.size !== len) throw new RangeError(`${op}: weight has shape ${fmt(weight.shape)}; expected ${len} elements (the normalized dims)`);
   }
-  const dx = Tensor.empty(x.shape);
+  const dx = Tensor.empty(x.shape, x.dtype);
   const want = opts.paramGrads ?? true;
   if (rows === 0 || len === 0) {
     return { dx, dweight: want ? zeros(ns) : null, dbias: want ? zeros(ns) : null };
@@ -162,33 +192,35 @@ export function layerNormBackward(gy: Tensor, x: Tensor, mean: Tensor, rstd: Ten
   const l = rowLayout(rows, len, 1, [cx, cg, w].flatMap((t) => (t ? [t.offset] : [])));
   const params = rowParams(l).u32('offX', cx.offset / l.vec).u32('offG', cg.offset / l.vec).u32('offM', cm.offset).u32('offR', cr.offset);
   if (w) params.u32('offW', w.offset / l.vec);
-  const code = rowProgram(l, `${params.wgsl('P')}
+  const X = rowAccess(l, cx);
+  const G = rowAccess(l, cg);
+  const code = rowProgram(l, `${f16Line(x.dtype === 'float16' || gy.dtype === 'float16')}${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<VT>;
-@group(0) @binding(2) var<storage, read> gy: array<VT>;
+@group(0) @binding(1) var<storage, read> x: array<${X.type}>;
+@group(0) @binding(2) var<storage, read> gy: array<${G.type}>;
 @group(0) @binding(3) var<storage, read> mean: array<f32>;
 @group(0) @binding(4) var<storage, read> rstd: array<f32>;
 ${w ? '@group(0) @binding(5) var<storage, read> w: array<VT>;' : ''}
-@group(0) @binding(${w ? 6 : 5}) var<storage, read_write> dx: array<VT>;`, `
+@group(0) @binding(${w ? 6 : 5}) var<storage, read_write> dx: array<${X.type}>;`, `
   let mu = mean[p.offM + row];
   let rs = rstd[p.offR + row];
   var av = VT(0.0);
   var bv = VT(0.0);
   for (var j = j0; j < p.len; j += js) {
-    let xh = (x[p.offX + base + j] - mu) * rs;
-    let g = gy[p.offG + base + j]${w ? ' * w[p.offW + j]' : ''};
+    let xh = (${X.load('x[p.offX + base + j]')} - mu) * rs;
+    let g = ${G.load('gy[p.offG + base + j]')}${w ? ' * w[p.offW + j]' : ''};
     av += g;
     bv += g * xh;
   }
   let a = rsum2_(vec2<f32>(hsum_(av), hsum_(bv))) / p.count;
   for (var j = j0; j < p.len; j += js) {
-    let xh = (x[p.offX + base + j] - mu) * rs;
-    let g = gy[p.offG + base + j]${w ? ' * w[p.offW + j]' : ''};
-    dx[base + j] = rs * (g - a.x - xh * a.y);
+    let xh = (${X.load('x[p.offX + base + j]')} - mu) * rs;
+    let g = ${G.load('gy[p.offG + base + j]')}${w ? ' * w[p.offW + j]' : ''};
+    dx[base + j] = ${X.store('rs * (g - a.x - xh * a.y)')};
   }`);
   e.dispatch({
     code, params, workgroups: rowWorkgroups(l), label: op,
-    buffers: [cx.buffer, cg.buffer, cm.buffer, cr.buffer, ...(w ? [w.buffer] : []), dx.buffer],
+    buffers: [cx.storage.buffer, cg.storage.buffer, cm.buffer, cr.buffer, ...(w ? [w.buffer] : []), dx.storage.buffer],
   });
   let dweight: Tensor | null = null;
   let dbias: Tensor | null = null;
@@ -230,7 +262,7 @@ function normalizedDims(shape: readonly number[], len: number): number[] {
 // Batch norm ------------------------------------------------------------------------------
 
 function bnSetup(op: string, x: Tensor): { C: number; dims: number[]; inner: number; n: number } {
-  checkFloat(op, 'input', x);
+  checkFloat(op, 'input', x, true);
   if (x.rank < 2) throw new RangeError(`${op}: input must be [N, C, ...], got ${fmt(x.shape)}`);
   const C = x.shape[1]!;
   const dims = x.shape.map((_, i) => i).filter((i) => i !== 1);
@@ -240,12 +272,13 @@ function bnSetup(op: string, x: Tensor): { C: number; dims: number[]; inner: num
 /**
  * Elementwise over [N, C, ...] tensors `fulls` (read as f0, f1, ...) with per-channel
  * operands `chans` (c0, c1, ...: [C] tensors, or numbers for absent affine parameters),
- * vec4 where the spatial size allows. One index division per vector instead of `map`'s
- * broadcast index per operand per element (measured ~3x on [32, 64, 56, 56]).
+ * vec4 where the spatial size allows, into a tensor of `dtype`. One index division per
+ * vector instead of `map`'s broadcast index per operand per element (measured ~3x on
+ * [32, 64, 56, 56]).
  */
-function channelMap(label: string, fulls: readonly Tensor[], chans: readonly (Tensor | number)[], C: number, inner: number, expr: string, scalars: Readonly<Record<string, number>> = {}): Tensor {
+function channelMap(label: string, dtype: DType, fulls: readonly Tensor[], chans: readonly (Tensor | number)[], C: number, inner: number, expr: string, scalars: Readonly<Record<string, number>> = {}): Tensor {
   const e = engine();
-  const out = Tensor.empty(fulls[0]!.shape);
+  const out = Tensor.empty(fulls[0]!.shape, dtype);
   const size = out.size;
   if (size === 0) return out;
   const fc = fulls.map((t) => t.contiguous());
@@ -258,9 +291,10 @@ function channelMap(label: string, fulls: readonly Tensor[], chans: readonly (Te
   const decls: string[] = [];
   const loads: string[] = [];
   fc.forEach((t, k) => {
+    const F = access(t.dtype, vec, VT);
     params.u32(`offF${k}`, t.offset / vec);
-    decls.push(`@group(0) @binding(${b++}) var<storage, read> full${k}: array<${VT}>;`);
-    loads.push(`  let f${k} = full${k}[p.offF${k} + i];`);
+    decls.push(`@group(0) @binding(${b++}) var<storage, read> full${k}: array<${F.type}>;`);
+    loads.push(`  let f${k} = ${F.load(`full${k}[p.offF${k} + i]`)};`);
   });
   cc.forEach((t, k) => {
     if (t instanceof Tensor) {
@@ -272,22 +306,23 @@ function channelMap(label: string, fulls: readonly Tensor[], chans: readonly (Te
       loads.push(`  let c${k} = p.k${k};`);
     }
   });
-  const code = /* wgsl */ `
+  const O = access(dtype, vec, VT);
+  const code = /* wgsl */ `${f16Line([out, ...fc].some((t) => t.dtype === 'float16'))}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join('\n')}
-@group(0) @binding(${b}) var<storage, read_write> out: array<${VT}>;
+@group(0) @binding(${b}) var<storage, read_write> out: array<${O.type}>;
 @compute @workgroup_size(${WG})
 fn main(${MAIN_ARGS}) {
   let i = ${linearIndex()};
   if (i >= p.n) { return; }
   let c = (i / p.inner) % p.C;
 ${loads.join('\n')}
-  out[i] = ${expr};
+  out[i] = ${O.store(expr)};
 }`;
   e.dispatch({
     code, params, label, workgroups: e.grid(Math.ceil(size / vec / WG)),
-    buffers: [...fc.map((t) => t.buffer), ...cc.flatMap((t) => (t instanceof Tensor ? [t.buffer] : [])), out.buffer],
+    buffers: [...fc.map((t) => t.storage.buffer), ...cc.flatMap((t) => (t instanceof Tensor ? [t.buffer] : [])), out.storage.buffer],
   });
   for (const t of [...fc, ...cc]) if (t instanceof Tensor) t.dispose();
   return out;
@@ -302,10 +337,13 @@ export function batchNorm(x: Tensor, runningMean: Tensor, runningVar: Tensor, we
   checkParam(op, 'runningVar', runningVar, [C]);
   checkParam(op, 'weight', weight, [C]);
   checkParam(op, 'bias', bias, [C]);
-  if (needsImageRuns([x], [x.shape])) {
+  // `byImages` copies runs of images in 4-byte words, where a run of halves may start
+  // mid-word: float16 x is not split, and one over the binding limit is refused by name
+  // when the kernel binds it.
+  if (x.dtype === 'float32' && needsImageRuns([x], [x.shape])) {
     return byImages(op, [x], [{ shape: x.shape }], ([xc]) => [batchNorm(xc!, runningMean, runningVar, weight, bias, eps)])[0]!;
   }
-  return channelMap(op, [x], [runningMean, runningVar, weight ?? 1, bias ?? 0], C, inner, '(f0 - c0) / sqrt(c1 + p.eps) * c2 + c3', { eps });
+  return channelMap(op, x.dtype, [x], [runningMean, runningVar, weight ?? 1, bias ?? 0], C, inner, '(f0 - c0) / sqrt(c1 + p.eps) * c2 + c3', { eps });
 }
 
 export interface BatchNormStats {
@@ -338,7 +376,7 @@ export function batchNormTrain(x: Tensor, weight?: Tensor | null, bias?: Tensor 
   checkParam(op, 'weight', weight, [C]);
   checkParam(op, 'bias', bias, [C]);
   const [mean, invstd, vu] = moments(x, dims, [{ kind: 'mean' }, { kind: 'invstd', eps }, { kind: 'var', correction: 1 }], {}, op);
-  const y = channelMap(op, [x], [mean!, invstd!, weight ?? 1, bias ?? 0], C, inner, '(f0 - c0) * c1 * c2 + c3');
+  const y = channelMap(op, x.dtype, [x], [mean!, invstd!, weight ?? 1, bias ?? 0], C, inner, '(f0 - c0) * c1 * c2 + c3');
   return { y, mean: mean!, invstd: invstd!, varUnbiased: vu! };
 }
 
@@ -350,12 +388,12 @@ export function batchNormTrain(x: Tensor, weight?: Tensor | null, bias?: Tensor 
 export function batchNormBackward(gy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor, weight?: Tensor | null): NormGrads {
   const op = 'batchNormBackward';
   const { C, dims, inner, n } = bnSetup(op, x);
-  checkFloat(op, 'gy', gy);
+  checkFloat(op, 'gy', gy, true);
   if (!shapeEq(gy.shape, x.shape)) throw new RangeError(`${op}: gy ${fmt(gy.shape)} and x ${fmt(x.shape)} must have one shape`);
   checkParam(op, 'mean', mean, [C]);
   checkParam(op, 'invstd', invstd, [C]);
   checkParam(op, 'weight', weight, [C]);
-  if (n === 0) return { dx: Tensor.empty(x.shape), dweight: zeros([C]), dbias: zeros([C]) };
+  if (n === 0) return { dx: Tensor.empty(x.shape, x.dtype), dweight: zeros([C]), dbias: zeros([C]) };
   const cm = mean.contiguous();
   const ci = invstd.contiguous();
   const [dbias, dweight] = reduceGeneric({
@@ -363,7 +401,7 @@ export function batchNormBackward(gy: Tensor, x: Tensor, mean: Tensor, invstd: T
     elem: ([g, xv]) => `vec2<f32>(${g}, ${g} * (${xv} - ex0[p.exOff0 + row]) * ex1[p.exOff1 + row])`,
     outputs: [{ dtype: 'float32', expr: (s) => `${s}.x` }, { dtype: 'float32', expr: (s) => `${s}.y` }],
   });
-  const dx = channelMap(op, [gy, x], [cm, ci, weight ?? 1, dbias!, dweight!], C, inner,
+  const dx = channelMap(op, x.dtype, [gy, x], [cm, ci, weight ?? 1, dbias!, dweight!], C, inner,
     'c2 * c1 * (f0 - c3 * p.invN - (f1 - c0) * c1 * c4 * p.invN)', { invN: 1 / n });
   cm.dispose();
   ci.dispose();

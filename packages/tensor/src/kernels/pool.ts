@@ -3,6 +3,10 @@
  * plane), average and adaptive average, with their backward passes. Backward passes are
  * gathers (each input element sums the outputs whose window covers it), so they need no
  * atomics and no zero-filled buffer.
+ *
+ * Inputs and gradients may be float16 (activations under mixed precision): halves are
+ * loaded into f32, windows are summed there, and each output is rounded once to the
+ * input's dtype, as PyTorch's half pooling accumulates in float.
  */
 import { engine } from '../engine.js';
 import { host, type HostTensor } from '../host.js';
@@ -10,7 +14,9 @@ import { Params } from '../params.js';
 import { fmt, shapeEq, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { byImages, needsImageRuns } from './batches.js';
+import { checkFloat } from './check-float.js';
 import type { IntPair } from './conv2d.js';
+import { enableF16, storageType } from './wgsl.js';
 
 export interface MaxPool2dOptions {
   kernelSize: IntPair;
@@ -103,9 +109,26 @@ export function avgPool2dOutputShape(inputShape: Shape, opts: AvgPool2dOptions):
   return [g.batch, g.channels, g.outH, g.outW];
 }
 
-function checkInput(op: string, t: Tensor, what: string, dtype: 'float32' | 'int32' = 'float32'): void {
+function checkIndices(op: string, t: Tensor): void {
   t.assertAlive();
-  if (t.dtype !== dtype) throw new TypeError(`${op}: ${what} must be ${dtype}, got ${t.dtype}`);
+  if (t.dtype !== 'int32') throw new TypeError(`${op}: indices must be int32, got ${t.dtype}`);
+}
+
+/** Whether an op on `inputs` must run on runs of images (`byImages`). Only float32 is split:
+ * runs are copied in 4-byte words, where a run of halves may start mid-word, so a float16
+ * tensor over the binding limit is refused by name when the kernel binds it. */
+function splitsImages(inputs: readonly Tensor[], outputs: readonly Shape[]): boolean {
+  return inputs.every((t) => t.dtype !== 'float16') && needsImageRuns(inputs, outputs);
+}
+
+/** WGSL reading element `e` of a buffer of `t`'s dtype as f32. */
+function load(t: Tensor, e: string): string {
+  return t.dtype === 'float16' ? `f32(${e})` : e;
+}
+
+/** WGSL storing f32 `v` into a buffer of `t`'s dtype. */
+function store(t: Tensor, v: string): string {
+  return t.dtype === 'float16' ? `f16(${v})` : v;
 }
 
 function checkShape(op: string, t: Tensor, what: string, want: Shape): void {
@@ -165,11 +188,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 ${names.map((t) => `  let ${t}b = p.${t}o + n * p.${t}sn + c * p.${t}sc;`).join('\n')}`;
 }
 
-const header = (params: Params, inputs: readonly string[], outputs: readonly [string, string][]): string => `
+/** Declarations of the uniforms and of the named input and output tensors, each an array of
+ * its dtype's storage type. */
+const header = (params: Params, inputs: readonly [string, Tensor][], outputs: readonly [string, Tensor][]): string => {
+  const half = [...inputs, ...outputs].some(([, t]) => t.dtype === 'float16');
+  return `${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-${inputs.map((s, k) => `@group(0) @binding(${k + 1}) var<storage, read> ${s};`).join('\n')}
-${outputs.map(([name, type], k) => `@group(0) @binding(${inputs.length + k + 1}) var<storage, read_write> ${name}: array<${type}>;`).join('\n')}`;
+${inputs.map(([name, t], k) => `@group(0) @binding(${k + 1}) var<storage, read> ${name}: array<${storageType(t.dtype)}>;`).join('\n')}
+${outputs.map(([name, t], k) => `@group(0) @binding(${inputs.length + k + 1}) var<storage, read_write> ${name}: array<${storageType(t.dtype)}>;`).join('\n')}`;
+};
 
 /** floor(t / d) for 0 <= t < 2^24 by a multiply with inv = 1 / d and a correction, and the
  * first output whose window reaches an input element: the smallest o >= 0 with
@@ -193,10 +221,10 @@ function inverseStrides(params: Params, g: PoolGeometry): Params {
 // Max pooling ------------------------------------------------------------------------
 
 function maxPoolForward(op: string, x: Tensor, opts: MaxPool2dOptions, withIndices: boolean): { values: Tensor; indices: Tensor | null } {
-  checkInput(op, x, 'input');
+  checkFloat(op, 'input', x, true);
   const g = poolGeometry(op, x.shape, opts);
   const shape = [g.batch, g.channels, g.outH, g.outW];
-  if (needsImageRuns([x], [shape])) {
+  if (splitsImages([x], [shape])) {
     const outputs = withIndices ? [{ shape }, { shape, dtype: 'int32' as const }] : [{ shape }];
     const [values, indices] = byImages(op, [x], outputs, ([xc]) => {
       const r = maxPoolForward(op, xc!, opts, withIndices);
@@ -204,10 +232,10 @@ function maxPoolForward(op: string, x: Tensor, opts: MaxPool2dOptions, withIndic
     });
     return { values: values!, indices: indices ?? null };
   }
-  const values = Tensor.empty(shape);
+  const values = Tensor.empty(shape, x.dtype);
   const indices = withIndices ? Tensor.empty(shape, 'int32') : null;
   // Strict > keeps the first maximum in window order and NaN wins, as PyTorch.
-  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['x: array<f32>'], indices ? [['y', 'f32'], ['idx', 'i32']] : [['y', 'f32']])}
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, [['x', x]], indices ? [['y', values], ['idx', indices]] : [['y', values]])}
 ${head(['x'])}
   let hs = r * p.sh - p.ph;
   let ws = q * p.sw - p.pw;
@@ -219,7 +247,7 @@ ${head(['x'])}
     for (var kw = 0; kw < p.kw; kw++) {
       let iw = ws + kw * p.dw;
       if (iw < 0 || iw >= p.w) { continue; }
-      let v = x[xb + ih * p.xsh + iw * p.xsw];
+      let v = ${load(x, 'x[xb + ih * p.xsh + iw * p.xsw]')};
       let isNan = (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
       if (at < 0 || v > best || isNan) {
         best = v;
@@ -227,11 +255,11 @@ ${head(['x'])}
       }
     }
   }
-  y[i] = best;
+  y[i] = ${store(values, 'best')};
 ${indices ? '  idx[i] = at;' : ''}
 }`;
   run(op, () => strided(geometryParams(g), 'x', x), code,
-    indices ? [x.buffer, values.buffer, indices.buffer] : [x.buffer, values.buffer], g.batch * g.channels, g.outH, g.outW);
+    indices ? [x.storage.buffer, values.storage.buffer, indices.buffer] : [x.storage.buffer, values.storage.buffer], g.batch * g.channels, g.outH, g.outW);
   return { values, indices };
 }
 
@@ -251,20 +279,20 @@ export function maxPool2dWithIndices(x: Tensor, opts: MaxPool2dOptions): { value
  * gradients of the outputs whose window covers it and that chose it. */
 export function maxPool2dBackward(gradOut: Tensor, indices: Tensor, inputShape: Shape, opts: MaxPool2dOptions): Tensor {
   const op = 'maxPool2dBackward';
-  checkInput(op, gradOut, 'gradOut');
-  checkInput(op, indices, 'indices', 'int32');
+  checkFloat(op, 'gradOut', gradOut, true);
+  checkIndices(op, indices);
   const g = poolGeometry(op, inputShape, opts);
   const outShape = [g.batch, g.channels, g.outH, g.outW];
   checkShape(op, gradOut, 'gradOut', outShape);
   checkShape(op, indices, 'indices', outShape);
-  if (needsImageRuns([gradOut, indices], [inputShape])) {
+  if (splitsImages([gradOut, indices], [inputShape])) {
     return byImages(op, [gradOut, indices], [{ shape: inputShape }],
       ([gc, ic]) => [maxPool2dBackward(gc!, ic!, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
   }
-  const gradIn = Tensor.empty(inputShape);
+  const gradIn = Tensor.empty(inputShape, gradOut.dtype);
   // Only a dilated window skips positions, so only then is membership checked.
   const dilated = g.dilationH > 1 || g.dilationW > 1;
-  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['go: array<f32>', 'idx: array<i32>'], [['y', 'f32']])}
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, [['go', gradOut], ['idx', indices]], [['y', gradIn]])}
 ${DIV_HELPERS}
 ${head(['g', 'k'])}
   let me = r * p.w + q;
@@ -276,13 +304,13 @@ ${head(['g', 'k'])}
 ${dilated ? '    if ((r + p.ph - oh * p.sh) % p.dh != 0) { continue; }' : ''}
     for (var ow = ow0; ow <= ow1; ow++) {
 ${dilated ? '      if ((q + p.pw - ow * p.sw) % p.dw != 0) { continue; }' : ''}
-      if (idx[kb + oh * p.ksh + ow * p.ksw] == me) { s += go[gb + oh * p.gsh + ow * p.gsw]; }
+      if (idx[kb + oh * p.ksh + ow * p.ksw] == me) { s += ${load(gradOut, 'go[gb + oh * p.gsh + ow * p.gsw]')}; }
     }
   }
-  y[i] = s;
+  y[i] = ${store(gradIn, 's')};
 }`;
   run(op, () => inverseStrides(strided(strided(geometryParams(g), 'g', gradOut), 'k', indices), g), code,
-    [gradOut.buffer, indices.buffer, gradIn.buffer], g.batch * g.channels, g.height, g.width);
+    [gradOut.storage.buffer, indices.buffer, gradIn.storage.buffer], g.batch * g.channels, g.height, g.width);
   return gradIn;
 }
 
@@ -311,38 +339,38 @@ function avgParams(g: PoolGeometry, o: AvgPool2dOptions, name: string, t: Tensor
 /** `F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)`. */
 export function avgPool2d(x: Tensor, opts: AvgPool2dOptions): Tensor {
   const op = 'avgPool2d';
-  checkInput(op, x, 'input');
+  checkFloat(op, 'input', x, true);
   const g = avgGeometry(op, x.shape, opts);
   const outShape = [g.batch, g.channels, g.outH, g.outW];
-  if (needsImageRuns([x], [outShape])) return byImages(op, [x], [{ shape: outShape }], ([xc]) => [avgPool2d(xc!, opts)])[0]!;
-  const out = Tensor.empty(outShape);
-  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['x: array<f32>'], [['y', 'f32']])}
+  if (splitsImages([x], [outShape])) return byImages(op, [x], [{ shape: outShape }], ([xc]) => [avgPool2d(xc!, opts)])[0]!;
+  const out = Tensor.empty(outShape, x.dtype);
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, [['x', x]], [['y', out]])}
 ${avgWindow(opts)}
 ${head(['x'])}
   let win = window(r, q);
   var s = 0.0;
   for (var ih = max(win.x, 0); ih < min(win.z, p.h); ih++) {
     for (var iw = max(win.y, 0); iw < min(win.w, p.w); iw++) {
-      s += x[xb + ih * p.xsh + iw * p.xsw];
+      s += ${load(x, 'x[xb + ih * p.xsh + iw * p.xsw]')};
     }
   }
-  y[i] = s / divisor(win);
+  y[i] = ${store(out, 's / divisor(win)')};
 }`;
-  run(op, () => avgParams(g, opts, 'x', x), code, [x.buffer, out.buffer], g.batch * g.channels, g.outH, g.outW);
+  run(op, () => avgParams(g, opts, 'x', x), code, [x.storage.buffer, out.storage.buffer], g.batch * g.channels, g.outH, g.outW);
   return out;
 }
 
 /** The gradient of `avgPool2d` with respect to its input. */
 export function avgPool2dBackward(gradOut: Tensor, inputShape: Shape, opts: AvgPool2dOptions): Tensor {
   const op = 'avgPool2dBackward';
-  checkInput(op, gradOut, 'gradOut');
+  checkFloat(op, 'gradOut', gradOut, true);
   const g = avgGeometry(op, inputShape, opts);
   checkShape(op, gradOut, 'gradOut', [g.batch, g.channels, g.outH, g.outW]);
-  if (needsImageRuns([gradOut], [inputShape])) {
+  if (splitsImages([gradOut], [inputShape])) {
     return byImages(op, [gradOut], [{ shape: inputShape }], ([gc]) => [avgPool2dBackward(gc!, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
   }
-  const gradIn = Tensor.empty(inputShape);
-  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['go: array<f32>'], [['y', 'f32']])}
+  const gradIn = Tensor.empty(inputShape, gradOut.dtype);
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, [['go', gradOut]], [['y', gradIn]])}
 ${avgWindow(opts)}
 ${DIV_HELPERS}
 ${head(['g'])}
@@ -352,12 +380,12 @@ ${head(['g'])}
   var s = 0.0;
   for (var oh = firstCell(r + p.ph - p.kh + 1, p.sh, p.ish); oh <= oh1; oh++) {
     for (var ow = ow0; ow <= ow1; ow++) {
-      s += go[gb + oh * p.gsh + ow * p.gsw] / divisor(window(oh, ow));
+      s += ${load(gradOut, 'go[gb + oh * p.gsh + ow * p.gsw]')} / divisor(window(oh, ow));
     }
   }
-  y[i] = s;
+  y[i] = ${store(gradIn, 's')};
 }`;
-  run(op, () => avgParams(g, opts, 'g', gradOut), code, [gradOut.buffer, gradIn.buffer], g.batch * g.channels, g.height, g.width);
+  run(op, () => avgParams(g, opts, 'g', gradOut), code, [gradOut.storage.buffer, gradIn.storage.buffer], g.batch * g.channels, g.height, g.width);
   return gradIn;
 }
 
@@ -384,11 +412,11 @@ function adaptiveParams(c: number, h: number, w: number, oh: number, ow: number)
 /** `F.adaptive_avg_pool2d(x, output_size)`. */
 export function adaptiveAvgPool2d(x: Tensor, outputSize: IntPair): Tensor {
   const op = 'adaptiveAvgPool2d';
-  checkInput(op, x, 'input');
+  checkFloat(op, 'input', x, true);
   const [N, C, H, W, OH, OW] = adaptiveShape(op, x.shape, outputSize);
-  if (needsImageRuns([x], [[N, C, OH, OW]])) return byImages(op, [x], [{ shape: [N, C, OH, OW] }], ([xc]) => [adaptiveAvgPool2d(xc!, outputSize)])[0]!;
-  const out = Tensor.empty([N, C, OH, OW]);
-  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['x: array<f32>'], [['y', 'f32']])}
+  if (splitsImages([x], [[N, C, OH, OW]])) return byImages(op, [x], [{ shape: [N, C, OH, OW] }], ([xc]) => [adaptiveAvgPool2d(xc!, outputSize)])[0]!;
+  const out = Tensor.empty([N, C, OH, OW], x.dtype);
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, [['x', x]], [['y', out]])}
 ${DIV_HELPERS}
 ${ADAPTIVE_HELPERS}
 ${head(['x'])}
@@ -398,28 +426,28 @@ ${head(['x'])}
   let w1 = cellEnd(q, p.w, p.ow, p.iow);
   var s = 0.0;
   for (var ih = h0; ih < h1; ih++) {
-    for (var iw = w0; iw < w1; iw++) { s += x[xb + ih * p.xsh + iw * p.xsw]; }
+    for (var iw = w0; iw < w1; iw++) { s += ${load(x, 'x[xb + ih * p.xsh + iw * p.xsw]')}; }
   }
-  y[i] = s / f32((h1 - h0) * (w1 - w0));
+  y[i] = ${store(out, 's / f32((h1 - h0) * (w1 - w0))')};
 }`;
-  run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'x', x), code, [x.buffer, out.buffer], N * C, OH, OW);
+  run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'x', x), code, [x.storage.buffer, out.storage.buffer], N * C, OH, OW);
   return out;
 }
 
 /** The gradient of `adaptiveAvgPool2d` with respect to its input. */
 export function adaptiveAvgPool2dBackward(gradOut: Tensor, inputShape: Shape): Tensor {
   const op = 'adaptiveAvgPool2dBackward';
-  checkInput(op, gradOut, 'gradOut');
+  checkFloat(op, 'gradOut', gradOut, true);
   if (gradOut.rank !== 4) throw new RangeError(`${op}: gradOut must be 4-D, got ${fmt(gradOut.shape)}`);
   const [N, C, H, W, OH, OW] = adaptiveShape(op, inputShape, [gradOut.shape[2]!, gradOut.shape[3]!]);
   checkShape(op, gradOut, 'gradOut', [N, C, OH, OW]);
-  if (needsImageRuns([gradOut], [inputShape])) {
+  if (splitsImages([gradOut], [inputShape])) {
     return byImages(op, [gradOut], [{ shape: inputShape }], ([gc]) => [adaptiveAvgPool2dBackward(gc!, [gc!.shape[0]!, C, H, W])])[0]!;
   }
-  const gradIn = Tensor.empty(inputShape);
+  const gradIn = Tensor.empty(inputShape, gradOut.dtype);
   // Cells covering input row r are oh in [floor(r * OH / H), ceil((r + 1) * OH / H)); the
   // loop re-checks each against its own bounds.
-  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, ['go: array<f32>'], [['y', 'f32']])}
+  const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, [['go', gradOut]], [['y', gradIn]])}
 ${DIV_HELPERS}
 ${ADAPTIVE_HELPERS}
 ${head(['g'])}
@@ -435,12 +463,12 @@ ${head(['g'])}
       let w0 = cellStart(ow, p.w, p.ow, p.iow);
       let w1 = cellEnd(ow, p.w, p.ow, p.iow);
       if (q < w0 || q >= w1) { continue; }
-      s += go[gb + oh * p.gsh + ow * p.gsw] / f32((h1 - h0) * (w1 - w0));
+      s += ${load(gradOut, 'go[gb + oh * p.gsh + ow * p.gsw]')} / f32((h1 - h0) * (w1 - w0));
     }
   }
-  y[i] = s;
+  y[i] = ${store(gradIn, 's')};
 }`;
-  run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'g', gradOut), code, [gradOut.buffer, gradIn.buffer], N * C, H, W);
+  run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'g', gradOut), code, [gradOut.storage.buffer, gradIn.storage.buffer], N * C, H, W);
   return gradIn;
 }
 

@@ -491,10 +491,11 @@ export function argmin(x: Tensor, dim?: number, opts: ReduceOptions = {}): Tenso
 export type Moment = { kind: 'mean' } | { kind: 'var' | 'std'; correction: number } | { kind: 'invstd'; eps: number };
 
 /** Several moments of `x` over `dims` from one Welford pass (batch norm wants the mean, the
- * biased and the unbiased variance together). */
+ * biased and the unbiased variance together), in float32 also for float16 x: batch norm on
+ * half activations keeps float32 statistics, as PyTorch's CUDA kernels do. */
 export function moments(x: Tensor, dims: Dims | undefined, want: readonly Moment[], opts: ReduceOptions = {}, op = 'moments'): Tensor[] {
   x.assertAlive();
-  if (x.dtype !== 'float32') throw new TypeError(`${op}: needs a float32 tensor, got ${x.dtype}`);
+  if (x.dtype === 'int32') throw new TypeError(`${op}: needs a float32 or float16 tensor, got ${x.dtype}`);
   const d = resolveDims(x, dims, op);
   const keepdim = opts.keepdim ?? false;
   if (numel(d.map((i) => x.shape[i]!)) === 0) return want.map(() => full(reducedShape(x.shape, d, keepdim), NaN));
