@@ -88,6 +88,23 @@ describe('autocast', () => {
     expect(() => A.autocast(() => 0, { dtype: 'bfloat16' as 'float16' })).toThrow(/bfloat16.*float16/);
   });
 
+  it('holds no float16 copy of a trainable weight between forward and backward', async () => {
+    const w = A.randn([1024, 1024], { seed: 5 });
+    w.requiresGrad = true;
+    const x = A.randn([2, 1024], { seed: 6 });
+    await A.sync();
+    const before = A.memory().liveBytes;
+    const y = A.autocast(() => A.linear(x, w));
+    // y is 4 KiB; a kept float16 copy of the weight would be 2 MiB.
+    expect(A.memory().liveBytes - before).toBeLessThan(2 ** 20);
+    A.backward(A.sum(y.float()));
+    expect(w.grad!.dtype).toBe('float32');
+    const gw = await w.grad!.data();
+    const xs = await x.data();
+    // d sum(x W^T) / dW[i, j] = sum over rows of x[r, j], rounded to float16 once.
+    for (const j of [0, 17, 1023]) expect(gw[5 * 1024 + j]).toBe(A.roundHalf(A.roundHalf(xs[j]!) + A.roundHalf(xs[1024 + j]!)));
+  });
+
   it('stays on across an async function until it settles', async () => {
     let inside = false;
     await A.autocast(async () => {
