@@ -191,6 +191,25 @@ function cases(): Case[] {
     const o = { kernelSize: 2 };
     return compare(name, T.avgPool2d(gpu(x), o), cpuAvgPool2d(x, o), 1e-6, 1e-7);
   });
+  // float16 where the adapter has shader-f16: the float64 reference of the rounded inputs, rounded once.
+  if (T.engine().hasF16) {
+    const half = (h: HostTensor): HostTensor => host(h.shape, [...h.data].map(T.roundHalf));
+    const f16 = (h: HostTensor): Tensor => T.tensor(Float32Array.from(h.data), { shape: h.shape, dtype: 'float16' });
+    add('float16 matmul 33x64 @ 64x20', (name) => {
+      const a = half(rand([33, 64]));
+      const b = half(rand([64, 20]));
+      return compare(name, T.matmul(f16(a), f16(b)), half(cpuMatmul(a, b)), 2 ** -10, 1e-4);
+    });
+    add('float16 conv2d 3x3 pad 1 [2,3,9,9]', (name) => {
+      const x = half(rand([2, 3, 9, 9]));
+      const w = half(rand([4, 3, 3, 3]));
+      return compare(name, T.conv2d(f16(x), f16(w), { padding: 1 }), half(cpuConv2d(x, w, { padding: 1 })), 2 ** -10, 1e-4);
+    });
+    add('float16 gelu [129]', (name) => {
+      const x = half(rand([129], -4, 4));
+      return compare(name, T.gelu(f16(x)), half(cpuUnary('gelu', x)), 2 ** -10, 1e-6);
+    });
+  }
   // the fused optimizer kernel.
   add('adamStep (AdamW) [1000]', async (name) => {
     const p = rand([1000]);
@@ -207,7 +226,7 @@ function cases(): Case[] {
   return out;
 }
 
-async function run(): Promise<{ adapter: string; fallback: boolean; core: boolean; results: CaseResult[]; seconds: number }> {
+async function run(): Promise<{ adapter: string; fallback: boolean; core: boolean; f16: boolean; results: CaseResult[]; seconds: number }> {
   const t0 = performance.now();
   const e = await T.init();
   const results: CaseResult[] = [];
@@ -225,6 +244,7 @@ async function run(): Promise<{ adapter: string; fallback: boolean; core: boolea
     adapter: e.adapterDescription,
     fallback: !!(e.adapter.info as { isFallbackAdapter?: boolean }).isFallbackAdapter,
     core: e.adapter.features.has('core-features-and-limits' as GPUFeatureName),
+    f16: e.hasF16,
     results,
     seconds: (performance.now() - t0) / 1000,
   };

@@ -37,7 +37,7 @@ describe('kernels in the browser (navigator.gpu)', () => {
     }
     const r = await page.evaluate(() => window.__kernels!);
     if ('error' in r) throw new Error(`the kernel page failed: ${r.error}`);
-    console.log(`kernels in Chromium on ${r.adapter} (${r.core ? 'core' : 'compatibility'} feature level${r.fallback ? ', software fallback' : ''}): ${r.results.filter((c: CaseResult) => c.ok).length}/${r.results.length} cases in ${r.seconds.toFixed(1)} s`);
+    console.log(`kernels in Chromium on ${r.adapter} (${r.core ? 'core' : 'compatibility'} feature level${r.fallback ? ', software fallback' : ''}, shader-f16 ${r.f16 ? 'present: float16 cases run' : 'absent'}): ${r.results.filter((c: CaseResult) => c.ok).length}/${r.results.length} cases in ${r.seconds.toFixed(1)} s`);
     const bad = r.results.filter((c: CaseResult) => !c.ok).map((c: CaseResult) => `${c.name}: ${c.detail}`);
     expect(errors).toEqual([]);
     expect(bad).toEqual([]);
