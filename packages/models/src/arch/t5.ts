@@ -239,7 +239,7 @@ function initT5Weights(model: Module, c: ResolvedT5Config): void {
     // lm_head and a classification head.
     return f * (name === 'lm_head' ? 1 : c.dModel ** -0.5);
   };
-  A.noGrad(() => {
+  A.noGrad(() => A.tidy(() => {
     for (const [name, m] of model.namedModules()) {
       const s = std(name, m);
       if (s !== null) {
@@ -250,7 +250,7 @@ function initT5Weights(model: Module, c: ResolvedT5Config): void {
         A.assign(m.weight, f);
       }
     }
-  });
+  }));
 }
 
 /** Checks token ids int32 [B, T] and a mask [B, T]. */

@@ -31,7 +31,8 @@ export function hfActivation(name: string): (x: Tensor) => Tensor {
  * zero biases and padding rows, LayerNorm at identity; `extra` handles other parameter holders.
  */
 export function initTransformerWeights(model: Module, std: number, extra?: (m: Module, name: string) => void): void {
-  A.noGrad(() => {
+  // The scope frees the random tensors and views the copies are made from.
+  A.noGrad(() => A.tidy(() => {
     for (const [name, m] of model.namedModules()) {
       if (m instanceof Linear) {
         A.assign(m.weight, A.randn(m.weight.shape, { std }));
@@ -46,7 +47,7 @@ export function initTransformerWeights(model: Module, std: number, extra?: (m: M
         extra?.(m, name);
       }
     }
-  });
+  }));
 }
 
 /** config.num_labels, else the size of id2label, else transformers' default of 2. */

@@ -256,7 +256,7 @@ export class Wav2Vec2Model extends Module {
 /** transformers' `_init_weights` for Wav2Vec2: N(0, range²) Linears, Kaiming-normal convs, the
  * positional conv from N(0, 2/√(k·C)) with g at its norm, the projection from U(±1/√C). */
 function initWav2Vec2Weights(model: Module, c: ResolvedWav2Vec2Config): void {
-  A.noGrad(() => {
+  A.noGrad(() => A.tidy(() => {
     const projections = new Set<Module>();
     for (const [, m] of model.namedModules()) {
       if (projections.has(m)) continue;
@@ -285,7 +285,7 @@ function initWav2Vec2Weights(model: Module, c: ResolvedWav2Vec2Config): void {
         if (m.bias) A.assign(m.bias, 0);
       }
     }
-  });
+  }));
 }
 
 export interface Wav2Vec2HeadOptions {

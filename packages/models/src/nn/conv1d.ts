@@ -74,7 +74,7 @@ export class WeightNormConv1d extends Module {
     const bound = 1 / Math.sqrt(fanIn);
     const v = A.rand([outChannels, inChannels / this.groups, kernelSize], { low: -bound, high: bound });
     this.weightV = this.param('weight_v', v);
-    this.weightG = this.param('weight_g', A.noGrad(() => this.norm(v)));
+    this.weightG = this.param('weight_g', A.noGrad(() => A.tidy(() => this.norm(v))));
     this.bias = opts.bias === false ? null : this.param('bias', A.rand([outChannels], { low: -bound, high: bound }));
   }
   /** ‖v‖ over every axis but `dim`, kept as size-1 axes (weight_g's shape). */

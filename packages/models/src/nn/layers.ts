@@ -115,7 +115,11 @@ export class Embedding extends Module {
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number, readonly opts: { paddingIdx?: number } = {}) {
     super();
     const w = A.randn([numEmbeddings, embeddingDim]);
-    if (opts.paddingIdx !== undefined) A.assign(w.select(0, opts.paddingIdx), 0);
+    if (opts.paddingIdx !== undefined) {
+      const row = w.select(0, opts.paddingIdx);
+      A.assign(row, 0);
+      row.dispose();
+    }
     this.weight = this.param('weight', w);
   }
   forward(indices: Tensor): Tensor {
