@@ -69,6 +69,14 @@ describe('tl train --data layouts', () => {
     expect(existsSync(p('run-hf', 'model.safetensors'))).toBe(true);
   }, 300_000);
 
+  it('tl eval --data on a split layout scores its test split, not the training images', () => {
+    const r = tl(['eval', '--run', 'run-hf', '--data', 'hf', '--json']);
+    expect(r.code, r.err).toBe(0);
+    const report = JSON.parse(r.out.slice(r.out.indexOf('{'), r.out.lastIndexOf('}') + 1));
+    expect(report.data).toBe('the test split of hf');
+    expect(report.total).toBe(12);
+  }, 300_000);
+
   it('a CSV list with a BOM and CRLF, --class-weights balanced', () => {
     const r = tl([...TRAIN, '--data', 'list/train.csv', '--val-split', '0', '--class-weights', 'balanced', '--cache-mb', '0', '--out', 'run-csv']);
     expect(r.code, r.err).toBe(0);

@@ -146,19 +146,25 @@ export async function scorer(s: ModelSource): Promise<Scorer> {
 }
 
 /** Labelled images of `data` (folder, list, IDX), their class names and labels by name. */
-async function loadLabelled(data: string, sc: Scorer): Promise<{ ds: Dataset; names: string[] }> {
+/** The split of a labelled folder or list that evaluation scores: its test split, else its
+ * validation split, else (class folders, a plain list) everything. */
+function heldOut(r: { train: Dataset; val: Dataset | null; test?: Dataset | null; classes: string[] }, data: string): { ds: Dataset; names: string[]; split: string } {
+  if (r.test && r.test.length > 0) return { ds: r.test, names: r.classes, split: `the test split of ${data}` };
+  if (r.val && r.val.length > 0) return { ds: r.val, names: r.classes, split: `the validation split of ${data}` };
+  return { ds: r.train, names: r.classes, split: data };
+}
+
+async function loadLabelled(data: string, sc: Scorer): Promise<{ ds: Dataset; names: string[]; split?: string }> {
   if (!existsSync(data)) throw new CliError(`--data ${data} does not exist`, 2);
   const pre = { imageSize: sc.imageSize, mean: sc.spec.mean, std: sc.spec.std, channels: sc.spec.channels ?? 3, cropPct: sc.spec.cropPct, interpolation: sc.spec.interpolation, augment: false as const, valSplit: undefined };
   try {
     if (statSync(data).isDirectory()) {
       const one = oneClassFolder(data, pre);
       if (one) return one;
-      const r = await imageFolder(data, pre);
-      return { ds: r.train, names: r.classes };
+      return heldOut(await imageFolder(data, pre), data);
     }
     if (/\.(csv|jsonl|ndjson)$/i.test(data)) {
-      const r = await imageList(data, pre);
-      return { ds: r.train, names: r.classes };
+      return heldOut(await imageList(data, pre), data);
     }
     if (/images-idx3-ubyte(\.gz)?$/.test(data)) {
       const ds = await idxDataset(data, data.replace('images-idx3', 'labels-idx1'), pre);
@@ -281,8 +287,9 @@ export async function evalCommand(s: ModelSource, data: string | undefined, json
     let names: string[];
     let label: string;
     if (data) {
-      ({ ds, names } = await loadLabelled(data, sc));
-      label = data;
+      let split: string | undefined;
+      ({ ds, names, split } = await loadLabelled(data, sc));
+      label = split ?? data;
     } else {
       ({ ds, names } = await runValidationSet(sc.run!, sc));
       label = 'the validation split of the run';
