@@ -88,7 +88,7 @@ describe('autocast', () => {
     expect(() => A.autocast(() => 0, { dtype: 'bfloat16' as 'float16' })).toThrow(/bfloat16.*float16/);
   });
 
-  it('holds no float16 copy of a trainable weight between forward and backward', async () => {
+  it('holds no float16 copy of a trainable weight between forward and backward (linear, conv2d)', async () => {
     const w = A.randn([1024, 1024], { seed: 5 });
     w.requiresGrad = true;
     const x = A.randn([2, 1024], { seed: 6 });
@@ -103,6 +103,18 @@ describe('autocast', () => {
     const xs = await x.data();
     // d sum(x W^T) / dW[i, j] = sum over rows of x[r, j], rounded to float16 once.
     for (const j of [0, 17, 1023]) expect(gw[5 * 1024 + j]).toBe(A.roundHalf(A.roundHalf(xs[j]!) + A.roundHalf(xs[1024 + j]!)));
+
+    const k = A.randn([256, 256, 3, 3], { seed: 7 });
+    k.requiresGrad = true;
+    const img = A.randn([1, 256, 4, 4], { seed: 8 });
+    await A.sync();
+    const before2 = A.memory().liveBytes;
+    const c = A.autocast(() => A.conv2d(img, k, { padding: 1 }));
+    // c is 8 KiB; a kept float16 copy of the kernel would be 1.1 MiB.
+    expect(A.memory().liveBytes - before2).toBeLessThan(2 ** 19);
+    A.backward(A.sum(c.float()));
+    expect(k.grad!.dtype).toBe('float32');
+    expect(Number.isFinite(await A.sum(k.grad!).item())).toBe(true);
   });
 
   it('stays on across an async function until it settles', async () => {
