@@ -337,8 +337,11 @@ export class Trainer {
       A.backward(scaler ? scaler.scaleLoss(mean) : mean);
       const sums = Object.entries(r.sums ?? {});
       keys = sums.map(([k]) => k);
-      const check = scaler && last ? [scaler.nonFinite(this.trainedParams())] : [];
-      return A.noGrad(() => A.cat([r.loss.reshape([1]), ...sums.map(([, t]) => t.reshape([1])), ...check]));
+      // nonFinite keeps its flag out of every scope; it goes once copied into the read-back.
+      const check = scaler && last ? scaler.nonFinite(this.trainedParams()) : null;
+      const figures = A.noGrad(() => A.cat([r.loss.reshape([1]), ...sums.map(([, t]) => t.reshape([1])), ...(check ? [check] : [])]));
+      check?.dispose();
+      return figures;
     });
     if (last && !scaler) this.optimizerStep(schedule);
     const values = await stats.data();
@@ -384,13 +387,9 @@ export class Trainer {
   private optimizerStep(schedule: Schedule, unscale = 1): void {
     for (const g of this.optimizer.groups) g.lr = schedule.lr(this.globalStep, g.initialLr);
     if (this.opts.gradClip !== undefined || unscale !== 1) {
-      const params = this.trainedParams();
-      const clip = this.opts.gradClip;
       this.optimizer.gradScale?.dispose();
       this.optimizer.gradScale = null;
-      this.optimizer.gradScale = clip === undefined
-        ? A.tidy(() => keep(A.full([1], unscale)))
-        : unscale === 1 ? clipScale(params, clip) : A.tidy(() => keep(A.mul(clipScale(params, clip / unscale), unscale)));
+      this.optimizer.gradScale = gradScale(this.trainedParams(), this.opts.gradClip, unscale);
     }
     this.optimizer.step();
     this.optimizer.zeroGrad();
@@ -557,13 +556,16 @@ export class Trainer {
 const hostArrays = (w: Map<string, HostTensor>): [string, Float32Array | Int32Array][] => [...w].map(([k, v]) => [k, v.data]);
 
 /** The factor min(1, maxNorm / ||g||) that the optimizer kernels apply to every gradient. */
-function clipScale(params: Tensor[], maxNorm: number): Tensor {
+/** What the optimizer multiplies every gradient by: `unscale` (dividing out a loss scale),
+ * times the global-norm clipping factor of the unscaled gradients when `maxNorm` is set. */
+function gradScale(params: Tensor[], maxNorm: number | undefined, unscale: number): Tensor {
   return A.noGrad(() => A.tidy(() => {
     const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
-    if (grads.length === 0) return keep(A.ones([1]));
+    if (maxNorm === undefined || grads.length === 0) return keep(A.full([1], unscale));
     const sq = A.cat(grads.map((g) => A.sum(A.square(g)).reshape([1])));
     const total = A.sqrt(A.sum(sq)).reshape([1]);
-    return keep(clipFactor(total, maxNorm));
+    if (unscale === 1) return keep(clipFactor(total, maxNorm));
+    return keep(A.mul(clipFactor(A.mul(total, unscale), maxNorm), unscale));
   }));
 }
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
-import { adam, GradScaler, Trainer, type EpochLogs } from '../src/index.js';
+import { adam, GradScaler, lambdaCallback, Trainer, type EpochLogs } from '../src/index.js';
 import { setup } from '../../tensor/test/helpers.js';
 import { model, toyData } from './toy.js';
 
@@ -39,10 +39,14 @@ describe('GradScaler', () => {
 });
 
 describe('Trainer with fp16', () => {
+  /** Live tensors at the end of each epoch: flat after the first (optimizer state made). */
+  let liveAtEpochEnd: number[] = [];
   const run = async (fp16: boolean, initScale?: number): Promise<EpochLogs[]> => {
     const m = model();
+    liveAtEpochEnd = [];
     const t = new Trainer(m, {
       optimizer: adam({ lr: 1e-2 }), epochs: 3, batchSize: 8, seed: 5, fp16, logger: () => {}, gradClip: 5,
+      callbacks: [lambdaCallback({ onEpochEnd: () => void liveAtEpochEnd.push(A.memory().liveTensors) })],
       ...(initScale ? { lossScale: { initScale } } : {}),
     });
     const h = await t.fit(toyData(48, 1), toyData(16, 2));
@@ -58,6 +62,7 @@ describe('Trainer with fp16', () => {
     expect(h16[0]!.lossScale).toBe(2 ** 16);
     expect(h16.map((e) => e.skippedSteps)).toEqual([0, 0, 0]);
     expect(h32[0]!.lossScale).toBeUndefined();
+    expect(liveAtEpochEnd[2]).toBe(liveAtEpochEnd[1]);
   });
 
   it('skips the steps whose scaled gradients overflow float16 and backs off until they fit', async () => {
