@@ -50,10 +50,8 @@ export function autocast<T>(fn: () => T, opts: AutocastOptions = {}): T {
 }
 
 /** An input of an op autocast runs in float16: a float16 copy of a float32 tensor. */
-export function lowerPrecision(x: Tensor): Tensor;
-export function lowerPrecision(x: Tensor | null | undefined): Tensor | null | undefined;
-export function lowerPrecision(x: Tensor | null | undefined): Tensor | null | undefined {
-  return active && x && x.dtype === 'float32' ? x.half() : x;
+export function lowerPrecision(x: Tensor): Tensor {
+  return active && x.dtype === 'float32' ? x.half() : x;
 }
 
 /** An input of an op autocast runs in float32: a float32 copy of a float16 tensor. */

@@ -8,32 +8,34 @@
  */
 import { engine } from '../engine.js';
 import { numel, type Shape } from '../shape.js';
-import { Tensor, type DType } from '../tensor.js';
+import { dtypeBytes, Tensor, type DType } from '../tensor.js';
+import { assign } from './elementwise.js';
 
 export interface BatchOutput {
   shape: Shape;
   dtype?: DType;
 }
 
-/** Whether a fresh tensor of `shape` fits one binding, as `Engine.dispatch` binds it. */
-function fitsFresh(shape: Shape): boolean {
-  return Math.ceil(numel(shape) / 4) * 16 <= engine().bindingLimit;
+/** Whether a fresh tensor fits one binding, as `Engine.dispatch` binds it (whole vec4s). */
+function fitsFresh(t: BatchOutput): boolean {
+  return Math.ceil((numel(t.shape) * dtypeBytes(t.dtype ?? 'float32')) / 16) * 16 <= engine().bindingLimit;
 }
 
 /** Whether an op reading `inputs` and writing fresh `outputs` must run in runs of images. */
-export function needsImageRuns(inputs: readonly Tensor[], outputs: readonly Shape[]): boolean {
-  return inputs.some((t) => !t.fitsBinding) || outputs.some((s) => !fitsFresh(s));
+export function needsImageRuns(inputs: readonly Tensor[], outputs: readonly BatchOutput[]): boolean {
+  return inputs.some((t) => !t.fitsBinding) || outputs.some((o) => !fitsFresh(o));
 }
 
 /** Runs of images small enough that every per-run tensor fits a binding; throws, naming
  * `op`, when one image of some tensor is already over the limit. */
-export function imageRuns(op: string, batch: number, shapes: readonly Shape[]): { start: number; count: number }[] {
+export function imageRuns(op: string, batch: number, tensors: readonly BatchOutput[]): { start: number; count: number }[] {
   const e = engine();
-  const largest = shapes.reduce((a, s) => (numel(s) > numel(a) ? s : a));
-  const perImage = numel(largest) / Math.max(batch, 1);
-  const step = Math.floor(e.maxBindingElements / Math.max(perImage, 1));
+  const bytes = (t: BatchOutput): number => numel(t.shape) * dtypeBytes(t.dtype ?? 'float32');
+  const largest = tensors.reduce((a, t) => (bytes(t) > bytes(a) ? t : a));
+  const perImage = bytes(largest) / Math.max(batch, 1);
+  const step = Math.floor((e.maxBindingElements * 4) / Math.max(perImage, 1));
   if (step < 1) {
-    throw e.tooLarge(op, numel(largest) * 4, `${op} splits it along the batch dim, and one image of it (${perImage * 4} bytes) is over the limit`);
+    throw e.tooLarge(op, bytes(largest), `${op} splits it along the batch dim, and one image of it (${perImage} bytes) is over the limit`);
   }
   const runs: { start: number; count: number }[] = [];
   for (let start = 0; start < batch; start += step) runs.push({ start, count: Math.min(step, batch - start) });
@@ -44,8 +46,14 @@ export function imageRuns(op: string, batch: number, shapes: readonly Shape[]): 
  * storage fits a binding, else a copy of the run. */
 export function imageSlice(t: Tensor, start: number, count: number): Tensor {
   const view = t.narrow(0, start, count);
-  if (t.buffer.size <= engine().bindingLimit) return view;
+  if (t.storage.buffer.size <= engine().bindingLimit) return view;
   if (!view.isContiguous) return view.contiguous();
+  // A run of halves may start mid-word, which a buffer copy cannot: the elementwise copy can.
+  if (t.dtype === 'float16') {
+    const run = view.clone();
+    view.dispose();
+    return run;
+  }
   const run = Tensor.empty(view.shape, t.dtype);
   engine().copyBuffer(t.buffer, view.offset * 4, run.buffer, 0, view.size * 4);
   return run;
@@ -59,11 +67,18 @@ export function byImages(op: string, inputs: readonly Tensor[], outputs: readonl
   const e = engine();
   const batch = outputs[0]!.shape[0]!;
   const outs = outputs.map((o) => Tensor.empty(o.shape, o.dtype));
-  for (const { start, count } of imageRuns(op, batch, [...inputs.map((t) => t.shape), ...outputs.map((o) => o.shape)])) {
+  for (const { start, count } of imageRuns(op, batch, [...inputs, ...outputs])) {
     const chunk = inputs.map((t) => imageSlice(t, start, count));
     const results = run(chunk);
     results.forEach((r, k) => {
-      e.copyBuffer(r.buffer, r.offset * 4, outs[k]!.buffer, (start * (outs[k]!.size / batch)) * 4, r.size * 4);
+      const out = outs[k]!;
+      if (out.dtype === 'float16') {
+        const slot = out.narrow(0, start, count);
+        assign(slot, r);
+        slot.dispose();
+      } else {
+        e.copyBuffer(r.buffer, r.offset * 4, out.buffer, (start * (out.size / batch)) * 4, r.size * 4);
+      }
       r.dispose();
     });
     for (const c of chunk) c.dispose();

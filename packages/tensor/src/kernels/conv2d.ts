@@ -22,8 +22,8 @@ import { fmt, shapeEq, type Shape } from '../shape.js';
 import { Tensor, type DType } from '../tensor.js';
 import { checkFloat } from './check-float.js';
 import { byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
-import { add, assign, cast, UNARY } from './elementwise.js';
-import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageType, WG } from './wgsl.js';
+import { add, cast, UNARY } from './elementwise.js';
+import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
 
 /** A size given once for both spatial dims or as [h, w]. */
 export type IntPair = number | readonly [number, number];
@@ -130,22 +130,6 @@ function strideParams(params: Params, name: string, t: Tensor, at: BoundElements
 // accumulate in float too): every load widens, and the result is rounded once on store.
 // With `half` false these give the float32 kernels' text unchanged.
 
-/** The storage array of a float32 or (`half`) float16 buffer, of scalars or vec4s. */
-function array(half: boolean, vec = false): string {
-  const T = storageType(half ? 'float16' : 'float32');
-  return `array<${vec ? `vec4<${T}>` : T}>`;
-}
-
-/** A loaded element, or vec4 of them, as f32. */
-function widen(half: boolean, element: string, vec = false): string {
-  return half ? `${vec ? 'vec4<f32>' : 'f32'}(${element})` : element;
-}
-
-/** An f32 value, or vec4 of them, as stored. */
-function stored(half: boolean, value: string, vec = false): string {
-  return half ? `${vec ? 'vec4<f16>' : 'f16'}(${value})` : value;
-}
-
 /** Output channels per invocation: at most 8, and no more than a group has. */
 function channelTile(perGroup: number): number {
   return perGroup >= 8 ? 8 : perGroup >= 4 ? 4 : perGroup >= 2 ? 2 : 1;
@@ -219,10 +203,10 @@ function tapConvCode(params: Params, tm: number, tn: number, bias: boolean, act:
   return /* wgsl */ `${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> src: ${array(half)};
-@group(0) @binding(2) var<storage, read> wt: ${array(half)};
-${bias ? `@group(0) @binding(3) var<storage, read> bias: ${array(half)};` : ''}
-@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: ${array(half)};
+@group(0) @binding(1) var<storage, read> src: ${storageArray(half)};
+@group(0) @binding(2) var<storage, read> wt: ${storageArray(half)};
+${bias ? `@group(0) @binding(3) var<storage, read> bias: ${storageArray(half)};` : ''}
+@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: ${storageArray(half)};
 ${act ? MATH_HELPERS : ''}
 @compute @workgroup_size(${LANES})
 fn main(${MAIN}) {
@@ -485,10 +469,10 @@ function planeConvCode(params: Params, d: TapConv, rowTaps: PlaneTap[], colTaps:
   return /* wgsl */ `${enableF16(d.half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> src: ${array(d.half, vecIn)};
-@group(0) @binding(2) var<storage, read> wt: ${array(d.half)};
-${bias ? `@group(0) @binding(3) var<storage, read> bias: ${array(d.half)};` : ''}
-@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: ${array(d.half, vecOut)};
+@group(0) @binding(1) var<storage, read> src: ${storageArray(d.half, vecIn)};
+@group(0) @binding(2) var<storage, read> wt: ${storageArray(d.half)};
+${bias ? `@group(0) @binding(3) var<storage, read> bias: ${storageArray(d.half)};` : ''}
+@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: ${storageArray(d.half, vecOut)};
 ${d.act ? MATH_HELPERS : ''}
 @compute @workgroup_size(${PLANE_LANES})
 fn main(${MAIN}) {
@@ -624,34 +608,6 @@ function packed(t: Tensor): Tensor {
 }
 
 /**
- * `byImages` for float16, which it cannot cut: it copies runs in whole 4-byte words, and a
- * run of float16 images may start mid-word. Here each run of `src` is a view, bound by
- * range (see `tapBindings`), and `run`'s result goes into its slice of the output through
- * the elementwise copy.
- */
-function halfByImages(op: string, src: Tensor, outShape: Shape, run: (chunk: Tensor) => Tensor): Tensor {
-  const out = Tensor.empty(outShape, 'float16');
-  for (const { start, count } of imageRuns(op, outShape[0]!, [src.shape, outShape])) {
-    const chunk = halfImages(src, start, count);
-    const result = run(chunk);
-    const slot = out.narrow(0, start, count);
-    assign(slot, result);
-    for (const t of [slot, result, chunk]) t.dispose();
-  }
-  return out;
-}
-
-/** Images start..start+count of a float16 tensor as one that binds: a view, or a copy where
- * the view's strides spread it over more than a binding. */
-function halfImages(t: Tensor, start: number, count: number): Tensor {
-  const view = t.narrow(0, start, count);
-  if (view.fitsBinding) return view;
-  const copy = view.contiguous();
-  view.dispose();
-  return copy;
-}
-
-/**
  * `torch.nn.functional.conv2d` with an optional fused activation: x [N, C, H, W], weight
  * [out, C/groups, kh, kw], bias [out]. x may be any strided view.
  */
@@ -665,9 +621,8 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
     throw new RangeError(`conv2d: unknown activation '${String(opts.activation)}'; expected relu, relu6, gelu, silu, sigmoid or tanh`);
   }
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
-  if (needsImageRuns([x], [outShape])) {
-    if (half) return halfByImages('conv2d', x, outShape, (xc) => conv2d(xc, weight, opts));
-    return byImages('conv2d', [x], [{ shape: outShape }], ([xc]) => [conv2d(xc!, weight, opts)])[0]!;
+  if (needsImageRuns([x], [{ shape: outShape, dtype: x.dtype }])) {
+    return byImages('conv2d', [x], [{ shape: outShape, dtype: x.dtype }], ([xc]) => [conv2d(xc!, weight, opts)])[0]!;
   }
   const out = Tensor.empty(outShape, x.dtype);
   if (out.size === 0) return out;
@@ -709,9 +664,8 @@ export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape:
   if (!shapeEq(gradOut.shape, outShape)) {
     throw new RangeError(`conv2dBackwardInput: gradOut has shape ${fmt(gradOut.shape)} but input ${fmt(inputShape)} and weight ${fmt(weight.shape)} give an output of ${fmt(outShape)}`);
   }
-  if (needsImageRuns([gradOut], [inputShape])) {
-    if (half) return halfByImages('conv2dBackwardInput', gradOut, inputShape, (gc) => conv2dBackwardInput(gc, weight, [gc.shape[0]!, ...inputShape.slice(1)], opts));
-    return byImages('conv2dBackwardInput', [gradOut], [{ shape: inputShape }],
+  if (needsImageRuns([gradOut], [{ shape: inputShape, dtype: gradOut.dtype }])) {
+    return byImages('conv2dBackwardInput', [gradOut], [{ shape: inputShape, dtype: gradOut.dtype }],
       ([gc]) => [conv2dBackwardInput(gc!, weight, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
   }
   const gradIn = Tensor.empty(inputShape, gradOut.dtype);
@@ -757,9 +711,9 @@ function weightGradCode(params: Params, tm: number, tn: number, half: boolean, h
   return /* wgsl */ `${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: ${array(half)};
-@group(0) @binding(2) var<storage, read> go: ${array(half)};
-@group(0) @binding(3) var<storage, read_write> y: ${array(halfOut)};
+@group(0) @binding(1) var<storage, read> x: ${storageArray(half)};
+@group(0) @binding(2) var<storage, read> go: ${storageArray(half)};
+@group(0) @binding(3) var<storage, read_write> y: ${storageArray(halfOut)};
 @compute @workgroup_size(${WGRAD_LANES})
 fn main(${MAIN}) {
   let wgi = i32(wid.x + wid.y * nwg.x);
@@ -808,7 +762,7 @@ const SUM_SPLITS_CODE = (params: Params, half: boolean): string => /* wgsl */ `$
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> part: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: ${array(half)};
+@group(0) @binding(2) var<storage, read_write> y: ${storageArray(half)};
 @compute @workgroup_size(64)
 fn main(${MAIN_ARGS}) {
   let i = ${linearIndex()};
@@ -896,9 +850,9 @@ function planeWeightGradCode(params: Params, g: Conv2dGeometry, vecX: boolean, v
   return /* wgsl */ `${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: ${array(half, vecX)};
-@group(0) @binding(2) var<storage, read> go: ${array(half, vecG)};
-@group(0) @binding(3) var<storage, read_write> y: ${array(halfOut)};
+@group(0) @binding(1) var<storage, read> x: ${storageArray(half, vecX)};
+@group(0) @binding(2) var<storage, read> go: ${storageArray(half, vecG)};
+@group(0) @binding(3) var<storage, read_write> y: ${storageArray(halfOut)};
 @compute @workgroup_size(${PLANE_LANES})
 fn main(${MAIN}) {
   let q = i32(wid.x + wid.y * nwg.x) * ${PLANE_LANES} + i32(lid);
@@ -997,12 +951,10 @@ function weightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weightShape: 
  * the binding limit (the weight gradient itself is not split). float16 runs are summed in
  * float32 and rounded once. */
 function weightGradByImages(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weightShape: Shape, opts: Conv2dGradOptions): Tensor {
-  const half = x.dtype === 'float16';
-  const images = half ? halfImages : imageSlice;
   let sum: Tensor | null = null;
-  for (const { start, count } of imageRuns('conv2dBackwardWeight', g.batch, [x.shape, gradOut.shape])) {
-    const xc = images(x, start, count);
-    const gc = images(gradOut, start, count);
+  for (const { start, count } of imageRuns('conv2dBackwardWeight', g.batch, [x, gradOut])) {
+    const xc = imageSlice(x, start, count);
+    const gc = imageSlice(gradOut, start, count);
     const part = weightGrad(xc, gc, conv2dGeometry(xc.shape, weightShape, opts), weightShape, 'float32');
     xc.dispose();
     gc.dispose();
@@ -1015,7 +967,7 @@ function weightGradByImages(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weigh
       sum = part;
     }
   }
-  if (!half) return sum!;
+  if (x.dtype !== 'float16') return sum!;
   const rounded = cast(sum!, 'float16');
   sum!.dispose();
   return rounded;

@@ -14,7 +14,7 @@ import { Tensor } from '../tensor.js';
 import { forceMatmulVariant, matmulChoice, type MatmulProblem, type TuneBench, type TuneFamily } from '../tune.js';
 import { checkFloat } from './check-float.js';
 import { UNARY } from './elementwise.js';
-import { enableF16, MATH_HELPERS } from './wgsl.js';
+import { enableF16, MATH_HELPERS, storageArray, stored, widen } from './wgsl.js';
 
 export type MatmulActivation = 'relu' | 'relu6' | 'gelu' | 'geluTanh' | 'silu' | 'sigmoid' | 'tanh';
 
@@ -97,10 +97,10 @@ function epilogueLines(s: MatmulSpec): string[] {
   const nq = tn / 4;
   const n = `n0 + c`;
   let value = `res[i * ${nq}u + (c >> 2u)][c & 3u]`;
-  if (s.accumulate) value = `${load(s, `out[row + ${n}]`)} + ${value}`;
-  if (s.bias) value = `${value} + ${load(s, `bias[p.offBias + (${n}) * p.sBias]`)}`;
+  if (s.accumulate) value = `${widen(s.half, `out[row + ${n}]`)} + ${value}`;
+  if (s.bias) value = `${value} + ${widen(s.half, `bias[p.offBias + (${n}) * p.sBias]`)}`;
   if (s.activation) value = `act_(${value})`;
-  if (s.half) value = `f16(${value})`;
+  value = stored(s.half, value);
   return [
     `  var res = array<vec4<f32>, ${tm * nq}>(${range(tm).flatMap((i) => range(nq).map((q) => `acc${i}_${q}`)).join(', ')});`,
     `  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`,
@@ -112,27 +112,15 @@ function epilogueLines(s: MatmulSpec): string[] {
   ];
 }
 
-/** A scalar element of a buffer as f32 (a float16 one converted). */
-function load(s: MatmulSpec, element: string): string {
-  return s.half ? `f32(${element})` : element;
-}
-
-/** A vec4 of a buffer as vec4<f32>. */
-function load4(s: MatmulSpec, element: string): string {
-  return s.half ? `vec4<f32>(${element})` : element;
-}
-
 /** The uniform block, bindings and activation helper shared by every variant. */
 function preamble(s: MatmulSpec, params: Params): string {
-  const T = s.half ? 'f16' : 'f32';
-  const arr = (vec: boolean): string => (vec ? `array<vec4<${T}>>` : `array<${T}>`);
   let binding = 1;
   const decls = [
-    `@group(0) @binding(${binding++}) var<storage, read> a: ${arr(s.vecA)};`,
-    `@group(0) @binding(${binding++}) var<storage, read> b: ${arr(s.vecB)};`,
+    `@group(0) @binding(${binding++}) var<storage, read> a: ${storageArray(s.half, s.vecA)};`,
+    `@group(0) @binding(${binding++}) var<storage, read> b: ${storageArray(s.half, s.vecB)};`,
   ];
-  if (s.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: array<${T}>;`);
-  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: array<${T}>;`);
+  if (s.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> bias: ${storageArray(s.half)};`);
+  decls.push(`@group(0) @binding(${binding++}) var<storage, read_write> out: ${storageArray(s.half)};`);
   const act = s.activation ? `${MATH_HELPERS}\nfn act_(x: f32) -> f32 { return ${UNARY[s.activation].wgsl('x')}; }\n` : '';
   return `${enableF16(s.half)}\n${params.wgsl('P')}\n@group(0) @binding(0) var<uniform> p: P;\n${decls.join('\n')}\n${act}`;
 }
@@ -183,19 +171,19 @@ function registerWgsl(s: MatmulSpec, params: Params): string {
   /** Loads of A at one k: lines, and the scalar A[m0 + i, k] for each i. */
   const loadA = (k: string, t: string): { lines: string[]; at: (i: number) => string } => {
     if (s.transA && s.vecA) {
-      return { lines: range(tm / 4).map((g) => `    let a${t}_${g} = ${load4(s, `a[ca${g} + (${k}) * ldA4]`)};`), at: (i) => `a${t}_${i >> 2}[${i & 3}]` };
+      return { lines: range(tm / 4).map((g) => `    let a${t}_${g} = ${widen(s.half, `a[ca${g} + (${k}) * ldA4]`, true)};`), at: (i) => `a${t}_${i >> 2}[${i & 3}]` };
     }
     const idx = (i: number): string =>
-      load(s, s.transA ? `a[ca${i} + (${k}) * p.ldA]` : s.vecA ? `a[ra${i} + ((${k}) >> 2u)][(${k}) & 3u]` : `a[ra${i} + ${k}]`);
+      widen(s.half, s.transA ? `a[ca${i} + (${k}) * p.ldA]` : s.vecA ? `a[ra${i} + ((${k}) >> 2u)][(${k}) & 3u]` : `a[ra${i} + ${k}]`);
     return { lines: range(tm).map((i) => `    let a${t}_${i} = ${idx(i)};`), at: (i) => `a${t}_${i}` };
   };
   /** Loads of B at one k: lines, and the vec4 B[k, n0 + 4q .. n0 + 4q + 3] for each q. */
   const loadB = (k: string, t: string): { lines: string[]; vec: (q: number) => string } => {
     if (!s.transB && s.vecB) {
-      return { lines: range(nq).map((q) => `    let b${t}_${q} = ${load4(s, `b[nb${q} + (${k}) * ldB4]`)};`), vec: (q) => `b${t}_${q}` };
+      return { lines: range(nq).map((q) => `    let b${t}_${q} = ${widen(s.half, `b[nb${q} + (${k}) * ldB4]`, true)};`), vec: (q) => `b${t}_${q}` };
     }
     const idx = (c: number): string =>
-      load(s, s.transB ? (s.vecB ? `b[cb${c} + ((${k}) >> 2u)][(${k}) & 3u]` : `b[cb${c} + ${k}]`) : `b[nb${c} + (${k}) * p.ldB]`);
+      widen(s.half, s.transB ? (s.vecB ? `b[cb${c} + ((${k}) >> 2u)][(${k}) & 3u]` : `b[cb${c} + ${k}]`) : `b[nb${c} + (${k}) * p.ldB]`);
     return {
       lines: range(tn).map((c) => `    let b${t}_${c} = ${idx(c)};`),
       vec: (q) => `vec4<f32>(${range(4).map((r) => `b${t}_${4 * q + r}`).join(', ')})`,
@@ -210,8 +198,8 @@ function registerWgsl(s: MatmulSpec, params: Params): string {
   const loop: string[] = [];
   if (k4) {
     const body: string[] = ['    let kv = k >> 2u;'];
-    const aVec = kVecA ? range(tm).map((i) => `    let av${i} = ${load4(s, `a[ra${i} + kv]`)};`) : [];
-    const bVec = kVecB ? range(tn).map((c) => `    let bw${c} = ${load4(s, `b[cb${c} + kv]`)};`) : [];
+    const aVec = kVecA ? range(tm).map((i) => `    let av${i} = ${widen(s.half, `a[ra${i} + kv]`, true)};`) : [];
+    const bVec = kVecB ? range(tn).map((c) => `    let bw${c} = ${widen(s.half, `b[cb${c} + kv]`, true)};`) : [];
     body.push(...aVec, ...bVec);
     for (const j of range(4)) {
       const A = kVecA ? { lines: [], at: (i: number) => `av${i}[${j}]` } : loadA(`k + ${j}u`, `${j}`);
@@ -292,7 +280,7 @@ function sharedWgsl(s: MatmulSpec, params: Params): string {
       loop((BK * OUT) / 4, [
         `      let k = kt + idx / ${OUT4}u;`,
         `      let o = min(${o0} + (idx % ${OUT4}u) * 4u, p.${outer} - 4u);`,
-        `      let v = ${load4(s, `${name}[((${off} + o) >> 2u) + min(k, p.K - 1u) * (${ld} >> 2u)]`)};`,
+        `      let v = ${widen(s.half, `${name}[((${off} + o) >> 2u) + min(k, p.K - 1u) * (${ld} >> 2u)]`, true)};`,
         `      ${tile}[idx] = select(vec4<f32>(0.0), v, k < p.K);`,
       ]);
     } else if (vec) {
@@ -302,7 +290,7 @@ function sharedWgsl(s: MatmulSpec, params: Params): string {
         `      let kk = (idx % ${BK4}u) * 4u;`,
         `      let k = kt + kk;`,
         `      let o = min(${o0} + oo, p.${outer} - 1u);`,
-        `      let v = select(vec4<f32>(0.0), ${load4(s, `${name}[((${off} + o * ${ld}) >> 2u) + (min(k, p.K - 1u) >> 2u)]`)}, vec4<u32>(k) + ${lane} < vec4<u32>(p.K));`,
+        `      let v = select(vec4<f32>(0.0), ${widen(s.half, `${name}[((${off} + o * ${ld}) >> 2u) + (min(k, p.K - 1u) >> 2u)]`, true)}, vec4<u32>(k) + ${lane} < vec4<u32>(p.K));`,
         ...range(4).map((j) => `      ${tile}[(kk + ${j}u) * ${OUT4}u + (oo >> 2u)][oo & 3u] = v[${j}];`),
       ]);
     } else if (kContig) {
@@ -312,7 +300,7 @@ function sharedWgsl(s: MatmulSpec, params: Params): string {
         `      let kk = idx % ${BK}u;`,
         `      let k = kt + kk;`,
         `      let o = min(${o0} + oo, p.${outer} - 1u);`,
-        `      let v = select(0.0, ${load(s, `${name}[${off} + o * ${ld} + min(k, p.K - 1u)]`)}, k < p.K);`,
+        `      let v = select(0.0, ${widen(s.half, `${name}[${off} + o * ${ld} + min(k, p.K - 1u)]`)}, k < p.K);`,
         `      ${tile}[kk * ${OUT4}u + (oo >> 2u)][oo & 3u] = v;`,
       ]);
     } else {
@@ -322,7 +310,7 @@ function sharedWgsl(s: MatmulSpec, params: Params): string {
         `      let oo = idx % ${OUT}u;`,
         `      let k = kt + kk;`,
         `      let o = min(${o0} + oo, p.${outer} - 1u);`,
-        `      let v = select(0.0, ${load(s, `${name}[${off} + o + min(k, p.K - 1u) * ${ld}]`)}, k < p.K);`,
+        `      let v = select(0.0, ${widen(s.half, `${name}[${off} + o + min(k, p.K - 1u) * ${ld}]`)}, k < p.K);`,
         `      ${tile}[kk * ${OUT4}u + (oo >> 2u)][oo & 3u] = v;`,
       ]);
     }

@@ -337,11 +337,9 @@ export function batchNorm(x: Tensor, runningMean: Tensor, runningVar: Tensor, we
   checkParam(op, 'runningVar', runningVar, [C]);
   checkParam(op, 'weight', weight, [C]);
   checkParam(op, 'bias', bias, [C]);
-  // `byImages` copies runs of images in 4-byte words, where a run of halves may start
-  // mid-word: float16 x is not split, and one over the binding limit is refused by name
-  // when the kernel binds it.
-  if (x.dtype === 'float32' && needsImageRuns([x], [x.shape])) {
-    return byImages(op, [x], [{ shape: x.shape }], ([xc]) => [batchNorm(xc!, runningMean, runningVar, weight, bias, eps)])[0]!;
+  const outputs = [{ shape: x.shape, dtype: x.dtype }];
+  if (needsImageRuns([x], outputs)) {
+    return byImages(op, [x], outputs, ([xc]) => [batchNorm(xc!, runningMean, runningVar, weight, bias, eps)])[0]!;
   }
   return channelMap(op, x.dtype, [x], [runningMean, runningVar, weight ?? 1, bias ?? 0], C, inner, '(f0 - c0) / sqrt(c1 + p.eps) * c2 + c3', { eps });
 }

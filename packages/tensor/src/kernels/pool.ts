@@ -16,7 +16,7 @@ import { Tensor } from '../tensor.js';
 import { byImages, needsImageRuns } from './batches.js';
 import { checkFloat } from './check-float.js';
 import type { IntPair } from './conv2d.js';
-import { enableF16, storageType } from './wgsl.js';
+import { enableF16, storageType, stored, widen } from './wgsl.js';
 
 export interface MaxPool2dOptions {
   kernelSize: IntPair;
@@ -114,23 +114,6 @@ function checkIndices(op: string, t: Tensor): void {
   if (t.dtype !== 'int32') throw new TypeError(`${op}: indices must be int32, got ${t.dtype}`);
 }
 
-/** Whether an op on `inputs` must run on runs of images (`byImages`). Only float32 is split:
- * runs are copied in 4-byte words, where a run of halves may start mid-word, so a float16
- * tensor over the binding limit is refused by name when the kernel binds it. */
-function splitsImages(inputs: readonly Tensor[], outputs: readonly Shape[]): boolean {
-  return inputs.every((t) => t.dtype !== 'float16') && needsImageRuns(inputs, outputs);
-}
-
-/** WGSL reading element `e` of a buffer of `t`'s dtype as f32. */
-function load(t: Tensor, e: string): string {
-  return t.dtype === 'float16' ? `f32(${e})` : e;
-}
-
-/** WGSL storing f32 `v` into a buffer of `t`'s dtype. */
-function store(t: Tensor, v: string): string {
-  return t.dtype === 'float16' ? `f16(${v})` : v;
-}
-
 function checkShape(op: string, t: Tensor, what: string, want: Shape): void {
   if (!shapeEq(t.shape, want)) throw new RangeError(`${op}: ${what} must have shape ${fmt(want)}, got ${fmt(t.shape)}`);
 }
@@ -224,8 +207,8 @@ function maxPoolForward(op: string, x: Tensor, opts: MaxPool2dOptions, withIndic
   checkFloat(op, 'input', x, true);
   const g = poolGeometry(op, x.shape, opts);
   const shape = [g.batch, g.channels, g.outH, g.outW];
-  if (splitsImages([x], [shape])) {
-    const outputs = withIndices ? [{ shape }, { shape, dtype: 'int32' as const }] : [{ shape }];
+  const outputs = withIndices ? [{ shape, dtype: x.dtype }, { shape, dtype: 'int32' as const }] : [{ shape, dtype: x.dtype }];
+  if (needsImageRuns([x], outputs)) {
     const [values, indices] = byImages(op, [x], outputs, ([xc]) => {
       const r = maxPoolForward(op, xc!, opts, withIndices);
       return r.indices ? [r.values, r.indices] : [r.values];
@@ -247,7 +230,7 @@ ${head(['x'])}
     for (var kw = 0; kw < p.kw; kw++) {
       let iw = ws + kw * p.dw;
       if (iw < 0 || iw >= p.w) { continue; }
-      let v = ${load(x, 'x[xb + ih * p.xsh + iw * p.xsw]')};
+      let v = ${widen(x.dtype === 'float16', 'x[xb + ih * p.xsh + iw * p.xsw]')};
       let isNan = (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
       if (at < 0 || v > best || isNan) {
         best = v;
@@ -255,7 +238,7 @@ ${head(['x'])}
       }
     }
   }
-  y[i] = ${store(values, 'best')};
+  y[i] = ${stored(values.dtype === 'float16', 'best')};
 ${indices ? '  idx[i] = at;' : ''}
 }`;
   run(op, () => strided(geometryParams(g), 'x', x), code,
@@ -285,8 +268,9 @@ export function maxPool2dBackward(gradOut: Tensor, indices: Tensor, inputShape: 
   const outShape = [g.batch, g.channels, g.outH, g.outW];
   checkShape(op, gradOut, 'gradOut', outShape);
   checkShape(op, indices, 'indices', outShape);
-  if (splitsImages([gradOut, indices], [inputShape])) {
-    return byImages(op, [gradOut, indices], [{ shape: inputShape }],
+  const outputs = [{ shape: inputShape, dtype: gradOut.dtype }];
+  if (needsImageRuns([gradOut, indices], outputs)) {
+    return byImages(op, [gradOut, indices], outputs,
       ([gc, ic]) => [maxPool2dBackward(gc!, ic!, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
   }
   const gradIn = Tensor.empty(inputShape, gradOut.dtype);
@@ -304,10 +288,10 @@ ${head(['g', 'k'])}
 ${dilated ? '    if ((r + p.ph - oh * p.sh) % p.dh != 0) { continue; }' : ''}
     for (var ow = ow0; ow <= ow1; ow++) {
 ${dilated ? '      if ((q + p.pw - ow * p.sw) % p.dw != 0) { continue; }' : ''}
-      if (idx[kb + oh * p.ksh + ow * p.ksw] == me) { s += ${load(gradOut, 'go[gb + oh * p.gsh + ow * p.gsw]')}; }
+      if (idx[kb + oh * p.ksh + ow * p.ksw] == me) { s += ${widen(gradOut.dtype === 'float16', 'go[gb + oh * p.gsh + ow * p.gsw]')}; }
     }
   }
-  y[i] = ${store(gradIn, 's')};
+  y[i] = ${stored(gradIn.dtype === 'float16', 's')};
 }`;
   run(op, () => inverseStrides(strided(strided(geometryParams(g), 'g', gradOut), 'k', indices), g), code,
     [gradOut.storage.buffer, indices.buffer, gradIn.storage.buffer], g.batch * g.channels, g.height, g.width);
@@ -342,7 +326,8 @@ export function avgPool2d(x: Tensor, opts: AvgPool2dOptions): Tensor {
   checkFloat(op, 'input', x, true);
   const g = avgGeometry(op, x.shape, opts);
   const outShape = [g.batch, g.channels, g.outH, g.outW];
-  if (splitsImages([x], [outShape])) return byImages(op, [x], [{ shape: outShape }], ([xc]) => [avgPool2d(xc!, opts)])[0]!;
+  const outputs = [{ shape: outShape, dtype: x.dtype }];
+  if (needsImageRuns([x], outputs)) return byImages(op, [x], outputs, ([xc]) => [avgPool2d(xc!, opts)])[0]!;
   const out = Tensor.empty(outShape, x.dtype);
   const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, [['x', x]], [['y', out]])}
 ${avgWindow(opts)}
@@ -351,10 +336,10 @@ ${head(['x'])}
   var s = 0.0;
   for (var ih = max(win.x, 0); ih < min(win.z, p.h); ih++) {
     for (var iw = max(win.y, 0); iw < min(win.w, p.w); iw++) {
-      s += ${load(x, 'x[xb + ih * p.xsh + iw * p.xsw]')};
+      s += ${widen(x.dtype === 'float16', 'x[xb + ih * p.xsh + iw * p.xsw]')};
     }
   }
-  y[i] = ${store(out, 's / divisor(win)')};
+  y[i] = ${stored(out.dtype === 'float16', 's / divisor(win)')};
 }`;
   run(op, () => avgParams(g, opts, 'x', x), code, [x.storage.buffer, out.storage.buffer], g.batch * g.channels, g.outH, g.outW);
   return out;
@@ -366,8 +351,9 @@ export function avgPool2dBackward(gradOut: Tensor, inputShape: Shape, opts: AvgP
   checkFloat(op, 'gradOut', gradOut, true);
   const g = avgGeometry(op, inputShape, opts);
   checkShape(op, gradOut, 'gradOut', [g.batch, g.channels, g.outH, g.outW]);
-  if (splitsImages([gradOut], [inputShape])) {
-    return byImages(op, [gradOut], [{ shape: inputShape }], ([gc]) => [avgPool2dBackward(gc!, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
+  const outputs = [{ shape: inputShape, dtype: gradOut.dtype }];
+  if (needsImageRuns([gradOut], outputs)) {
+    return byImages(op, [gradOut], outputs, ([gc]) => [avgPool2dBackward(gc!, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
   }
   const gradIn = Tensor.empty(inputShape, gradOut.dtype);
   const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, [['go', gradOut]], [['y', gradIn]])}
@@ -380,10 +366,10 @@ ${head(['g'])}
   var s = 0.0;
   for (var oh = firstCell(r + p.ph - p.kh + 1, p.sh, p.ish); oh <= oh1; oh++) {
     for (var ow = ow0; ow <= ow1; ow++) {
-      s += ${load(gradOut, 'go[gb + oh * p.gsh + ow * p.gsw]')} / divisor(window(oh, ow));
+      s += ${widen(gradOut.dtype === 'float16', 'go[gb + oh * p.gsh + ow * p.gsw]')} / divisor(window(oh, ow));
     }
   }
-  y[i] = ${store(gradIn, 's')};
+  y[i] = ${stored(gradIn.dtype === 'float16', 's')};
 }`;
   run(op, () => avgParams(g, opts, 'g', gradOut), code, [gradOut.storage.buffer, gradIn.storage.buffer], g.batch * g.channels, g.height, g.width);
   return gradIn;
@@ -414,7 +400,8 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: IntPair): Tensor {
   const op = 'adaptiveAvgPool2d';
   checkFloat(op, 'input', x, true);
   const [N, C, H, W, OH, OW] = adaptiveShape(op, x.shape, outputSize);
-  if (splitsImages([x], [[N, C, OH, OW]])) return byImages(op, [x], [{ shape: [N, C, OH, OW] }], ([xc]) => [adaptiveAvgPool2d(xc!, outputSize)])[0]!;
+  const outputs = [{ shape: [N, C, OH, OW], dtype: x.dtype }];
+  if (needsImageRuns([x], outputs)) return byImages(op, [x], outputs, ([xc]) => [adaptiveAvgPool2d(xc!, outputSize)])[0]!;
   const out = Tensor.empty([N, C, OH, OW], x.dtype);
   const code = (params: Params, head: (names: readonly string[]) => string): string => /* wgsl */ `${header(params, [['x', x]], [['y', out]])}
 ${DIV_HELPERS}
@@ -426,9 +413,9 @@ ${head(['x'])}
   let w1 = cellEnd(q, p.w, p.ow, p.iow);
   var s = 0.0;
   for (var ih = h0; ih < h1; ih++) {
-    for (var iw = w0; iw < w1; iw++) { s += ${load(x, 'x[xb + ih * p.xsh + iw * p.xsw]')}; }
+    for (var iw = w0; iw < w1; iw++) { s += ${widen(x.dtype === 'float16', 'x[xb + ih * p.xsh + iw * p.xsw]')}; }
   }
-  y[i] = ${store(out, 's / f32((h1 - h0) * (w1 - w0))')};
+  y[i] = ${stored(out.dtype === 'float16', 's / f32((h1 - h0) * (w1 - w0))')};
 }`;
   run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'x', x), code, [x.storage.buffer, out.storage.buffer], N * C, OH, OW);
   return out;
@@ -441,8 +428,9 @@ export function adaptiveAvgPool2dBackward(gradOut: Tensor, inputShape: Shape): T
   if (gradOut.rank !== 4) throw new RangeError(`${op}: gradOut must be 4-D, got ${fmt(gradOut.shape)}`);
   const [N, C, H, W, OH, OW] = adaptiveShape(op, inputShape, [gradOut.shape[2]!, gradOut.shape[3]!]);
   checkShape(op, gradOut, 'gradOut', [N, C, OH, OW]);
-  if (splitsImages([gradOut], [inputShape])) {
-    return byImages(op, [gradOut], [{ shape: inputShape }], ([gc]) => [adaptiveAvgPool2dBackward(gc!, [gc!.shape[0]!, C, H, W])])[0]!;
+  const outputs = [{ shape: inputShape, dtype: gradOut.dtype }];
+  if (needsImageRuns([gradOut], outputs)) {
+    return byImages(op, [gradOut], outputs, ([gc]) => [adaptiveAvgPool2dBackward(gc!, [gc!.shape[0]!, C, H, W])])[0]!;
   }
   const gradIn = Tensor.empty(inputShape, gradOut.dtype);
   // Cells covering input row r are oh in [floor(r * OH / H), ceil((r + 1) * OH / H)); the
@@ -463,10 +451,10 @@ ${head(['g'])}
       let w0 = cellStart(ow, p.w, p.ow, p.iow);
       let w1 = cellEnd(ow, p.w, p.ow, p.iow);
       if (q < w0 || q >= w1) { continue; }
-      s += ${load(gradOut, 'go[gb + oh * p.gsh + ow * p.gsw]')} / f32((h1 - h0) * (w1 - w0));
+      s += ${widen(gradOut.dtype === 'float16', 'go[gb + oh * p.gsh + ow * p.gsw]')} / f32((h1 - h0) * (w1 - w0));
     }
   }
-  y[i] = ${store(gradIn, 's')};
+  y[i] = ${stored(gradIn.dtype === 'float16', 's')};
 }`;
   run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'g', gradOut), code, [gradOut.storage.buffer, gradIn.storage.buffer], N * C, H, W);
   return gradIn;

@@ -26,6 +26,23 @@ export function enableF16(used: boolean): string {
   return used ? 'enable f16;' : '';
 }
 
+/** The storage array of a float32 or (`half`) float16 buffer, of scalars or vec4s. */
+export function storageArray(half: boolean, vec = false): string {
+  const T = storageType(half ? 'float16' : 'float32');
+  return `array<${vec ? `vec4<${T}>` : T}>`;
+}
+
+/** A loaded element, or vec4 of them, as f32: a float16 one widened, a float32 one as it is,
+ * so a kernel's float32 text is unchanged by its float16 variant. */
+export function widen(half: boolean, element: string, vec = false): string {
+  return half ? `${vec ? 'vec4<f32>' : 'f32'}(${element})` : element;
+}
+
+/** An f32 value, or vec4 of them, as a float16 or float32 buffer stores it. */
+export function stored(half: boolean, value: string, vec = false): string {
+  return half ? `${vec ? 'vec4<f16>' : 'f16'}(${value})` : value;
+}
+
 /** Math WGSL lacks or gets wrong at the edges: erf (Abramowitz–Stegun 7.1.26, |err| < 1.5e-7)
  * and a tanh that saturates instead of overflowing exp for large |x|. */
 export const MATH_HELPERS = /* wgsl */ `
