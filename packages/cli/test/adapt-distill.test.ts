@@ -5,7 +5,7 @@
  * has no BatchNorm; a tiny teacher run is distilled into a student whose results.json records the
  * teacher, temperature and alpha, and whose report.html gives its trainable parameters.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors } from '@tl/models';
 import { writeTinyImages } from './tiny-images.js';
+import { spawnNode } from './spawn-node.js';
 
 const PKG = fileURLToPath(new URL('..', import.meta.url));
 const TL = join(PKG, 'dist/tl.js');
@@ -44,7 +45,7 @@ const tensors = (path: string) => parseSafetensors(readFileSync(path), path);
 
 beforeAll(async () => {
   await writeTinyImages(join(work, 'tiny'));
-  const b = spawnSync(process.execPath, ['../../scripts/build-package.mjs', '--bin', 'tl'], { cwd: PKG, encoding: 'utf8' });
+  const b = await spawnNode(['../../scripts/build-package.mjs', '--bin', 'tl'], { cwd: PKG, encoding: 'utf8' });
   expect(b.status, b.stderr).toBe(0);
 }, 300_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));

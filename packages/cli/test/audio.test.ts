@@ -5,19 +5,19 @@
  * ten-minute file) is one line each or one notice for all, and no good clip is lost. The clips
  * are tones made here (half a second each), so the run takes a few seconds of training.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tone, wav } from '../../train/test/wav-files.js';
+import { spawnNode } from './spawn-node.js';
 
 const TL = new URL('../dist/tl.js', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'tl-audio-cli-'));
 const p = (...s: string[]): string => join(work, ...s);
 
-function tl(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [TL, ...args], { cwd: work, encoding: 'utf8', timeout: 300_000, env: { ...process.env, CI: '1', TL_DEBUG: '' } });
+async function tl(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await spawnNode([TL, ...args], { cwd: work, encoding: 'utf8', timeout: 300_000, env: { ...process.env, CI: '1', TL_DEBUG: '' } });
   // Dawn's notes about lowered limits are the adapter's, not ours.
   const err = r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning: max')).join('\n');
   return { code: r.status ?? -1, out: r.stdout, err };
@@ -26,8 +26,8 @@ function tl(args: string[]): { code: number; out: string; err: string } {
 const count = (s: string, re: RegExp): number => s.split('\n').filter((l) => re.test(l)).length;
 
 describe('tl on audio folders', () => {
-  let train: ReturnType<typeof tl>;
-  beforeAll(() => {
+  let train: Awaited<ReturnType<typeof tl>>;
+  beforeAll(async () => {
     // Low tones are "down", high tones "up": four takes each at 16 kHz, and the bad files among them.
     for (const [word, hz] of [['down', 220], ['up', 1400]] as const) {
       mkdirSync(p('words', word), { recursive: true });
@@ -37,7 +37,7 @@ describe('tl on audio folders', () => {
     writeFileSync(p('words', 'down', 'long.wav'), wav([tone(600 * 8000, 8000, 220)], 8000));
     writeFileSync(p('words', 'down', 'empty.wav'), wav([new Float32Array(0)], 16000));
     writeFileSync(p('words', 'up', 'notes.wav'), 'these are not samples');
-    train = tl(['train', '--data', 'words', '--epochs', '3', '--val-split', '0.2', '--out', 'run']);
+    train = await tl(['train', '--data', 'words', '--epochs', '3', '--val-split', '0.2', '--out', 'run']);
   }, 300_000);
 
   it('trains from the shipped speech backbone with no --model', () => {
@@ -59,20 +59,20 @@ describe('tl on audio folders', () => {
     expect(all).toMatch(/words: 2 clips resampled to 16000 Hz \(from 8000, 44100 Hz\); 1 clip mixed down to mono; 1 clip cut to 1 s \(longest 600\.0 s\)/);
   });
 
-  it('evaluates the run on its validation split and on an audio folder', () => {
-    const own = tl(['eval', '--run', 'run']);
+  it('evaluates the run on its validation split and on an audio folder', async () => {
+    const own = await tl(['eval', '--run', 'run']);
     expect(own.code, own.err).toBe(0);
     expect(own.out).toMatch(/speech_w2v2_tiny on the validation split of the run: classes matched by name to the run \(2 of 2 present\)/);
     expect(own.out).toMatch(/accuracy [\d.]+% \(\d\/2\)/);
-    const folder = tl(['eval', '--run', 'run', '--data', 'words', '--json']);
+    const folder = await tl(['eval', '--run', 'run', '--data', 'words', '--json']);
     expect(folder.code, folder.err).toBe(0);
     const r = JSON.parse(folder.out) as { total: number; perClass: { class: string }[] };
     expect(r.total).toBe(10);
     expect(r.perClass.map((c) => c.class)).toEqual(['down', 'up']);
   });
 
-  it('predicts the top classes of clips, skips what is not audio, and says the resampling once', () => {
-    const r = tl(['predict', '--run', 'run', 'words/up/0.wav', 'words/up/stereo.wav', 'words/down/long.wav', 'words/up/notes.wav', 'words/down/empty.wav', '--top-k', '2']);
+  it('predicts the top classes of clips, skips what is not audio, and says the resampling once', async () => {
+    const r = await tl(['predict', '--run', 'run', 'words/up/0.wav', 'words/up/stereo.wav', 'words/down/long.wav', 'words/up/notes.wav', 'words/down/empty.wav', '--top-k', '2']);
     expect(r.code, r.err).toBe(0);
     const lines = r.out.trim().split('\n');
     expect(lines).toHaveLength(5);
@@ -82,12 +82,12 @@ describe('tl on audio folders', () => {
     expect(r.err.split('\n')).toEqual(['2 clips resampled to 16000 Hz (from 44100, 8000 Hz); 1 clip mixed down to mono; 1 clip cut to 1 s (longest 600.0 s)', '2 of 5 clips could not be read and were skipped']);
   });
 
-  it('refuses image flags and a folder that is no audio folder in one line', () => {
-    const r = tl(['train', '--data', 'words', '--image-size', '32', '--out', 'run2']);
+  it('refuses image flags and a folder that is no audio folder in one line', async () => {
+    const r = await tl(['train', '--data', 'words', '--image-size', '32', '--out', 'run2']);
     expect(r.code).toBe(2);
     expect(r.err).toBe('error: --image-size is for image models; speech_w2v2_tiny takes audio');
     expect(existsSync(p('run2'))).toBe(false);
-    const m = tl(['train', '--model', 'speech_w2v2_tiny', '--data', 'run', '--out', 'run3']);
+    const m = await tl(['train', '--model', 'speech_w2v2_tiny', '--data', 'run', '--out', 'run3']);
     expect(m.code).toBe(2);
     expect(m.err).toMatch(/^error: --data run: expected an audio folder \(one sub-folder per class of \.wav, \.flac, \.mp3, \.ogg, \.oga files\)$/);
   });

@@ -6,7 +6,6 @@
  * folder (an existing run folder in it included) is hashed before and after.
  * Most cases fail before the GPU starts; the few that need a model share one tiny run.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,14 +13,15 @@ import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { repoData } from '../../../test-data.js';
 import { writeTinyImages } from './tiny-images.js';
+import { spawnNode } from './spawn-node.js';
 
 const TL = new URL('../dist/tl.js', import.meta.url).pathname;
 const WEIGHTS = repoData('pretrained/cifar10-resnet20.safetensors');
 const work = mkdtempSync(join(tmpdir(), 'tl-bad-'));
 const p = (...s: string[]): string => join(work, ...s);
 
-function tl(args: string[]): { code: number; out: string; lines: string[]; err: string } {
-  const r = spawnSync(process.execPath, [TL, ...args], {
+async function tl(args: string[]): Promise<{ code: number; out: string; lines: string[]; err: string }> {
+  const r = await spawnNode([TL, ...args], {
     cwd: work, encoding: 'utf8', timeout: 300_000,
     env: { ...process.env, CI: '1', HF_HOME: p('hf'), HF_HUB_OFFLINE: '1', TL_DEBUG: '' },
   });
@@ -44,7 +44,7 @@ function snapshot(): Map<string, string> {
   return out;
 }
 
-function expectOneLineError(r: ReturnType<typeof tl>, code: number, msg: RegExp): void {
+function expectOneLineError(r: Awaited<ReturnType<typeof tl>>, code: number, msg: RegExp): void {
   expect(r.lines, r.err).toHaveLength(1);
   expect(r.lines[0]).toMatch(/^error: /);
   expect(r.lines[0]).toMatch(msg);
@@ -53,9 +53,9 @@ function expectOneLineError(r: ReturnType<typeof tl>, code: number, msg: RegExp)
 }
 
 /** Runs a failing case: its one line and code, and the working folder unchanged. */
-function failsCleanly(args: string[], code: number, msg: RegExp): void {
+async function failsCleanly(args: string[], code: number, msg: RegExp): Promise<void> {
   const before = snapshot();
-  expectOneLineError(tl(args), code, msg);
+  expectOneLineError(await tl(args), code, msg);
   expect(snapshot()).toEqual(before);
 }
 
@@ -210,14 +210,14 @@ const BEFORE_GPU: [string, () => string[], number, RegExp][] = [
 describe('bad input fails with one line and exit code 2, and changes nothing', () => {
   for (const [name, args, code, msg] of BEFORE_GPU) it(name, () => failsCleanly(args(), code, msg));
 
-  it('--help, tl help and tl <command> --help are not errors', () => {
+  it('--help, tl help and tl <command> --help are not errors', async () => {
     for (const args of [['--help'], ['help'], ['-h'], ['help', 'eval'], ['train', '--help'], ['eval', '-h'], ['models', '--help']]) {
-      const r = tl(args);
+      const r = await tl(args);
       expect(r.code, args.join(' ')).toBe(0);
       expect(r.err).toBe('');
       expect(r.out).toMatch(/usage: tl/);
     }
-    const train = tl(['train', '--help']).out;
+    const train = (await tl(['train', '--help'])).out;
     for (const group of ['data:', 'model:', 'strategy:', 'optimisation:', 'output:', 'examples:']) expect(train).toContain(group);
     expect(train).toMatch(/--val-split <fraction> .*\(default: 0\.2\)/);
     expect(train).toMatch(/--overwrite .*exit 2/);
@@ -226,8 +226,8 @@ describe('bad input fails with one line and exit code 2, and changes nothing', (
 
 describe('bad input that needs a model: one tiny run, kept byte-identical', () => {
   const RUN = 'run';
-  beforeAll(() => {
-    const r = tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', 'tiny', '--epochs', '1', '--batch-size', '4', '--image-size', '16', '--out', RUN]);
+  beforeAll(async () => {
+    const r = await tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', 'tiny', '--epochs', '1', '--batch-size', '4', '--image-size', '16', '--out', RUN]);
     expect(r.code, r.err).toBe(0);
   }, 300_000);
 
@@ -247,8 +247,8 @@ describe('bad input that needs a model: one tiny run, kept byte-identical', () =
   ];
   for (const [name, args, code, msg] of AFTER_GPU) it(name, () => failsCleanly(args(), code, msg), 120_000);
 
-  it('eval --classes maps a checkpoint onto data by name; a subset of the classes is scored over those present', () => {
-    const r = tl([...EVAL, WEIGHTS, '--data', 'tiny', '--classes', 'red,b,c,d,e,f,g,h,i,blue', '--json']);
+  it('eval --classes maps a checkpoint onto data by name; a subset of the classes is scored over those present', async () => {
+    const r = await tl([...EVAL, WEIGHTS, '--data', 'tiny', '--classes', 'red,b,c,d,e,f,g,h,i,blue', '--json']);
     expect(r.code, r.err).toBe(0);
     const j = JSON.parse(r.out);
     expect(j.total).toBe(12);
@@ -257,8 +257,8 @@ describe('bad input that needs a model: one tiny run, kept byte-identical', () =
     expect(j.classMapping).toMatch(/matched by name to --classes \(2 of 10 present\)/);
   }, 120_000);
 
-  it('the run still loads after all of the above', () => {
-    const r = tl(['eval', '--run', RUN, '--data', 'odd', '--json']);
+  it('the run still loads after all of the above', async () => {
+    const r = await tl(['eval', '--run', RUN, '--data', 'odd', '--json']);
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).total).toBe(12);
     expect(statSync(p(RUN, 'model.safetensors')).size).toBeGreaterThan(0);

@@ -3,13 +3,13 @@
  * tiny image folder, the CIFAR ResNet-20 weights in data/pretrained; every file of the run folder,
  * --resume, predict --json, inspect, export, the error cases, and report.html in Chromium.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { spawnNode } from './spawn-node.js';
 
 const TL = new URL('../dist/tl.js', import.meta.url).pathname;
 const WEIGHTS = new URL('../../../data/pretrained/cifar10-resnet20.safetensors', import.meta.url).pathname;
@@ -17,8 +17,8 @@ const work = mkdtempSync(join(tmpdir(), 'tl-cli-'));
 const data = join(work, 'shapes');
 const run = join(work, 'run');
 
-function tl(args: string[], env: Record<string, string> = {}): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1', ...env }, timeout: 600_000 });
+async function tl(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+  const r = await spawnNode([TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1', ...env }, timeout: 600_000 });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr.split('\n').filter((l) => !l.startsWith('Warning: max')).join('\n') };
 }
 
@@ -41,8 +41,8 @@ beforeAll(async () => {
 }, 60_000);
 
 describe('tl train and the run folder', () => {
-  it('fine-tunes cifar_resnet20 on an image folder and writes every file of the run folder', () => {
-    const r = tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', data, '--epochs', '1', '--batch-size', '8',
+  it('fine-tunes cifar_resnet20 on an image folder and writes every file of the run folder', async () => {
+    const r = await tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', data, '--epochs', '1', '--batch-size', '8',
       '--freeze', 'backbone', '--val-split', '0.25', '--lr', '0.01', '--out', run]);
     expect(r.err).toContain('skipping sample');
     expect(r.err).toContain('broken.png');
@@ -57,9 +57,9 @@ describe('tl train and the run folder', () => {
     expect(JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).freeze).toBe('backbone');
   });
 
-  it('--fp16 trains under autocast with loss scaling and logs the scale', () => {
+  it('--fp16 trains under autocast with loss scaling and logs the scale', async () => {
     const out = join(run, '..', 'fp16-run');
-    const r = tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', data, '--epochs', '1', '--batch-size', '8',
+    const r = await tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', data, '--epochs', '1', '--batch-size', '8',
       '--val-split', '0.25', '--lr', '0.01', '--fp16', '--out', out]);
     expect(r.code, r.err).toBe(0);
     const epoch = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((m) => m.type === 'epoch');
@@ -68,16 +68,16 @@ describe('tl train and the run folder', () => {
     expect(Number.isFinite(epoch.valLoss)).toBe(true);
   });
 
-  it('--resume continues from the checkpoint', () => {
-    const r = tl(['train', '--resume', run, '--epochs', '2']);
+  it('--resume continues from the checkpoint', async () => {
+    const r = await tl(['train', '--resume', run, '--epochs', '2']);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/resumed from .* at epoch 2/);
     const epochs = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'epoch');
     expect(epochs.map((e) => e.epoch)).toEqual([0, 1]);
   });
 
-  it('predict --json, eval --json, inspect and export', () => {
-    const p = tl(['predict', '--run', run, '--json', '--top-k', '2', '--logits', join(data, 'red', '0.png'), join(data, 'blue', '1.png')]);
+  it('predict --json, eval --json, inspect and export', async () => {
+    const p = await tl(['predict', '--run', run, '--json', '--top-k', '2', '--logits', join(data, 'red', '0.png'), join(data, 'blue', '1.png')]);
     expect(p.code, p.err).toBe(0);
     const preds = JSON.parse(p.out);
     expect(preds).toHaveLength(2);
@@ -86,15 +86,15 @@ describe('tl train and the run folder', () => {
       expect(x.topk).toHaveLength(2);
       expect(x.logits).toHaveLength(3);
     }
-    const e = tl(['eval', '--run', run, '--json']);
+    const e = await tl(['eval', '--run', run, '--json']);
     expect(e.code, e.err).toBe(0);
     const ev = JSON.parse(e.out);
     expect(Object.keys(ev)).toEqual(expect.arrayContaining(['accuracy', 'correct', 'total', 'loss', 'perClass']));
-    const i = tl(['inspect', WEIGHTS]);
+    const i = await tl(['inspect', WEIGHTS]);
     expect(i.code, i.err).toBe(0);
     expect(i.out).toMatch(/97 tensors/);
     expect(i.out).toMatch(/matches: cifar_resnet20/);
-    const x = tl(['export', '--run', run, '--out', join(work, 'exported')]);
+    const x = await tl(['export', '--run', run, '--out', join(work, 'exported')]);
     expect(x.code, x.err).toBe(0);
     const cfg = JSON.parse(readFileSync(join(work, 'exported', 'config.json'), 'utf8'));
     expect(cfg.id2label).toEqual({ 0: 'blue', 1: 'green', 2: 'red' });
@@ -131,28 +131,28 @@ describe('every mistake gets one line and a non-zero exit', () => {
     ['unknown command', ['trian'], /did you mean `tl train`/, 2],
   ];
   for (const [name, args, msg, code] of cases) {
-    it(name, () => {
-      const r = tl(args);
+    it(name, async () => {
+      const r = await tl(args);
       expect(r.code).toBe(code);
       expect(r.err).toMatch(msg);
       expect(r.err).not.toMatch(/\n\s+at /);
     });
   }
-  it('an empty class folder and a folder without classes', () => {
+  it('an empty class folder and a folder without classes', async () => {
     const empty = join(work, 'empty');
     mkdirSync(join(empty, 'a'), { recursive: true });
     mkdirSync(join(empty, 'b'), { recursive: true });
     writeFileSync(join(empty, 'b', 'x.png'), '');
-    let r = tl(['train', '--model', 'cifar_resnet20', '--data', empty]);
+    let r = await tl(['train', '--model', 'cifar_resnet20', '--data', empty]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/class folder .*a has no images/);
     const none = join(work, 'none');
     mkdirSync(none, { recursive: true });
-    r = tl(['train', '--model', 'cifar_resnet20', '--data', none]);
+    r = await tl(['train', '--model', 'cifar_resnet20', '--data', none]);
     expect(r.err).toMatch(/has no class sub-folders/);
   });
-  it('no GPU adapter says what to install', () => {
-    const r = tl(['doctor'], { VK_ICD_FILENAMES: '/nonexistent.json', VK_DRIVER_FILES: '/nonexistent.json' });
+  it('no GPU adapter says what to install', async () => {
+    const r = await tl(['doctor'], { VK_ICD_FILENAMES: '/nonexistent.json', VK_DRIVER_FILES: '/nonexistent.json' });
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/mesa-vulkan-drivers/);
   });

@@ -6,7 +6,6 @@
  * training (an empty class folder, a validation label training never saw) is one line, exit 2,
  * and nothing written.
  */
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +13,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { repoData } from '../../../test-data.js';
 import { writeTinyImages } from './tiny-images.js';
+import { spawnNode } from './spawn-node.js';
 
 const TL = new URL('../dist/tl.js', import.meta.url).pathname;
 const WEIGHTS = repoData('pretrained/cifar10-resnet20.safetensors');
@@ -21,8 +21,8 @@ const work = mkdtempSync(join(tmpdir(), 'tl-layouts-'));
 const p = (...s: string[]): string => join(work, ...s);
 
 /** stdout and stderr (progress lines go to stderr). */
-function tl(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [TL, ...args], {
+async function tl(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await spawnNode([TL, ...args], {
     cwd: work, encoding: 'utf8', timeout: 300_000,
     env: { ...process.env, CI: '1', HF_HOME: p('hf'), HF_HUB_OFFLINE: '1', TL_DEBUG: '' },
   });
@@ -55,8 +55,8 @@ beforeAll(async () => {
 }, 60_000);
 
 describe('tl train --data layouts', () => {
-  it('a Hugging Face imagefolder with bad images: trained, the four skipped and listed in the run folder', () => {
-    const r = tl([...TRAIN, '--data', 'hf', '--out', 'run-hf']);
+  it('a Hugging Face imagefolder with bad images: trained, the four skipped and listed in the run folder', async () => {
+    const r = await tl([...TRAIN, '--data', 'hf', '--out', 'run-hf']);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/--data hf: Hugging Face imagefolder \(train, validation, test\)/);
     expect(r.out).toMatch(/its test split \(12 images\) is not used in training/);
@@ -69,16 +69,16 @@ describe('tl train --data layouts', () => {
     expect(existsSync(p('run-hf', 'model.safetensors'))).toBe(true);
   }, 300_000);
 
-  it('tl eval --data on a split layout scores its test split, not the training images', () => {
-    const r = tl(['eval', '--run', 'run-hf', '--data', 'hf', '--json']);
+  it('tl eval --data on a split layout scores its test split, not the training images', async () => {
+    const r = await tl(['eval', '--run', 'run-hf', '--data', 'hf', '--json']);
     expect(r.code, r.err).toBe(0);
     const report = JSON.parse(r.out.slice(r.out.indexOf('{'), r.out.lastIndexOf('}') + 1));
     expect(report.data).toBe('the test split of hf');
     expect(report.total).toBe(12);
   }, 300_000);
 
-  it('a CSV list with a BOM and CRLF, --class-weights balanced', () => {
-    const r = tl([...TRAIN, '--data', 'list/train.csv', '--val-split', '0', '--class-weights', 'balanced', '--cache-mb', '0', '--out', 'run-csv']);
+  it('a CSV list with a BOM and CRLF, --class-weights balanced', async () => {
+    const r = await tl([...TRAIN, '--data', 'list/train.csv', '--val-split', '0', '--class-weights', 'balanced', '--cache-mb', '0', '--out', 'run-csv']);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/--data list\/train\.csv: CSV list/);
     // 8 images: 6 red, 2 blue; classes sorted (blue, red): 8 / (2 * 2) and 8 / (2 * 6).
@@ -94,8 +94,8 @@ describe('tl train --data layouts', () => {
     ['--workers 1.5', ['--data', 'hf', '--workers', '1.5'], /--workers must be a whole number of threads/],
   ];
   for (const [name, args, msg] of fails) {
-    it(`${name}: one line, exit 2, no run folder`, () => {
-      const r = tl([...TRAIN, ...args, '--out', 'run-bad']);
+    it(`${name}: one line, exit 2, no run folder`, async () => {
+      const r = await tl([...TRAIN, ...args, '--out', 'run-bad']);
       expect(r.err.split('\n'), r.err).toHaveLength(1);
       expect(r.err).toMatch(/^error: /);
       expect(r.err).toMatch(msg);

@@ -3,12 +3,12 @@
  * ("from scratch", not "from"), and the run folder's report.html shows them side by side:
  * the table, curves with one line per arm, and each arm's confusion matrix, drawn in Chromium.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
+import { spawnNode } from './spawn-node.js';
 
 const TL = new URL('../dist/tl.js', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'tl-default-'));
@@ -16,7 +16,7 @@ const work = mkdtempSync(join(tmpdir(), 'tl-default-'));
 describe('the default job', () => {
   it('logs each arm by name and writes a side-by-side report into its run folder', async () => {
     const out = join(work, 'default');
-    const r = spawnSync(process.execPath, [TL, 'train', '--epochs', '1', '--labels-per-class', '2', '--test-per-class', '10', '--out', out], {
+    const r = await spawnNode([TL, 'train', '--epochs', '1', '--labels-per-class', '2', '--test-per-class', '10', '--out', out], {
       cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000,
     });
     expect(r.status, r.stderr).toBe(0);
@@ -44,7 +44,7 @@ describe('the default job', () => {
       await browser.close();
     }
 
-    const again = spawnSync(process.execPath, [TL, 'train', '--epochs', '1', '--out', out], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' } });
+    const again = await spawnNode([TL, 'train', '--epochs', '1', '--out', out], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' } });
     expect(again.status).toBe(2);
     expect(again.stderr).toMatch(/--out .*default already holds 2 files; pass --overwrite/);
   }, 300_000);

@@ -3,24 +3,24 @@
  * non-zero, one error line that says where and what to change, no stack trace, and no model
  * or checkpoint with NaN weights left in the run folder.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { writeTinyImages } from './tiny-images.js';
+import { spawnNode } from './spawn-node.js';
 
 const TL = new URL('../dist/tl.js', import.meta.url).pathname;
 const WEIGHTS = new URL('../../../data/pretrained/cifar10-resnet20.safetensors', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'tl-diverge-'));
 const data = join(work, 'images');
 
-function tl(args: string[]): { code: number; errors: string[]; err: string } {
-  const r = spawnSync(process.execPath, [TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000 });
+async function tl(args: string[]): Promise<{ code: number; errors: string[]; err: string }> {
+  const r = await spawnNode([TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000 });
   return { code: r.status ?? -1, errors: r.stderr.split('\n').filter((l) => l.startsWith('error:')), err: r.stderr };
 }
 
-function expectOneLineError(r: ReturnType<typeof tl>, pattern: RegExp): void {
+function expectOneLineError(r: Awaited<ReturnType<typeof tl>>, pattern: RegExp): void {
   expect(r.code, r.err).not.toBe(0);
   expect(r.errors, r.err).toHaveLength(1);
   expect(r.errors[0]).toMatch(pattern);
@@ -31,15 +31,15 @@ function expectOneLineError(r: ReturnType<typeof tl>, pattern: RegExp): void {
 beforeAll(() => writeTinyImages(data), 60_000);
 
 describe('tl train on a diverging run', () => {
-  it('--lr 1e9 stops in the first epoch with one line, exit code non-zero, and no NaN model written', () => {
+  it('--lr 1e9 stops in the first epoch with one line, exit code non-zero, and no NaN model written', async () => {
     const out = join(work, 'run-lr');
-    const r = tl(['train', '--model', 'cifar_resnet20', '--data', data, '--epochs', '3', '--batch-size', '4', '--lr', '1e9', '--out', out]);
+    const r = await tl(['train', '--model', 'cifar_resnet20', '--data', data, '--epochs', '3', '--batch-size', '4', '--lr', '1e9', '--out', out]);
     expectOneLineError(r, /^error: training diverged (in epoch 1, step \d+ of \d+|at the end of epoch 1): .*no checkpoint was written to .* before it\. Lower the learning rate/);
     expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
     expect(existsSync(join(out, 'checkpoint', 'model.safetensors'))).toBe(false);
   });
 
-  it('--weights holding a NaN is refused before training, without naming a checkpoint', () => {
+  it('--weights holding a NaN is refused before training, without naming a checkpoint', async () => {
     const bytes = readFileSync(WEIGHTS);
     const headerLen = Number(bytes.readBigUInt64LE(0));
     const header = JSON.parse(bytes.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
@@ -47,7 +47,7 @@ describe('tl train on a diverging run', () => {
     const poisoned = join(work, 'nan.safetensors');
     writeFileSync(poisoned, bytes);
     const out = join(work, 'run-nan');
-    const r = tl(['train', '--model', 'cifar_resnet20', '--weights', poisoned, '--data', data, '--epochs', '1', '--batch-size', '4', '--out', out]);
+    const r = await tl(['train', '--model', 'cifar_resnet20', '--weights', poisoned, '--data', data, '--epochs', '1', '--batch-size', '4', '--out', out]);
     expectOneLineError(r, /^error: the model's weights are not finite before training: conv1\.weight holds 1 NaN or infinite value of 432; load weights without NaN or Inf/);
     expect(r.errors[0]).not.toContain('checkpoint');
     expect(existsSync(join(out, 'model.safetensors'))).toBe(false);

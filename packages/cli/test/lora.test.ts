@@ -5,13 +5,13 @@
  * model.safetensors that eval reads as any run; results.json and report.html give the trainable
  * parameters and the adapter's size; contradictory or malformed --lora values get one line.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTinyImages } from './tiny-images.js';
+import { spawnNode } from './spawn-node.js';
 
 const PKG = fileURLToPath(new URL('..', import.meta.url));
 const TL = join(PKG, 'dist/tl.js');
@@ -20,8 +20,8 @@ const WEIGHTS = fileURLToPath(new URL('../../../data/pretrained/cifar10-resnet20
 const work = mkdtempSync(join(tmpdir(), 'tl-lora-cli-'));
 const run = join(work, 'run');
 
-function tl(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000 });
+async function tl(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await spawnNode([TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000 });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr.split('\n').filter((l) => !l.startsWith('Warning: max')).join('\n') };
 }
 
@@ -47,15 +47,15 @@ function safetensorsKeys(path: string): string[] {
 
 beforeAll(async () => {
   await writeTinyImages(join(work, 'tiny'));
-  const b = spawnSync(process.execPath, ['../../scripts/build-package.mjs', '--bin', 'tl'], { cwd: PKG, encoding: 'utf8' });
+  const b = await spawnNode(['../../scripts/build-package.mjs', '--bin', 'tl'], { cwd: PKG, encoding: 'utf8' });
   expect(b.status, b.stderr).toBe(0);
   writeFileSync(join(work, 'train.csv'), sentences(160, 7));
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('tl train --lora', () => {
-  it('writes PEFT adapter files and a merged model that eval reads; trainable parameters and adapter bytes reported', () => {
-    const r = tl(['train', '--model', 'bert', '--weights', join(HUB, 'bert'), '--data', 'train.csv', '--lora', 'r=2,alpha=4,targets=query,value',
+  it('writes PEFT adapter files and a merged model that eval reads; trainable parameters and adapter bytes reported', async () => {
+    const r = await tl(['train', '--model', 'bert', '--weights', join(HUB, 'bert'), '--data', 'train.csv', '--lora', 'r=2,alpha=4,targets=query,value',
       '--epochs', '3', '--lr', '2e-2', '--batch-size', '16', '--out', run]);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/trainable \(LoRA adapters and the head\)/);
@@ -74,15 +74,15 @@ describe('tl train --lora', () => {
     expect(results.parameters.trainable).toBe(2 * 2 * 32 + 18);
     expect(results.adapter.bytes).toBe(statSync(join(run, 'adapter_model.safetensors')).size);
     expect(readFileSync(join(run, 'report.html'), 'utf8')).toMatch(new RegExp(`${results.parameters.trainable} trainable of .*LoRA adapter \\(adapter_model.safetensors\\) ${results.adapter.bytes.toLocaleString('en')} bytes`));
-    const e = tl(['eval', '--run', run, '--json']);
+    const e = await tl(['eval', '--run', run, '--json']);
     expect(e.code, e.err).toBe(0);
     expect(JSON.parse(e.out).accuracy).toBeCloseTo(results.validation.accuracy, 6);
   });
 
-  it('--resume continues a LoRA run from its checkpoint, adapters included', () => {
+  it('--resume continues a LoRA run from its checkpoint, adapters included', async () => {
     const before = readFileSync(join(run, 'adapter_model.safetensors'));
     const keys = safetensorsKeys(join(run, 'adapter_model.safetensors')).sort();
-    const r = tl(['train', '--resume', run, '--epochs', '4']);
+    const r = await tl(['train', '--resume', run, '--epochs', '4']);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/resumed from .* at epoch 4/);
     const epochs = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'epoch');
@@ -91,36 +91,36 @@ describe('tl train --lora', () => {
     expect(readFileSync(join(run, 'adapter_model.safetensors')).equals(before)).toBe(false);
   });
 
-  it('an image run: LoRA on convolutions; eval --model --weights --adapter scores the base with the adapter as the merged run', () => {
+  it('an image run: LoRA on convolutions; eval --model --weights --adapter scores the base with the adapter as the merged run', async () => {
     const out = join(work, 'image-run');
-    const r = tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', 'tiny', '--val-split', '0.5', '--lora', 'r=2,alpha=4,targets=conv1,conv2',
+    const r = await tl(['train', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--data', 'tiny', '--val-split', '0.5', '--lora', 'r=2,alpha=4,targets=conv1,conv2',
       '--epochs', '1', '--batch-size', '6', '--out', out]);
     expect(r.code, r.err).toBe(0);
     const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
     expect(config).toMatchObject({ task_type: null, target_modules: ['conv1', 'conv2'], modules_to_save: ['linear'], base_model_name_or_path: WEIGHTS });
     expect(safetensorsKeys(join(out, 'adapter_model.safetensors'))).toContain('base_model.model.layer3.2.conv2.lora_A.weight');
-    const adapted = tl(['eval', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--adapter', out, '--data', 'tiny', '--json']);
-    const merged = tl(['eval', '--run', out, '--data', 'tiny', '--json']);
+    const adapted = await tl(['eval', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--adapter', out, '--data', 'tiny', '--json']);
+    const merged = await tl(['eval', '--run', out, '--data', 'tiny', '--json']);
     expect(adapted.code, adapted.err).toBe(0);
     expect(merged.code, merged.err).toBe(0);
     expect(JSON.parse(adapted.out).accuracy).toBeCloseTo(JSON.parse(merged.out).accuracy, 6);
-    const wrong = tl(['eval', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--adapter', run, '--data', 'tiny']);
+    const wrong = await tl(['eval', '--model', 'cifar_resnet20', '--weights', WEIGHTS, '--adapter', run, '--data', 'tiny']);
     expect(wrong.code).toBe(2);
     expect(wrong.err).toMatch(/--adapter .*target module "query" matches no module of CifarResNet/);
   });
 
-  it('refuses a target that matches no module with the nearest names, a malformed value, and --freeze beside it', () => {
+  it('refuses a target that matches no module with the nearest names, a malformed value, and --freeze beside it', async () => {
     const base = ['train', '--model', 'bert', '--weights', join(HUB, 'bert'), '--data', 'train.csv', '--epochs', '1', '--out', join(work, 'bad')];
-    const miss = tl([...base, '--lora', 'r=2,targets=quer']);
+    const miss = await tl([...base, '--lora', 'r=2,targets=quer']);
     expect(miss.code).toBe(2);
     expect(miss.err).toMatch(/--lora: target module "quer" matches no module of BertForSequenceClassification; the nearest names are .*query/);
-    const key = tl([...base, '--lora', 'rank=2,targets=query']);
+    const key = await tl([...base, '--lora', 'rank=2,targets=query']);
     expect(key.code).toBe(2);
     expect(key.err).toMatch(/--lora rank=2,targets=query: unknown key "rank"/);
-    const none = tl([...base, '--lora', 'r=2,alpha=4']);
+    const none = await tl([...base, '--lora', 'r=2,alpha=4']);
     expect(none.code).toBe(2);
     expect(none.err).toMatch(/--lora r=2,alpha=4: no targets/);
-    const freeze = tl([...base, '--lora', 'targets=query', '--freeze', 'backbone']);
+    const freeze = await tl([...base, '--lora', 'targets=query', '--freeze', 'backbone']);
     expect(freeze.code).toBe(2);
     expect(freeze.err).toMatch(/--lora freezes the base itself .* leave out --freeze backbone/);
   });

@@ -6,12 +6,12 @@
  * (config.json with id2label, tokenizer.json, model.safetensors with its keys); every user
  * mistake gets one line.
  */
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnNode } from './spawn-node.js';
 
 const PKG = fileURLToPath(new URL('..', import.meta.url));
 const TL = join(PKG, 'dist/tl.js');
@@ -19,8 +19,8 @@ const HUB = fileURLToPath(new URL('../../models/fixtures/hub_text/', import.meta
 const work = mkdtempSync(join(tmpdir(), 'tl-text-cli-'));
 const run = join(work, 'run');
 
-function tl(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000 });
+async function tl(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await spawnNode([TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000 });
   // Dawn's notes about reduced limits are not the CLI's output.
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr.split('\n').filter((l) => !l.startsWith('Warning: max')).join('\n') };
 }
@@ -48,9 +48,9 @@ function safetensorsKeys(path: string): string[] {
   return Object.keys(JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'))).filter((k) => k !== '__metadata__');
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   // The tests run the bundled CLI; bundle the current sources first.
-  const b = spawnSync(process.execPath, ['../../scripts/build-package.mjs', '--bin', 'tl'], { cwd: PKG, encoding: 'utf8' });
+  const b = await spawnNode(['../../scripts/build-package.mjs', '--bin', 'tl'], { cwd: PKG, encoding: 'utf8' });
   expect(b.status, b.stderr).toBe(0);
   writeFileSync(join(work, 'train.csv'), csv(sentences(160, 7)));
   writeFileSync(join(work, 'test.csv'), csv(sentences(40, 99)));
@@ -58,8 +58,8 @@ beforeAll(() => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('tl train with a text model', () => {
-  it('fine-tunes bert from a save_pretrained folder on a CSV into a folder transformers loads', () => {
-    const r = tl(['train', '--model', 'bert', '--weights', join(HUB, 'bert'), '--data', 'train.csv', '--text-column', 'sentence', '--label-column', 'sentiment',
+  it('fine-tunes bert from a save_pretrained folder on a CSV into a folder transformers loads', async () => {
+    const r = await tl(['train', '--model', 'bert', '--weights', join(HUB, 'bert'), '--data', 'train.csv', '--text-column', 'sentence', '--label-column', 'sentiment',
       '--epochs', '3', '--lr', '1e-2', '--batch-size', '16', '--out', run]);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/newly initialised \(not in the checkpoint\): classifier\.weight, classifier\.bias/);
@@ -86,35 +86,35 @@ describe('tl train with a text model', () => {
     expect(readFileSync(join(run, 'report.html'), 'utf8')).toMatch(/Misclassified examples/);
   });
 
-  it('--resume continues the text run from its checkpoint', () => {
-    const r = tl(['train', '--resume', run, '--epochs', '4']);
+  it('--resume continues the text run from its checkpoint', async () => {
+    const r = await tl(['train', '--resume', run, '--epochs', '4']);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/resumed from .* at epoch 4/);
     const epochs = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'epoch');
     expect(epochs.map((e) => e.epoch)).toEqual([0, 1, 2, 3]);
   });
 
-  it('eval scores the validation texts again, or another file; predict takes --text or a file of lines', () => {
-    const e = tl(['eval', '--run', run, '--json']);
+  it('eval scores the validation texts again, or another file; predict takes --text or a file of lines', async () => {
+    const e = await tl(['eval', '--run', run, '--json']);
     expect(e.code, e.err).toBe(0);
     const ev = JSON.parse(e.out);
     const last = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'epoch').at(-1);
     expect(ev.total).toBe(32);
     expect(ev.accuracy).toBeCloseTo(last.valAccuracy, 6);
     expect(ev.perClass.map((c: { class: string }) => c.class)).toEqual(['neg', 'pos']);
-    const t = tl(['eval', '--run', run, '--data', 'test.csv']);
+    const t = await tl(['eval', '--run', run, '--data', 'test.csv']);
     expect(t.code, t.err).toBe(0);
     const acc = Number(/^accuracy ([\d.]+)% \((\d+)\/40\)/m.exec(t.out)?.[1]);
     expect(acc).toBeGreaterThan(75);
 
-    const p = tl(['predict', '--run', run, '--text', 'the and over in the on', '--text', 'it is he to set']);
+    const p = await tl(['predict', '--run', run, '--text', 'the and over in the on', '--text', 'it is he to set']);
     expect(p.code, p.err).toBe(0);
     expect(p.out.trim().split('\n')).toEqual([
       expect.stringMatching(/^pos \d+\.\d% \(neg \d+\.\d%\)\tthe and over in the on$/),
       expect.stringMatching(/^neg \d+\.\d% \(pos \d+\.\d%\)\tit is he to set$/),
     ]);
     writeFileSync(join(work, 'lines.txt'), 'on the and in\n\nhe it is\n');
-    const j = tl(['predict', '--run', run, 'lines.txt', '--json', '--top-k', '1', '--logits']);
+    const j = await tl(['predict', '--run', run, 'lines.txt', '--json', '--top-k', '1', '--logits']);
     expect(j.code, j.err).toBe(0);
     const preds = JSON.parse(j.out);
     expect(preds.map((x: { text: string; label: string }) => [x.text, x.label])).toEqual([['on the and in', 'pos'], ['he it is', 'neg']]);
@@ -124,18 +124,18 @@ describe('tl train with a text model', () => {
       expect(x.logits).toHaveLength(2);
       expect(x.prob).toBeGreaterThan(0.5);
     }
-    const x = tl(['export', '--run', run, '--out', join(work, 'exported')]);
+    const x = await tl(['export', '--run', run, '--out', join(work, 'exported')]);
     expect(x.code, x.err).toBe(0);
     expect(JSON.parse(readFileSync(join(work, 'exported', 'config.json'), 'utf8')).id2label).toEqual({ 0: 'neg', 1: 'pos' });
     expect(existsSync(join(work, 'exported', 'tokenizer.json'))).toBe(true);
   });
 
-  it('gpt2 from JSONL with a --val file: config.json gets the pad_token_id transformers needs', () => {
+  it('gpt2 from JSONL with a --val file: config.json gets the pad_token_id transformers needs', async () => {
     const jsonl = (rows: { text: string; label: string }[]): string => rows.map((r) => JSON.stringify(r)).join('\n');
     writeFileSync(join(work, 'train.jsonl'), jsonl(sentences(48, 3)));
     writeFileSync(join(work, 'val.jsonl'), jsonl(sentences(16, 5)));
     const out = join(work, 'gpt2-run');
-    const r = tl(['train', '--model', 'gpt2', '--weights', join(HUB, 'gpt2'), '--data', 'train.jsonl', '--val', 'val.jsonl', '--freeze', 'backbone',
+    const r = await tl(['train', '--model', 'gpt2', '--weights', join(HUB, 'gpt2'), '--data', 'train.jsonl', '--val', 'val.jsonl', '--freeze', 'backbone',
       '--epochs', '1', '--lr', '1e-2', '--out', out]);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/48 training and 16 validation texts/);
@@ -143,20 +143,20 @@ describe('tl train with a text model', () => {
     const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
     expect(config).toMatchObject({ architectures: ['GPT2ForSequenceClassification'], num_labels: 2, id2label: { 0: 'neg', 1: 'pos' } });
     expect(Number.isInteger(config.pad_token_id)).toBe(true);
-    expect(tl(['eval', '--run', out]).code).toBe(0);
+    expect((await tl(['eval', '--run', out])).code).toBe(0);
   });
 
-  it('sentence pairs, trained from scratch from a config.json (--config-json), predicted with --text-pair', () => {
+  it('sentence pairs, trained from scratch from a config.json (--config-json), predicted with --text-pair', async () => {
     const rows = sentences(40, 11).map((r, i) => ({ premise: r.text, hypothesis: sentences(40, 13)[i]!.text, label: r.label }));
     writeFileSync(join(work, 'pairs.csv'), `premise,hypothesis,label\n${rows.map((r) => `${r.premise},${r.hypothesis},${r.label}`).join('\n')}\n`);
     const out = join(work, 'pairs-run');
-    const r = tl(['train', '--model', 'bert', '--config-json', join(HUB, 'bert', 'config.json'), '--data', 'pairs.csv', '--text-column', 'premise',
+    const r = await tl(['train', '--model', 'bert', '--config-json', join(HUB, 'bert', 'config.json'), '--data', 'pairs.csv', '--text-column', 'premise',
       '--text-pair-column', 'hypothesis', '--epochs', '1', '--max-length', '24', '--out', out]);
     expect(r.code, r.err).toBe(0);
-    const p = tl(['predict', '--run', out, '--text', 'the and', '--text-pair', 'it is', '--json']);
+    const p = await tl(['predict', '--run', out, '--text', 'the and', '--text-pair', 'it is', '--json']);
     expect(p.code, p.err).toBe(0);
     expect(JSON.parse(p.out)[0]).toMatchObject({ text: 'the and', textPair: 'it is' });
-    const bad = tl(['predict', '--run', out, '--text', 'the and']);
+    const bad = await tl(['predict', '--run', out, '--text', 'the and']);
     expect(bad.err).toMatch(/give a --text-pair for each --text/);
   });
 });
@@ -191,8 +191,8 @@ describe('every text mistake gets one line and a non-zero exit', () => {
     ['--text-pair for a model of single texts', ['predict', '--run', run, '--text', 'x', '--text-pair', 'y'], /--text-pair is for a model trained on text pairs/, 2],
   ];
   for (const [name, args, msg, code] of cases) {
-    it(name, () => {
-      const r = tl(args);
+    it(name, async () => {
+      const r = await tl(args);
       expect(r.code, r.err).toBe(code);
       expect(r.err.trim().split('\n')).toEqual([expect.stringMatching(msg)]);
     });

@@ -7,20 +7,20 @@
  * `tl predict --run` and `--model t5 --weights` generate what evaluation generated; a tokenizer
  * without the special tokens T5 needs is refused in one line naming them.
  */
-import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { spawnNode } from './spawn-node.js';
 
 const TL = fileURLToPath(new URL('../dist/tl.js', import.meta.url));
 const T5 = fileURLToPath(new URL('../../models/test/fixtures/t5/t5', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'tl-text2text-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-function tl(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000 });
+async function tl(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await spawnNode([TL, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 300_000 });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr.split('\n').filter((l) => !l.startsWith('Warning: max')).join('\n') };
 }
 
@@ -33,10 +33,10 @@ interface Scores { loss: number; exactMatch: number; rougeL: number; chrF: numbe
 interface Sample { source: string; prediction: string; reference: string }
 
 describe('tl text2text', () => {
-  it('trains T5, reports its scores and samples, and evaluates and predicts from the run', () => {
+  it('trains T5, reports its scores and samples, and evaluates and predicts from the run', async () => {
     writeFileSync(join(work, 'pairs.csv'), csv);
     const run = join(work, 'run');
-    const r = tl(['train', '--task', 'text2text', '--model', 't5', '--weights', T5, '--data', 'pairs.csv', '--max-source-length', '6', '--max-target-length', '6',
+    const r = await tl(['train', '--task', 'text2text', '--model', 't5', '--weights', T5, '--data', 'pairs.csv', '--max-source-length', '6', '--max-target-length', '6',
       '--epochs', '20', '--batch-size', '16', '--lr', '1e-2', '--weight-decay', '0', '--val-split', '0.2', '--out', run]);
     expect(r.code, r.err + r.out).toBe(0);
     expect(r.err).toMatch(/1 targets cut to 6 tokens/);
@@ -52,29 +52,29 @@ describe('tl text2text', () => {
     expect(html).toContain(`<h2>Sample generations (held out)</h2>`);
     expect(html).toContain(`<td>${results.samples[0]!.source}</td><td>${results.samples[0]!.reference}</td>`);
 
-    const ev = tl(['eval', '--run', run, '--json']);
+    const ev = await tl(['eval', '--run', run, '--json']);
     expect(ev.code, ev.err).toBe(0);
     const scores = JSON.parse(ev.out) as Scores & { pairs: number };
     expect(scores.pairs).toBe(results.valPairs);
     for (const k of ['loss', 'exactMatch', 'rougeL', 'chrF'] as const) expect(scores[k], k).toBeCloseTo(results.after[k], 4);
 
     const sources = results.samples.map((s) => s.source);
-    const fromRun = tl(['predict', '--run', run, ...sources.flatMap((s) => ['--text', s]), '--json']);
+    const fromRun = await tl(['predict', '--run', run, ...sources.flatMap((s) => ['--text', s]), '--json']);
     expect(fromRun.code, fromRun.err).toBe(0);
     const outputs = (JSON.parse(fromRun.out) as { output: string }[]).map((o) => o.output);
     expect(outputs).toEqual(results.samples.map((s) => s.prediction));
-    const fromWeights = tl(['predict', '--model', 't5', '--weights', run, '--text', sources[0]!, '--max-new-tokens', '6']);
+    const fromWeights = await tl(['predict', '--model', 't5', '--weights', run, '--text', sources[0]!, '--max-new-tokens', '6']);
     expect(fromWeights.code, fromWeights.err).toBe(0);
     expect(fromWeights.out).toBe(`${outputs[0]}\n`);
   }, 300_000);
 
-  it('names the special tokens a tokenizer lacks, in one line', () => {
+  it('names the special tokens a tokenizer lacks, in one line', async () => {
     // GPT-2's byte-level BPE (the Llama fixture's) beside the T5 checkpoint: no <pad> or </s>.
     const dir = join(work, 'foreign-tokenizer');
     cpSync(T5, dir, { recursive: true });
     cpSync(fileURLToPath(new URL('../../models/test/fixtures/causal_lm/llama/tokenizer.json', import.meta.url)), join(dir, 'tokenizer.json'));
     writeFileSync(join(work, 'pairs.csv'), csv);
-    const r = tl(['train', '--task', 'text2text', '--model', 't5', '--weights', dir, '--data', 'pairs.csv', '--out', join(work, 'run-foreign')]);
+    const r = await tl(['train', '--task', 'text2text', '--model', 't5', '--weights', dir, '--data', 'pairs.csv', '--out', join(work, 'run-foreign')]);
     expect(r.code).toBe(2);
     expect(r.err.trim().split('\n')).toHaveLength(1);
     expect(r.err).toContain('the tokenizer has no token for eos_token_id 1 (the tokenizer\'s "!" there is not a special token) of config.json, which T5 needs');

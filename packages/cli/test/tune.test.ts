@@ -3,25 +3,25 @@
  * extra product, the table it prints, and the store file it writes in a temporary cache
  * folder; a second run finds every choice stored.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { spawnNode } from './spawn-node.js';
 
 const TL = new URL('../dist/tl.js', import.meta.url).pathname;
 const cache = mkdtempSync(join(tmpdir(), 'tl-tune-'));
 
-function tl(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [TL, ...args], { encoding: 'utf8', env: { ...process.env, CI: '1', TL_CACHE: cache }, timeout: 120_000 });
+async function tl(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const r = await spawnNode([TL, ...args], { encoding: 'utf8', env: { ...process.env, CI: '1', TL_CACHE: cache }, timeout: 120_000 });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
 describe('tl tune', () => {
   const args = ['tune', '--model', 'cifar_resnet20', '--batch-size', '2', '--image-size', '32', '--shapes', '33x20x12'];
 
-  it('measures the shape classes of a training step and stores the choices', () => {
-    const r = tl(args);
+  it('measures the shape classes of a training step and stores the choices', async () => {
+    const r = await tl(args);
     expect(r.code, r.err).toBe(0);
     const file = join(cache, 'autotune.json');
     expect(r.out).toContain(`choices in ${file}`);
@@ -40,8 +40,8 @@ describe('tl tune', () => {
     }
   });
 
-  it('finds them stored on the next run, and reports JSON', () => {
-    const r = tl([...args, '--json']);
+  it('finds them stored on the next run, and reports JSON', async () => {
+    const r = await tl([...args, '--json']);
     expect(r.code, r.err).toBe(0);
     const report = JSON.parse(r.out) as { store: string; rows: { shapeClass: string; ms: unknown }[] };
     expect(report.store).toBe(join(cache, 'autotune.json'));
@@ -49,10 +49,10 @@ describe('tl tune', () => {
     expect(report.rows.every((row) => row.ms === null)).toBe(true);
   });
 
-  it('rejects bad flags before starting the GPU', () => {
-    expect(tl(['tune']).err).toMatch(/give --model <id> or --shapes/);
-    expect(tl(['tune', '--shapes', '3x4']).err).toMatch(/--shapes: "3x4" is not MxKxN/);
-    expect(tl(['tune', '--model', 'nope']).err).toMatch(/--model: unknown model "nope"/);
-    expect(tl(['tune', '--shapes', '3x4x5', '--batch-size', '2']).err).toMatch(/give --model too/);
+  it('rejects bad flags before starting the GPU', async () => {
+    expect((await tl(['tune'])).err).toMatch(/give --model <id> or --shapes/);
+    expect((await tl(['tune', '--shapes', '3x4'])).err).toMatch(/--shapes: "3x4" is not MxKxN/);
+    expect((await tl(['tune', '--model', 'nope'])).err).toMatch(/--model: unknown model "nope"/);
+    expect((await tl(['tune', '--shapes', '3x4x5', '--batch-size', '2'])).err).toMatch(/give --model too/);
   });
 });
