@@ -51,6 +51,11 @@ export class Engine {
   private _bindingLimit: number;
   private pipelines = new Map<string, GPUComputePipeline>();
   private keyedPipelines = new Map<string, GPUComputePipeline>();
+  /** The binding numbers each pipeline declares `read_write`, and the write counter that
+   * stamps every buffer a dispatch, copy or upload writes (see `writeStamp`). */
+  private writtenBindings = new WeakMap<GPUComputePipeline, number[]>();
+  private writes = 0;
+  private lastWrite = new WeakMap<GPUBuffer, number>();
   /** Work to run at the next wait on the GPU (`read`, `sync`): the kernel autotuner's
    * measurements, which cannot run inside the synchronous op that asked for them. */
   private idleTasks: (() => Promise<void>)[] = [];
@@ -104,8 +109,7 @@ export class Engine {
   pipeline(code: string, label?: string): GPUComputePipeline {
     let p = this.pipelines.get(code);
     if (!p) {
-      const module = this.device.createShaderModule({ code, label });
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
+      p = this.createPipeline(code, label);
       this.pipelines.set(code, p);
     }
     return p;
@@ -115,11 +119,31 @@ export class Engine {
   pipelineFor(key: string, code: () => string, label?: string): GPUComputePipeline {
     let p = this.keyedPipelines.get(key);
     if (!p) {
-      const module = this.device.createShaderModule({ code: code(), label });
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
+      p = this.createPipeline(code(), label);
       this.keyedPipelines.set(key, p);
     }
     return p;
+  }
+
+  private createPipeline(code: string, label: string | undefined): GPUComputePipeline {
+    const module = this.device.createShaderModule({ code, label });
+    const p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
+    this.writtenBindings.set(p, [...code.matchAll(/@binding\((\d+)\)\s*var\s*<\s*storage\s*,\s*read_write\s*>/g)].map((m) => Number(m[1])));
+    return p;
+  }
+
+  /**
+   * A number that grows each time `buffer` is written by a dispatch, a copy or an upload
+   * (0 if never), as PyTorch's tensor version counter: a cache derived from tensors
+   * (a folded batch norm) is valid while their storages and stamps are unchanged.
+   */
+  writeStamp(buffer: GPUBuffer): number {
+    return this.lastWrite.get(buffer) ?? 0;
+  }
+
+  /** Stamps `buffer` as written now. */
+  noteWrite(buffer: GPUBuffer): void {
+    this.lastWrite.set(buffer, ++this.writes);
   }
 
   get pipelineCount(): number {
@@ -236,6 +260,10 @@ export class Engine {
       entries.push({ binding: binding++, resource: { buffer: this.arena, offset, size: bytes.byteLength } });
     }
     for (const resource of storage) entries.push({ binding: binding++, resource });
+    for (const b of this.writtenBindings.get(pipeline) ?? []) {
+      const r = entries[b]?.resource as GPUBufferBinding | undefined;
+      if (r) this.noteWrite(r.buffer);
+    }
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const pass = this.computePass();
     pass.setPipeline(pipeline);
@@ -257,6 +285,7 @@ export class Engine {
     this.checkAlive();
     this.endPass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+    this.noteWrite(dst);
   }
 
   /** Uploads host data. Recorded work is submitted first: a pooled buffer may still be read
@@ -265,6 +294,7 @@ export class Engine {
     this.checkAlive();
     if (this.encoder) this.flush();
     this.device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
+    this.noteWrite(buffer);
   }
 
   /** Submits every recorded dispatch. */

@@ -117,6 +117,13 @@ export class Tensor {
     return this.engine.bindElements(this.storage.buffer, this.offset, this.span, label, this.elementBytes);
   }
 
+  /** Grows whenever this tensor's storage is written (by a kernel, a copy or an upload) or
+   * replaced (`setData`), as PyTorch's `_version`: for caches derived from the tensor. */
+  get version(): number {
+    this.assertAlive();
+    return this.engine.writeStamp(this.storage.buffer);
+  }
+
   get rank(): number {
     return this.shape.length;
   }
@@ -201,6 +208,7 @@ export class Tensor {
     self.strides = src.strides;
     self.offset = src.offset;
     self.dtype = src.dtype;
+    this.engine.noteWrite(storage.buffer);
     this.grad?.dispose();
     this.grad = null;
     src.dispose();

@@ -66,6 +66,17 @@ async function checkPasses(c: Case): Promise<void> {
 describe('float16 conv2d and its gradients (f16 storage, f32 accumulation, one rounding)', () => {
   for (const c of cases) it(c.name, () => checkPasses(c));
 
+  it('scales each output channel in float16 too (general and depthwise kernels)', async () => {
+    for (const c of [cases[1]!, { name: 'depthwise', x: [2, 6, 7, 8], w: [6, 1, 3, 3], opts: { groups: 6, padding: 1 } }]) {
+      const x = halfHost(randHost(c.x, 5));
+      const w = halfHost(randHost(c.w, 6));
+      const b = halfHost(randHost([c.w[0]!], 7));
+      const sc = halfHost(randHost([c.w[0]!], 8));
+      const got = conv2d(toHalf(x), toHalf(w), { ...c.opts, bias: toHalf(b), scale: toHalf(sc), activation: 'relu' });
+      await expectHalf(got, cpuConv2d(x, w, { ...c.opts, bias: b, scale: sc, activation: 'relu' }), terms(c)[0]);
+    }
+  });
+
   it('reads non-contiguous views of x and gradOut through their strides', async () => {
     const opts = { padding: 1, stride: 2 };
     const xt = halfHost(randHost([2, 5, 9, 7], 8)); // stored as [N, C, W, H]

@@ -83,6 +83,25 @@ describe('conv2d and its gradients against the float64 reference', () => {
     }
   });
 
+  it('scales each output channel before the bias (a folded batch norm) in every kernel', async () => {
+    const scaled: Case[] = [
+      { name: 'general, several channel blocks', x: [2, 19, 9, 7], w: [21, 19, 3, 3], opts: { padding: 1 } },
+      { name: 'depthwise, vec4 rows', x: [2, 6, 8, 12], w: [6, 1, 3, 3], opts: { groups: 6, padding: 1 } },
+      { name: 'depthwise, stride 2, odd width', x: [1, 5, 9, 11], w: [5, 1, 3, 3], opts: { groups: 5, padding: 1, stride: 2 } },
+    ];
+    for (const c of scaled) {
+      const x = randHost(c.x, 14);
+      const w = randHost(c.w, 15);
+      const b = randHost([c.w[0]!], 16);
+      const sc = randHost([c.w[0]!], 17);
+      for (const activation of [undefined, 'relu6', 'silu', 'hardswish'] as const) {
+        const y = conv2d(toGpu(x), toGpu(w), { ...c.opts, scale: toGpu(sc), bias: toGpu(b), activation });
+        await expectClose(y, cpuConv2d(x, w, { ...c.opts, scale: sc, bias: b, activation }), 1e-4, 1e-5);
+      }
+      await expectClose(conv2d(toGpu(x), toGpu(w), { ...c.opts, scale: toGpu(sc) }), cpuConv2d(x, w, { ...c.opts, scale: sc }), 1e-4, 1e-5);
+    }
+  });
+
   it('rejects mismatched shapes with messages naming the sizes', () => {
     const x = toGpu(randHost([1, 4, 5, 5], 1));
     expect(() => conv2d(x, toGpu(randHost([2, 3, 3, 3], 2)))).toThrow(/4 channels.*groups=1 expects 3/);
@@ -90,6 +109,7 @@ describe('conv2d and its gradients against the float64 reference', () => {
     expect(() => conv2d(x, toGpu(randHost([2, 4, 7, 7], 2)))).toThrow(/smaller than the dilated kernel/);
     expect(() => conv2d(x, toGpu(randHost([2, 4, 3, 3], 2)), { stride: 0 })).toThrow(/stride 0/);
     expect(() => conv2d(x, toGpu(randHost([2, 4, 3, 3], 2)), { bias: toGpu(randHost([3], 1)) })).toThrow(/bias must have shape \[2\]/);
+    expect(() => conv2d(x, toGpu(randHost([2, 4, 3, 3], 2)), { scale: toGpu(randHost([4], 1)) })).toThrow(/scale must have shape \[2\], got \[4\]/);
     expect(() => conv2dBackwardInput(toGpu(randHost([1, 2, 4, 4], 1)), toGpu(randHost([2, 4, 3, 3], 2)), [1, 4, 5, 5])).toThrow(/gives? an output of \[1, 2, 3, 3\]/);
   });
 });

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { arange, cpuRand, cpuRandn, full, getRngState, keep, manualSeed, memory, ones, rand, randn, tensor, tidy, zeros, add, mul } from '../src/node.js';
+import { arange, cpuRand, cpuRandn, full, getRngState, keep, manualSeed, memory, ones, rand, randn, tensor, tidy, zeros, add, mul, assign, sgdStep } from '../src/node.js';
 import { setup } from './helpers.js';
 
 beforeAll(setup);
@@ -101,5 +101,31 @@ describe('memory', () => {
     const t = ones([2]);
     t.dispose();
     expect(() => add(t, 1)).toThrow(/after dispose/);
+  });
+});
+
+describe('version', () => {
+  it('grows when a kernel, a copy or an upload writes the storage, or setData replaces it, and only then', async () => {
+    const t = tensor([1, 2, 3, 4]);
+    const other = tensor([5, 6, 7, 8]);
+    const seen = [t.version];
+    const read = add(t, other);
+    expect(t.version).toBe(seen[0]);
+    assign(t, other);
+    seen.push(t.version);
+    sgdStep(t, other, null, { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true });
+    seen.push(t.version);
+    const view = t.slice(0, 1, 3);
+    assign(view, 0);
+    seen.push(t.version);
+    expect(view.version).toBe(t.version);
+    t.setData(tensor([9, 9, 9, 9]));
+    seen.push(t.version);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeGreaterThan(seen[i - 1]!);
+    const before = other.version;
+    void add(other, 1);
+    expect(other.version).toBe(before);
+    expect(await t.toArray()).toEqual([9, 9, 9, 9]);
+    for (const x of [t, other, read, view]) x.dispose();
   });
 });

@@ -1,11 +1,17 @@
 /** Differentiable conv2d: both backward passes are implicit GEMMs in @tl/tensor. */
 import * as T from '@tl/tensor';
-import type { Tensor } from '@tl/tensor';
+import type { ConvActivation, Tensor } from '@tl/tensor';
 import { dropCast, isAutocastEnabled, lowerPrecision } from '../autocast.js';
 import { needsGrad, record } from '../graph.js';
+import { add, mul, unary } from './elementwise.js';
 
 export interface Conv2dOptions {
   bias?: Tensor | null;
+  /** [out]: multiplies each output channel before the bias is added, so a batch norm in
+   * evaluation mode folds into the convolution. */
+  scale?: Tensor | null;
+  /** Applied in the kernel's epilogue, saving a pass over the output. */
+  activation?: ConvActivation;
   stride?: number | [number, number];
   padding?: number | [number, number];
   dilation?: number | [number, number];
@@ -13,22 +19,35 @@ export interface Conv2dOptions {
 }
 
 export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Tensor {
-  const { bias, ...geo } = opts;
+  const { bias, scale, activation, ...geo } = opts;
+  if ((scale || activation) && needsGrad(x, weight, bias, scale)) {
+    // The fused epilogue has no backward of its own: where a gradient is wanted the scale,
+    // bias and activation are recorded as the ops they are.
+    const conv = conv2d(x, weight, { ...geo, bias: scale ? null : bias });
+    const scaled = scale ? add(mul(conv, scale.reshape([-1, 1, 1])), bias ? bias.reshape([-1, 1, 1]) : 0) : conv;
+    return activation ? unary(activation, scaled) : scaled;
+  }
   const x16 = lowerPrecision(x);
   // As linear: under autocast a float32 weight's float16 copy is made inside the op and freed
   // at once (backward makes it again), so the step holds no second set of weights.
   const half = x16.dtype === 'float16' && weight.dtype === 'float32' && isAutocastEnabled();
-  const y = conv2dOf(x16, weight, bias, geo, half);
+  const y = conv2dOf(x16, weight, bias, scale, activation, geo, half);
   dropCast(x, x16);
   return y;
 }
 
-function conv2dOf(x: Tensor, weight: Tensor, bias: Tensor | null | undefined, geo: Omit<Conv2dOptions, 'bias'>, half: boolean): Tensor {
+type Geometry = Omit<Conv2dOptions, 'bias' | 'scale' | 'activation'>;
+
+function conv2dOf(
+  x: Tensor, weight: Tensor, bias: Tensor | null | undefined, scale: Tensor | null | undefined, activation: ConvActivation | undefined,
+  geo: Geometry, half: boolean,
+): Tensor {
   const w = half ? T.cast(weight, 'float16') : weight;
-  const b = half && bias ? T.cast(bias, 'float16') : bias;
-  const y = T.conv2d(x, w, { ...geo, bias: b ?? undefined });
+  const [b, s] = [bias, scale].map((t) => (half && t ? T.cast(t, 'float16') : t ?? undefined));
+  const y = T.conv2d(x, w, { ...geo, bias: b, scale: s, activation });
   if (w !== weight) w.dispose();
   if (b && b !== bias) b.dispose();
+  if (s && s !== scale) s.dispose();
   const gx = needsGrad(x);
   const gw = needsGrad(weight);
   // Under autocast the weight and bias gradients come out float16; backward casts them to

@@ -7,7 +7,7 @@ import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
 import { runBlocks, supportsGradientCheckpointing } from '../nn/checkpointing.js';
-import { BatchNorm2d, Conv2d, Linear, Sequential } from '../nn/layers.js';
+import { BatchNorm2d, Conv2d, convBnAct, Linear, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 
 export class CifarBasicBlock extends Module {
@@ -32,7 +32,7 @@ export class CifarBasicBlock extends Module {
     return A.pad(sub, [0, 0, 0, 0, this.padChannels, this.padChannels]);
   }
   forward(x: Tensor): Tensor {
-    const out = this.bn2.forward(this.conv2.forward(A.relu(this.bn1.forward(this.conv1.forward(x)))));
+    const out = convBnAct(this.conv2, this.bn2, convBnAct(this.conv1, this.bn1, x, 'relu'));
     return A.relu(A.add(out, this.shortcut(x)));
   }
 }
@@ -77,7 +77,7 @@ export class CifarResNet extends ClassifierModel {
   }
 
   forwardFeatures(x: Tensor): Tensor {
-    let y = A.relu(this.bn1.forward(this.conv1.forward(x)));
+    let y = convBnAct(this.conv1, this.bn1, x, 'relu');
     const blocks = [this.layer1, this.layer2, this.layer3].flatMap((stage) => stage.layers as CifarBasicBlock[]);
     y = runBlocks(this, blocks, y, (b, h) => b.forward(h));
     return A.mean(y, [2, 3]);

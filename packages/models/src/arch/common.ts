@@ -1,7 +1,7 @@
 /** Building blocks shared by the torchvision mobile architectures. */
 import * as A from '@tl/autograd';
-import type { Tensor } from '@tl/autograd';
-import { BatchNorm2d, Conv2d, type Lambda, Sequential } from '../nn/layers.js';
+import type { ConvActivation, Tensor } from '@tl/autograd';
+import { BatchNorm2d, Conv2d, convAct, type Lambda, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 
 /** torchvision's `_make_divisible`: the nearest multiple of `divisor`, never below
@@ -29,6 +29,10 @@ export function globalAvgPool(x: Tensor): Tensor {
   return A.mean(x, [2, 3]);
 }
 
+const EPILOGUES = new Map<(x: Tensor) => Tensor, ConvActivation>([
+  [A.relu, 'relu'], [A.relu6, 'relu6'], [A.silu, 'silu'], [A.sigmoid, 'sigmoid'], [A.hardsigmoid, 'hardsigmoid'], [A.hardswish, 'hardswish'],
+]);
+
 /**
  * torchvision's SqueezeExcitation: the spatial mean through 1x1 convs `fc1` and `fc2` gates each
  * channel. EfficientNet uses SiLU and a sigmoid gate, MobileNetV3 ReLU and a hard sigmoid.
@@ -48,7 +52,12 @@ export class SqueezeExcitation extends Module {
   }
   forward(x: Tensor): Tensor {
     const pooled = A.mean(x, [2, 3], { keepdim: true });
-    const scale = this.scaleActivation(this.fc2.forward(this.activation(this.fc1.forward(pooled))));
+    const scale = this.convThen(this.fc2, this.scaleActivation, this.convThen(this.fc1, this.activation, pooled));
     return A.mul(scale, x);
+  }
+  /** `act(conv(x))`, in one kernel where `act` is one conv2d applies in its epilogue. */
+  private convThen(conv: Conv2d, act: (x: Tensor) => Tensor, x: Tensor): Tensor {
+    const epilogue = EPILOGUES.get(act);
+    return epilogue ? convAct(conv, x, epilogue) : act(conv.forward(x));
   }
 }

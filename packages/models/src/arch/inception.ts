@@ -8,7 +8,7 @@
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
-import { BatchNorm2d, Conv2d, type Conv2dOptions, Linear } from '../nn/layers.js';
+import { BatchNorm2d, Conv2d, convBnAct, type Conv2dOptions, Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 
 type Pair = number | [number, number];
@@ -26,7 +26,7 @@ export class BasicConv2d extends Module {
     this.bn = this.module('bn', new BatchNorm2d(outChannels, { eps: 0.001 }));
   }
   forward(x: Tensor): Tensor {
-    return A.relu(this.bn.forward(this.conv.forward(x)));
+    return convBnAct(this.conv, this.bn, x, 'relu');
   }
 }
 

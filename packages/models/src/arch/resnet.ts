@@ -3,7 +3,7 @@ import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
 import { runBlocks, supportsGradientCheckpointing } from '../nn/checkpointing.js';
-import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Sequential } from '../nn/layers.js';
+import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, convBnAct, Linear, MaxPool2d, Sequential } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 
 interface Block extends Module {
@@ -26,7 +26,7 @@ export class BasicBlock extends Module implements Block {
     this.downsample = downsample ? this.module('downsample', downsample) : null;
   }
   forward(x: Tensor): Tensor {
-    const out = this.bn2.forward(this.conv2.forward(A.relu(this.bn1.forward(this.conv1.forward(x)))));
+    const out = convBnAct(this.conv2, this.bn2, convBnAct(this.conv1, this.bn1, x, 'relu'));
     const identity = this.downsample ? this.downsample.forward(x) : x;
     return A.relu(A.add(out, identity));
   }
@@ -53,9 +53,9 @@ export class Bottleneck extends Module implements Block {
     this.downsample = downsample ? this.module('downsample', downsample) : null;
   }
   forward(x: Tensor): Tensor {
-    let out = A.relu(this.bn1.forward(this.conv1.forward(x)));
-    out = A.relu(this.bn2.forward(this.conv2.forward(out)));
-    out = this.bn3.forward(this.conv3.forward(out));
+    let out = convBnAct(this.conv1, this.bn1, x, 'relu');
+    out = convBnAct(this.conv2, this.bn2, out, 'relu');
+    out = convBnAct(this.conv3, this.bn3, out);
     const identity = this.downsample ? this.downsample.forward(x) : x;
     return A.relu(A.add(out, identity));
   }
@@ -114,7 +114,7 @@ export class ResNet extends ClassifierModel {
 
   /** Everything up to the pooled features [N, numFeatures]. */
   forwardFeatures(x: Tensor): Tensor {
-    let y = this.maxpool.forward(A.relu(this.bn1.forward(this.conv1.forward(x))));
+    let y = this.maxpool.forward(convBnAct(this.conv1, this.bn1, x, 'relu'));
     const blocks = [this.layer1, this.layer2, this.layer3, this.layer4].flatMap((stage) => stage.layers as Block[]);
     y = runBlocks(this, blocks, y, (b, h) => b.forward(h));
     return this.avgpool.forward(y).flatten(1);

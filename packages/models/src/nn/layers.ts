@@ -1,6 +1,6 @@
 /** The standard layers, with PyTorch's attribute names, shapes and default initialisation. */
 import * as A from '@tl/autograd';
-import type { Tensor } from '@tl/autograd';
+import type { ConvActivation, DType, Tensor } from '@tl/autograd';
 import { Module } from './module.js';
 
 type Pair = number | [number, number];
@@ -53,8 +53,11 @@ export class Conv2d extends Module {
     this.weight = this.param('weight', uniformInit([outChannels, inChannels / this.groups, kh, kw], fanIn));
     this.bias = opts.bias === false ? null : this.param('bias', uniformInit([outChannels], fanIn));
   }
+  get geometry(): { stride: Pair; padding: Pair; dilation: Pair; groups: number } {
+    return { stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups };
+  }
   forward(x: Tensor): Tensor {
-    return A.conv2d(x, this.weight, { bias: this.bias, stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups });
+    return A.conv2d(x, this.weight, { bias: this.bias, ...this.geometry });
   }
 }
 
@@ -80,6 +83,39 @@ export class BatchNorm2d extends Module {
    */
   get usesBatchStats(): boolean {
     return this.training && (this.weight === null || this.weight.requiresGrad);
+  }
+
+  private folded: { key: string; scale: Tensor; shift: Tensor } | null = null;
+
+  /**
+   * What this layer does with its running statistics, as a per-channel `scale` and `shift`
+   * with the preceding convolution's bias folded in, in `dtype`: conv2d's epilogue then does
+   * the batch norm. Kept until one of the tensors it comes from is written or replaced.
+   */
+  foldedAffine(convBias: Tensor | null, dtype: DType): { scale: Tensor; shift: Tensor } {
+    const from = [this.weight, this.bias, this.runningMean, this.runningVar, convBias];
+    const key = [...from.map((t) => (t ? t.version : '-')), dtype, this.opts.eps ?? 1e-5].join(' ');
+    if (this.folded?.key === key) return this.folded;
+    this.releaseCaches();
+    const [scale, shift] = A.noGrad(() =>
+      A.tidy(() => {
+        const f32 = (t: Tensor): Tensor => (t.dtype === 'float32' ? t : A.cast(t, 'float32'));
+        const inv = A.rsqrt(A.add(f32(this.runningVar), this.opts.eps ?? 1e-5));
+        const s = this.weight ? A.mul(inv, f32(this.weight)) : inv;
+        let b = A.neg(A.mul(f32(this.runningMean), s));
+        if (convBias) b = A.add(b, A.mul(f32(convBias), s));
+        if (this.bias) b = A.add(b, f32(this.bias));
+        return [s, b].map((t) => A.keep(t.dtype === dtype ? t.contiguous() : A.cast(t, dtype)));
+      }),
+    ) as [Tensor, Tensor];
+    this.folded = { key, scale, shift };
+    return this.folded;
+  }
+
+  protected override releaseCaches(): void {
+    this.folded?.scale.dispose();
+    this.folded?.shift.dispose();
+    this.folded = null;
   }
   forward(x: Tensor): Tensor {
     const training = this.usesBatchStats;
@@ -139,7 +175,9 @@ export class Dropout extends Module {
 
 /** A parameter-free layer from a function (activations, flatten). */
 export class Lambda extends Module {
-  constructor(readonly name: string, private readonly fn: (x: Tensor) => Tensor) {
+  /** `activation`: the conv2d epilogue that computes `fn`, which lets a convolution before
+   * this layer apply it (set by ReLU(), SiLU() and the other activation layers). */
+  constructor(readonly name: string, private readonly fn: (x: Tensor) => Tensor, readonly activation?: ConvActivation) {
     super();
   }
   forward(x: Tensor): Tensor {
@@ -147,14 +185,15 @@ export class Lambda extends Module {
   }
 }
 
-export const ReLU = (): Lambda => new Lambda('ReLU', A.relu);
-export const ReLU6 = (): Lambda => new Lambda('ReLU6', A.relu6);
-export const GELU = (approximate: 'none' | 'tanh' = 'none'): Lambda => new Lambda('GELU', (x) => A.gelu(x, approximate));
-export const SiLU = (): Lambda => new Lambda('SiLU', A.silu);
-export const Hardswish = (): Lambda => new Lambda('Hardswish', A.hardswish);
-export const Hardsigmoid = (): Lambda => new Lambda('Hardsigmoid', A.hardsigmoid);
-export const Sigmoid = (): Lambda => new Lambda('Sigmoid', A.sigmoid);
-export const Tanh = (): Lambda => new Lambda('Tanh', A.tanh);
+export const ReLU = (): Lambda => new Lambda('ReLU', A.relu, 'relu');
+export const ReLU6 = (): Lambda => new Lambda('ReLU6', A.relu6, 'relu6');
+export const GELU = (approximate: 'none' | 'tanh' = 'none'): Lambda =>
+  new Lambda('GELU', (x) => A.gelu(x, approximate), approximate === 'none' ? 'gelu' : undefined);
+export const SiLU = (): Lambda => new Lambda('SiLU', A.silu, 'silu');
+export const Hardswish = (): Lambda => new Lambda('Hardswish', A.hardswish, 'hardswish');
+export const Hardsigmoid = (): Lambda => new Lambda('Hardsigmoid', A.hardsigmoid, 'hardsigmoid');
+export const Sigmoid = (): Lambda => new Lambda('Sigmoid', A.sigmoid, 'sigmoid');
+export const Tanh = (): Lambda => new Lambda('Tanh', A.tanh, 'tanh');
 export const Identity = (): Lambda => new Lambda('Identity', (x) => x);
 export const Flatten = (startDim = 1, endDim = -1): Lambda => new Lambda('Flatten', (x) => x.flatten(startDim, endDim));
 
@@ -194,7 +233,16 @@ export class Sequential extends Module {
   }
   forward(x: Tensor): Tensor {
     let y = x;
-    for (const l of this.layers) y = (l as unknown as { forward(t: Tensor): Tensor }).forward(y);
+    for (let i = 0; i < this.layers.length; i++) {
+      const [l, next, after] = [this.layers[i]!, this.layers[i + 1], this.layers[i + 2]];
+      if (l instanceof Conv2d && next instanceof BatchNorm2d && canFold(l, next)) {
+        const act = after instanceof Lambda && isOwnForward(after) ? after.activation : undefined;
+        y = foldedConv(l, next, y, act);
+        i += act ? 2 : 1;
+        continue;
+      }
+      y = (l as unknown as { forward(t: Tensor): Tensor }).forward(y);
+    }
     return y;
   }
   get length(): number {
@@ -206,6 +254,59 @@ export class Sequential extends Module {
   protected override onChildReplaced(name: string, m: Module): void {
     this.layers[Number(name)] = m;
   }
+}
+
+let folding = true;
+
+/**
+ * Turns off (or back on) folding evaluation-mode batch norms into the convolutions before
+ * them; on by default. The outputs agree to float32 rounding either way: this is for
+ * comparing the two, or to see each layer's own output while debugging.
+ */
+export function setBatchNormFolding(enabled: boolean): void {
+  folding = enabled;
+}
+
+/** Whether `m` runs its class's own forward (LoRA, for one, replaces a layer's forward). */
+function isOwnForward(m: Module): boolean {
+  return !Object.prototype.hasOwnProperty.call(m, 'forward');
+}
+
+/**
+ * Whether `bn` after `conv` can run as conv2d's epilogue: the batch norm normalises with its
+ * running statistics (evaluation mode, or frozen), neither layer's parameters want a
+ * gradient, and both are plain layers of their class.
+ */
+function canFold(conv: Module, bn: BatchNorm2d): conv is Conv2d {
+  return (
+    folding && conv.constructor === Conv2d && bn.constructor === BatchNorm2d && isOwnForward(conv) && isOwnForward(bn) &&
+    !bn.usesBatchStats && !A.needsGrad((conv as Conv2d).weight, (conv as Conv2d).bias, bn.weight, bn.bias)
+  );
+}
+
+/** One convolution computing `act(bn(conv(x)))`, with the batch norm folded into its epilogue. */
+function foldedConv(conv: Conv2d, bn: BatchNorm2d, x: Tensor, act: ConvActivation | undefined): Tensor {
+  const { scale, shift } = bn.foldedAffine(conv.bias, conv.weight.dtype);
+  return A.conv2d(x, conv.weight, { ...conv.geometry, bias: shift, scale, activation: act });
+}
+
+/**
+ * `act(bn(conv(x)))` for the blocks that call their layers one by one (ResNet's): one
+ * convolution where the batch norm can fold into it (see `canFold`), else each layer's forward.
+ */
+export function convBnAct(conv: Module & { forward(x: Tensor): Tensor }, bn: BatchNorm2d, x: Tensor, act?: ConvActivation): Tensor {
+  if (canFold(conv, bn)) return foldedConv(conv, bn, x, act);
+  const y = bn.forward(conv.forward(x));
+  return act ? A.unary(act, y) : y;
+}
+
+/** `act(conv(x))`, the activation in the convolution's epilogue where `conv` is a plain Conv2d. */
+export function convAct(conv: Module & { forward(x: Tensor): Tensor }, x: Tensor, act: ConvActivation): Tensor {
+  if (conv.constructor === Conv2d && isOwnForward(conv)) {
+    const c = conv as Conv2d;
+    return A.conv2d(x, c.weight, { bias: c.bias, ...c.geometry, activation: act });
+  }
+  return A.unary(act, conv.forward(x));
 }
 
 /** Children named "0", "1", … with no forward of its own, as torch.nn.ModuleList. */

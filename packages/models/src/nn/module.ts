@@ -362,9 +362,13 @@ export abstract class Module {
     return this.parameters(opts).reduce((a, p) => a + p.size, 0);
   }
 
+  /** Frees what a module derives from its tensors and keeps (a folded batch norm). */
+  protected releaseCaches(): void {}
+
   /** Frees every parameter and buffer of this module and its children. */
   dispose(): void {
     for (const [, m] of this.namedModules()) {
+      m.releaseCaches();
       for (const p of m._params.values()) p?.dispose();
       for (const b of m._buffers.values()) b?.dispose();
     }

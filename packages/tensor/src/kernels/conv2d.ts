@@ -29,7 +29,7 @@ import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, 
 export type IntPair = number | readonly [number, number];
 
 /** Activations that `conv2d` can apply in its epilogue, saving a pass over the output. */
-export type ConvActivation = 'relu' | 'relu6' | 'gelu' | 'silu' | 'sigmoid' | 'tanh';
+export type ConvActivation = 'relu' | 'relu6' | 'gelu' | 'silu' | 'sigmoid' | 'tanh' | 'hardswish' | 'hardsigmoid';
 
 export interface Conv2dGradOptions {
   stride?: IntPair;
@@ -41,11 +41,15 @@ export interface Conv2dGradOptions {
 export interface Conv2dOptions extends Conv2dGradOptions {
   /** [out] */
   bias?: Tensor;
+  /** [out]: each output channel is multiplied by it before the bias is added, so a batch norm
+   * in evaluation mode folds into the convolution's epilogue (`activation(conv * scale + bias)`). */
+  scale?: Tensor;
   activation?: ConvActivation;
 }
 
 export interface CpuConv2dOptions extends Conv2dGradOptions {
   bias?: HostTensor;
+  scale?: HostTensor;
   activation?: ConvActivation;
 }
 
@@ -116,7 +120,6 @@ const grid2 = (a: number, b: number, f: (i: number, j: number) => string): strin
 
 /** Invocations per workgroup. Lanes spread over pixels, so the weight loads (indexed by
  * channel and tap only) are uniform across the workgroup. */
-const LANES = 64;
 const MAIN = '@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32';
 
 /** `t`'s offset within its binding `at` and its strides. */
@@ -159,6 +162,7 @@ interface TapConv {
   src: Tensor;
   weight: Tensor;
   bias: Tensor | undefined;
+  scale: Tensor | undefined;
   out: Tensor;
   groups: number;
   /** Output and reduction channels per group. */
@@ -187,28 +191,50 @@ interface TapBindings {
 }
 
 /** Binds the operands of `d`: the source through its view (it may be a run of images of a
- * larger buffer), the weight, bias and output whole (the kernels index them from 0). */
+ * larger buffer), the weight, bias, scale and output whole (the kernels index them from 0). */
 function tapBindings(d: TapConv): TapBindings {
   const src = d.src.binding(d.label, d.half);
-  const rest = [d.weight, ...(d.bias ? [d.bias] : []), d.out].map((t) => t.binding(d.label, d.half).resource);
+  const rest = [d.weight, ...(d.bias ? [d.bias] : []), ...(d.scale ? [d.scale] : []), d.out].map((t) => t.binding(d.label, d.half).resource);
   return { buffers: [src.resource, ...rest], src };
+}
+
+/** The WGSL of the bindings after the weight: bias and scale where present, then the output. */
+function epilogueBindings(d: TapConv, out: string): string {
+  const names = [...(d.bias ? ['bias'] : []), ...(d.scale ? ['scale'] : [])];
+  return [
+    ...names.map((n, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${n}: ${storageArray(d.half)};`),
+    `@group(0) @binding(${3 + names.length}) var<storage, read_write> y: ${out};`,
+  ].join('\n');
+}
+
+/** The output value of accumulator `acc` in channel `c` (WGSL expressions), before the
+ * activation: times the scale, plus the bias. */
+function affine(d: TapConv, acc: string, c: string): string {
+  const b = d.bias ? widen(d.half, `bias[${c}]`) : '';
+  const v = d.scale ? `${acc} * ${widen(d.half, `scale[${c}]`)}` : acc;
+  return b ? `(${v} + ${b})` : v;
 }
 
 /** Pixels per invocation; with `channelTile`'s 8 channels an 8 x 8 block, which measured
  * fastest on lavapipe (4 x 8, 8 x 4, 4 x 16, 16 x 4 and 8 x 16 were slower). */
 const TAP_TN = 8;
+/** Invocations per workgroup of the general kernel, so a workgroup covers 128 pixels. With 64
+ * (512 pixels) a 7x7 output at batch 2 left four lanes in five idle: ResNet-18's last stage
+ * ran at 2.0-2.3 GFLOP/s against 7.7-8.2 with 16, and the large planes measured within noise
+ * (8 and 32 lanes were slower than 16 on most of ResNet-18's shapes). */
+const TAP_LANES = 16;
 
-function tapConvCode(params: Params, tm: number, tn: number, bias: boolean, act: ConvActivation | undefined, half: boolean): string {
+function tapConvCode(params: Params, d: TapConv, tm: number, tn: number): string {
+  const { half, act } = d;
   const epilogue = (v: string): string => stored(half, act ? UNARY[act].wgsl(v) : v);
   return /* wgsl */ `${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> src: ${storageArray(half)};
 @group(0) @binding(2) var<storage, read> wt: ${storageArray(half)};
-${bias ? `@group(0) @binding(3) var<storage, read> bias: ${storageArray(half)};` : ''}
-@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: ${storageArray(half)};
+${epilogueBindings(d, storageArray(half))}
 ${act ? MATH_HELPERS : ''}
-@compute @workgroup_size(${LANES})
+@compute @workgroup_size(${TAP_LANES})
 fn main(${MAIN}) {
   let wgi = i32(wid.x + wid.y * nwg.x);
   if (wgi >= p.total) { return; }
@@ -216,9 +242,9 @@ fn main(${MAIN}) {
   let g = cb / p.bpg;
   let cg = (cb % p.bpg) * ${tm};
 ${lines(tm, (i) => `  let wb${i} = g * p.wsG + min(cg + ${i}, p.mG - 1) * p.wsM;`)}
-  let pix = (wgi / p.cblocks) * ${LANES * tn} + i32(lid);
+  let pix = (wgi / p.cblocks) * ${TAP_LANES * tn} + i32(lid);
   let gridHW = p.gridH * p.gridW;
-${lines(tn, (j) => `  let q${j} = pix + ${j * LANES};
+${lines(tn, (j) => `  let q${j} = pix + ${j * TAP_LANES};
   let ok${j} = q${j} < p.npix;
   let n${j} = min(q${j}, p.npix - 1) / gridHW;
   let gr${j} = (min(q${j}, p.npix - 1) % gridHW) / p.gridW;
@@ -250,8 +276,8 @@ ${lines(tn, (j) => `        o${j} += p.ssc;`)}
   }
 ${lines(tn, (j) => `  let yb${j} = (n${j} * p.outC + g * p.mG + cg) * p.outHW + (p.rStart + gr${j} * p.rStride) * p.outW + p.cStart + gc${j} * p.cStride;`)}
 ${lines(tm, (i) => `  if (cg + ${i} < p.mG) {
-    let b = ${bias ? widen(half, `bias[g * p.mG + cg + ${i}]`) : '0.0'};
-${lines(tn, (j) => `    if (ok${j}) { y[yb${j} + ${i} * p.outHW] = ${epilogue(`(a${i}_${j} + b)`)}; }`)}
+    let c = g * p.mG + cg + ${i};
+${lines(tn, (j) => `    if (ok${j}) { y[yb${j} + ${i} * p.outHW] = ${epilogue(affine(d, `a${i}_${j}`, 'c'))}; }`)}
   }`)}
 }`;
 }
@@ -423,7 +449,6 @@ function planeTaps(a: Axis, k: number): PlaneTap[] {
 function planeConvCode(params: Params, d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[], vecIn: boolean, vecOut: boolean): string {
   const tn = PLANE_TN;
   const carry = d.rG === 1 && rowTaps.length * colTaps.length <= PLANE_MAX_TAPS;
-  const bias = d.bias !== undefined;
   const epilogue = (x: string): string => (d.act ? UNARY[d.act].wgsl(x) : x);
   const src: RowSource = {
     name: 'x', buf: 'src', vec: vecIn, half: d.half, base: 'sbr', rowStride: 'p.ssh', colStride: 'p.ssw', height: 'p.srcH', width: 'p.srcW', col0: 'sc0',
@@ -464,15 +489,14 @@ function planeConvCode(params: Params, d: TapConv, rowTaps: PlaneTap[], colTaps:
     }`;
   }
   const store = vecOut
-    ? range(tn / 4).map((q) => `if (c0 + ${4 * q} < p.gridW) { y[yr / 4 + ${q}] = ${stored(d.half, `vec4<f32>(${range(4).map((t) => epilogue(`(a${4 * q + t} + b)`)).join(', ')})`, true)}; }`)
-    : range(tn).map((j) => `if (c0 + ${j} < p.gridW) { y[yr + ${j} * p.cStride] = ${stored(d.half, epilogue(`(a${j} + b)`))}; }`);
+    ? range(tn / 4).map((q) => `if (c0 + ${4 * q} < p.gridW) { y[yr / 4 + ${q}] = ${stored(d.half, `vec4<f32>(${range(4).map((t) => epilogue(affine(d, `a${4 * q + t}`, 'co'))).join(', ')})`, true)}; }`)
+    : range(tn).map((j) => `if (c0 + ${j} < p.gridW) { y[yr + ${j} * p.cStride] = ${stored(d.half, epilogue(affine(d, `a${j}`, 'co')))}; }`);
   return /* wgsl */ `${enableF16(d.half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> src: ${storageArray(d.half, vecIn)};
 @group(0) @binding(2) var<storage, read> wt: ${storageArray(d.half)};
-${bias ? `@group(0) @binding(3) var<storage, read> bias: ${storageArray(d.half)};` : ''}
-@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> y: ${storageArray(d.half, vecOut)};
+${epilogueBindings(d, storageArray(d.half, vecOut))}
 ${d.act ? MATH_HELPERS : ''}
 @compute @workgroup_size(${PLANE_LANES})
 fn main(${MAIN}) {
@@ -492,7 +516,6 @@ fn main(${MAIN}) {
   let sb = p.so + n * p.ssn + g * p.rG * p.ssc;
   let sc0 = c0 * ${d.cols.step};
   let yb = (n * p.outC + co) * p.outHW + p.cStart + c0 * p.cStride;
-  let b = ${bias ? widen(d.half, 'bias[co]') : '0.0'};
   ${setup}
   for (var i = r0 - ${warmup}; i < r1; i++) {
     ${load}
@@ -565,7 +588,7 @@ function dispatchTapConv(d: TapConv): void {
   const npix = N * d.gridH * d.gridW;
   const bpg = Math.ceil(d.mG / tm);
   const cblocks = bpg * d.groups;
-  const total = cblocks * Math.ceil(npix / (LANES * tn));
+  const total = cblocks * Math.ceil(npix / (TAP_LANES * tn));
   const bound = tapBindings(d);
   const params = strideParams(new Params(), 's', d.src, bound.src)
     .i32('srcH', d.src.shape[2]!).i32('srcW', d.src.shape[3]!)
@@ -576,7 +599,7 @@ function dispatchTapConv(d: TapConv): void {
   axisParams(params, 'r', d.rows);
   axisParams(params, 'c', d.cols);
   e.dispatch({
-    code: tapConvCode(params, tm, tn, d.bias !== undefined, d.act, d.half),
+    code: tapConvCode(params, d, tm, tn),
     params,
     buffers: bound.buffers,
     workgroups: e.grid(total),
@@ -612,13 +635,16 @@ function packed(t: Tensor): Tensor {
  * [out, C/groups, kh, kw], bias [out]. x may be any strided view.
  */
 export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Tensor {
-  const half = halfOperands('conv2d', [['input', x], ['weight', weight], ['bias', opts.bias]]);
+  const half = halfOperands('conv2d', [['input', x], ['weight', weight], ['bias', opts.bias], ['scale', opts.scale]]);
   const g = conv2dGeometry(x.shape, weight.shape, opts);
   if (opts.bias && !shapeEq(opts.bias.shape, [g.outChannels])) {
     throw new RangeError(`conv2d: bias must have shape [${g.outChannels}], got ${fmt(opts.bias.shape)}`);
   }
+  if (opts.scale && !shapeEq(opts.scale.shape, [g.outChannels])) {
+    throw new RangeError(`conv2d: scale must have shape [${g.outChannels}], got ${fmt(opts.scale.shape)}`);
+  }
   if (opts.activation !== undefined && !(opts.activation in UNARY)) {
-    throw new RangeError(`conv2d: unknown activation '${String(opts.activation)}'; expected relu, relu6, gelu, silu, sigmoid or tanh`);
+    throw new RangeError(`conv2d: unknown activation '${String(opts.activation)}'; expected relu, relu6, gelu, silu, sigmoid, tanh, hardswish or hardsigmoid`);
   }
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
   if (needsImageRuns([x], [{ shape: outShape, dtype: x.dtype }])) {
@@ -631,8 +657,9 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   const khw = g.kernelH * g.kernelW;
   const w = packed(weight);
   const b = opts.bias && packed(opts.bias);
+  const s = opts.scale && packed(opts.scale);
   dispatchTapConv({
-    src: x, weight: w, bias: b, out, groups: g.groups,
+    src: x, weight: w, bias: b, scale: s, out, groups: g.groups,
     mG: coutG, rG: cinG, wsM: cinG * khw, wsR: khw, wsG: coutG * cinG * khw,
     kh: g.kernelH, kw: g.kernelW, gridH: g.outH, gridW: g.outW,
     rows: { step: g.strideH, base: -g.padH, mult: g.dilationH, div: 1, start: 0, stride: 1 },
@@ -643,6 +670,7 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   });
   w.dispose();
   b?.dispose();
+  s?.dispose();
   return out;
 }
 
@@ -677,7 +705,7 @@ export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape:
   for (let rh = 0; rh < Math.min(g.strideH, g.height); rh++) {
     for (let rw = 0; rw < Math.min(g.strideW, g.width); rw++) {
       dispatchTapConv({
-        src: gradOut, weight: w, bias: undefined, out: gradIn, groups: g.groups,
+        src: gradOut, weight: w, bias: undefined, scale: undefined, out: gradIn, groups: g.groups,
         mG: cinG, rG: coutG, wsM: khw, wsR: cinG * khw, wsG: coutG * cinG * khw,
         kh: g.kernelH, kw: g.kernelW,
         gridH: Math.ceil((g.height - rh) / g.strideH), gridW: Math.ceil((g.width - rw) / g.strideW),
@@ -1010,7 +1038,8 @@ export function cpuConv2d(x: HostTensor, weight: HostTensor, opts: CpuConv2dOpti
   const plane = g.outH * g.outW;
   const act = opts.activation ? (UNARY[opts.activation].cpu as (v: number) => number) : null;
   for (let i = 0; i < out.data.length; i++) {
-    const v = out.data[i]! + (opts.bias ? opts.bias.data[Math.floor(i / plane) % g.outChannels]! : 0);
+    const c = Math.floor(i / plane) % g.outChannels;
+    const v = out.data[i]! * (opts.scale ? opts.scale.data[c]! : 1) + (opts.bias ? opts.bias.data[c]! : 0);
     out.data[i] = act ? act(v) : v;
   }
   return out;
