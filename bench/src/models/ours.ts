@@ -65,22 +65,24 @@ function byLabel(label: string, inAttention: boolean): string {
 }
 
 /**
- * Wraps every module's forward so that (while `active`) the innermost module's type, and the
+ * Wraps every module's forward, while `active`, so that the innermost module's type, and the
  * FLOPs of every Conv2d, Linear and Conv1D (2 x output elements x fan-in), are known. A
- * squeeze-excitation block keeps its 1x1 convs, means and gate under its own name.
+ * squeeze-excitation block keeps its 1x1 convs, means and gate under its own name. The
+ * wrappers come off when inactive: a wrapped layer runs its own forward, so batch norms do
+ * not fold into their convolutions while instrumented (the breakdown times them apart).
  */
 export class Instrument {
-  active = false;
   flops = 0;
   private readonly stack: { type: string | null; attention: boolean }[] = [];
+  private readonly wrapped: [Module, (...args: unknown[]) => unknown][] = [];
+  private on = false;
   constructor(model: Module) {
     for (const [, m] of model.namedModules()) {
       const own = m instanceof SqueezeExcitation ? 'squeeze-excitation' : layerType(m);
       const attention = /Attention/.test(m.constructor.name);
       const forward = m.forward.bind(m) as (...args: unknown[]) => unknown;
       const self = this;
-      (m as unknown as { forward: (...args: unknown[]) => unknown }).forward = function (...args: unknown[]) {
-        if (!self.active) return forward(...args);
+      this.wrapped.push([m, function (...args: unknown[]) {
         const outer = self.stack.at(-1);
         const sticky = outer?.type === 'squeeze-excitation';
         self.stack.push({ type: sticky ? outer!.type : own ?? outer?.type ?? null, attention: attention || (outer?.attention ?? false) });
@@ -95,7 +97,17 @@ export class Instrument {
         } finally {
           self.stack.pop();
         }
-      };
+      }]);
+    }
+  }
+  get active(): boolean {
+    return this.on;
+  }
+  set active(on: boolean) {
+    this.on = on;
+    for (const [m, wrapper] of this.wrapped) {
+      if (on) (m as unknown as { forward: (...args: unknown[]) => unknown }).forward = wrapper;
+      else delete (m as unknown as { forward?: unknown }).forward;
     }
   }
   /** The layer type of a dispatch with `label` recorded now. */
