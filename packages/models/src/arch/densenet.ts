@@ -6,7 +6,7 @@
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { ClassifierModel } from '../nn/classifier.js';
-import { AvgPool2d, BatchNorm2d, Conv2d, type Lambda, Linear, MaxPool2d, ReLU } from '../nn/layers.js';
+import { AvgPool2d, BatchNorm2d, Conv2d, convBnAct, type Lambda, Linear, MaxPool2d, ReLU } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { globalAvgPool } from './common.js';
 
@@ -31,8 +31,7 @@ export class DenseLayer extends Module {
   /** The new `growthRate` channels from the concatenation of every earlier output. */
   forward(features: Tensor[]): Tensor {
     const x = features.length === 1 ? features[0]! : A.cat(features, 1);
-    const bottleneck = this.conv1.forward(A.relu(this.norm1.forward(x)));
-    const y = this.conv2.forward(A.relu(this.norm2.forward(bottleneck)));
+    const y = this.conv2.forward(convBnAct(this.conv1, this.norm2, A.relu(this.norm1.forward(x)), 'relu'));
     return A.dropout(y, this.dropRate, this.training);
   }
 }
