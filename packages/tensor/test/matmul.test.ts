@@ -181,7 +181,7 @@ describe.each(MATMUL_VARIANTS)('matmul (the %s kernel) against the float64 refer
   it('splits grids past 65535 workgroups per dim into several dispatches', async () => {
     const cases: [number[], number[]][] = [
       [[70001, 1, 2], [70001, 2, 1]], // batch (z)
-      [[65535 * 32 + 5, 1], [1, 2]], // rows (y): 4-row tiles, 8 per workgroup
+      [[65535 * 64 + 5, 1], [1, 2]], // rows (y): 8-row tiles, 8 per workgroup
       [[1, 1], [1, 65535 * 64 + 3]], // columns (x): 8-column tiles, 8 per workgroup
     ];
     for (const [sa, sb] of cases) {
