@@ -15,6 +15,7 @@
 import type * as A from '@tl/autograd';
 import { parseSafetensors, type SafetensorsFile } from '@tl/models';
 import { TrainingError } from './errors.js';
+import type { GradScalerState } from './grad-scaler.js';
 import type { OptimizerState } from './optim.js';
 import type { ReduceOnPlateau } from './schedule.js';
 import type { BlobStore } from './store.js';
@@ -38,6 +39,9 @@ export interface CheckpointState {
   /** Its tensors are in optimizer.safetensors. */
   optimizer: Omit<OptimizerState, 'tensors'>;
   schedule: ReturnType<ReduceOnPlateau['state']> | null;
+  /** The loss scaler of an fp16 run; absent in float32 runs and in checkpoints written before
+   * it was kept (a resumed fp16 run then starts from the initial scale). */
+  scaler?: GradScalerState;
   /** By callback name: the JSON state, and the keys of its tensors in callbacks.safetensors
    * (stored as `<name>/<key>`). */
   callbacks: Record<string, { json: unknown; tensors: string[] }>;

@@ -17,6 +17,12 @@ export interface GradScalerOptions {
   growthInterval?: number;
 }
 
+export interface GradScalerState {
+  scale: number;
+  growthTracker: number;
+  skipped: number;
+}
+
 export class GradScaler {
   scale: number;
   readonly growthFactor: number;
@@ -56,6 +62,22 @@ export class GradScaler {
       const parts = A.cat(grads.map((g) => A.sum(A.mul(g, 0)).reshape([1])));
       return keep(A.sum(parts).reshape([1]));
     }));
+  }
+
+  /** What a resumed run needs to scale as the interrupted one would have (PyTorch's
+   * `GradScaler.state_dict`: the scale and the clean steps since it last changed). */
+  stateDict(): GradScalerState {
+    return { scale: this.scale, growthTracker: this.growthTracker, skipped: this.skipped };
+  }
+
+  loadStateDict(s: GradScalerState): void {
+    this.scale = positive('scale', s.scale);
+    if (!Number.isInteger(s.growthTracker) || s.growthTracker < 0) {
+      throw new RangeError(`GradScaler: growthTracker must be a non-negative integer, got ${s.growthTracker}`);
+    }
+    if (!Number.isInteger(s.skipped) || s.skipped < 0) throw new RangeError(`GradScaler: skipped must be a non-negative integer, got ${s.skipped}`);
+    this.growthTracker = s.growthTracker;
+    this.skipped = s.skipped;
   }
 
   /** Records one optimizer step's check (`flag` read back from `nonFinite`); true when the

@@ -1,5 +1,5 @@
 export * from './optim.js';
-export { GradScaler, type GradScalerOptions } from './grad-scaler.js';
+export { GradScaler, type GradScalerOptions, type GradScalerState } from './grad-scaler.js';
 export * from './schedule.js';
 export * from './data/dataset.js';
 export * from './data/balance.js';

@@ -491,6 +491,7 @@ export class Trainer {
       rng: A.getRngState(),
       optimizer,
       schedule: this.schedule instanceof ReduceOnPlateau ? this.schedule.state() : null,
+      ...(this.scaler ? { scaler: this.scaler.stateDict() } : {}),
       callbacks,
       trainable: this.model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n),
       history: this.history,
@@ -527,6 +528,7 @@ export class Trainer {
     const tensors = Object.fromEntries(ckpt.optimizer.keys().map((k) => [k, ckpt.optimizer.get(k).data as Float32Array]));
     this.optimizer.loadStateDict({ ...state.optimizer, tensors });
     if (state.schedule && this.schedule instanceof ReduceOnPlateau) this.schedule.setState(state.schedule);
+    if (state.scaler && this.scaler) this.scaler.loadStateDict(state.scaler);
     for (const c of stateful) {
       const { json, tensors: keys } = state.callbacks[c.name]!;
       const cbTensors = keys.length > 0 ? new Map(keys.map((k) => [k, cbFile!.get(`${c.name}/${k}`)])) : undefined;
