@@ -182,7 +182,7 @@ describe.each(MATMUL_VARIANTS)('matmul (the %s kernel) against the float64 refer
     const cases: [number[], number[]][] = [
       [[70001, 1, 2], [70001, 2, 1]], // batch (z)
       [[65535 * 64 + 5, 1], [1, 2]], // rows (y): 8-row tiles, 8 per workgroup
-      [[1, 1], [1, 65535 * 64 + 3]], // columns (x): 8-column tiles, 8 per workgroup
+      [[1, 1], [1, 65535 * 128 + 3]], // columns (x): one row: 4-column tiles, 32 per workgroup
     ];
     for (const [sa, sb] of cases) {
       const a = randHost(sa, 71);
