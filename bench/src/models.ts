@@ -274,7 +274,9 @@ console.log(out.join('\n'));
 const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 mkdirSync(resultsDir, { recursive: true });
 const json = JSON.stringify({ meta: { ...meta, loadAvgAtEnd, seconds: Math.round(seconds), failures }, rows }, null, 2) + '\n';
-writeFileSync(join(resultsDir, `models-${meta.date.slice(0, 10)}-b${batch}.json`), json);
+// The minute in the name keeps a partial run (--only, --no-train) from replacing a whole
+// run of the same day.
+writeFileSync(join(resultsDir, `models-${meta.date.slice(0, 10)}-${meta.date.slice(11, 16).replace(':', '')}-b${batch}.json`), json);
 writeFileSync(join(resultsDir, 'models-latest.json'), json);
 
 if (failures.length) {
