@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  BINARY, UNARY, binary, cast, cpuBinary, cpuMap, cpuUnary, cpuWhere, host, tensor, unary, where,
+  BINARY, UNARY, assign, binary, cast, collapseDims, cpuBinary, cpuMap, cpuUnary, cpuWhere, host, tensor, unary, where,
   type BinaryName, type UnaryName,
 } from '../src/node.js';
 import { expectClose, randHost, setup, toGpu } from './helpers.js';
@@ -85,5 +85,37 @@ describe('where and non-contiguous inputs', () => {
     await expectClose(unary('exp', t), cpuUnary('exp', want), 2e-6);
     const e = ga.slice(0, 2, 3).expand(5, 9);
     await expectClose(unary('identity', e), cpuMap([host([1, 9], a.data.slice(18, 27))], (v) => v, [5, 9]));
+  });
+});
+
+describe('collapsed coordinate walks', () => {
+  it('merges the dims every operand walks as one and drops those of size 1', () => {
+    expect(collapseDims([2, 3, 4, 5], [[3, 1, 0, 0]])).toEqual({ shape: [6, 20], strides: [[1, 0]] });
+    expect(collapseDims([2, 3, 4, 5], [[0, 1, 0, 0]])).toEqual({ shape: [2, 3, 20], strides: [[0, 1, 0]] });
+    expect(collapseDims([1, 4, 1, 6], [[9, 6, 9, 1], [0, 1, 0, 4]])).toEqual({ shape: [4, 6], strides: [[6, 1], [1, 4]] });
+    expect(collapseDims([1, 1], [[5, 7]])).toEqual({ shape: [], strides: [[]] });
+  });
+  it('per-channel, per-sample and permuted operands and a strided output match the reference', async () => {
+    const x = randHost([2, 3, 4, 5], 11);
+    const s = randHost([2, 3, 1, 1], 12);
+    const c = randHost([3, 1, 1], 13);
+    await expectClose(binary('mul', toGpu(s), toGpu(x)), cpuBinary('mul', s, x), 1e-6);
+    await expectClose(binary('add', toGpu(x), toGpu(c)), cpuBinary('add', x, c), 1e-6);
+    const p = toGpu(randHost([5, 2, 4, 3], 14));
+    const pv = p.permute(1, 3, 2, 0);
+    const ph = host([2, 3, 4, 5]);
+    const pd = await p.data();
+    for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) for (let h = 0; h < 4; h++) for (let w = 0; w < 5; w++) {
+      ph.data[((a * 3 + b) * 4 + h) * 5 + w] = pd[((w * 2 + a) * 4 + h) * 3 + b]!;
+    }
+    await expectClose(binary('sub', pv, toGpu(s)), cpuBinary('sub', ph, s), 1e-6);
+    const dst = toGpu(host([2, 4, 3, 5]));
+    assign(dst.transpose(1, 2), binary('mul', toGpu(s), toGpu(x)));
+    const back = host([2, 3, 4, 5]);
+    const dd = await dst.data();
+    for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) for (let h = 0; h < 4; h++) for (let w = 0; w < 5; w++) {
+      back.data[((a * 3 + b) * 4 + h) * 5 + w] = dd[((a * 4 + h) * 3 + b) * 5 + w]!;
+    }
+    await expectClose(toGpu(back), cpuBinary('mul', s, x), 1e-6);
   });
 });

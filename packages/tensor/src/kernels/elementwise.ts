@@ -212,15 +212,20 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
       throw new RangeError(`input of shape [${t.shape}] does not broadcast to [${outShape}]`);
     });
   });
+  // Only the operands read or written through coordinates take part in the collapse.
+  const walked = [...(outDirect ? [] : [into!.strides]), ...tensors.flatMap((_, k) => (direct[k] ? [] : [strides[k]!]))];
+  const walk = collapseDims(outShape, walked);
+  const walkStrides = (k: number): readonly number[] => walk.strides[(outDirect ? 0 : 1) + direct.slice(0, k).filter((d) => !d).length]!;
+  const walkRank = walk.shape.length;
   const params = (count: number, start: number, offOut: number, offs: readonly number[]): Params => {
     const ps = new Params().u32('n', count);
-    if (rank > 0) ps.u32s('shape', outShape, rank);
+    if (walkRank > 0 && coordNeeded) ps.u32s('shape', walk.shape, walkRank);
     if (chunked) ps.u32('start', start);
     ps.u32('offOut', offOut);
-    if (!outDirect) ps.u32s('stOut', into!.strides, rank);
+    if (!outDirect) ps.u32s('stOut', walk.strides[0]!, walkRank);
     tensors.forEach((_, k) => {
       ps.u32(`off${k}`, offs[k]!);
-      if (!direct[k]) ps.u32s(`st${k}`, strides[k]!, rank);
+      if (!direct[k]) ps.u32s(`st${k}`, walkStrides(k), walkRank);
     });
     let scalars = 0;
     for (const x of inputs) if (!(x instanceof Tensor)) ps.f32(`s${scalars++}`, x);
@@ -228,7 +233,7 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
   };
   let outIndex = 'p.offOut + i';
   if (!outDirect) {
-    outIndex = `p.offOut${into!.strides.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', 'stOut', d)}`)).join('')}`;
+    outIndex = `p.offOut${walk.strides[0]!.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', 'stOut', d)}`)).join('')}`;
   }
   const decls: string[] = [];
   const loads: string[] = [];
@@ -238,7 +243,7 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
     decls.push(`@group(0) @binding(${binding++}) var<storage, read> in${k}: array<${storageType(t.dtype)}>;`);
     const index = direct[k]
       ? `p.off${k} + i`
-      : `p.off${k}${strides[k]!.map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', `st${k}`, d)}`)).join('')}`;
+      : `p.off${k}${walkStrides(k).map((s, d) => (s === 0 ? '' : ` + c${d} * ${Params.at('p', `st${k}`, d)}`)).join('')}`;
     const raw = `in${k}[${index}]`;
     loads.push(`  let v${k} = ${storageType(t.dtype) === T ? raw : `${T}(${raw})`};`);
   });
@@ -252,11 +257,12 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
     }
   }
   const coords: string[] = [];
-  if (coordNeeded && rank > 0) {
+  if (coordNeeded && walkRank > 0) {
     coords.push(chunked ? '  var r = p.start + i;' : '  var r = i;');
-    for (let d = rank - 1; d >= 0; d--) {
+    for (let d = walkRank - 1; d >= 0; d--) {
       const s = Params.at('p', 'shape', d);
-      coords.push(`  let c${d} = r % ${s};`);
+      // What is left of the index after the inner dims is the outermost coordinate itself.
+      coords.push(d > 0 ? `  let c${d} = r % ${s};` : '  let c0 = r;');
       if (d > 0) coords.push(`  r = r / ${s};`);
     }
   }
@@ -298,6 +304,27 @@ ${loads.join('\n')}
     });
   }
   return out;
+}
+
+/**
+ * `shape` with the dims of size 1 dropped and each run of adjacent dims that every stride set
+ * walks as one (the outer stride is the inner stride times the inner size) merged into one
+ * dim, with each set's strides for the result. A per-channel operand [N, C, 1, 1] over
+ * [N, C, H, W] is walked as [N*C, H*W]: two coordinates per element instead of four, and each
+ * coordinate costs an integer division.
+ */
+export function collapseDims(shape: readonly number[], strideSets: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const dims: { size: number; st: number[] }[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    const size = shape[d]!;
+    if (size === 1) continue;
+    const st = strideSets.map((s) => s[d]!);
+    const inner = dims[dims.length - 1];
+    if (inner && st.every((v, k) => v === inner.st[k]! * inner.size)) inner.size *= size;
+    else dims.push({ size, st });
+  }
+  dims.reverse();
+  return { shape: dims.map((d) => d.size), strides: strideSets.map((_, k) => dims.map((d) => d.st[k]!)) };
 }
 
 // Public ops ----------------------------------------------------------------------------
