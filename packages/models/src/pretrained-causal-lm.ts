@@ -8,11 +8,9 @@
  */
 import { GPT2LMHeadModel } from './arch/gpt2-lm.js';
 import { LlamaForCausalLM } from './arch/llama.js';
-import { StateDictError } from './nn/module.js';
-import { parseJSON, type TextCheckpointSource, type TextFiles } from './pretrained-text.js';
+import { checkVocabSize, loadTextCheckpointWith, type LoadedTextCheckpoint, type TextCheckpointSource } from './pretrained-text.js';
 import type { HostArray } from './safetensors.js';
 import type { DroppedKey, TensorSource, TextLoadReport } from './text-checkpoint.js';
-import { Tokenizer, type TokenizerConfigJSON, type TokenizerJSON } from './tokenizers/tokenizer.js';
 
 export type CausalLM = LlamaForCausalLM | GPT2LMHeadModel;
 
@@ -67,49 +65,21 @@ export async function loadCausalLMCheckpoint(model: CausalLM, source: TensorSour
   return { renamed: map.renamed, dropped: map.dropped, newlyInitialized: [] };
 }
 
-export interface PretrainedCausalLM {
-  model: CausalLM;
-  tokenizer: Tokenizer;
-  config: Record<string, unknown>;
-  report: TextLoadReport;
-  files: TextFiles;
-}
+export type PretrainedCausalLM = LoadedTextCheckpoint<CausalLM>;
 
 /**
  * A causal LM with its checkpoint loaded strictly, and its tokenizer. `id` (llama, gpt2) must
  * agree with config.json's model_type when given; `label` names the checkpoint in errors.
  */
-export async function loadPretrainedCausalLM(id: string | null, source: TextCheckpointSource, opts: { label: string }): Promise<PretrainedCausalLM> {
-  const configFile = await source.config();
-  const json = parseJSON<unknown>(configFile, 'config.json');
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TypeError(`${configFile.name}: config.json must hold an object, got ${JSON.stringify(json)}`);
-  const config = json as Record<string, unknown>;
-  if (id !== null && config.model_type !== undefined && config.model_type !== id) {
-    throw new RangeError(`${opts.label}: config.json has model_type "${String(config.model_type)}", not "${id}"`);
-  }
-  const model = causalLMFromConfig(config, id ?? undefined);
-  try {
-    const tok = await source.tokenizer();
-    const tokenizer = Tokenizer.fromJSON(parseJSON<TokenizerJSON>(tok.tokenizer, 'tokenizer.json'), {
-      config: tok.tokenizerConfig ? parseJSON<TokenizerConfigJSON>(tok.tokenizerConfig, 'tokenizer_config.json') : {},
-    });
-    if (tokenizer.vocabSize > model.vocabSize) {
-      throw new RangeError(`${opts.label}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.vocabSize}; its ids would index past the embedding`);
-    }
-    const weights = await source.weights();
-    let report: TextLoadReport;
-    try {
-      report = await loadCausalLMCheckpoint(model, weights.tensors);
-    } catch (e) {
-      if (e instanceof StateDictError) throw new StateDictError(`${opts.label}: ${e.message}`, e.missing, e.unexpected, e.mismatched);
-      throw e;
-    } finally {
-      await weights.close?.();
-    }
-    const files: TextFiles = { config: configFile.name, tokenizer: tok.tokenizer.name, tokenizerConfig: tok.tokenizerConfig?.name ?? null, weights: weights.name };
-    return { model, tokenizer, config, report, files };
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
+export function loadPretrainedCausalLM(id: string | null, source: TextCheckpointSource, opts: { label: string }): Promise<PretrainedCausalLM> {
+  return loadTextCheckpointWith<CausalLM>(source, opts.label, {
+    build: (config) => {
+      if (id !== null && config.model_type !== undefined && config.model_type !== id) {
+        throw new RangeError(`${opts.label}: config.json has model_type "${String(config.model_type)}", not "${id}"`);
+      }
+      return causalLMFromConfig(config, id ?? undefined);
+    },
+    checkTokenizer: (model, tokenizer) => checkVocabSize(tokenizer, model.vocabSize, opts.label),
+    load: loadCausalLMCheckpoint,
+  });
 }

@@ -9,11 +9,10 @@
  * saver that kept that one) has it read as `shared.weight`.
  */
 import { T5ForConditionalGeneration } from './arch/t5.js';
-import { StateDictError } from './nn/module.js';
-import { parseJSON, type TextCheckpointSource, type TextFiles } from './pretrained-text.js';
+import { checkVocabSize, loadTextCheckpointWith, type LoadedTextCheckpoint, type TextCheckpointSource } from './pretrained-text.js';
 import type { HostArray } from './safetensors.js';
 import type { DroppedKey, TensorSource, TextLoadReport } from './text-checkpoint.js';
-import { Tokenizer, type TokenizerConfigJSON, type TokenizerJSON } from './tokenizers/tokenizer.js';
+import type { Tokenizer } from './tokenizers/tokenizer.js';
 
 const EMBEDDING_NAMES = ['shared.weight', 'encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'];
 
@@ -50,13 +49,7 @@ export async function loadT5Checkpoint(model: T5ForConditionalGeneration, source
   return { renamed: map.renamed, dropped: map.dropped, newlyInitialized: [] };
 }
 
-export interface PretrainedSeq2Seq {
-  model: T5ForConditionalGeneration;
-  tokenizer: Tokenizer;
-  config: Record<string, unknown>;
-  report: TextLoadReport;
-  files: TextFiles;
-}
+export type PretrainedSeq2Seq = LoadedTextCheckpoint<T5ForConditionalGeneration>;
 
 /**
  * The special tokens the model needs (pad starts the decoder, eos ends the target) missing from
@@ -72,37 +65,17 @@ export function checkSeq2SeqTokenizer(model: T5ForConditionalGeneration, tokeniz
     return tokenizer.specialIds.size && !tokenizer.specialIds.has(id) ? [`${name} ${id} (the tokenizer's ${JSON.stringify(token)} there is not a special token)`] : [];
   });
   if (missing.length) throw new RangeError(`${label}: the tokenizer has no token for ${missing.join(' and ')} of config.json, which T5 needs to start and end a target`);
-  if (tokenizer.vocabSize > model.vocabSize) throw new RangeError(`${label}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.vocabSize}; its ids would index past the embedding`);
+  checkVocabSize(tokenizer, model.vocabSize, label);
 }
 
 /** T5 with its checkpoint loaded strictly, and its tokenizer; `label` names the checkpoint in errors. */
-export async function loadPretrainedSeq2Seq(source: TextCheckpointSource, opts: { label: string }): Promise<PretrainedSeq2Seq> {
-  const configFile = await source.config();
-  const json = parseJSON<unknown>(configFile, 'config.json');
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TypeError(`${configFile.name}: config.json must hold an object, got ${JSON.stringify(json)}`);
-  const config = json as Record<string, unknown>;
-  if (config.model_type !== undefined && config.model_type !== 't5') throw new RangeError(`${opts.label}: config.json has model_type ${JSON.stringify(config.model_type)}; the sequence-to-sequence models here are T5 ("t5")`);
-  const model = new T5ForConditionalGeneration(config);
-  try {
-    const tok = await source.tokenizer();
-    const tokenizer = Tokenizer.fromJSON(parseJSON<TokenizerJSON>(tok.tokenizer, 'tokenizer.json'), {
-      config: tok.tokenizerConfig ? parseJSON<TokenizerConfigJSON>(tok.tokenizerConfig, 'tokenizer_config.json') : {},
-    });
-    checkSeq2SeqTokenizer(model, tokenizer, opts.label);
-    const weights = await source.weights();
-    let report: TextLoadReport;
-    try {
-      report = await loadT5Checkpoint(model, weights.tensors);
-    } catch (e) {
-      if (e instanceof StateDictError) throw new StateDictError(`${opts.label}: ${e.message}`, e.missing, e.unexpected, e.mismatched);
-      throw e;
-    } finally {
-      await weights.close?.();
-    }
-    const files: TextFiles = { config: configFile.name, tokenizer: tok.tokenizer.name, tokenizerConfig: tok.tokenizerConfig?.name ?? null, weights: weights.name };
-    return { model, tokenizer, config, report, files };
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
+export function loadPretrainedSeq2Seq(source: TextCheckpointSource, opts: { label: string }): Promise<PretrainedSeq2Seq> {
+  return loadTextCheckpointWith(source, opts.label, {
+    build: (config) => {
+      if (config.model_type !== undefined && config.model_type !== 't5') throw new RangeError(`${opts.label}: config.json has model_type ${JSON.stringify(config.model_type)}; the sequence-to-sequence models here are T5 ("t5")`);
+      return new T5ForConditionalGeneration(config);
+    },
+    checkTokenizer: (model, tokenizer) => checkSeq2SeqTokenizer(model, tokenizer, opts.label),
+    load: loadT5Checkpoint,
+  });
 }

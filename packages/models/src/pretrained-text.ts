@@ -91,42 +91,50 @@ export function parseJSON<T>(file: NamedText, what: string): T {
   }
 }
 
+/** A model built from a text checkpoint's config.json, with its tokenizer and the load's report. */
+export interface LoadedTextCheckpoint<M> {
+  model: M;
+  tokenizer: Tokenizer;
+  config: Record<string, unknown>;
+  report: TextLoadReport;
+  files: TextFiles;
+}
+
+/** What differs between the text model families: how config.json becomes a network, what
+ * the tokenizer must offer it, and how the weights load (strictly) into it. */
+export interface TextCheckpointSteps<M> {
+  build(config: Record<string, unknown>): M;
+  checkTokenizer(model: M, tokenizer: Tokenizer): void;
+  load(model: M, tensors: TensorSource): Promise<TextLoadReport>;
+}
+
 /**
- * A text model with its checkpoint loaded strictly, and its tokenizer. The key map reads the
- * files people have (gpt2's unprefixed keys and mask buffers, bert-base-uncased's gamma/beta and
- * pretraining heads, base-model files without a prefix); the classifier head is new unless the
- * checkpoint has one, and `numClasses` replaces a head of another size. `label` names the
- * checkpoint in errors.
+ * The order every text checkpoint loads in: config.json parsed to an object and built, the
+ * tokenizer read and checked against the model before the weights are asked for, the weights
+ * loaded and their file closed whatever happens, and a StateDictError prefixed with `label`.
+ * The model is disposed when any step fails.
  */
-export async function loadPretrainedText(spec: TextModelSpec, source: TextCheckpointSource, opts: { label: string; numClasses?: number }): Promise<PretrainedText> {
+export async function loadTextCheckpointWith<M extends { dispose(): void }>(source: TextCheckpointSource, label: string, steps: TextCheckpointSteps<M>): Promise<LoadedTextCheckpoint<M>> {
   const configFile = await source.config();
   const json = parseJSON<unknown>(configFile, 'config.json');
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TypeError(`${configFile.name}: config.json must hold an object, got ${JSON.stringify(json)}`);
   const config = json as Record<string, unknown>;
-  const model = spec.fromConfig(config);
+  const model = steps.build(config);
   try {
     const tok = await source.tokenizer();
     const tokenizer = Tokenizer.fromJSON(parseJSON<TokenizerJSON>(tok.tokenizer, 'tokenizer.json'), {
       config: tok.tokenizerConfig ? parseJSON<TokenizerConfigJSON>(tok.tokenizerConfig, 'tokenizer_config.json') : {},
     });
-    if (tokenizer.vocabSize > model.config.vocabSize) {
-      throw new RangeError(`${opts.label}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocabSize}; its ids would index past the embedding`);
-    }
+    steps.checkTokenizer(model, tokenizer);
     const weights = await source.weights();
     let report: TextLoadReport;
     try {
-      report = await loadTextCheckpoint(model, weights.tensors);
+      report = await steps.load(model, weights.tensors);
     } catch (e) {
-      if (e instanceof StateDictError) throw new StateDictError(`${opts.label}: ${e.message}`, e.missing, e.unexpected, e.mismatched);
+      if (e instanceof StateDictError) throw new StateDictError(`${label}: ${e.message}`, e.missing, e.unexpected, e.mismatched);
       throw e;
     } finally {
       await weights.close?.();
-    }
-    const n = opts.numClasses;
-    if (n !== undefined && n !== model.numClasses) {
-      model.resetClassifier(n);
-      const head = model.namedParameters().map(([k]) => k).filter((k) => k.startsWith(`${model.classifierPath}.`));
-      report.newlyInitialized = [...new Set([...report.newlyInitialized, ...head])];
     }
     const files: TextFiles = { config: configFile.name, tokenizer: tok.tokenizer.name, tokenizerConfig: tok.tokenizerConfig?.name ?? null, weights: weights.name };
     return { model, tokenizer, config, report, files };
@@ -134,4 +142,35 @@ export async function loadPretrainedText(spec: TextModelSpec, source: TextCheckp
     model.dispose();
     throw e;
   }
+}
+
+/** The error for a tokenizer whose ids would index past the model's embedding. */
+export function checkVocabSize(tokenizer: Tokenizer, vocabSize: number, label: string): void {
+  if (tokenizer.vocabSize > vocabSize) {
+    throw new RangeError(`${label}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${vocabSize}; its ids would index past the embedding`);
+  }
+}
+
+/**
+ * A text model with its checkpoint loaded strictly, and its tokenizer. The key map reads the
+ * files people have (gpt2's unprefixed keys and mask buffers, bert-base-uncased's gamma/beta and
+ * pretraining heads, base-model files without a prefix); the classifier head is new unless the
+ * checkpoint has one, and `numClasses` replaces a head of another size. `label` names the
+ * checkpoint in errors.
+ */
+export function loadPretrainedText(spec: TextModelSpec, source: TextCheckpointSource, opts: { label: string; numClasses?: number }): Promise<PretrainedText> {
+  return loadTextCheckpointWith<TextClassifier>(source, opts.label, {
+    build: (config) => spec.fromConfig(config),
+    checkTokenizer: (model, tokenizer) => checkVocabSize(tokenizer, model.config.vocabSize, opts.label),
+    load: async (model, tensors) => {
+      const report = await loadTextCheckpoint(model, tensors);
+      const n = opts.numClasses;
+      if (n !== undefined && n !== model.numClasses) {
+        model.resetClassifier(n);
+        const head = model.namedParameters().map(([k]) => k).filter((k) => k.startsWith(`${model.classifierPath}.`));
+        report.newlyInitialized = [...new Set([...report.newlyInitialized, ...head])];
+      }
+      return report;
+    },
+  });
 }
