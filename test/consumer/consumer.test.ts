@@ -19,6 +19,8 @@ const README = join(ROOT, 'README.md');
 /** The workspace's compiler, standing in for the one a consumer installs. */
 const TSC = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 const PACKAGES = ['tensor', 'autograd', 'models', 'train'];
+/** The `tl` command: packed with the libraries and installed once webgpu is (it depends on it). */
+const CLI = 'cli';
 const WEIGHTS = join(ROOT, 'data/pretrained/cifar10-resnet20.safetensors');
 const CIFAR = join(ROOT, 'data/cifar10-test');
 const CLASSES = ['cat', 'dog'];
@@ -70,19 +72,21 @@ function checkRun(result: { history: EpochLog[]; accuracy: number }, epochs: num
 describe('the packages installed from their tarballs by npm, outside the workspace', () => {
   let project: string;
   let app: string;
+  let tarballFiles: string[];
 
   beforeAll(() => {
     for (const f of [WEIGHTS, CIFAR]) {
       if (!existsSync(f)) throw new Error(`${f} is missing; it is committed with the repository (git checkout -- data/)`);
     }
     project = mkdtempSync(join(tmpdir(), 'tl-consumer-'));
-    run(process.execPath, [join(ROOT, 'scripts/build-workspace.mjs'), '@tl/train'], ROOT);
+    run(process.execPath, [join(ROOT, 'scripts/build-workspace.mjs'), '@tl/cli'], ROOT);
     const tarballs = join(project, 'tarballs');
-    for (const p of PACKAGES) run('pnpm', ['pack', '--pack-destination', tarballs], join(ROOT, 'packages', p));
+    for (const p of [...PACKAGES, CLI]) run('pnpm', ['pack', '--pack-destination', tarballs], join(ROOT, 'packages', p));
     app = join(project, 'app');
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'tl-consumer', private: true, type: 'module' }, null, 2));
-    npmInstall(app, readdirSync(tarballs).map((f) => join(tarballs, f)));
+    tarballFiles = readdirSync(tarballs).map((f) => join(tarballs, f));
+    npmInstall(app, tarballFiles.filter((f) => !f.includes(`tl-${CLI}-`)));
   });
   afterAll(() => {
     if (project) rmSync(project, { recursive: true, force: true });
@@ -108,6 +112,17 @@ describe('the packages installed from their tarballs by npm, outside the workspa
       npmInstall(app, [`webgpu@${tensorPkg.peerDependencies.webgpu}`]);
       copyFileSync(WEIGHTS, join(app, 'cifar10-resnet20.safetensors'));
       copyImages(join(app, 'images'));
+    });
+
+    it('the tl command of the installed @tl/cli runs: its help lists the commands and `tl doctor` runs a kernel', () => {
+      npmInstall(app, tarballFiles);
+      expect(existsSync(join(app, 'node_modules/@tl', CLI, 'node_modules/@tl'))).toBe(false);
+      const tl = join(app, 'node_modules/.bin/tl');
+      const help = run(tl, ['--help'], app);
+      for (const command of ['train', 'eval', 'predict', 'doctor']) expect(help).toContain(`  ${command} `);
+      const doctor = run(tl, ['doctor'], app);
+      expect(doctor).toMatch(/^adapter: \S/m);
+      expect(doctor).toContain('a test kernel ran: [1, 2] + 1 = [2, 3]');
     });
 
     it.each(PACKAGES)("the example in %s's README runs", async (p) => {
