@@ -32,7 +32,7 @@ export const NON_DIFFERENTIABLE: Readonly<Record<string, readonly string[]>> = {
   views: ['chunk', 'split'],
   /** Shapes, indices, checks and formatting on the host. */
   host: [
-    'avgPool2dOutputShape', 'broadcastIndex', 'broadcastShapes', 'checkIndices', 'checkLabels', 'checkShape', 'contiguousStrides', 'conv2dGeometry',
+    'avgPool2dOutputShape', 'broadcastIndex', 'broadcastShapes', 'checkIndices', 'checkLabels', 'checkShape', 'collapseDims', 'contiguousStrides', 'conv2dGeometry',
     'conv2dOutputShape', 'fmt', 'host', 'linearIndex', 'maxPool2dOutputShape', 'normDim', 'normDims', 'numel', 'resolveDims', 'rowLayout',
     'rowParams', 'rowProgram', 'rowWorkgroups', 'shapeEq', 'wgslType', 'storageType', 'enableF16', 'dtypeBytes',
     'halfBits', 'halfValue', 'roundHalf', 'toHalfArray', 'fromHalfArray',

@@ -63,3 +63,24 @@ export function shapeEq(a: Shape, b: Shape): boolean {
 export function fmt(shape: Shape): string {
   return `[${shape.join(', ')}]`;
 }
+
+/**
+ * `shape` with the dims of size 1 dropped and each run of adjacent dims that every stride set
+ * walks as one (the outer stride is the inner stride times the inner size) merged into one
+ * dim, with each set's strides for the result. A per-channel operand [N, C, 1, 1] over
+ * [N, C, H, W] is walked as [N*C, H*W]: two coordinates per element instead of four, and each
+ * coordinate costs an integer division.
+ */
+export function collapseDims(shape: readonly number[], strideSets: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const dims: { size: number; st: number[] }[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    const size = shape[d]!;
+    if (size === 1) continue;
+    const st = strideSets.map((s) => s[d]!);
+    const inner = dims[dims.length - 1];
+    if (inner && st.every((v, k) => v === inner.st[k]! * inner.size)) inner.size *= size;
+    else dims.push({ size, st });
+  }
+  dims.reverse();
+  return { shape: dims.map((d) => d.size), strides: strideSets.map((_, k) => dims.map((d) => d.st[k]!)) };
+}

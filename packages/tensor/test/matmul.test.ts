@@ -171,6 +171,21 @@ describe.each(MATMUL_VARIANTS)('matmul (the %s kernel) against the float64 refer
     await expectClose(linear(toGpu(odd), toGpu(wOdd)), cpuLinear(odd, wOdd), RTOL, ATOL);
   });
 
+  it('linear and q · kᵀ on 64 rows or more copy the transposed operand to row-major first, with the same results', async () => {
+    // Batches of rows too: [2, 40, K] meets the weight as one product of 80 rows.
+    for (const [xs, n] of [[[70, 36], 44], [[2, 40, 24], 20], [[65, 129], 7], [[64, 32], 1]] as [number[], number][]) {
+      const x = randHost(xs, xs.length + n);
+      const w = randHost([n, xs[xs.length - 1]!], n);
+      const bias = randHost([n], 3);
+      await expectClose(linear(toGpu(x), toGpu(w), toGpu(bias), 'relu'), cpuLinear(x, w, bias, 'relu'), RTOL, ATOL);
+    }
+    const q = randHost([2, 3, 80, 16], 71);
+    const k = randHost([2, 3, 72, 16], 72);
+    const kt = host([2, 3, 16, 72]);
+    for (let b = 0; b < 6; b++) for (let i = 0; i < 72; i++) for (let j = 0; j < 16; j++) kt.data[(b * 16 + j) * 72 + i] = k.data[(b * 72 + i) * 16 + j]!;
+    await expectClose(matmul(toGpu(q), toGpu(k).transpose(-2, -1)), cpuMatmul(q, kt), RTOL, ATOL);
+  });
+
   it('empty dims give empty or zero results', async () => {
     const z = matmul(toGpu(randHost([0, 4], 1)), toGpu(randHost([4, 3], 2)));
     expect(z.shape).toEqual([0, 3]);

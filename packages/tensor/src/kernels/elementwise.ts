@@ -6,7 +6,8 @@
 import { engine, type BoundElements } from '../engine.js';
 import { broadcastIndex, host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
-import { broadcastShapes, numel, shapeEq, type Shape } from '../shape.js';
+import { transposedCopy } from './transpose.js';
+import { broadcastShapes, collapseDims, numel, shapeEq, type Shape } from '../shape.js';
 import { registerCast, registerContiguousCopy, Tensor, type DType } from '../tensor.js';
 import { enableF16, erf, linearIndex, MAIN_ARGS, MATH_HELPERS, storageType, WG } from './wgsl.js';
 
@@ -306,27 +307,6 @@ ${loads.join('\n')}
   return out;
 }
 
-/**
- * `shape` with the dims of size 1 dropped and each run of adjacent dims that every stride set
- * walks as one (the outer stride is the inner stride times the inner size) merged into one
- * dim, with each set's strides for the result. A per-channel operand [N, C, 1, 1] over
- * [N, C, H, W] is walked as [N*C, H*W]: two coordinates per element instead of four, and each
- * coordinate costs an integer division.
- */
-export function collapseDims(shape: readonly number[], strideSets: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
-  const dims: { size: number; st: number[] }[] = [];
-  for (let d = shape.length - 1; d >= 0; d--) {
-    const size = shape[d]!;
-    if (size === 1) continue;
-    const st = strideSets.map((s) => s[d]!);
-    const inner = dims[dims.length - 1];
-    if (inner && st.every((v, k) => v === inner.st[k]! * inner.size)) inner.size *= size;
-    else dims.push({ size, st });
-  }
-  dims.reverse();
-  return { shape: dims.map((d) => d.size), strides: strideSets.map((_, k) => dims.map((d) => d.st[k]!)) };
-}
-
 // Public ops ----------------------------------------------------------------------------
 
 /** The float dtype of an op on these tensors: float16 when all are, else float32 (PyTorch's
@@ -431,7 +411,7 @@ export function assign(dst: Tensor, src: Tensor | number): Tensor {
 }
 
 function copy(x: Tensor): Tensor {
-  return map([x], ([v]) => v!, { int: x.dtype === 'int32', dtype: x.dtype, label: 'copy' });
+  return transposedCopy(x) ?? map([x], ([v]) => v!, { int: x.dtype === 'int32', dtype: x.dtype, label: 'copy' });
 }
 registerContiguousCopy(copy);
 
