@@ -3,8 +3,18 @@ import { Rng } from '@tl/tensor';
 
 export type Family = 'matmul' | 'conv' | 'softmax';
 
+/** a [m, k] by b [k, n]. */
 export interface MatmulCase {
   kernel: 'matmul';
+  m: number;
+  k: number;
+  n: number;
+}
+
+/** x [m, k] by a weight [n, k] in PyTorch's [out, in] layout, read transposed (x · wᵀ), as
+ * every Linear layer runs. */
+export interface LinearCase {
+  kernel: 'linear';
   m: number;
   k: number;
   n: number;
@@ -29,7 +39,7 @@ export interface SoftmaxCase {
   cols: number;
 }
 
-export type CaseSpec = MatmulCase | ConvCase | SoftmaxCase;
+export type CaseSpec = MatmulCase | LinearCase | ConvCase | SoftmaxCase;
 
 export interface Case {
   spec: CaseSpec;
@@ -38,7 +48,7 @@ export interface Case {
   shape: string;
   /** Floating-point operations of one call (multiply and add counted separately). */
   flops: number;
-  /** Inputs in canonical layout: [a, b] for matmul, [x, w] for conv, [x] for softmax. */
+  /** Inputs in canonical layout: [a, b] for matmul, [x, w] for linear ([n, k]) and conv, [x] for softmax. */
   inputs: Float32Array[];
   /** Shape of the output in canonical layout. */
   outShape: number[];
@@ -54,6 +64,9 @@ export function caseSpecs(): CaseSpec[] {
     { kernel: 'matmul', m: 512, k: 512, n: 512 },
     { kernel: 'matmul', m: 1024, k: 1024, n: 1024 },
     { kernel: 'matmul', m: 4096, k: 1024, n: 1024 },
+    // A classifier head at batch 2 (EfficientNet-B0's), and BERT-base's MLP on 128 tokens.
+    { kernel: 'linear', m: 2, k: 1280, n: 1000 },
+    { kernel: 'linear', m: 128, k: 768, n: 3072 },
     { kernel: 'conv2d', ...conv, groups: 1 },
     { kernel: 'depthwise', ...conv, groups: 64 },
     { kernel: 'softmax', rows: 4096, cols: 1000 },
@@ -61,7 +74,7 @@ export function caseSpecs(): CaseSpec[] {
 }
 
 export function familyOf(spec: CaseSpec): Family {
-  return spec.kernel === 'matmul' ? 'matmul' : spec.kernel === 'softmax' ? 'softmax' : 'conv';
+  return spec.kernel === 'matmul' || spec.kernel === 'linear' ? 'matmul' : spec.kernel === 'softmax' ? 'softmax' : 'conv';
 }
 
 /** Deterministic uniform values in [-1, 1) (mulberry32), so every run sees the same data. */
@@ -72,7 +85,8 @@ export function uniform(length: number, seed: number): Float32Array {
 
 export function buildCase(spec: CaseSpec, seed: number): Case {
   switch (spec.kernel) {
-    case 'matmul': {
+    case 'matmul':
+    case 'linear': {
       const { m, k, n } = spec;
       return {
         spec,

@@ -2,7 +2,7 @@
  * Kernel benchmark: this engine against TF.js WebGPU on the same Dawn GPU object, TF.js
  * WASM (XNNPACK) and plain JavaScript, with outputs cross-checked.
  *
- *   pnpm bench:kernels [--quick] [--only matmul,conv,softmax]
+ *   pnpm bench:kernels [--quick] [--only matmul,linear,conv,softmax]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -26,11 +26,11 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  console.log('usage: pnpm bench:kernels [--quick] [--only matmul,conv,conv2d,depthwise,softmax]');
+  console.log('usage: pnpm bench:kernels [--quick] [--only matmul,linear,conv,conv2d,depthwise,softmax]');
   process.exit(0);
 }
 const selectors = args.only?.split(',').map((s) => s.trim()).filter(Boolean);
-const known = ['matmul', 'conv', 'conv2d', 'depthwise', 'softmax'];
+const known = ['matmul', 'linear', 'conv', 'conv2d', 'depthwise', 'softmax'];
 for (const s of selectors ?? []) {
   if (!known.includes(s)) {
     console.error(`--only: unknown kernel "${s}"; expected a comma-separated list of ${known.join(', ')}`);

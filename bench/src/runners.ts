@@ -28,6 +28,7 @@ export interface System {
 // Ours -------------------------------------------------------------------------------------
 
 type MatmulFn = (a: Tensor, b: Tensor) => Tensor;
+type LinearFn = (x: Tensor, w: Tensor) => Tensor;
 type Conv2dFn = (x: Tensor, w: Tensor, opts: { padding: number; groups: number }) => Tensor;
 type SoftmaxFn = (x: Tensor, dim: number) => Tensor;
 
@@ -48,6 +49,10 @@ export function ours(): System {
       if (s.kernel === 'matmul') {
         const f = op<MatmulFn>('matmul');
         if (!f) return disposeAll(inputs, 'not available (@tl/tensor exports no matmul)');
+        call = () => f(inputs[0]!, inputs[1]!);
+      } else if (s.kernel === 'linear') {
+        const f = op<LinearFn>('linear');
+        if (!f) return disposeAll(inputs, 'not available (@tl/tensor exports no linear)');
         call = () => f(inputs[0]!, inputs[1]!);
       } else if (s.kernel === 'softmax') {
         const f = op<SoftmaxFn>('softmax');
@@ -91,6 +96,7 @@ function disposeAll(ts: Tensor[], reason: string): string {
 function inputShape(c: Case, i: number): number[] {
   const s = c.spec;
   if (s.kernel === 'matmul') return i === 0 ? [s.m, s.k] : [s.k, s.n];
+  if (s.kernel === 'linear') return i === 0 ? [s.m, s.k] : [s.n, s.k];
   if (s.kernel === 'softmax') return [s.rows, s.cols];
   return i === 0 ? [s.n, s.cin, s.h, s.w] : [s.cout, s.cin / s.groups, s.kh, s.kw];
 }
@@ -111,6 +117,9 @@ export function tfjs(tf: typeof TfCore, backend: 'webgpu' | 'wasm', name: string
       if (s.kernel === 'matmul') {
         inputs = [tf.tensor2d(c.inputs[0]!, [s.m, s.k]), tf.tensor2d(c.inputs[1]!, [s.k, s.n])];
         call = () => tf.matMul(inputs[0] as TfCore.Tensor2D, inputs[1] as TfCore.Tensor2D);
+      } else if (s.kernel === 'linear') {
+        inputs = [tf.tensor2d(c.inputs[0]!, [s.m, s.k]), tf.tensor2d(c.inputs[1]!, [s.n, s.k])];
+        call = () => tf.matMul(inputs[0] as TfCore.Tensor2D, inputs[1] as TfCore.Tensor2D, false, true);
       } else if (s.kernel === 'softmax') {
         inputs = [tf.tensor2d(c.inputs[0]!, [s.rows, s.cols])];
         call = () => tf.softmax(inputs[0]!);
@@ -197,6 +206,12 @@ export function jsCpu(): System {
       const [x, y] = c.inputs;
       let call: () => void;
       if (s.kernel === 'matmul') call = () => jsMatmul(x!, y!, s.m, s.k, s.n, out);
+      else if (s.kernel === 'linear') {
+        // The weight transposed once, outside the timed calls.
+        const wt = new Float32Array(s.k * s.n);
+        for (let o = 0; o < s.n; o++) for (let i = 0; i < s.k; i++) wt[i * s.n + o] = y![o * s.k + i]!;
+        call = () => jsMatmul(x!, wt, s.m, s.k, s.n, out);
+      }
       else if (s.kernel === 'softmax') call = () => jsSoftmax(x!, s.rows, s.cols, out);
       else call = () => jsConv2d(x!, y!, s, out);
       return {

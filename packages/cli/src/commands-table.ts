@@ -231,7 +231,7 @@ export const COMMANDS: Record<string, CommandDef> = {
     examples: ['tl doctor'],
   },
   bench: {
-    usage: 'tl bench [--quick] [--only matmul,conv,softmax]',
+    usage: 'tl bench [--quick] [--only matmul,linear,conv,softmax]',
     summary: 'kernel benchmarks against TensorFlow.js',
     flags: {
       quick: { type: 'boolean', group: 'options', help: 'fewer sizes and repeats', default: 'off' },
