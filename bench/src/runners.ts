@@ -211,8 +211,7 @@ export function jsCpu(): System {
         const wt = new Float32Array(s.k * s.n);
         for (let o = 0; o < s.n; o++) for (let i = 0; i < s.k; i++) wt[i * s.n + o] = y![o * s.k + i]!;
         call = () => jsMatmul(x!, wt, s.m, s.k, s.n, out);
-      }
-      else if (s.kernel === 'softmax') call = () => jsSoftmax(x!, s.rows, s.cols, out);
+      } else if (s.kernel === 'softmax') call = () => jsSoftmax(x!, s.rows, s.cols, out);
       else call = () => jsConv2d(x!, y!, s, out);
       return {
         step: call,

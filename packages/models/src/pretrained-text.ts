@@ -10,17 +10,8 @@ import { getModelSpec, isTextModelSpec, listModels, type TextClassifier, type Te
 import { loadTextCheckpoint, type TensorSource, type TextLoadReport } from './text-checkpoint.js';
 import { Tokenizer, type TokenizerConfigJSON, type TokenizerJSON } from './tokenizers/tokenizer.js';
 
-export interface PretrainedText {
-  model: TextClassifier;
-  tokenizer: Tokenizer;
-  /** The config.json the model was built from. */
-  config: Record<string, unknown>;
-  /** What the key map renamed and dropped, and which keys are newly initialised. */
-  report: TextLoadReport;
-  /** Where the files were read from (paths in the Hub cache for `hf:` references in Node, URLs or
-   * file names in the browser), e.g. to copy the tokenizer next to fine-tuned weights. */
-  files: TextFiles;
-}
+/** A text classifier with its tokenizer, as `fromPretrained` gives it. */
+export type PretrainedText = LoadedTextCheckpoint<TextClassifier>;
 
 export interface TextFiles {
   weights: string;
@@ -95,8 +86,12 @@ export function parseJSON<T>(file: NamedText, what: string): T {
 export interface LoadedTextCheckpoint<M> {
   model: M;
   tokenizer: Tokenizer;
+  /** The config.json the model was built from. */
   config: Record<string, unknown>;
+  /** What the key map renamed and dropped, and which keys are newly initialised. */
   report: TextLoadReport;
+  /** Where the files were read from (paths in the Hub cache for `hf:` references in Node, URLs or
+   * file names in the browser), e.g. to copy the tokenizer next to fine-tuned weights. */
   files: TextFiles;
 }
 

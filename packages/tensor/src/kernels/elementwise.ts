@@ -6,9 +6,9 @@
 import { engine, type BoundElements } from '../engine.js';
 import { broadcastIndex, host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
-import { transposedCopy } from './transpose.js';
-import { broadcastShapes, collapseDims, numel, shapeEq, type Shape } from '../shape.js';
+import { broadcastShapes, collapseDims, contiguousStrides, numel, shapeEq, type Shape } from '../shape.js';
 import { registerCast, registerContiguousCopy, Tensor, type DType } from '../tensor.js';
+import { transposedCopy } from './transpose.js';
 import { enableF16, erf, linearIndex, MAIN_ARGS, MATH_HELPERS, storageType, WG } from './wgsl.js';
 
 type Expr1 = (x: string) => string;
@@ -213,10 +213,9 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
       throw new RangeError(`input of shape [${t.shape}] does not broadcast to [${outShape}]`);
     });
   });
-  // Only the operands read or written through coordinates take part in the collapse.
-  const walked = [...(outDirect ? [] : [into!.strides]), ...tensors.flatMap((_, k) => (direct[k] ? [] : [strides[k]!]))];
-  const walk = collapseDims(outShape, walked);
-  const walkStrides = (k: number): readonly number[] => walk.strides[(outDirect ? 0 : 1) + direct.slice(0, k).filter((d) => !d).length]!;
+  // Every operand takes part in the collapse; those read or written directly ignore the result.
+  const walk = collapseDims(outShape, [outDirect ? contiguousStrides(outShape) : into!.strides, ...strides]);
+  const walkStrides = (k: number): readonly number[] => walk.strides[k + 1]!;
   const walkRank = walk.shape.length;
   const params = (count: number, start: number, offOut: number, offs: readonly number[]): Params => {
     const ps = new Params().u32('n', count);
