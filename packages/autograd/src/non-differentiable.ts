@@ -23,9 +23,10 @@ export const NON_DIFFERENTIABLE: Readonly<Record<string, readonly string[]>> = {
     'layerNormBackward', 'layerNormWithStats', 'logSoftmaxBackward', 'map', 'matmulWgsl', 'maxPool2dBackward', 'maxPool2dWithIndices',
     'moments', 'reduceGeneric', 'softmaxBackward', 'varMean',
   ],
-  /** Kernel autotuning: stored choices, the store, and the hook that forces a matmul variant. */
+  /** Kernel choices: autotuning's stored choices and store, the convolution algorithm, and
+   * the hooks that force a matmul variant or a convolution algorithm. */
   autotune: [
-    'adapterKey', 'autotuneEnabled', 'autotuneFilePath', 'forceMatmulVariant', 'matmulShapeClass', 'matmulSpecKey', 'onEngineInit', 'registerTuneStore',
+    'adapterKey', 'autotuneEnabled', 'autotuneFilePath', 'convAlgorithm', 'forceConvAlgorithm', 'forceMatmulVariant', 'matmulShapeClass', 'matmulSpecKey', 'onEngineInit', 'registerTuneStore',
     'setAutotune', 'tuneChoices', 'tunePending', 'tuneStoreLocation',
   ],
   /** Views: split and chunk return narrow() views, whose gradients the view hook records. */

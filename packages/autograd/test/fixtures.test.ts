@@ -24,6 +24,23 @@ describe('PyTorch golden fixtures', () => {
     });
   }
 
+  for (const algorithm of ['winograd2x2', 'winograd4x4'] as const) {
+    it(`conv2d basic through ${algorithm}: output and the gradients of input, weight and bias`, async () => {
+      const f = load('conv2d_basic');
+      A.forceConvAlgorithm(algorithm);
+      try {
+        const [x, w, b] = [gpu(f, 'x', true), gpu(f, 'w', true), gpu(f, 'b', true)];
+        const y = A.conv2d(x, w, { bias: b });
+        await expectClose(y, want(f, 'y'), RTOL, 1e-5);
+        A.backward(y, gpu(f, 'gy'));
+        await expectClose(x.grad!, want(f, 'grad.x'), RTOL, 1e-5);
+        await expectClose(w.grad!, want(f, 'grad.w'), RTOL, 1e-4);
+      } finally {
+        A.forceConvAlgorithm(null);
+      }
+    });
+  }
+
   it('batch norm in training: output, running statistics and gradients', async () => {
     const f = load('batchnorm_train');
     const [x, w, b] = [gpu(f, 'x', true), gpu(f, 'w', true), gpu(f, 'b', true)];

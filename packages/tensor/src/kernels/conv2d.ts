@@ -23,6 +23,7 @@ import { Tensor, type DType } from '../tensor.js';
 import { checkFloat } from './check-float.js';
 import { byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
 import { add, cast, UNARY } from './elementwise.js';
+import { forwardWalk, inputGradWalk, winogradApplies, winogradCorrelation, type WinogradTile } from './winograd.js';
 import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
 
 /** A size given once for both spatial dims or as [h, w]. */
@@ -609,6 +610,55 @@ function dispatchTapConv(d: TapConv): void {
 
 // Forward ----------------------------------------------------------------------------------
 
+/** How a convolution runs: the direct kernel, or (3x3, stride 1, dense) Winograd's algorithm
+ * with 2x2 or 4x4 output tiles (see winograd.ts). */
+export type ConvAlgorithm = 'direct' | 'winograd2x2' | 'winograd4x4';
+
+const TILE: Record<Exclude<ConvAlgorithm, 'direct'>, WinogradTile> = { winograd2x2: 2, winograd4x4: 4 };
+
+let forcedAlgorithm: ConvAlgorithm | null = null;
+
+/** Runs every convolution that Winograd's algorithm applies to (and its input gradient) with
+ * `algorithm` (tests and benchmarks; null restores the choice). Others run direct. */
+export function forceConvAlgorithm(algorithm: ConvAlgorithm | null): void {
+  if (algorithm !== null && algorithm !== 'direct' && !(algorithm in TILE)) {
+    throw new RangeError(`forceConvAlgorithm: unknown algorithm '${String(algorithm)}'; expected direct, winograd2x2 or winograd4x4`);
+  }
+  forcedAlgorithm = algorithm;
+}
+
+/** Winograd pays once its product has this many tiles: below, the weight transform (as much
+ * work as the filters have entries times α²) and the matmul's thin operands dominate. On
+ * lavapipe (ResNet-18's layers at batch 2) F(4x4) took 47 / 14 ms where the direct kernel took
+ * 177 / 34 ms at 56 px (392 and 98 tiles), F(2x2) 24 ms against 42 at 14 px (98 tiles),
+ * and at 7 px (8 or 32 tiles) both lost to it. */
+const WINOGRAD_MIN_TILES = 64;
+/** Nor on fewer channels: 16 to 16 channels at 32 px (CIFAR ResNets) ran 13-90 % slower. */
+const WINOGRAD_MIN_CHANNELS = 32;
+
+/** The algorithm of the correlation `g` describes, producing a `planeH` x `planeW` plane. */
+function algorithmFor(g: Conv2dGeometry, planeH: number, planeW: number): ConvAlgorithm {
+  if (!winogradApplies(g)) return 'direct';
+  if (forcedAlgorithm !== null) return forcedAlgorithm;
+  if (Math.min(g.inChannels, g.outChannels) < WINOGRAD_MIN_CHANNELS) return 'direct';
+  const tiles = (m: number): number => g.batch * Math.ceil(planeH / m) * Math.ceil(planeW / m);
+  return tiles(4) >= WINOGRAD_MIN_TILES ? 'winograd4x4' : tiles(2) >= WINOGRAD_MIN_TILES ? 'winograd2x2' : 'direct';
+}
+
+/** The algorithm `conv2d` runs for these operands (`pass: 'inputGrad'` for the input
+ * gradient); 'direct' is also what runs where a Winograd intermediate would exceed the
+ * adapter's storage binding. */
+export function convAlgorithm(inputShape: Shape, weightShape: Shape, opts: Conv2dGradOptions = {}, pass: 'forward' | 'inputGrad' = 'forward'): ConvAlgorithm {
+  const g = conv2dGeometry(inputShape, weightShape, opts);
+  if (pass === 'forward') return algorithmFor(g, g.outH, g.outW);
+  return g.padH <= 2 && g.padW <= 2 ? algorithmFor(g, g.height, g.width) : 'direct';
+}
+
+/** The Winograd result of a correlation, or null where it runs direct. */
+function viaWinograd(algorithm: ConvAlgorithm, run: (tile: WinogradTile) => Tensor | null): Tensor | null {
+  return algorithm === 'direct' ? null : run(TILE[algorithm]);
+}
+
 /** Whether the operands of `op` (named, `undefined` for an absent bias) are float16: they
  * must all be float32 or all float16, as in PyTorch, which refuses mixed convolutions. */
 function halfOperands(op: string, operands: readonly (readonly [string, Tensor | undefined])[]): boolean {
@@ -650,14 +700,24 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   if (needsImageRuns([x], [{ shape: outShape, dtype: x.dtype }])) {
     return byImages('conv2d', [x], [{ shape: outShape, dtype: x.dtype }], ([xc]) => [conv2d(xc!, weight, opts)])[0]!;
   }
-  const out = Tensor.empty(outShape, x.dtype);
-  if (out.size === 0) return out;
+  if (outShape.some((d) => d === 0)) return Tensor.empty(outShape, x.dtype);
   const cinG = g.inChannels / g.groups;
   const coutG = g.outChannels / g.groups;
   const khw = g.kernelH * g.kernelW;
   const w = packed(weight);
   const b = opts.bias && packed(opts.bias);
   const s = opts.scale && packed(opts.scale);
+  const fast = viaWinograd(algorithmFor(g, g.outH, g.outW), (tile) => winogradCorrelation(
+    x, w, forwardWalk(g.inChannels), g.outChannels, g.outH, g.outW, g.padH, g.padW, tile,
+    { bias: b, scale: s, act: opts.activation },
+  ));
+  if (fast) {
+    w.dispose();
+    b?.dispose();
+    s?.dispose();
+    return fast;
+  }
+  const out = Tensor.empty(outShape, x.dtype);
   dispatchTapConv({
     src: x, weight: w, bias: b, scale: s, out, groups: g.groups,
     mG: coutG, rG: cinG, wsM: cinG * khw, wsR: khw, wsG: coutG * cinG * khw,
@@ -696,12 +756,23 @@ export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape:
     return byImages('conv2dBackwardInput', [gradOut], [{ shape: inputShape, dtype: gradOut.dtype }],
       ([gc]) => [conv2dBackwardInput(gc!, weight, [gc!.shape[0]!, ...inputShape.slice(1)], opts)])[0]!;
   }
-  const gradIn = Tensor.empty(inputShape, gradOut.dtype);
-  if (gradIn.size === 0) return gradIn;
+  if (inputShape.some((d) => d === 0)) return Tensor.empty(inputShape, gradOut.dtype);
   const cinG = g.inChannels / g.groups;
   const coutG = g.outChannels / g.groups;
   const khw = g.kernelH * g.kernelW;
   const w = packed(weight);
+  // With stride 1 the input gradient is the correlation of gradOut, padded by 2 - pad, with
+  // the filters transposed and turned by 180 degrees.
+  const algorithm = g.padH <= 2 && g.padW <= 2 ? algorithmFor(g, g.height, g.width) : 'direct';
+  const fast = viaWinograd(algorithm, (tile) => winogradCorrelation(
+    gradOut, w, inputGradWalk(g.inChannels), g.inChannels, g.height, g.width, 2 - g.padH, 2 - g.padW, tile,
+    { bias: undefined, scale: undefined, act: undefined },
+  ));
+  if (fast) {
+    w.dispose();
+    return fast;
+  }
+  const gradIn = Tensor.empty(inputShape, gradOut.dtype);
   for (let rh = 0; rh < Math.min(g.strideH, g.height); rh++) {
     for (let rw = 0; rw < Math.min(g.strideW, g.width); rw++) {
       dispatchTapConv({

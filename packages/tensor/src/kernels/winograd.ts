@@ -1,0 +1,309 @@
+/**
+ * 3x3 stride-1 convolutions by Winograd's minimal filtering (Lavin and Gray, 2015), the
+ * algorithm cuDNN and oneDNN pick for such layers. Each output tile of m x m pixels comes
+ * from an (m+2) x (m+2) input tile: the input tiles and the weights are transformed
+ * (V = Bᵀ d B, U = G g Gᵀ), every one of the (m+2)² transformed positions is a matrix
+ * product over the input channels (M = U V, run by the matmul kernels), and the output
+ * transform Aᵀ M A gives the tile. F(4x4, 3x3) does 36 multiplies per channel pair where
+ * the direct convolution does 144, so the product, which is most of the time, shrinks by 4
+ * at the price of three memory-bound passes; F(2x2, 3x3) shrinks it by 2.25 with smaller
+ * transforms and rounding closer to the direct sum.
+ *
+ * The transforms compute in f32 and the intermediate tensors are float32 for float16
+ * operands too (F(4x4)'s transformed values grow to ~100x the inputs, past where f16
+ * keeps three digits); the result is stored in the operands' dtype.
+ */
+import { engine } from '../engine.js';
+import { Params } from '../params.js';
+import { Tensor } from '../tensor.js';
+import { matmul } from './matmul.js';
+import { UNARY } from './elementwise.js';
+import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
+import type { Conv2dGeometry, ConvActivation } from './conv2d.js';
+
+/** Output tile side: F(2x2, 3x3) or F(4x4, 3x3). */
+export type WinogradTile = 2 | 4;
+
+interface Transform {
+  /** Input transform Bᵀ, α x α. */
+  BT: readonly (readonly number[])[];
+  /** Weight transform G, α x 3. */
+  G: readonly (readonly number[])[];
+  /** Output transform Aᵀ, m x α. */
+  AT: readonly (readonly number[])[];
+}
+
+/** Lavin and Gray's matrices, interpolating at 0, ±1 (and ±2, ±1/2 for m = 4) and infinity. */
+const TRANSFORMS: Record<WinogradTile, Transform> = {
+  2: {
+    BT: [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+    G: [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
+    AT: [[1, 1, 1, 0], [0, 1, -1, -1]],
+  },
+  4: {
+    BT: [
+      [4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+      [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1],
+    ],
+    G: [
+      [1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1],
+    ],
+    AT: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+  },
+};
+
+const range = (n: number): number[] => [...Array(n).keys()];
+
+/** Σ coefs[k] * terms[k] as WGSL, skipping zero coefficients and multiplying by none of ±1. */
+function combination(coefs: readonly number[], terms: readonly string[]): string {
+  const parts: string[] = [];
+  coefs.forEach((c, k) => {
+    if (c === 0) return;
+    const mag = Math.abs(c);
+    const term = mag === 1 ? terms[k]! : `${Number.isInteger(mag) ? `${mag}.0` : String(mag)} * ${terms[k]!}`;
+    parts.push(parts.length === 0 ? (c < 0 ? `-${term}` : term) : `${c < 0 ? '-' : '+'} ${term}`);
+  });
+  return parts.length === 0 ? '0.0' : parts.join(' ');
+}
+
+/** WGSL lines computing `out` = L · X · Rᵀ for the named matrix X (rows x cols of `x{i}_{j}`
+ * names): L is p x rows, R is q x cols; `out{i}_{j}` are declared as lets. */
+function sandwich(L: readonly (readonly number[])[], R: readonly (readonly number[])[], x: string, out: string, rows: number, cols: number): string {
+  const code: string[] = [];
+  for (let i = 0; i < L.length; i++) {
+    for (let j = 0; j < cols; j++) {
+      code.push(`  let ${out}h${i}_${j} = ${combination(L[i]!, range(rows).map((k) => `${x}${k}_${j}`))};`);
+    }
+  }
+  for (let i = 0; i < L.length; i++) {
+    for (let j = 0; j < R.length; j++) {
+      code.push(`  let ${out}${i}_${j} = ${combination(R[j]!, range(cols).map((k) => `${out}h${i}_${k}`))};`);
+    }
+  }
+  return code.join('\n');
+}
+
+/** Stores the α x α values `{name}{y}_{x}` of invocation i, one position per slab of
+ * p.total values, as the matmul reads them ([α², rows, cols]). */
+function scatter(name: string, a: number): string {
+  return range(a).flatMap((y) => range(a).map((x) => `  ${name}[${y * a + x} * p.total + i] = ${name}${y}_${x};`)).join('\n');
+}
+
+/** Whether the Winograd path computes `g`: a dense 3x3 correlation with stride 1. */
+export function winogradApplies(g: Conv2dGeometry): boolean {
+  return g.kernelH === 3 && g.kernelW === 3 && g.strideH === 1 && g.strideW === 1 &&
+    g.dilationH === 1 && g.dilationW === 1 && g.groups === 1;
+}
+
+/** Where a weight [O', I', 3, 3] puts tap (ky, kx) of the filter taken from output channel o
+ * to input channel i: `base + o * so + i * si + ky * sy + kx * sx`. The input gradient reads
+ * the weight transposed and turned by 180 degrees. */
+interface WeightWalk {
+  base: number;
+  so: number;
+  si: number;
+  sy: number;
+  sx: number;
+}
+
+/** U [α², outC, inC], the transformed filters, as float32. */
+function transformWeights(weight: Tensor, m: WinogradTile, outC: number, inC: number, walk: WeightWalk): Tensor {
+  const e = engine();
+  const { G } = TRANSFORMS[m];
+  const a = m + 2;
+  const half = weight.dtype === 'float16';
+  const w = weight.binding('conv2d', true);
+  const U = Tensor.empty([a * a, outC, inC], 'float32');
+  const total = outC * inC;
+  const params = new Params()
+    .i32('total', total).i32('inC', inC).i32('base', w.offset + walk.base)
+    .i32('so', walk.so).i32('si', walk.si).i32('sy', walk.sy).i32('sx', walk.sx);
+  e.dispatch({
+    key: `winogradWeights:${m}:${half}`,
+    get code() {
+      return /* wgsl */ `${enableF16(half)}
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> wt: ${storageArray(half)};
+@group(0) @binding(2) var<storage, read_write> u: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let i = i32(${linearIndex()});
+  if (i >= p.total) { return; }
+  let b = p.base + (i / p.inC) * p.so + (i % p.inC) * p.si;
+${range(3).flatMap((y) => range(3).map((x) => `  let g${y}_${x} = ${widen(half, `wt[b + ${y} * p.sy + ${x} * p.sx]`)};`)).join('\n')}
+${sandwich(G, G, 'g', 'u', 3, 3)}
+${scatter('u', a)}
+}`;
+    },
+    params,
+    buffers: [w.resource, U.binding('conv2d').resource],
+    workgroups: e.grid(Math.ceil(total / WG)),
+    label: 'conv2d',
+  });
+  return U;
+}
+
+/** The tiling of an output plane: `tilesH` x `tilesW` tiles per image, `tiles` in all. */
+interface Tiling {
+  tilesH: number;
+  tilesW: number;
+  tiles: number;
+}
+
+/** V [α², C, tiles], the transformed input tiles, as float32. Tile (th, tw) of image n reads
+ * rows th*m - padH .. +α and the same for columns, zero outside the input. */
+function transformInput(x: Tensor, m: WinogradTile, t: Tiling, padH: number, padW: number): Tensor {
+  const e = engine();
+  const { BT } = TRANSFORMS[m];
+  const a = m + 2;
+  const half = x.dtype === 'float16';
+  const [, C, H, W] = x.shape as [number, number, number, number];
+  const src = x.binding('conv2d', true);
+  const V = Tensor.empty([a * a, C, t.tiles], 'float32');
+  const total = C * t.tiles;
+  const [ssn, ssc, ssh, ssw] = x.strides as [number, number, number, number];
+  const params = new Params()
+    .i32('total', total).i32('tiles', t.tiles).i32('tilesW', t.tilesW).i32('planeTiles', t.tilesH * t.tilesW)
+    .i32('H', H).i32('W', W).i32('padH', padH).i32('padW', padW)
+    .i32('so', src.offset).i32('ssn', ssn).i32('ssc', ssc).i32('ssh', ssh).i32('ssw', ssw);
+  e.dispatch({
+    key: `winogradInput:${m}:${half}`,
+    get code() {
+      return /* wgsl */ `${enableF16(half)}
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: ${storageArray(half)};
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let i = i32(${linearIndex()});
+  if (i >= p.total) { return; }
+  let c = i / p.tiles;
+  let q = i % p.tiles;
+  let n = q / p.planeTiles;
+  let r = q % p.planeTiles;
+  let y0 = (r / p.tilesW) * ${m} - p.padH;
+  let x0 = (r % p.tilesW) * ${m} - p.padW;
+  let b = p.so + n * p.ssn + c * p.ssc;
+${range(a).map((y) => `  let ry${y} = y0 + ${y};
+  let vy${y} = ry${y} >= 0 && ry${y} < p.H;
+  let oy${y} = b + ry${y} * p.ssh;`).join('\n')}
+${range(a).map((x) => `  let rx${x} = x0 + ${x};
+  let vx${x} = rx${x} >= 0 && rx${x} < p.W;`).join('\n')}
+${range(a).flatMap((y) => range(a).map((x) => `  let d${y}_${x} = select(0.0, ${widen(half, `src[select(p.so, oy${y} + rx${x} * p.ssw, vy${y} && vx${x})]`)}, vy${y} && vx${x});`)).join('\n')}
+${sandwich(BT, BT, 'd', 'v', a, a)}
+${scatter('v', a)}
+}`;
+    },
+    params,
+    buffers: [src.resource, V.binding('conv2d').resource],
+    workgroups: e.grid(Math.ceil(total / WG)),
+    label: 'conv2d',
+  });
+  return V;
+}
+
+interface OutputEpilogue {
+  bias: Tensor | undefined;
+  scale: Tensor | undefined;
+  act: ConvActivation | undefined;
+}
+
+/** Writes Aᵀ M A of every tile, scaled, biased and activated, into `out` [N, O, outH, outW]. */
+function transformOutput(M: Tensor, m: WinogradTile, t: Tiling, out: Tensor, ep: OutputEpilogue): void {
+  const e = engine();
+  const { AT } = TRANSFORMS[m];
+  const a = m + 2;
+  const half = out.dtype === 'float16';
+  const [, O, outH, outW] = out.shape as [number, number, number, number];
+  const total = O * t.tiles;
+  const params = new Params()
+    .i32('total', total).i32('tiles', t.tiles).i32('tilesW', t.tilesW).i32('planeTiles', t.tilesH * t.tilesW)
+    .i32('O', O).i32('outH', outH).i32('outW', outW);
+  const extras = [...(ep.bias ? [['bias', ep.bias] as const] : []), ...(ep.scale ? [['scale', ep.scale] as const] : [])];
+  const value = (acc: string): string => {
+    const scaled = ep.scale ? `${acc} * ${widen(half, 'scale[o]')}` : acc;
+    const biased = ep.bias ? `(${scaled} + ${widen(half, 'bias[o]')})` : scaled;
+    return stored(half, ep.act ? UNARY[ep.act].wgsl(biased) : biased);
+  };
+  e.dispatch({
+    key: `winogradOutput:${m}:${half}:${ep.bias ? 'b' : ''}${ep.scale ? 's' : ''}:${ep.act ?? ''}`,
+    get code() {
+      return /* wgsl */ `${enableF16(half)}
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> mt: array<f32>;
+${extras.map(([name], k) => `@group(0) @binding(${2 + k}) var<storage, read> ${name}: ${storageArray(half)};`).join('\n')}
+@group(0) @binding(${2 + extras.length}) var<storage, read_write> y: ${storageArray(half)};
+${ep.act ? MATH_HELPERS : ''}
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let i = i32(${linearIndex()});
+  if (i >= p.total) { return; }
+  let o = i / p.tiles;
+  let q = i % p.tiles;
+  let n = q / p.planeTiles;
+  let r = q % p.planeTiles;
+  let y0 = (r / p.tilesW) * ${m};
+  let x0 = (r % p.tilesW) * ${m};
+${range(a).flatMap((y) => range(a).map((x) => `  let t${y}_${x} = mt[${y * a + x} * p.total + i];`)).join('\n')}
+${sandwich(AT, AT, 't', 'r', a, a)}
+  let b = (n * p.O + o) * p.outH * p.outW;
+${range(m).map((y) => `  if (y0 + ${y} < p.outH) {
+${range(m).map((x) => `    if (x0 + ${x} < p.outW) { y[b + (y0 + ${y}) * p.outW + x0 + ${x}] = ${value(`r${y}_${x}`)}; }`).join('\n')}
+  }`).join('\n')}
+}`;
+    },
+    params,
+    buffers: [M.binding('conv2d').resource, ...extras.map(([, x]) => x.binding('conv2d', true).resource), out.binding('conv2d', true).resource],
+    workgroups: e.grid(Math.ceil(total / WG)),
+    label: 'conv2d',
+  });
+}
+
+function tiling(batch: number, outH: number, outW: number, m: WinogradTile): Tiling {
+  const tilesH = Math.ceil(outH / m);
+  const tilesW = Math.ceil(outW / m);
+  return { tilesH, tilesW, tiles: batch * tilesH * tilesW };
+}
+
+/** Whether the intermediates of a Winograd convolution from `inC` to `outC` channels over
+ * `t` fit one storage binding each. */
+function fits(t: Tiling, m: WinogradTile, inC: number, outC: number): boolean {
+  const a2 = (m + 2) ** 2;
+  return a2 * Math.max(inC, outC) * t.tiles * 4 <= engine().bindingLimit;
+}
+
+/** One correlation of `src` [N, I, H, W] with 3x3 filters read through `walk`, padded by
+ * padH/padW, into a new [N, O, outH, outW] tensor; null where an intermediate would exceed
+ * a storage binding (the caller runs the direct kernel). `weight` and the epilogue operands
+ * are contiguous from element 0 of their buffers. */
+export function winogradCorrelation(
+  src: Tensor, weight: Tensor, walk: WeightWalk, outC: number, outH: number, outW: number,
+  padH: number, padW: number, m: WinogradTile, ep: OutputEpilogue,
+): Tensor | null {
+  const [N, inC] = src.shape as [number, number];
+  const t = tiling(N, outH, outW, m);
+  if (!fits(t, m, inC, outC) || !src.fitsBinding) return null;
+  const U = transformWeights(weight, m, outC, inC, walk);
+  const V = transformInput(src, m, t, padH, padW);
+  const M = matmul(U, V);
+  U.dispose();
+  V.dispose();
+  const out = Tensor.empty([N, outC, outH, outW], src.dtype);
+  transformOutput(M, m, t, out, ep);
+  M.dispose();
+  return out;
+}
+
+/** The filter walk of the forward pass: filter (o, i) is weight[o, i]. */
+export function forwardWalk(inC: number): WeightWalk {
+  return { base: 0, so: inC * 9, si: 9, sy: 3, sx: 1 };
+}
+
+/** The filter walk of the input gradient: filter (i, o) is weight[o, i] turned by 180 degrees. */
+export function inputGradWalk(inC: number): WeightWalk {
+  return { base: 8, so: 9, si: inC * 9, sy: -3, sx: -1 };
+}
