@@ -26,7 +26,7 @@ export const NON_DIFFERENTIABLE: Readonly<Record<string, readonly string[]>> = {
   /** Kernel choices: autotuning's stored choices and store, the convolution algorithm, and
    * the hooks that force a matmul variant or a convolution algorithm. */
   autotune: [
-    'adapterKey', 'autotuneEnabled', 'autotuneFilePath', 'convAlgorithm', 'forceConvAlgorithm', 'forceMatmulVariant', 'matmulShapeClass', 'matmulSpecKey', 'onEngineInit', 'registerTuneStore',
+    'adapterKey', 'autotuneEnabled', 'autotuneFilePath', 'convAlgorithm', 'convShapeClass', 'forceConvAlgorithm', 'forceMatmulVariant', 'matmulShapeClass', 'matmulSpecKey', 'onEngineInit', 'registerTuneStore',
     'setAutotune', 'tuneChoices', 'tunePending', 'tuneStoreLocation',
   ],
   /** Views: split and chunk return narrow() views, whose gradients the view hook records. */

@@ -242,9 +242,9 @@ export const COMMANDS: Record<string, CommandDef> = {
   },
   tune: {
     usage: 'tl tune --model <id> [--batch-size 8 --image-size <px>] | --shapes MxKxN[,...]',
-    summary: "measure the matmul kernel variants on this adapter and store the fastest per shape class",
+    summary: "measure the matmul kernel variants and 3x3 convolution algorithms on this adapter and store the fastest per shape class",
     flags: {
-      model: { type: 'string', group: 'model', value: 'id', help: "an image model: one forward and backward step on random input records its products" },
+      model: { type: 'string', group: 'model', value: 'id', help: "an image model: one forward and backward step on random input records its products and convolutions" },
       'batch-size': { type: 'number', group: 'data', value: 'n', help: 'samples in that step (use the batch size of the training run)', default: '8' },
       'image-size': { type: 'number', group: 'data', value: 'pixels', help: 'side of the square input', default: "the model's input size" },
       shapes: { type: 'string', group: 'options', value: 'MxKxN,...', help: 'products [M, K] x [K, N] to tune, besides or instead of --model' },

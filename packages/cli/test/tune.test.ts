@@ -25,18 +25,23 @@ describe('tl tune', () => {
     expect(r.code, r.err).toBe(0);
     const file = join(cache, 'autotune.json');
     expect(r.out).toContain(`choices in ${file}`);
-    expect(r.out).toMatch(/\| shape class +\| choice +\| reg ms +\| reg4 ms +\| wg32 ms +\| wg64 ms +\|/);
-    // The fc layer forward ([2, 64] x [64, 10]), its two backward products, and --shapes.
+    expect(r.out).toMatch(/\| shape class +\| choice +\| median ms per candidate +\|/);
+    expect(r.out).toMatch(/\| matmul NN vv M64 N16 K32 B1 +\| (reg|reg4|wg32|wg64) +\| reg [\d.]+, reg4 [\d.]+, wg32 [\d.]+, wg64 [\d.]+ +\|/);
+    // The fc layer forward ([2, 64] x [64, 10]), its two backward products, --shapes, and the
+    // 3x3 stride-1 convolutions (16 channels at 32 px, 32 at 16, 64 at 8) and input gradients.
     expect(r.out).toMatch(/[1-9]\d* shape classes measured, 0 already stored/);
     expect(r.out).toContain('matmul NN vv M64 N16 K32 B1');
+    expect(r.out).toMatch(/\| conv3x3 forward f32 N2 C16 O16 H32 W32 +\| (direct|winograd2x2|winograd4x4) +\| direct [\d.]+, winograd2x2 [\d.]+, winograd4x4 [\d.]+ +\|/);
+    expect(r.out).toContain('conv3x3 inputGrad f32 N2 C64 O64 H8 W8');
     expect(existsSync(file)).toBe(true);
     const stored = JSON.parse(readFileSync(file, 'utf8')) as { version: number; adapters: Record<string, Record<string, { variant: string; ms: Record<string, number> }>> };
     expect(stored.version).toBe(1);
     const [entries] = Object.values(stored.adapters);
     expect(Object.keys(entries!).length).toBeGreaterThanOrEqual(3);
-    for (const e of Object.values(entries!)) {
-      expect(['reg', 'reg4', 'wg32', 'wg64']).toContain(e.variant);
-      expect(Object.keys(e.ms).sort()).toEqual(['reg', 'reg4', 'wg32', 'wg64']);
+    for (const [cls, e] of Object.entries(entries!)) {
+      const family = cls.startsWith('conv3x3') ? ['direct', 'winograd2x2', 'winograd4x4'] : ['reg', 'reg4', 'wg32', 'wg64'];
+      expect(family).toContain(e.variant);
+      expect(Object.keys(e.ms).sort()).toEqual(family);
     }
   });
 

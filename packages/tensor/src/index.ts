@@ -1,7 +1,8 @@
 export { Engine, engine, init, getDevice, setEngine, onEngineInit, type Dispatch, type BoundElements, type StorageBinding } from './engine.js';
 export {
-  adapterKey, autotuneEnabled, forceMatmulVariant, matmulShapeClass, registerTuneStore, setAutotune, tuneChoices, tunePending, tuneStoreLocation,
-  type MatmulProblem, type TuneBench, type TuneEntry, type TuneFamily, type TuneResult, type TuneStore,
+  adapterKey, autotuneEnabled, convShapeClass, forceMatmulVariant, matmulShapeClass, registerTuneStore, setAutotune, tuneChoices, tunePending,
+  tuneStoreLocation, type ConvProblem, type MatmulProblem, type TuneBench, type TuneEntry, type TuneFamily, type TuneProblem, type TuneResult,
+  type TuneStore,
 } from './tune.js';
 export { registerGpuProvider, type GpuProvider } from './gpu.js';
 export { BufferPool, bucketSize, type MemoryInfo } from './pool.js';

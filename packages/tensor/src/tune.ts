@@ -1,16 +1,18 @@
 /**
- * Kernel autotuning, as torch.backends.cudnn.benchmark: a kernel family (matmul) offers
- * candidate variants that all compute the same result; the first time a shape class is
- * seen with tuning on, each candidate is timed on the adapter and the fastest is kept,
- * per adapter, in a store (a JSON file in Node, IndexedDB in the browser; the entries
- * register theirs). Without a stored choice a fixed default runs, so results and speed
- * never depend on whether tuning ran, beyond float rounding.
+ * Kernel autotuning, as torch.backends.cudnn.benchmark: a kernel family (matmul's tilings,
+ * the algorithms of 3x3 convolutions) offers candidate variants that all compute the same
+ * result; the first time a shape class is seen with tuning on, each candidate is timed on
+ * the adapter and the fastest is kept, per adapter, in a store (a JSON file in Node,
+ * IndexedDB in the browser; the entries register theirs). Without a stored choice a default
+ * fixed per problem runs, so results and speed never depend on whether tuning ran, beyond
+ * float rounding.
  *
  * Ops record their dispatches synchronously and cannot wait for a measurement, so a new
  * shape class runs the default at once and is measured at the next wait on the GPU
  * (`await t.data()`, `sync()`), or when `tunePending()` is awaited (`tl tune`).
  */
 import { onEngineInit, type Engine } from './engine.js';
+import type { Tensor } from './tensor.js';
 
 /** A matmul as the kernel sees it, after batch folding and the matrix-vector swap. */
 export interface MatmulProblem {
@@ -25,12 +27,30 @@ export interface MatmulProblem {
   vecB: boolean;
 }
 
+/** A 3x3 stride-1 dense convolution pass (the forward pass or its input gradient) as the
+ * choice between the direct kernel and Winograd's algorithm sees it: `height` x `width` is
+ * the plane it produces. */
+export interface ConvProblem {
+  kind: 'conv3x3';
+  pass: 'forward' | 'inputGrad';
+  batch: number;
+  inChannels: number;
+  outChannels: number;
+  height: number;
+  width: number;
+  half: boolean;
+}
+
+/** What a family measures: matmul problems carry no `kind` (stores written before the
+ * convolution family have them so). */
+export type TuneProblem = MatmulProblem | ConvProblem;
+
 /** What the store keeps per shape class: the choice, the median milliseconds of every
  * candidate, and the problem that was measured. */
 export interface TuneEntry {
   variant: string;
   ms: Record<string, number>;
-  problem: MatmulProblem;
+  problem: TuneProblem;
 }
 
 export interface TuneResult extends TuneEntry {
@@ -53,14 +73,32 @@ export interface TuneBench<V extends string> {
   dispose(): void;
 }
 
-/** A kernel family as the tuner sees it. */
-export interface TuneFamily<V extends string> {
-  variants: readonly V[];
-  /** What runs without a stored choice. */
-  fallback: V;
-  /** Inputs laid out as `p` describes. */
-  bench(p: MatmulProblem): TuneBench<V>;
+/** Milliseconds per run of the `reps` runs that `record` records, waiting for the GPU to
+ * finish them. `record` runs synchronously, so a variant it forces applies to its runs alone. */
+export async function timeRecorded(e: Engine, reps: number, record: () => Tensor[]): Promise<number> {
+  const t0 = performance.now();
+  const outs = record().map((t) => e.keep(t));
+  await e.sync();
+  const ms = (performance.now() - t0) / reps;
+  for (const o of outs) o.dispose();
+  return ms;
 }
+
+/** A kernel family as the tuner sees it. */
+export interface TuneFamily<V extends string, P extends TuneProblem> {
+  variants: readonly V[];
+  /** Problems of one class share a choice. */
+  shapeClass(p: P): string;
+  /** What runs without a stored choice. */
+  fallback(p: P): V;
+  /** Inputs laid out as `p` describes. */
+  bench(p: P): TuneBench<V>;
+}
+
+/** Nonzero while candidates are timed: the ops they run (a Winograd convolution's matmul)
+ * take the stored choice or the default and queue nothing, since a bench's classes are not
+ * the run's. */
+let measuring = 0;
 
 const SAMPLES = 5;
 /** Each sample runs a candidate this long (a submit and a wait cost ~0.1 ms on lavapipe). */
@@ -68,7 +106,8 @@ const SAMPLE_MS = 5;
 
 /** Median milliseconds per run of each variant. Samples go round the candidates in turn,
  * so a change of load on a shared machine hits all of them alike. */
-async function measure<V extends string>(family: TuneFamily<V>, p: MatmulProblem): Promise<Record<string, number>> {
+async function measure<V extends string, P extends TuneProblem>(family: TuneFamily<V, P>, p: P): Promise<Record<string, number>> {
+  measuring++;
   const bench = family.bench(p);
   try {
     const reps = new Map<V, number>();
@@ -83,19 +122,22 @@ async function measure<V extends string>(family: TuneFamily<V>, p: MatmulProblem
     return ms;
   } finally {
     bench.dispose();
+    measuring--;
   }
 }
 
 interface Pending {
-  problem: MatmulProblem;
-  family: TuneFamily<string>;
+  problem: TuneProblem;
+  fallback: string;
+  variants: readonly string[];
+  measure(): Promise<Record<string, number>>;
 }
 
 interface AdapterState {
   key: string;
   entries: Record<string, TuneEntry>;
   pending: Map<string, Pending>;
-  /** Classes matmul met in this process, in order (what `tl tune` reports). */
+  /** Classes the tuned families met in this process, in order (what `tl tune` reports). */
   seen: Set<string>;
 }
 
@@ -168,20 +210,39 @@ export function matmulShapeClass(p: MatmulProblem): string {
   return `matmul ${order} ${vec} M${bucket(p.M)} N${bucket(p.N)} K${bucket(p.K)} B${bucket(p.batch)}`;
 }
 
-/** The variant for a problem: the forced one, the stored choice, else the fallback (and,
- * with tuning on, the class is queued to be measured at the next wait on the GPU). */
-export function matmulChoice<V extends string>(e: Engine, p: MatmulProblem, family: TuneFamily<V>): V {
+/** Convolutions in one class share an algorithm: the pass, the dtype, and batch, channels
+ * and plane sides rounded up to a power of two. */
+export function convShapeClass(p: ConvProblem): string {
+  return `conv3x3 ${p.pass} ${p.half ? 'f16' : 'f32'} N${bucket(p.batch)} C${bucket(p.inChannels)} O${bucket(p.outChannels)} H${bucket(p.height)} W${bucket(p.width)}`;
+}
+
+/** The variant for a matmul problem: the forced one, else as `tunedChoice`. */
+export function matmulChoice<V extends string>(e: Engine, p: MatmulProblem, family: TuneFamily<V, MatmulProblem>): V {
   if (forced !== null) {
     if (!family.variants.includes(forced as V)) {
       throw new RangeError(`forceMatmulVariant: unknown variant '${forced}'; expected one of ${family.variants.join(', ')}`);
     }
     return forced as V;
   }
+  return tunedChoice(e, p, family);
+}
+
+/** The stored choice for `p`'s class, else the family's fallback; queues nothing. */
+export function storedChoice<V extends string, P extends TuneProblem>(e: Engine, p: P, family: TuneFamily<V, P>): V {
+  const stored = state(e).entries[family.shapeClass(p)]?.variant;
+  return stored !== undefined && family.variants.includes(stored as V) ? (stored as V) : family.fallback(p);
+}
+
+/** The variant for a problem: the stored choice, else the fallback (and, with tuning on,
+ * the class is queued to be measured at the next wait on the GPU). */
+export function tunedChoice<V extends string, P extends TuneProblem>(e: Engine, p: P, family: TuneFamily<V, P>): V {
+  if (measuring > 0) return storedChoice(e, p, family);
   const st = state(e);
-  const cls = matmulShapeClass(p);
+  const cls = family.shapeClass(p);
   st.seen.add(cls);
   const stored = st.entries[cls]?.variant;
   if (stored !== undefined && family.variants.includes(stored as V)) return stored as V;
+  const fallback = family.fallback(p);
   if (autotuneEnabled() && !st.pending.has(cls)) {
     if (st.pending.size === 0) {
       e.whenIdle(async () => {
@@ -192,9 +253,10 @@ export function matmulChoice<V extends string>(e: Engine, p: MatmulProblem, fami
         }
       });
     }
-    st.pending.set(cls, { problem: { ...p }, family: family as TuneFamily<string> });
+    const problem = { ...p };
+    st.pending.set(cls, { problem, fallback, variants: family.variants, measure: () => measure(family, problem) });
   }
-  return family.fallback;
+  return fallback;
 }
 
 /** Measures every shape class queued since the last tuning, keeps the fastest variant of
@@ -208,21 +270,21 @@ export async function tunePending(e: Engine): Promise<TuneResult[]> {
   const queued = [...st.pending];
   st.pending.clear();
   const failures: string[] = [];
-  for (const [cls, { problem, family }] of queued) {
+  for (const [cls, { problem, fallback, variants, measure: run }] of queued) {
     let ms: Record<string, number>;
     try {
-      ms = await measure(family, problem);
+      ms = await run();
     } catch (err) {
       // Kept in memory only: the class is not measured again in this process, and a later
       // process tries again.
-      st.entries[cls] = { variant: family.fallback, ms: {}, problem };
+      st.entries[cls] = { variant: fallback, ms: {}, problem };
       failures.push(`${cls}: ${(err as Error).message}`);
       continue;
     }
     // A variant must win by 5 % (above the noise of a busy machine) to replace the fallback
     // or an earlier candidate, so noise does not flip choices between runs.
-    let best = family.fallback;
-    for (const v of family.variants) if (ms[v]! < ms[best]! * 0.95) best = v;
+    let best = fallback;
+    for (const v of variants) if (ms[v]! < ms[best]! * 0.95) best = v;
     const entry: TuneEntry = { variant: best, ms, problem };
     st.entries[cls] = added[cls] = entry;
     results.push({ shapeClass: cls, ...entry });

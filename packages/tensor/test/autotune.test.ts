@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  adapterKey, autotuneFilePath, cpuLinear, cpuMatmul, engine, forceMatmulVariant, linear, matmul, MATMUL_VARIANTS, matmulShapeClass, setAutotune,
-  tuneChoices, tunePending, type MatmulProblem,
+  adapterKey, autotuneFilePath, CONV_ALGORITHMS, conv2d, conv2dBackwardInput, convAlgorithm, convShapeClass, cpuConv2d, cpuConv2dBackwardInput,
+  cpuLinear, cpuMatmul, engine, forceMatmulVariant, linear, matmul, MATMUL_VARIANTS, matmulShapeClass, setAutotune, tuneChoices, tunePending,
+  type ConvProblem, type MatmulProblem,
 } from '../src/node.js';
 import { expectClose, randHost, setup, toGpu } from './helpers.js';
 import { host, type HostTensor } from '../src/node.js';
@@ -129,6 +130,36 @@ describe('the autotuner', () => {
     expect(file.adapters[adapterKey(engine())]![cls]!.variant).toBe(entry!.variant);
     // The chosen kernel gives the same result within float rounding.
     await expectClose(matmul(toGpu(a), toGpu(b)), want, 1e-5, 1e-5);
+  });
+
+  it('buckets 3x3 convolutions by pass, dtype, batch, channels and plane', () => {
+    const p: ConvProblem = { kind: 'conv3x3', pass: 'forward', batch: 3, inChannels: 48, outChannels: 64, height: 28, width: 30, half: false };
+    expect(convShapeClass(p)).toBe('conv3x3 forward f32 N4 C64 O64 H32 W32');
+    expect(convShapeClass({ ...p, pass: 'inputGrad', half: true })).toBe('conv3x3 inputGrad f16 N4 C64 O64 H32 W32');
+  });
+
+  it('chooses the algorithm of a 3x3 convolution and of its input gradient by measuring them', async () => {
+    setAutotune(true);
+    const x = randHost([2, 8, 12, 10], 51);
+    const w = randHost([6, 8, 3, 3], 52);
+    const gy = randHost([2, 6, 12, 10], 53);
+    const classes = ['conv3x3 forward f32 N2 C8 O8 H16 W16', 'conv3x3 inputGrad f32 N2 C8 O8 H16 W16'];
+    for (const cls of classes) expect(tuneChoices(engine()).entries[cls]).toBeUndefined();
+    const y = conv2d(toGpu(x), toGpu(w), { padding: 1 });
+    const gx = conv2dBackwardInput(toGpu(gy), toGpu(w), [2, 8, 12, 10], { padding: 1 });
+    await expectClose(y, cpuConv2d(x, w, { padding: 1 }), 1e-5, 1e-5);
+    await expectClose(gx, cpuConv2dBackwardInput(gy, w, [2, 8, 12, 10], { padding: 1 }), 1e-5, 1e-5);
+    const entries = tuneChoices(engine()).entries;
+    for (const cls of classes) {
+      const entry = entries[cls];
+      expect(entry, JSON.stringify(Object.keys(entries))).toBeDefined();
+      expect(Object.keys(entry!.ms).sort()).toEqual([...CONV_ALGORITHMS].sort());
+      expect(CONV_ALGORITHMS).toContain(entry!.variant);
+    }
+    // The stored choice is what runs next, and it gives the same result within rounding.
+    expect(convAlgorithm([2, 8, 12, 10], [6, 8, 3, 3], { padding: 1 })).toBe(entries[classes[0]!]!.variant);
+    expect(convAlgorithm([2, 8, 12, 10], [6, 8, 3, 3], { padding: 1 }, 'inputGrad')).toBe(entries[classes[1]!]!.variant);
+    await expectClose(conv2d(toGpu(x), toGpu(w), { padding: 1 }), cpuConv2d(x, w, { padding: 1 }), 1e-4, 1e-5);
   });
 
   it('tunes nothing when off, and tunePending measures what was queued', async () => {

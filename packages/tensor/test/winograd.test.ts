@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   conv2d, conv2dBackwardInput, convAlgorithm, cpuConv2d, cpuConv2dBackwardInput, engine, forceConvAlgorithm, host,
@@ -5,7 +8,11 @@ import {
 } from '../src/node.js';
 import { expectClose, halfHost, randHost, setup, toGpu, toHalf } from './helpers.js';
 
-beforeAll(setup);
+// Defaults, not choices a user's earlier `tl tune` stored, are what these tests check.
+beforeAll(async () => {
+  process.env.TL_CACHE = mkdtempSync(join(tmpdir(), 'tl-winograd-'));
+  await setup();
+});
 afterEach(() => forceConvAlgorithm(null));
 
 const WINOGRAD: ConvAlgorithm[] = ['winograd2x2', 'winograd4x4'];

@@ -14,6 +14,8 @@
  * multiplier, one input or output channel per group) get their own kernels, which walk
  * down column strips and reuse every loaded row for each kernel tap (see `rowWindow`).
  * Every pass takes float16 operands too, stored as f16 and computed in f32 (see `widen`).
+ * Dense 3x3 stride-1 layers with enough channels and pixels run the forward pass and the
+ * input gradient by Winograd's algorithm instead (winograd.ts; `convAlgorithm` says which).
  */
 import { engine, type BoundElements, type StorageBinding } from '../engine.js';
 import { host, type HostTensor } from '../host.js';
@@ -23,6 +25,8 @@ import { Tensor, type DType } from '../tensor.js';
 import { checkFloat } from './check-float.js';
 import { byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
 import { add, cast, UNARY } from './elementwise.js';
+import { full } from '../creation.js';
+import { convShapeClass, storedChoice, timeRecorded, tunedChoice, type ConvProblem, type TuneBench, type TuneFamily } from '../tune.js';
 import { forwardWalk, inputGradWalk, winogradApplies, winogradCorrelation, type WinogradTile } from './winograd.js';
 import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
 
@@ -629,29 +633,85 @@ export function forceConvAlgorithm(algorithm: ConvAlgorithm | null): void {
 
 /** Winograd pays once its product has this many tiles: below, the weight transform (as much
  * work as the filters have entries times α²) and the matmul's thin operands dominate. On
- * lavapipe (ResNet-18's layers at batch 2) F(4x4) took 47 / 14 ms where the direct kernel took
- * 177 / 34 ms at 56 px (392 and 98 tiles), F(2x2) 24 ms against 42 at 14 px (98 tiles),
- * and at 7 px (8 or 32 tiles) both lost to it. */
+ * lavapipe, ResNet-18's layers (64 channels at 56 px and batch 8: 392 tiles of 4x4) took 47 ms
+ * by F(4x4) against 177 direct; at batch 2, 64 channels at 56 px 12 against 34 ms, 128 at
+ * 28 px (98 tiles) 14 against 34, 256 at 14 px by F(2x2) (98 tiles) 24 against 42, and at
+ * 7 px (8 or 32 tiles) both algorithms lost to the direct kernel (55 and 83 against 43). */
 const WINOGRAD_MIN_TILES = 64;
 /** Nor on fewer channels: 16 to 16 channels at 32 px (CIFAR ResNets) ran 13-90 % slower. */
 const WINOGRAD_MIN_CHANNELS = 32;
 
-/** The algorithm of the correlation `g` describes, producing a `planeH` x `planeW` plane. */
-function algorithmFor(g: Conv2dGeometry, planeH: number, planeW: number): ConvAlgorithm {
-  if (!winogradApplies(g)) return 'direct';
-  if (forcedAlgorithm !== null) return forcedAlgorithm;
-  if (Math.min(g.inChannels, g.outChannels) < WINOGRAD_MIN_CHANNELS) return 'direct';
-  const tiles = (m: number): number => g.batch * Math.ceil(planeH / m) * Math.ceil(planeW / m);
+/** The candidates a 3x3 stride-1 pass chooses among. */
+export const CONV_ALGORITHMS: readonly ConvAlgorithm[] = ['direct', 'winograd2x2', 'winograd4x4'];
+
+/** What runs without a stored choice: Winograd by channels and tile count. */
+function defaultAlgorithm(p: ConvProblem): ConvAlgorithm {
+  if (Math.min(p.inChannels, p.outChannels) < WINOGRAD_MIN_CHANNELS) return 'direct';
+  const tiles = (m: number): number => p.batch * Math.ceil(p.height / m) * Math.ceil(p.width / m);
   return tiles(4) >= WINOGRAD_MIN_TILES ? 'winograd4x4' : tiles(2) >= WINOGRAD_MIN_TILES ? 'winograd2x2' : 'direct';
 }
 
+/** The tuner's bench: operands of the problem filled with 0.5 (the global random stream is
+ * the user's), padding 1, and forced runs. */
+function convBench(p: ConvProblem): TuneBench<ConvAlgorithm> {
+  const e = engine();
+  const dtype = p.half ? 'float16' : 'float32';
+  const src = e.keep(full([p.batch, p.pass === 'forward' ? p.inChannels : p.outChannels, p.height, p.width], 0.5, dtype));
+  const weight = e.keep(full([p.outChannels, p.inChannels, 3, 3], 0.5, dtype));
+  const inputShape = [p.batch, p.inChannels, p.height, p.width];
+  return {
+    async time(algorithm, reps) {
+      return timeRecorded(e, reps, () => {
+        const before = forcedAlgorithm;
+        forcedAlgorithm = algorithm;
+        try {
+          return Array.from({ length: reps }, () =>
+            p.pass === 'forward' ? conv2d(src, weight, { padding: 1 }) : conv2dBackwardInput(src, weight, inputShape, { padding: 1 }));
+        } finally {
+          forcedAlgorithm = before;
+        }
+      });
+    },
+    dispose() {
+      src.dispose();
+      weight.dispose();
+    },
+  };
+}
+
+const CONV_FAMILY: TuneFamily<ConvAlgorithm, ConvProblem> = {
+  variants: CONV_ALGORITHMS,
+  shapeClass: convShapeClass,
+  fallback: defaultAlgorithm,
+  bench: convBench,
+};
+
+/** The problem of the correlation `g` describes for `pass`, or null where Winograd does not
+ * apply (it runs direct). */
+function convProblem(g: Conv2dGeometry, pass: ConvProblem['pass'], half: boolean): ConvProblem | null {
+  if (!winogradApplies(g) || (pass === 'inputGrad' && (g.padH > 2 || g.padW > 2))) return null;
+  const [height, width] = pass === 'forward' ? [g.outH, g.outW] : [g.height, g.width];
+  return { kind: 'conv3x3', pass, batch: g.batch, inChannels: g.inChannels, outChannels: g.outChannels, height, width, half };
+}
+
+/** The algorithm that runs the pass: forced, else the tuned choice (see tune.ts). */
+function algorithmFor(g: Conv2dGeometry, pass: ConvProblem['pass'], half: boolean): ConvAlgorithm {
+  const p = convProblem(g, pass, half);
+  if (!p) return 'direct';
+  if (forcedAlgorithm !== null) return forcedAlgorithm;
+  return tunedChoice(engine(), p, CONV_FAMILY);
+}
+
 /** The algorithm `conv2d` runs for these operands (`pass: 'inputGrad'` for the input
- * gradient); 'direct' is also what runs where a Winograd intermediate would exceed the
- * adapter's storage binding. */
-export function convAlgorithm(inputShape: Shape, weightShape: Shape, opts: Conv2dGradOptions = {}, pass: 'forward' | 'inputGrad' = 'forward'): ConvAlgorithm {
-  const g = conv2dGeometry(inputShape, weightShape, opts);
-  if (pass === 'forward') return algorithmFor(g, g.outH, g.outW);
-  return g.padH <= 2 && g.padW <= 2 ? algorithmFor(g, g.height, g.width) : 'direct';
+ * gradient): the forced one, a choice stored by autotuning for this adapter, else the
+ * default. 'direct' also runs where a Winograd intermediate would exceed the adapter's
+ * storage binding. Queues no measurement. */
+export function convAlgorithm(
+  inputShape: Shape, weightShape: Shape, opts: Conv2dGradOptions = {}, pass: ConvProblem['pass'] = 'forward', dtype: DType = 'float32',
+): ConvAlgorithm {
+  const p = convProblem(conv2dGeometry(inputShape, weightShape, opts), pass, dtype === 'float16');
+  if (!p) return 'direct';
+  return forcedAlgorithm ?? storedChoice(engine(), p, CONV_FAMILY);
 }
 
 /** The Winograd result of a correlation, or null where it runs direct. */
@@ -707,7 +767,7 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   const w = packed(weight);
   const b = opts.bias && packed(opts.bias);
   const s = opts.scale && packed(opts.scale);
-  const fast = viaWinograd(algorithmFor(g, g.outH, g.outW), (tile) => winogradCorrelation(
+  const fast = viaWinograd(algorithmFor(g, 'forward', half), (tile) => winogradCorrelation(
     x, w, forwardWalk(g.inChannels), g.outChannels, g.outH, g.outW, g.padH, g.padW, tile,
     { bias: b, scale: s, act: opts.activation },
   ));
@@ -763,8 +823,7 @@ export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape:
   const w = packed(weight);
   // With stride 1 the input gradient is the correlation of gradOut, padded by 2 - pad, with
   // the filters transposed and turned by 180 degrees.
-  const algorithm = g.padH <= 2 && g.padW <= 2 ? algorithmFor(g, g.height, g.width) : 'direct';
-  const fast = viaWinograd(algorithm, (tile) => winogradCorrelation(
+  const fast = viaWinograd(algorithmFor(g, 'inputGrad', half), (tile) => winogradCorrelation(
     gradOut, w, inputGradWalk(g.inChannels), g.inChannels, g.height, g.width, 2 - g.padH, 2 - g.padW, tile,
     { bias: undefined, scale: undefined, act: undefined },
   ));

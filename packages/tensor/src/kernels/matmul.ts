@@ -11,7 +11,7 @@ import { broadcastIndex, host, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { broadcastShapes, fmt } from '../shape.js';
 import { Tensor } from '../tensor.js';
-import { forceMatmulVariant, matmulChoice, type MatmulProblem, type TuneBench, type TuneFamily } from '../tune.js';
+import { forceMatmulVariant, matmulChoice, matmulShapeClass, timeRecorded, type MatmulProblem, type TuneBench, type TuneFamily } from '../tune.js';
 import { checkFloat } from './check-float.js';
 import { UNARY } from './elementwise.js';
 import { enableF16, MATH_HELPERS, storageArray, stored, widen } from './wgsl.js';
@@ -696,18 +696,14 @@ function matmulBench(p: MatmulProblem): TuneBench<MatmulVariant> {
   e.keep(b);
   return {
     async time(variant, reps) {
-      const outs: Tensor[] = [];
-      const t0 = performance.now();
-      forceMatmulVariant(variant);
-      try {
-        for (let i = 0; i < reps; i++) outs.push(e.keep(matmul(a, b)));
-      } finally {
-        forceMatmulVariant(null);
-      }
-      await e.sync();
-      const ms = (performance.now() - t0) / reps;
-      for (const o of outs) o.dispose();
-      return ms;
+      return timeRecorded(e, reps, () => {
+        forceMatmulVariant(variant);
+        try {
+          return Array.from({ length: reps }, () => matmul(a, b));
+        } finally {
+          forceMatmulVariant(null);
+        }
+      });
     },
     dispose() {
       a.dispose();
@@ -716,7 +712,12 @@ function matmulBench(p: MatmulProblem): TuneBench<MatmulVariant> {
   };
 }
 
-const MATMUL_FAMILY: TuneFamily<MatmulVariant> = { variants: MATMUL_VARIANTS, fallback: 'reg', bench: matmulBench };
+const MATMUL_FAMILY: TuneFamily<MatmulVariant, MatmulProblem> = {
+  variants: MATMUL_VARIANTS,
+  shapeClass: matmulShapeClass,
+  fallback: () => 'reg',
+  bench: matmulBench,
+};
 
 /** The shape of `matmul(a, b)` and the matrix views of both operands, as PyTorch. */
 function plan(a: Tensor, b: Tensor, label: string): { A: Operand; B: Operand; shape: number[] } {
