@@ -27,12 +27,12 @@ export interface MatmulProblem {
   vecB: boolean;
 }
 
-/** A 3x3 stride-1 dense convolution pass (the forward pass or its input gradient) as the
- * choice between the direct kernel and Winograd's algorithm sees it: `height` x `width` is
- * the plane it produces. */
+/** A 3x3 stride-1 dense convolution pass (the forward pass or a gradient) as the choice
+ * between the direct kernel and Winograd's algorithm sees it: `height` x `width` is the
+ * plane it produces (the weight gradient's: the output's). */
 export interface ConvProblem {
   kind: 'conv3x3';
-  pass: 'forward' | 'inputGrad';
+  pass: 'forward' | 'inputGrad' | 'weightGrad';
   batch: number;
   inChannels: number;
   outChannels: number;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  conv2d, conv2dBackwardInput, convAlgorithm, cpuConv2d, cpuConv2dBackwardInput, engine, forceConvAlgorithm, host,
+  conv2d, conv2dBackwardInput, conv2dBackwardWeight, convAlgorithm, cpuConv2d, cpuConv2dBackwardInput, cpuConv2dBackwardWeight, engine, forceConvAlgorithm, host,
   type ConvAlgorithm, type Conv2dGradOptions, type HostTensor,
 } from '../src/node.js';
 import { expectClose, halfHost, randHost, setup, toGpu, toHalf } from './helpers.js';
@@ -63,6 +63,22 @@ describe('Winograd 3x3 convolution against the float64 reference', () => {
       }
     });
 
+    it(`${algorithm}: weight gradient for paddings 0, 1, 2 and [0, 2], over a strided view`, async () => {
+      forceConvAlgorithm(algorithm);
+      const x = randHost([2, 24, 17, 14], 21);
+      for (const opts of paddings) {
+        const gy = randHost([2, 20, ...outPlane([2, 24, 17, 14], opts)], 22);
+        const want = cpuConv2dBackwardWeight(x, gy, [20, 24, 3, 3], opts);
+        // Sums over 2 x ~250 pixels: the gradient's entries reach ~10, hence the tolerance.
+        await expectClose(conv2dBackwardWeight(toGpu(x), toGpu(gy), [20, 24, 3, 3], opts), want, rtol, 4 * atol);
+      }
+      const xt = randHost([2, 24, 14, 17], 23);
+      const dense = host4((n, c, h, wi) => xt.data[((n * 24 + c) * 14 + wi) * 17 + h]!, [2, 24, 17, 14]);
+      const gy = randHost([2, 20, 17, 14], 24);
+      await expectClose(conv2dBackwardWeight(toGpu(xt).transpose(2, 3), toGpu(gy), [20, 24, 3, 3], { padding: 1 }),
+        cpuConv2dBackwardWeight(dense, gy, [20, 24, 3, 3], { padding: 1 }), rtol, 4 * atol);
+    });
+
     it(`${algorithm}: float16 operands give float16 results within half-precision rounding`, async () => {
       forceConvAlgorithm(algorithm);
       const x = halfHost(randHost([2, 32, 10, 11], 9));
@@ -75,6 +91,9 @@ describe('Winograd 3x3 convolution against the float64 reference', () => {
       const gx = conv2dBackwardInput(toHalf(gy), toHalf(w), [2, 32, 10, 11], { padding: 1 });
       expect(gx.dtype).toBe('float16');
       await expectClose(gx, cpuConv2dBackwardInput(gy, w, [2, 32, 10, 11], { padding: 1 }), 2e-3, 2e-3);
+      const gw = conv2dBackwardWeight(toHalf(x), toHalf(gy), [24, 32, 3, 3], { padding: 1 });
+      expect(gw.dtype).toBe('float16');
+      await expectClose(gw, cpuConv2dBackwardWeight(x, gy, [24, 32, 3, 3], { padding: 1 }), 2e-3, 1e-2);
     });
   }
 
@@ -86,9 +105,9 @@ describe('Winograd 3x3 convolution against the float64 reference', () => {
     const before = engine().liveTensors;
     const y = conv2d(x, w, { padding: 1 });
     const gx = conv2dBackwardInput(y, w, [1, 8, 9, 9], { padding: 1 });
-    expect(engine().liveTensors).toBe(before + 2);
-    y.dispose();
-    gx.dispose();
+    const gw = conv2dBackwardWeight(x, y, [8, 8, 3, 3], { padding: 1 });
+    expect(engine().liveTensors).toBe(before + 3);
+    for (const t of [y, gx, gw]) t.dispose();
   });
 
   it('runs direct where an intermediate would exceed the storage binding', async () => {
@@ -99,6 +118,9 @@ describe('Winograd 3x3 convolution against the float64 reference', () => {
     engine().setBindingLimit(96 * 1024);
     try {
       await expectClose(conv2d(toGpu(x), toGpu(w), { padding: 1 }), cpuConv2d(x, w, { padding: 1 }), 1e-5, 1e-5);
+      const gy = randHost([1, 16, 32, 32], 17);
+      await expectClose(conv2dBackwardWeight(toGpu(x), toGpu(gy), [16, 16, 3, 3], { padding: 1 }),
+        cpuConv2dBackwardWeight(x, gy, [16, 16, 3, 3], { padding: 1 }), 1e-5, 1e-4);
     } finally {
       engine().setBindingLimit(null);
     }

@@ -14,8 +14,8 @@
  * multiplier, one input or output channel per group) get their own kernels, which walk
  * down column strips and reuse every loaded row for each kernel tap (see `rowWindow`).
  * Every pass takes float16 operands too, stored as f16 and computed in f32 (see `widen`).
- * Dense 3x3 stride-1 layers with enough channels and pixels run the forward pass and the
- * input gradient by Winograd's algorithm instead (winograd.ts; `convAlgorithm` says which).
+ * Dense 3x3 stride-1 layers with enough channels and pixels run all three passes by
+ * Winograd's algorithm instead (winograd.ts; `convAlgorithm` says which).
  */
 import { engine, type BoundElements, type StorageBinding } from '../engine.js';
 import { host, type HostTensor } from '../host.js';
@@ -27,7 +27,7 @@ import { byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
 import { add, cast, UNARY } from './elementwise.js';
 import { full } from '../creation.js';
 import { convShapeClass, storedChoice, timeRecorded, tunedChoice, type ConvProblem, type TuneBench, type TuneFamily } from '../tune.js';
-import { forwardWalk, inputGradWalk, winogradApplies, winogradCorrelation, type WinogradTile } from './winograd.js';
+import { forwardWalk, inputGradWalk, winogradApplies, winogradCorrelation, winogradWeightGrad, type WinogradTile } from './winograd.js';
 import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
 
 /** A size given once for both spatial dims or as [h, w]. */
@@ -622,7 +622,7 @@ const TILE: Record<Exclude<ConvAlgorithm, 'direct'>, WinogradTile> = { winograd2
 
 let forcedAlgorithm: ConvAlgorithm | null = null;
 
-/** Runs every convolution that Winograd's algorithm applies to (and its input gradient) with
+/** Runs every convolution that Winograd's algorithm applies to (and its gradients) with
  * `algorithm` (tests and benchmarks; null restores the choice). Others run direct. */
 export function forceConvAlgorithm(algorithm: ConvAlgorithm | null): void {
   if (algorithm !== null && algorithm !== 'direct' && !(algorithm in TILE)) {
@@ -656,25 +656,29 @@ function defaultAlgorithm(p: ConvProblem): ConvAlgorithm {
 function convBench(p: ConvProblem): TuneBench<ConvAlgorithm> {
   const e = engine();
   const dtype = p.half ? 'float16' : 'float32';
-  const src = e.keep(full([p.batch, p.pass === 'forward' ? p.inChannels : p.outChannels, p.height, p.width], 0.5, dtype));
-  const weight = e.keep(full([p.outChannels, p.inChannels, 3, 3], 0.5, dtype));
-  const inputShape = [p.batch, p.inChannels, p.height, p.width];
+  const x = e.keep(full([p.batch, p.inChannels, p.height, p.width], 0.5, dtype));
+  const gy = e.keep(full([p.batch, p.outChannels, p.height, p.width], 0.5, dtype));
+  const weightShape = [p.outChannels, p.inChannels, 3, 3];
+  const weight = e.keep(full(weightShape, 0.5, dtype));
+  const run = {
+    forward: () => conv2d(x, weight, { padding: 1 }),
+    inputGrad: () => conv2dBackwardInput(gy, weight, x.shape, { padding: 1 }),
+    weightGrad: () => conv2dBackwardWeight(x, gy, weightShape, { padding: 1 }),
+  }[p.pass];
   return {
     async time(algorithm, reps) {
       return timeRecorded(e, reps, () => {
         const before = forcedAlgorithm;
         forcedAlgorithm = algorithm;
         try {
-          return Array.from({ length: reps }, () =>
-            p.pass === 'forward' ? conv2d(src, weight, { padding: 1 }) : conv2dBackwardInput(src, weight, inputShape, { padding: 1 }));
+          return Array.from({ length: reps }, run);
         } finally {
           forcedAlgorithm = before;
         }
       });
     },
     dispose() {
-      src.dispose();
-      weight.dispose();
+      for (const t of [x, gy, weight]) t.dispose();
     },
   };
 }
@@ -690,7 +694,7 @@ const CONV_FAMILY: TuneFamily<ConvAlgorithm, ConvProblem> = {
  * apply (it runs direct). */
 function convProblem(g: Conv2dGeometry, pass: ConvProblem['pass'], half: boolean): ConvProblem | null {
   if (!winogradApplies(g) || (pass === 'inputGrad' && (g.padH > 2 || g.padW > 2))) return null;
-  const [height, width] = pass === 'forward' ? [g.outH, g.outW] : [g.height, g.width];
+  const [height, width] = pass === 'inputGrad' ? [g.height, g.width] : [g.outH, g.outW];
   return { kind: 'conv3x3', pass, batch: g.batch, inChannels: g.inChannels, outChannels: g.outChannels, height, width, half };
 }
 
@@ -702,8 +706,8 @@ function algorithmFor(g: Conv2dGeometry, pass: ConvProblem['pass'], half: boolea
   return tunedChoice(engine(), p, CONV_FAMILY);
 }
 
-/** The algorithm `conv2d` runs for these operands (`pass: 'inputGrad'` for the input
- * gradient): the forced one, a choice stored by autotuning for this adapter, else the
+/** The algorithm `conv2d` runs for these operands (`pass` 'inputGrad' or 'weightGrad' for
+ * `conv2dBackwardInput` and `conv2dBackwardWeight`): the forced one, a choice stored by autotuning for this adapter, else the
  * default. 'direct' also runs where a Winograd intermediate would exceed the adapter's
  * storage binding. Queues no measurement. */
 export function convAlgorithm(
@@ -1085,8 +1089,10 @@ export function conv2dBackwardWeight(x: Tensor, gradOut: Tensor, weightShape: Sh
 
 /** The weight gradient in `dtype`: x's, or float32 for the partial sums of runs of images. */
 function weightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weightShape: Shape, dtype: DType): Tensor {
+  if (weightShape.some((d) => d === 0)) return Tensor.empty(weightShape, dtype);
+  const fast = viaWinograd(algorithmFor(g, 'weightGrad', x.dtype === 'float16'), (tile) => winogradWeightGrad(x, gradOut, g.padH, g.padW, tile, dtype));
+  if (fast) return fast;
   const gradW = Tensor.empty(weightShape, dtype);
-  if (gradW.size === 0) return gradW;
   const plane = g.inChannels === g.groups && g.kernelH * g.kernelW <= PLANE_MAX_TAPS;
   const { target, splits } = plane ? dispatchPlaneWeightGrad(x, gradOut, g, gradW) : dispatchWeightGrad(x, gradOut, g, gradW);
   if (target !== gradW) {

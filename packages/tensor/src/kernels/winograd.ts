@@ -152,11 +152,25 @@ interface Tiling {
   tiles: number;
 }
 
-/** V [α², C, tiles], the transformed input tiles, as float32. Tile (th, tw) of image n reads
- * rows th*m - padH .. +α and the same for columns, zero outside the input. */
-function transformInput(x: Tensor, m: WinogradTile, t: Tiling, padH: number, padW: number): Tensor {
+/** How a pass transforms the tiles of a source: the side `k` of the tile read at each tile
+ * origin and the α x k matrix L of the transform L X Lᵀ. The input is read in α x α tiles
+ * through Bᵀ; the output gradient, in the weight gradient, in m x m tiles through A. */
+type TileRead = 'input' | 'gradOut';
+
+function tileMatrix(read: TileRead, m: WinogradTile): { k: number; L: readonly (readonly number[])[] } {
+  const { BT, AT } = TRANSFORMS[m];
+  return read === 'input' ? { k: m + 2, L: BT } : { k: m, L: transpose(AT) };
+}
+
+function transpose(a: readonly (readonly number[])[]): number[][] {
+  return range(a[0]!.length).map((j) => a.map((row) => row[j]!));
+}
+
+/** [α², C, tiles], the transformed tiles of `x` [N, C, H, W] as float32. Tile (th, tw) of
+ * image n reads the k x k block at rows th*m - offH and columns tw*m - offW, zero outside. */
+function transformTiles(x: Tensor, read: TileRead, m: WinogradTile, t: Tiling, offH: number, offW: number): Tensor {
   const e = engine();
-  const { BT } = TRANSFORMS[m];
+  const { k, L } = tileMatrix(read, m);
   const a = m + 2;
   const half = x.dtype === 'float16';
   const [, C, H, W] = x.shape as [number, number, number, number];
@@ -166,10 +180,10 @@ function transformInput(x: Tensor, m: WinogradTile, t: Tiling, padH: number, pad
   const [ssn, ssc, ssh, ssw] = x.strides as [number, number, number, number];
   const params = new Params()
     .i32('total', total).i32('tiles', t.tiles).i32('tilesW', t.tilesW).i32('planeTiles', t.tilesH * t.tilesW)
-    .i32('H', H).i32('W', W).i32('padH', padH).i32('padW', padW)
+    .i32('H', H).i32('W', W).i32('offH', offH).i32('offW', offW)
     .i32('so', src.offset).i32('ssn', ssn).i32('ssc', ssc).i32('ssh', ssh).i32('ssw', ssw);
   e.dispatch({
-    key: `winogradInput:${m}:${half}`,
+    key: `winogradTiles:${read}:${m}:${half}`,
     get code() {
       return /* wgsl */ `${enableF16(half)}
 ${params.wgsl('P')}
@@ -184,16 +198,16 @@ fn main(${MAIN_ARGS}) {
   let q = i % p.tiles;
   let n = q / p.planeTiles;
   let r = q % p.planeTiles;
-  let y0 = (r / p.tilesW) * ${m} - p.padH;
-  let x0 = (r % p.tilesW) * ${m} - p.padW;
+  let y0 = (r / p.tilesW) * ${m} - p.offH;
+  let x0 = (r % p.tilesW) * ${m} - p.offW;
   let b = p.so + n * p.ssn + c * p.ssc;
-${range(a).map((y) => `  let ry${y} = y0 + ${y};
+${range(k).map((y) => `  let ry${y} = y0 + ${y};
   let vy${y} = ry${y} >= 0 && ry${y} < p.H;
   let oy${y} = b + ry${y} * p.ssh;`).join('\n')}
-${range(a).map((x) => `  let rx${x} = x0 + ${x};
+${range(k).map((x) => `  let rx${x} = x0 + ${x};
   let vx${x} = rx${x} >= 0 && rx${x} < p.W;`).join('\n')}
-${range(a).flatMap((y) => range(a).map((x) => `  let d${y}_${x} = select(0.0, ${widen(half, `src[select(p.so, oy${y} + rx${x} * p.ssw, vy${y} && vx${x})]`)}, vy${y} && vx${x});`)).join('\n')}
-${sandwich(BT, BT, 'd', 'v', a, a)}
+${range(k).flatMap((y) => range(k).map((x) => `  let d${y}_${x} = select(0.0, ${widen(half, `src[select(p.so, oy${y} + rx${x} * p.ssw, vy${y} && vx${x})]`)}, vy${y} && vx${x});`)).join('\n')}
+${sandwich(L, L, 'd', 'v', k, k)}
 ${scatter('v', a)}
 }`;
     },
@@ -288,7 +302,7 @@ export function winogradCorrelation(
   const t = tiling(N, outH, outW, m);
   if (!fits(t, m, inC, outC) || !src.fitsBinding) return null;
   const U = transformWeights(weight, m, outC, inC, walk);
-  const V = transformInput(src, m, t, padH, padW);
+  const V = transformTiles(src, 'input', m, t, padH, padW);
   const M = matmul(U, V);
   U.dispose();
   V.dispose();
@@ -296,6 +310,62 @@ export function winogradCorrelation(
   transformOutput(M, m, t, out, ep);
   M.dispose();
   return out;
+}
+
+/** Writes Gᵀ M G of every channel pair (M [α², O, I]) into `gradW` [O, I, 3, 3]. */
+function untransformWeightGrad(M: Tensor, m: WinogradTile, gradW: Tensor): void {
+  const e = engine();
+  const { G } = TRANSFORMS[m];
+  const a = m + 2;
+  const half = gradW.dtype === 'float16';
+  const total = gradW.size / 9;
+  const params = new Params().i32('total', total);
+  const GT = transpose(G);
+  e.dispatch({
+    key: `winogradWeightGrad:${m}:${half}`,
+    get code() {
+      return /* wgsl */ `${enableF16(half)}
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> mt: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gw: ${storageArray(half)};
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let i = i32(${linearIndex()});
+  if (i >= p.total) { return; }
+${range(a).flatMap((y) => range(a).map((x) => `  let t${y}_${x} = mt[${y * a + x} * p.total + i];`)).join('\n')}
+${sandwich(GT, GT, 't', 'r', a, a)}
+${range(3).flatMap((y) => range(3).map((x) => `  gw[i * 9 + ${y * 3 + x}] = ${stored(half, `r${y}_${x}`)};`)).join('\n')}
+}`;
+    },
+    params,
+    buffers: [M.binding('conv2d').resource, gradW.binding('conv2d', true).resource],
+    workgroups: e.grid(Math.ceil(total / WG)),
+    label: 'conv2d',
+  });
+}
+
+/** The gradient of a 3x3 stride-1 convolution's weight [O, I, 3, 3] in `dtype`, from x
+ * [N, I, H, W] padded by padH/padW and gradOut [N, O, outH, outW]; null where an
+ * intermediate would exceed a storage binding. The forward pass is linear in the filter g,
+ * y = Aᵀ[(G g) ⊙ (Bᵀ d)] per tile, so its gradient is Gᵀ[(A dy) ⊙ (Bᵀ d)]: the input tiles
+ * are transformed as in the forward pass, the output gradient's m x m tiles by A, their
+ * products summed over tiles by one matmul per transformed position, and Gᵀ · G gives the
+ * 3x3 gradient. */
+export function winogradWeightGrad(x: Tensor, gradOut: Tensor, padH: number, padW: number, m: WinogradTile, dtype: Tensor['dtype']): Tensor | null {
+  const [N, inC] = x.shape as [number, number];
+  const [, outC, outH, outW] = gradOut.shape as [number, number, number, number];
+  const t = tiling(N, outH, outW, m);
+  if (!fits(t, m, inC, outC) || !x.fitsBinding || !gradOut.fitsBinding) return null;
+  const V = transformTiles(x, 'input', m, t, padH, padW);
+  const D = transformTiles(gradOut, 'gradOut', m, t, 0, 0);
+  const Vt = V.transpose(-2, -1);
+  const M = matmul(D, Vt);
+  for (const u of [V, Vt, D]) u.dispose();
+  const gradW = Tensor.empty([outC, inC, 3, 3], dtype);
+  untransformWeightGrad(M, m, gradW);
+  M.dispose();
+  return gradW;
 }
 
 /** The filter walk of the forward pass: filter (o, i) is weight[o, i]. */
