@@ -111,6 +111,50 @@ function cases(): Case[] {
       return compare(name, T.conv2dBackwardWeight(gpu(x), gpu(gy), c.w, c.opts), cpuConv2dBackwardWeight(x, gy, c.w, c.opts), 1e-4, 1e-4);
     });
   }
+  // Winograd's algorithm for each pass of a 3x3 stride-1 convolution, forced.
+  for (const algorithm of ['winograd2x2', 'winograd4x4'] as const) {
+    const forced = (fn: () => Promise<CaseResult>): Promise<CaseResult> => {
+      T.forceConvAlgorithm(algorithm);
+      return fn().finally(() => T.forceConvAlgorithm(null));
+    };
+    const [xs, ws, opts] = [[2, 12, 10, 11], [10, 12, 3, 3], { padding: 1 }];
+    add(`conv2d ${algorithm} x[${xs}] w[${ws}] with bias and relu`, (name) => forced(() => {
+      const x = rand(xs);
+      const w = rand(ws);
+      const b = rand([ws[0]!]);
+      return compare(name, T.conv2d(gpu(x), gpu(w), { ...opts, bias: gpu(b), activation: 'relu' }), cpuConv2d(x, w, { ...opts, bias: b, activation: 'relu' }), 2e-4, 1e-4);
+    }));
+    add(`conv2d ${algorithm} backward input`, (name) => forced(() => {
+      const w = rand(ws);
+      const gy = rand([2, 10, 10, 11]);
+      return compare(name, T.conv2dBackwardInput(gpu(gy), gpu(w), xs, opts), cpuConv2dBackwardInput(gy, w, xs, opts), 2e-4, 1e-4);
+    }));
+    add(`conv2d ${algorithm} backward weight`, (name) => forced(() => {
+      const x = rand(xs);
+      const gy = rand([2, 10, 10, 11]);
+      return compare(name, T.conv2dBackwardWeight(gpu(x), gpu(gy), ws, opts), cpuConv2dBackwardWeight(x, gy, ws, opts), 2e-4, 4e-4);
+    }));
+  }
+  // Autotuning in the page: a new 3x3 convolution class is measured at the next wait and its
+  // choice lands in IndexedDB, read back here through a connection of its own.
+  add('autotune stores a convolution choice in IndexedDB', async (name) => {
+    const x = rand([1, 6, 12, 12]);
+    const w = rand([5, 6, 3, 3]);
+    const cls = 'conv3x3 forward f32 N1 C8 O8 H16 W16';
+    T.setAutotune(true);
+    try {
+      const r = await compare(name, T.conv2d(gpu(x), gpu(w), { padding: 1 }), cpuConv2d(x, w, { padding: 1 }), 1e-4, 1e-5);
+      if (!r.ok) return r;
+    } finally {
+      T.setAutotune(null);
+    }
+    const key = T.adapterKey(T.engine());
+    const stored = await readIndexedDb('tl-autotune', 'choices', key) as Record<string, T.TuneEntry> | undefined;
+    const entry = stored?.[cls];
+    const ok = entry !== undefined && T.CONV_ALGORITHMS.includes(entry.variant as T.ConvAlgorithm) &&
+      Object.keys(entry.ms).sort().join() === [...T.CONV_ALGORITHMS].sort().join();
+    return { name, ok, maxAbs: 0, detail: ok ? `${cls}: ${entry.variant} (${JSON.stringify(entry.ms)})` : `IndexedDB holds ${JSON.stringify(Object.keys(stored ?? {}))} for ${key}` };
+  });
   // softmax family: rows of 1, 17, 129 and 1000; along dim 0.
   for (const shape of [[4, 1], [3, 17], [5, 129], [2, 1000]]) {
     add(`softmax [${shape}]`, (name) => {
@@ -224,6 +268,23 @@ function cases(): Case[] {
     return compare(name, pg, host([1000], pw), 1e-5, 1e-6);
   });
   return out;
+}
+
+/** The record `key` of object store `store` in IndexedDB database `db`. */
+function readIndexedDb(db: string, store: string, key: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(db);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const conn = open.result;
+      const get = conn.transaction(store, 'readonly').objectStore(store).get(key);
+      get.onerror = () => reject(get.error);
+      get.onsuccess = () => {
+        conn.close();
+        resolve(get.result);
+      };
+    };
+  });
 }
 
 async function run(): Promise<{ adapter: string; fallback: boolean; core: boolean; f16: boolean; results: CaseResult[]; seconds: number }> {

@@ -7,7 +7,9 @@
  * transform Aᵀ M A gives the tile. F(4x4, 3x3) does 36 multiplies per channel pair where
  * the direct convolution does 144, so the product, which is most of the time, shrinks by 4
  * at the price of three memory-bound passes; F(2x2, 3x3) shrinks it by 2.25 with smaller
- * transforms and rounding closer to the direct sum.
+ * transforms and rounding closer to the direct sum. The input gradient is the same
+ * correlation with the filters transposed and turned; the weight gradient follows from the
+ * forward pass being linear in the filters (see `winogradWeightGrad`).
  *
  * The transforms compute in f32 and the intermediate tensors are float32 for float16
  * operands too (F(4x4)'s transformed values grow to ~100x the inputs, past where f16
