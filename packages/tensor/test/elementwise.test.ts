@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  BINARY, UNARY, assign, binary, cast, collapseDims, cpuBinary, cpuMap, cpuUnary, cpuWhere, host, tensor, unary, where,
-  type BinaryName, type UnaryName,
+  BINARY, UNARY, assign, binary, cast, collapseDims, cpuBinary, cpuMap, cpuUnary, cpuWhere, engine, host, tensor, unary, where,
+  type BinaryName, type HostTensor, type Tensor, type UnaryName,
 } from '../src/node.js';
 import { expectClose, randHost, setup, toGpu } from './helpers.js';
 
@@ -118,4 +118,62 @@ describe('collapsed coordinate walks', () => {
     }
     await expectClose(toGpu(back), cpuBinary('mul', s, x), 1e-6);
   });
+});
+
+describe('add, sub, mul and div four elements at a time (float32, innermost dim a multiple of 4)', () => {
+  const ops = ['add', 'sub', 'mul', 'div'] as const;
+  const cases: { name: string; a: () => [Tensor, HostTensor]; b: () => [Tensor, HostTensor] }[] = [
+    { name: 'same shape, contiguous', a: () => both([2, 3, 4, 8], 1), b: () => both([2, 3, 4, 8], 2, 0.5, 2) },
+    { name: 'a per-channel gate over NCHW (one value for each group of four)', a: () => both([3, 1, 1], 3, 0.5, 2), b: () => both([2, 3, 4, 8], 4) },
+    { name: 'a row broadcast over the leading dims (read through coordinates)', a: () => both([2, 3, 4, 8], 5), b: () => both([1, 8], 6, 0.5, 2) },
+    { name: 'a view at an offset that is not a multiple of 4 (the scalar kernel)', a: () => sliced(7), b: () => both([3, 8], 8, 0.5, 2) },
+    { name: 'a transposed view (the scalar kernel)', a: () => transposed(9), b: () => both([8, 4], 10, 0.5, 2) },
+    { name: '4n + 2 elements (the scalar kernel)', a: () => both([2, 5, 3], 11), b: () => both([3], 12, 0.5, 2) },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      for (const op of ops) {
+        const [ga, ha] = c.a();
+        const [gb, hb] = c.b();
+        await expectClose(binary(op, ga, gb), cpuBinary(op, ha, hb), 1e-6, 1e-7);
+        await expectClose(binary(op, ga, 0.75), cpuBinary(op, ha, 0.75), 1e-6, 1e-7);
+        await expectClose(binary(op, 1.5, gb), cpuBinary(op, 1.5, hb), 1e-6, 1e-7);
+      }
+    });
+  }
+
+  it('takes the vec4 kernel where it applies and the scalar one elsewhere', () => {
+    const codes: string[] = [];
+    const e = engine();
+    const dispatch = e.dispatch.bind(e);
+    e.dispatch = (d) => {
+      codes.push(d.code);
+      dispatch(d);
+    };
+    try {
+      binary('mul', both([3, 1, 1], 13)[0], both([2, 3, 4, 8], 14)[0]);
+      binary('mul', transposed(15)[0], both([8, 4], 16)[0]);
+    } finally {
+      delete (e as { dispatch?: unknown }).dispatch;
+    }
+    expect(codes.map((c) => c.includes('array<vec4<f32>>'))).toEqual([true, false]);
+  });
+
+  function both(shape: number[], seed: number, lo = -1, hi = 1): [Tensor, HostTensor] {
+    const h = randHost(shape, seed, lo, hi);
+    return [toGpu(h), h];
+  }
+  /** Rows 0..2 of a [3, 9] tensor from column 1: offset 1, rows 9 apart. */
+  function sliced(seed: number): [Tensor, HostTensor] {
+    const h = randHost([3, 9], seed);
+    const want = host([3, 8]);
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 8; j++) want.data[i * 8 + j] = h.data[i * 9 + j + 1]!;
+    return [toGpu(h).narrow(1, 1, 8), want];
+  }
+  function transposed(seed: number): [Tensor, HostTensor] {
+    const h = randHost([4, 8], seed);
+    const want = host([8, 4]);
+    for (let i = 0; i < 4; i++) for (let j = 0; j < 8; j++) want.data[j * 4 + i] = h.data[i * 8 + j]!;
+    return [toGpu(h).transpose(0, 1), want];
+  }
 });

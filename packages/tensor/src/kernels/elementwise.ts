@@ -164,7 +164,14 @@ export interface MapOptions {
   /** Write into this existing tensor (any view, through its strides) instead of a new one. */
   into?: Tensor;
   label?: string;
+  /** `expr` is componentwise arithmetic (+, -, *, /) that also holds on vec4<f32> operands
+   * beside f32 scalars, so float32 runs may move four elements per load and store. */
+  vec4?: boolean;
 }
+
+/** How the vec4 kernel reads an input: four elements at once, or one element for all four
+ * (broadcast along the innermost dim). */
+type VecRead = 'vec' | 'splat';
 
 /**
  * The generic elementwise kernel: `expr` receives one WGSL expression per input (already
@@ -276,6 +283,19 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
     const bound = tensors.map((t, k) => (direct[k] ? bindRun(t, start, count) : t.binding(label, true)));
     const o = outDirect ? bindRun(out, start, count) : out.binding(label, true);
     const ps = params(count, start, o.offset, bound.map((b) => b.offset));
+    const reads = opts.vec4 && !chunked && outDirect && outT === 'f32' && T === 'f32' && walkRank > 0
+      ? vecReads(tensors, direct, walk, bound, o.offset, n)
+      : null;
+    if (reads) {
+      e.dispatch({
+        code: vecMapCode(ps, reads, direct, walk, body, walkStrides),
+        params: ps,
+        buffers: [...bound.map((b) => b.resource), o.resource],
+        workgroups: e.grid(Math.ceil(n / 4 / (WG * VEC_PER_INVOCATION))),
+        label,
+      });
+      continue;
+    }
     code ??= /* wgsl */ `
 ${enableF16(half)}
 ${ps.wgsl('P')}
@@ -306,6 +326,69 @@ ${loads.join('\n')}
   return out;
 }
 
+/** vec4 groups per invocation of the vec4 kernel (the scalar kernel's 8 elements). */
+const VEC_PER_INVOCATION = 2;
+
+/** How each input is read four output elements at a time, or null where some input, the
+ * output or the size does not allow it (float32 throughout, and the innermost merged dim a
+ * multiple of 4, so a group of four never crosses it). */
+function vecReads(
+  tensors: readonly Tensor[], direct: readonly boolean[], walk: { shape: readonly number[]; strides: readonly (readonly number[])[] },
+  bound: readonly BoundElements[], outOffset: number, n: number,
+): VecRead[] | null {
+  const rank = walk.shape.length;
+  if (n % 4 !== 0 || outOffset % 4 !== 0 || walk.shape[rank - 1]! % 4 !== 0) return null;
+  const reads: VecRead[] = [];
+  for (let k = 0; k < tensors.length; k++) {
+    if (tensors[k]!.dtype !== 'float32') return null;
+    const st = walk.strides[k + 1]!;
+    if (direct[k] ? bound[k]!.offset % 4 === 0 : st[rank - 1] === 1 && bound[k]!.offset % 4 === 0 && st.every((x, d) => d === rank - 1 || x % 4 === 0)) reads.push('vec');
+    else if (!direct[k] && st[rank - 1] === 0) reads.push('splat');
+    else return null;
+  }
+  return reads;
+}
+
+/** The vec4 kernel: each invocation takes VEC_PER_INVOCATION groups of four consecutive
+ * output elements; one vec4 load per direct input, and a coordinate walk for the others. */
+function vecMapCode(
+  ps: Params, reads: readonly VecRead[], direct: readonly boolean[], walk: { shape: readonly number[] },
+  body: string, walkStrides: (k: number) => readonly number[],
+): string {
+  const rank = walk.shape.length;
+  const coordsNeeded = direct.some((d) => !d);
+  const coords: string[] = [];
+  if (coordsNeeded) {
+    coords.push('    var r = i;');
+    for (let d = rank - 1; d >= 0; d--) {
+      const sh = Params.at('p', 'shape', d);
+      coords.push(d > 0 ? `    let c${d} = r % ${sh};` : '    let c0 = r;');
+      if (d > 0) coords.push(`    r = r / ${sh};`);
+    }
+  }
+  const at = (k: number): string => `p.off${k}${walkStrides(k).map((st, d) => (st === 0 ? '' : ` + c${d} * ${Params.at('p', `st${k}`, d)}`)).join('')}`;
+  const decls = reads.map((r, k) => `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<${r === 'vec' ? 'vec4<f32>' : 'f32'}>;`);
+  const loads = reads.map((r, k) =>
+    direct[k] ? `    let v${k} = in${k}[p.off${k} / 4u + q];` : r === 'vec' ? `    let v${k} = in${k}[(${at(k)}) / 4u];` : `    let v${k} = vec4<f32>(in${k}[${at(k)}]);`);
+  return /* wgsl */ `
+${ps.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+${decls.join('\n')}
+@group(0) @binding(${reads.length + 1}) var<storage, read_write> out: array<vec4<f32>>;
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let first = (${linearIndex()}) * ${VEC_PER_INVOCATION}u;
+  for (var k = 0u; k < ${VEC_PER_INVOCATION}u; k++) {
+    let q = first + k;
+    if (q * 4u >= p.n) { return; }
+    let i = q * 4u;
+${coords.join('\n')}
+${loads.join('\n')}
+    out[p.offOut / 4u + q] = ${body};
+  }
+}`;
+}
+
 // Public ops ----------------------------------------------------------------------------
 
 /** The float dtype of an op on these tensors: float16 when all are, else float32 (PyTorch's
@@ -328,7 +411,8 @@ export function binary(op: BinaryName, a: Tensor | number, b: Tensor | number): 
   const int = def.int === true && scalarsInt && tensors.every((t) => t.dtype === 'int32');
   const dtype: DType = def.compare ? 'float32' : int ? 'int32' : floatResult(tensors);
   const expr = int && def.wgslInt ? def.wgslInt : def.wgsl;
-  return map([a, b], ([x, y]) => expr(x!, y!), { int, dtype, label: op });
+  const vec4 = !int && (op === 'add' || op === 'sub' || op === 'mul' || op === 'div');
+  return map([a, b], ([x, y]) => expr(x!, y!), { int, dtype, label: op, vec4 });
 }
 
 export const neg = (x: Tensor): Tensor => unary('neg', x);
