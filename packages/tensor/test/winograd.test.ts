@@ -110,6 +110,42 @@ describe('Winograd 3x3 convolution against the float64 reference', () => {
     for (const t of [y, gx, gw]) t.dispose();
   });
 
+  it('splits a batch whose intermediates exceed the storage binding into runs of images', async () => {
+    for (const algorithm of WINOGRAD) {
+      forceConvAlgorithm(algorithm);
+      const [rtol, atol] = TOL[algorithm]!;
+      // One image's F(4x4) intermediates are 36 x 8 channels x 9 tiles of float32 (10 KB), F(2x2)'s
+      // 16 x 8 x 36 (18 KB); the batch of 5 needs 51 or 92 KB: runs of 3 + 2 or 1 + 1 + ... images.
+      const x = randHost([5, 8, 12, 12], 31);
+      const w = randHost([8, 8, 3, 3], 32);
+      const b = randHost([8], 33);
+      const gy = randHost([5, 8, 12, 12], 34);
+      const want = [
+        cpuConv2d(x, w, { padding: 1, bias: b, activation: 'relu' }),
+        cpuConv2dBackwardInput(gy, w, [5, 8, 12, 12], { padding: 1 }),
+        cpuConv2dBackwardWeight(x, gy, [8, 8, 3, 3], { padding: 1 }),
+      ];
+      engine().setBindingLimit(32 * 1024);
+      const e = engine();
+      const dispatch = e.dispatch.bind(e);
+      const keys: string[] = [];
+      e.dispatch = (d) => {
+        keys.push(d.key ?? '');
+        dispatch(d);
+      };
+      try {
+        const y = conv2d(toGpu(x), toGpu(w), { padding: 1, bias: toGpu(b), activation: 'relu' });
+        expect(keys.filter((k) => k.startsWith('winogradTiles')).length).toBe(algorithm === 'winograd4x4' ? 2 : 5);
+        await expectClose(y, want[0]!, rtol, atol);
+        await expectClose(conv2dBackwardInput(toGpu(gy), toGpu(w), [5, 8, 12, 12], { padding: 1 }), want[1]!, rtol, atol);
+        await expectClose(conv2dBackwardWeight(toGpu(x), toGpu(gy), [8, 8, 3, 3], { padding: 1 }), want[2]!, rtol, 4 * atol);
+      } finally {
+        delete (e as { dispatch?: unknown }).dispatch;
+        engine().setBindingLimit(null);
+      }
+    }
+  });
+
   it('runs direct where an intermediate would exceed the storage binding', async () => {
     forceConvAlgorithm('winograd4x4');
     // 36 x 16 channels x 64 tiles of float32 is 147 KB; the input and output are 65 KB each.

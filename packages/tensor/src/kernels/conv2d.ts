@@ -707,9 +707,9 @@ function algorithmFor(g: Conv2dGeometry, pass: ConvProblem['pass'], half: boolea
 }
 
 /** The algorithm `conv2d` runs for these operands (`pass` 'inputGrad' or 'weightGrad' for
- * `conv2dBackwardInput` and `conv2dBackwardWeight`): the forced one, a choice stored by autotuning for this adapter, else the
- * default. 'direct' also runs where a Winograd intermediate would exceed the adapter's
- * storage binding. Queues no measurement. */
+ * `conv2dBackwardInput` and `conv2dBackwardWeight`): the forced one, a choice stored by
+ * autotuning for this adapter, else the default. 'direct' also runs where a Winograd
+ * intermediate would exceed the adapter's storage binding. Queues no measurement. */
 export function convAlgorithm(
   inputShape: Shape, weightShape: Shape, opts: Conv2dGradOptions = {}, pass: ConvProblem['pass'] = 'forward', dtype: DType = 'float32',
 ): ConvAlgorithm {

@@ -19,7 +19,7 @@ import { engine } from '../engine.js';
 import { Params } from '../params.js';
 import { Tensor } from '../tensor.js';
 import { matmul } from './matmul.js';
-import { UNARY } from './elementwise.js';
+import { add, UNARY } from './elementwise.js';
 import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
 import type { Conv2dGeometry, ConvActivation } from './conv2d.js';
 
@@ -227,8 +227,9 @@ interface OutputEpilogue {
   act: ConvActivation | undefined;
 }
 
-/** Writes Aᵀ M A of every tile, scaled, biased and activated, into `out` [N, O, outH, outW]. */
-function transformOutput(M: Tensor, m: WinogradTile, t: Tiling, out: Tensor, ep: OutputEpilogue): void {
+/** Writes Aᵀ M A of every tile, scaled, biased and activated, into `out` [N, O, outH, outW],
+ * the tiles' images starting at image `firstImage` of `out`. */
+function transformOutput(M: Tensor, m: WinogradTile, t: Tiling, out: Tensor, ep: OutputEpilogue, firstImage: number): void {
   const e = engine();
   const { AT } = TRANSFORMS[m];
   const a = m + 2;
@@ -237,7 +238,7 @@ function transformOutput(M: Tensor, m: WinogradTile, t: Tiling, out: Tensor, ep:
   const total = O * t.tiles;
   const params = new Params()
     .i32('total', total).i32('tiles', t.tiles).i32('tilesW', t.tilesW).i32('planeTiles', t.tilesH * t.tilesW)
-    .i32('O', O).i32('outH', outH).i32('outW', outW);
+    .i32('O', O).i32('outH', outH).i32('outW', outW).i32('n0', firstImage);
   const extras = [...(ep.bias ? [['bias', ep.bias] as const] : []), ...(ep.scale ? [['scale', ep.scale] as const] : [])];
   const value = (acc: string): string => {
     const scaled = ep.scale ? `${acc} * ${widen(half, 'scale[o]')}` : acc;
@@ -266,7 +267,7 @@ fn main(${MAIN_ARGS}) {
   let x0 = (r % p.tilesW) * ${m};
 ${range(a).flatMap((y) => range(a).map((x) => `  let t${y}_${x} = mt[${y * a + x} * p.total + i];`)).join('\n')}
 ${sandwich(AT, AT, 't', 'r', a, a)}
-  let b = (n * p.O + o) * p.outH * p.outW;
+  let b = ((p.n0 + n) * p.O + o) * p.outH * p.outW;
 ${range(m).map((y) => `  if (y0 + ${y} < p.outH) {
 ${range(m).map((x) => `    if (x0 + ${x} < p.outW) { y[b + (y0 + ${y}) * p.outW + x0 + ${x}] = ${value(`r${y}_${x}`)}; }`).join('\n')}
   }`).join('\n')}
@@ -285,32 +286,47 @@ function tiling(batch: number, outH: number, outW: number, m: WinogradTile): Til
   return { tilesH, tilesW, tiles: batch * tilesH * tilesW };
 }
 
-/** Whether the intermediates of a Winograd convolution from `inC` to `outC` channels over
- * `t` fit one storage binding each. */
-function fits(t: Tiling, m: WinogradTile, inC: number, outC: number): boolean {
-  const a2 = (m + 2) ** 2;
-  return a2 * Math.max(inC, outC) * t.tiles * 4 <= engine().bindingLimit;
+/** Runs of images whose intermediates from `inC` to `outC` channels over an outH x outW
+ * output fit one storage binding each, or null where one image's do not. A batch too large
+ * for one binding (e.g. ResNet's 56 px stage at batch 128) runs as several products. */
+function imageRunsFor(N: number, outH: number, outW: number, m: WinogradTile, inC: number, outC: number): { start: number; count: number }[] | null {
+  const perImage = (m + 2) ** 2 * Math.max(inC, outC) * tiling(1, outH, outW, m).tiles * 4;
+  const per = Math.min(N, Math.floor(engine().bindingLimit / perImage));
+  if (per < 1) return null;
+  const runs = [];
+  for (let start = 0; start < N; start += per) runs.push({ start, count: Math.min(per, N - start) });
+  return runs;
+}
+
+/** Images start .. start + count of `t`, `t` itself when that is all of it. */
+function images(t: Tensor, start: number, count: number): Tensor {
+  return count === t.shape[0] ? t : t.narrow(0, start, count);
 }
 
 /** One correlation of `src` [N, I, H, W] with 3x3 filters read through `walk`, padded by
- * padH/padW, into a new [N, O, outH, outW] tensor; null where an intermediate would exceed
- * a storage binding (the caller runs the direct kernel). `weight` and the epilogue operands
- * are contiguous from element 0 of their buffers. */
+ * padH/padW, into a new [N, O, outH, outW] tensor; null where one image's intermediates
+ * would exceed a storage binding (the caller runs the direct kernel). `weight` and the
+ * epilogue operands are contiguous from element 0 of their buffers. */
 export function winogradCorrelation(
   src: Tensor, weight: Tensor, walk: WeightWalk, outC: number, outH: number, outW: number,
   padH: number, padW: number, m: WinogradTile, ep: OutputEpilogue,
 ): Tensor | null {
   const [N, inC] = src.shape as [number, number];
-  const t = tiling(N, outH, outW, m);
-  if (!fits(t, m, inC, outC) || !src.fitsBinding) return null;
+  const runs = imageRunsFor(N, outH, outW, m, inC, outC);
+  if (!runs || !src.fitsBinding) return null;
   const U = transformWeights(weight, m, outC, inC, walk);
-  const V = transformTiles(src, 'input', m, t, padH, padW);
-  const M = matmul(U, V);
-  U.dispose();
-  V.dispose();
   const out = Tensor.empty([N, outC, outH, outW], src.dtype);
-  transformOutput(M, m, t, out, ep);
-  M.dispose();
+  for (const { start, count } of runs) {
+    const part = images(src, start, count);
+    const t = tiling(count, outH, outW, m);
+    const V = transformTiles(part, 'input', m, t, padH, padW);
+    const M = matmul(U, V);
+    V.dispose();
+    if (part !== src) part.dispose();
+    transformOutput(M, m, t, out, ep, start);
+    M.dispose();
+  }
+  U.dispose();
   return out;
 }
 
@@ -348,8 +364,9 @@ ${range(3).flatMap((y) => range(3).map((x) => `  gw[i * 9 + ${y * 3 + x}] = ${st
 }
 
 /** The gradient of a 3x3 stride-1 convolution's weight [O, I, 3, 3] in `dtype`, from x
- * [N, I, H, W] padded by padH/padW and gradOut [N, O, outH, outW]; null where an
- * intermediate would exceed a storage binding. The forward pass is linear in the filter g,
+ * [N, I, H, W] padded by padH/padW and gradOut [N, O, outH, outW]; null where one image's
+ * intermediates would exceed a storage binding (a larger batch runs as several products,
+ * their sums added). The forward pass is linear in the filter g,
  * y = Aᵀ[(G g) ⊙ (Bᵀ d)] per tile, so its gradient is Gᵀ[(A dy) ⊙ (Bᵀ d)]: the input tiles
  * are transformed as in the forward pass, the output gradient's m x m tiles by A, their
  * products summed over tiles by one matmul per transformed position, and Gᵀ · G gives the
@@ -357,16 +374,31 @@ ${range(3).flatMap((y) => range(3).map((x) => `  gw[i * 9 + ${y * 3 + x}] = ${st
 export function winogradWeightGrad(x: Tensor, gradOut: Tensor, padH: number, padW: number, m: WinogradTile, dtype: Tensor['dtype']): Tensor | null {
   const [N, inC] = x.shape as [number, number];
   const [, outC, outH, outW] = gradOut.shape as [number, number, number, number];
-  const t = tiling(N, outH, outW, m);
-  if (!fits(t, m, inC, outC) || !x.fitsBinding || !gradOut.fitsBinding) return null;
-  const V = transformTiles(x, 'input', m, t, padH, padW);
-  const D = transformTiles(gradOut, 'gradOut', m, t, 0, 0);
-  const Vt = V.transpose(-2, -1);
-  const M = matmul(D, Vt);
-  for (const u of [V, Vt, D]) u.dispose();
+  const runs = imageRunsFor(N, outH, outW, m, inC, outC);
+  if (!runs || !x.fitsBinding || !gradOut.fitsBinding) return null;
+  let sum: Tensor | null = null;
+  for (const { start, count } of runs) {
+    const [xs, gs] = [images(x, start, count), images(gradOut, start, count)];
+    const t = tiling(count, outH, outW, m);
+    const V = transformTiles(xs, 'input', m, t, padH, padW);
+    const D = transformTiles(gs, 'gradOut', m, t, 0, 0);
+    const Vt = V.transpose(-2, -1);
+    const M = matmul(D, Vt);
+    for (const u of [V, Vt, D]) u.dispose();
+    if (xs !== x) xs.dispose();
+    if (gs !== gradOut) gs.dispose();
+    if (sum) {
+      const next = add(sum, M);
+      sum.dispose();
+      M.dispose();
+      sum = next;
+    } else {
+      sum = M;
+    }
+  }
   const gradW = Tensor.empty([outC, inC, 3, 3], dtype);
-  untransformWeightGrad(M, m, gradW);
-  M.dispose();
+  untransformWeightGrad(sum!, m, gradW);
+  sum!.dispose();
   return gradW;
 }
 
