@@ -9,7 +9,7 @@
 import { engine } from '../engine.js';
 import { numel, type Shape } from '../shape.js';
 import { dtypeBytes, Tensor, type DType } from '../tensor.js';
-import { assign } from './elementwise.js';
+import { add, assign } from './elementwise.js';
 
 export interface BatchOutput {
   shape: Shape;
@@ -44,6 +44,16 @@ export function imageRuns(op: string, batch: number, tensors: readonly BatchOutp
 
 /** Images start..start+count of `t` as a tensor a kernel can bind whole: a view where the
  * storage fits a binding, else a copy of the run. */
+/** `sum + part` (the sum so far and the part are consumed), or `part` where there is no sum
+ * yet: the running total of per-run partial results. */
+export function addPart(sum: Tensor | null, part: Tensor): Tensor {
+  if (!sum) return part;
+  const next = add(sum, part);
+  sum.dispose();
+  part.dispose();
+  return next;
+}
+
 export function imageSlice(t: Tensor, start: number, count: number): Tensor {
   const view = t.narrow(0, start, count);
   if (t.storage.buffer.size <= engine().bindingLimit) return view;

@@ -23,8 +23,8 @@ import { Params } from '../params.js';
 import { fmt, shapeEq, type Shape } from '../shape.js';
 import { Tensor, type DType } from '../tensor.js';
 import { checkFloat } from './check-float.js';
-import { byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
-import { add, cast, UNARY } from './elementwise.js';
+import { addPart, byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
+import { cast, UNARY } from './elementwise.js';
 import { full } from '../creation.js';
 import { convShapeClass, storedChoice, timeRecorded, tunedChoice, type ConvProblem, type TuneBench, type TuneFamily } from '../tune.js';
 import { forwardWalk, inputGradWalk, winogradApplies, winogradCorrelation, winogradWeightGrad, type WinogradTile } from './winograd.js';
@@ -1122,14 +1122,7 @@ function weightGradByImages(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weigh
     const part = weightGrad(xc, gc, conv2dGeometry(xc.shape, weightShape, opts), weightShape, 'float32');
     xc.dispose();
     gc.dispose();
-    if (sum) {
-      const next = add(sum, part);
-      sum.dispose();
-      part.dispose();
-      sum = next;
-    } else {
-      sum = part;
-    }
+    sum = addPart(sum, part);
   }
   if (x.dtype !== 'float16') return sum!;
   const rounded = cast(sum!, 'float16');

@@ -19,7 +19,8 @@ import { engine } from '../engine.js';
 import { Params } from '../params.js';
 import { Tensor } from '../tensor.js';
 import { matmul } from './matmul.js';
-import { add, UNARY } from './elementwise.js';
+import { UNARY } from './elementwise.js';
+import { addPart } from './batches.js';
 import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
 import type { Conv2dGeometry, ConvActivation } from './conv2d.js';
 
@@ -387,14 +388,7 @@ export function winogradWeightGrad(x: Tensor, gradOut: Tensor, padH: number, pad
     for (const u of [V, Vt, D]) u.dispose();
     if (xs !== x) xs.dispose();
     if (gs !== gradOut) gs.dispose();
-    if (sum) {
-      const next = add(sum, M);
-      sum.dispose();
-      M.dispose();
-      sum = next;
-    } else {
-      sum = M;
-    }
+    sum = addPart(sum, M);
   }
   const gradW = Tensor.empty([outC, inC, 3, 3], dtype);
   untransformWeightGrad(sum!, m, gradW);
