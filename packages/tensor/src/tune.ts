@@ -227,10 +227,15 @@ export function matmulChoice<V extends string>(e: Engine, p: MatmulProblem, fami
   return tunedChoice(e, p, family);
 }
 
+/** The variant stored for class `cls` when it is one of the family's. */
+function storedVariant<V extends string>(st: AdapterState, cls: string, variants: readonly V[]): V | undefined {
+  const stored = st.entries[cls]?.variant;
+  return stored !== undefined && variants.includes(stored as V) ? (stored as V) : undefined;
+}
+
 /** The stored choice for `p`'s class, else the family's fallback; queues nothing. */
 export function storedChoice<V extends string, P extends TuneProblem>(e: Engine, p: P, family: TuneFamily<V, P>): V {
-  const stored = state(e).entries[family.shapeClass(p)]?.variant;
-  return stored !== undefined && family.variants.includes(stored as V) ? (stored as V) : family.fallback(p);
+  return storedVariant(state(e), family.shapeClass(p), family.variants) ?? family.fallback(p);
 }
 
 /** The variant for a problem: the stored choice, else the fallback (and, with tuning on,
@@ -240,8 +245,8 @@ export function tunedChoice<V extends string, P extends TuneProblem>(e: Engine, 
   const st = state(e);
   const cls = family.shapeClass(p);
   st.seen.add(cls);
-  const stored = st.entries[cls]?.variant;
-  if (stored !== undefined && family.variants.includes(stored as V)) return stored as V;
+  const stored = storedVariant(st, cls, family.variants);
+  if (stored !== undefined) return stored;
   const fallback = family.fallback(p);
   if (autotuneEnabled() && !st.pending.has(cls)) {
     if (st.pending.size === 0) {

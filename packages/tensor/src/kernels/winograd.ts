@@ -15,7 +15,7 @@
  * operands too (F(4x4)'s transformed values grow to ~100x the inputs, past where f16
  * keeps three digits); the result is stored in the operands' dtype.
  */
-import { engine } from '../engine.js';
+import { engine, type StorageBinding } from '../engine.js';
 import { Params } from '../params.js';
 import { Tensor } from '../tensor.js';
 import { matmul } from './matmul.js';
@@ -93,6 +93,55 @@ function scatter(name: string, a: number): string {
   return range(a).flatMap((y) => range(a).map((x) => `  ${name}[${y * a + x} * p.total + i] = ${name}${y}_${x};`)).join('\n');
 }
 
+/** Loads the α x α values `{name}{y}_{x}` of invocation i from `src`, as `scatter` stored them. */
+function gather(name: string, src: string, a: number): string {
+  return range(a).flatMap((y) => range(a).map((x) => `  let ${name}${y}_${x} = ${src}[${y * a + x} * p.total + i];`)).join('\n');
+}
+
+/** The image `n` and the top-left output position (y0, x0), shifted by (offY, offX), of tile
+ * q = i % p.tiles (a WGSL expression over p.tiles, p.planeTiles and p.tilesW). */
+function tileOrigin(m: number, offY = '', offX = ''): string {
+  return `  let q = i % p.tiles;
+  let n = q / p.planeTiles;
+  let r = q % p.planeTiles;
+  let y0 = (r / p.tilesW) * ${m}${offY};
+  let x0 = (r % p.tilesW) * ${m}${offX};`;
+}
+
+/** A storage buffer of a per-item kernel: its WGSL name and array type, and what it binds
+ * (the last one is the output, bound read-write). */
+interface KernelBuffer {
+  name: string;
+  type: string;
+  resource: StorageBinding;
+}
+
+/** One invocation per item i < `total` (`params` holds it as p.total), with `buffers`
+ * declared in order after the uniforms; `body` is the WGSL after the bounds check. */
+function dispatchPerItem(key: string, params: Params, total: number, half: boolean, buffers: readonly KernelBuffer[], body: () => string, helpers = ''): void {
+  const e = engine();
+  e.dispatch({
+    key,
+    get code() {
+      return /* wgsl */ `${enableF16(half)}
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+${buffers.map((b, k) => `@group(0) @binding(${k + 1}) var<storage, ${k === buffers.length - 1 ? 'read_write' : 'read'}> ${b.name}: ${b.type};`).join('\n')}
+${helpers}
+@compute @workgroup_size(${WG})
+fn main(${MAIN_ARGS}) {
+  let i = i32(${linearIndex()});
+  if (i >= p.total) { return; }
+${body()}
+}`;
+    },
+    params,
+    buffers: buffers.map((b) => b.resource),
+    workgroups: e.grid(Math.ceil(total / WG)),
+    label: 'conv2d',
+  });
+}
+
 /** Whether the Winograd path computes `g`: a dense 3x3 correlation with stride 1. */
 export function winogradApplies(g: Conv2dGeometry): boolean {
   return g.kernelH === 3 && g.kernelW === 3 && g.strideH === 1 && g.strideW === 1 &&
@@ -112,7 +161,6 @@ interface WeightWalk {
 
 /** U [α², outC, inC], the transformed filters, as float32. */
 function transformWeights(weight: Tensor, m: WinogradTile, outC: number, inC: number, walk: WeightWalk): Tensor {
-  const e = engine();
   const { G } = TRANSFORMS[m];
   const a = m + 2;
   const half = weight.dtype === 'float16';
@@ -122,29 +170,13 @@ function transformWeights(weight: Tensor, m: WinogradTile, outC: number, inC: nu
   const params = new Params()
     .i32('total', total).i32('inC', inC).i32('base', w.offset + walk.base)
     .i32('so', walk.so).i32('si', walk.si).i32('sy', walk.sy).i32('sx', walk.sx);
-  e.dispatch({
-    key: `winogradWeights:${m}:${half}`,
-    get code() {
-      return /* wgsl */ `${enableF16(half)}
-${params.wgsl('P')}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> wt: ${storageArray(half)};
-@group(0) @binding(2) var<storage, read_write> u: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = i32(${linearIndex()});
-  if (i >= p.total) { return; }
-  let b = p.base + (i / p.inC) * p.so + (i % p.inC) * p.si;
+  dispatchPerItem(`winogradWeights:${m}:${half}`, params, total, half, [
+    { name: 'wt', type: storageArray(half), resource: w.resource },
+    { name: 'u', type: 'array<f32>', resource: U.binding('conv2d').resource },
+  ], () => `  let b = p.base + (i / p.inC) * p.so + (i % p.inC) * p.si;
 ${range(3).flatMap((y) => range(3).map((x) => `  let g${y}_${x} = ${widen(half, `wt[b + ${y} * p.sy + ${x} * p.sx]`)};`)).join('\n')}
 ${sandwich(G, G, 'g', 'u', 3, 3)}
-${scatter('u', a)}
-}`;
-    },
-    params,
-    buffers: [w.resource, U.binding('conv2d').resource],
-    workgroups: e.grid(Math.ceil(total / WG)),
-    label: 'conv2d',
-  });
+${scatter('u', a)}`);
   return U;
 }
 
@@ -172,7 +204,6 @@ function transpose(a: readonly (readonly number[])[]): number[][] {
 /** [α², C, tiles], the transformed tiles of `x` [N, C, H, W] as float32. Tile (th, tw) of
  * image n reads the k x k block at rows th*m - offH and columns tw*m - offW, zero outside. */
 function transformTiles(x: Tensor, read: TileRead, m: WinogradTile, t: Tiling, offH: number, offW: number): Tensor {
-  const e = engine();
   const { k, L } = tileMatrix(read, m);
   const a = m + 2;
   const half = x.dtype === 'float16';
@@ -185,24 +216,11 @@ function transformTiles(x: Tensor, read: TileRead, m: WinogradTile, t: Tiling, o
     .i32('total', total).i32('tiles', t.tiles).i32('tilesW', t.tilesW).i32('planeTiles', t.tilesH * t.tilesW)
     .i32('H', H).i32('W', W).i32('offH', offH).i32('offW', offW)
     .i32('so', src.offset).i32('ssn', ssn).i32('ssc', ssc).i32('ssh', ssh).i32('ssw', ssw);
-  e.dispatch({
-    key: `winogradTiles:${read}:${m}:${half}`,
-    get code() {
-      return /* wgsl */ `${enableF16(half)}
-${params.wgsl('P')}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> src: ${storageArray(half)};
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = i32(${linearIndex()});
-  if (i >= p.total) { return; }
-  let c = i / p.tiles;
-  let q = i % p.tiles;
-  let n = q / p.planeTiles;
-  let r = q % p.planeTiles;
-  let y0 = (r / p.tilesW) * ${m} - p.offH;
-  let x0 = (r % p.tilesW) * ${m} - p.offW;
+  dispatchPerItem(`winogradTiles:${read}:${m}:${half}`, params, total, half, [
+    { name: 'src', type: storageArray(half), resource: src.resource },
+    { name: 'v', type: 'array<f32>', resource: V.binding('conv2d').resource },
+  ], () => `  let c = i / p.tiles;
+${tileOrigin(m, ' - p.offH', ' - p.offW')}
   let b = p.so + n * p.ssn + c * p.ssc;
 ${range(k).map((y) => `  let ry${y} = y0 + ${y};
   let vy${y} = ry${y} >= 0 && ry${y} < p.H;
@@ -211,14 +229,7 @@ ${range(k).map((x) => `  let rx${x} = x0 + ${x};
   let vx${x} = rx${x} >= 0 && rx${x} < p.W;`).join('\n')}
 ${range(k).flatMap((y) => range(k).map((x) => `  let d${y}_${x} = select(0.0, ${widen(half, `src[select(p.so, oy${y} + rx${x} * p.ssw, vy${y} && vx${x})]`)}, vy${y} && vx${x});`)).join('\n')}
 ${sandwich(L, L, 'd', 'v', k, k)}
-${scatter('v', a)}
-}`;
-    },
-    params,
-    buffers: [src.resource, V.binding('conv2d').resource],
-    workgroups: e.grid(Math.ceil(total / WG)),
-    label: 'conv2d',
-  });
+${scatter('v', a)}`);
   return V;
 }
 
@@ -231,7 +242,6 @@ interface OutputEpilogue {
 /** Writes Aᵀ M A of every tile, scaled, biased and activated, into `out` [N, O, outH, outW],
  * the tiles' images starting at image `firstImage` of `out`. */
 function transformOutput(M: Tensor, m: WinogradTile, t: Tiling, out: Tensor, ep: OutputEpilogue, firstImage: number): void {
-  const e = engine();
   const { AT } = TRANSFORMS[m];
   const a = m + 2;
   const half = out.dtype === 'float16';
@@ -246,39 +256,18 @@ function transformOutput(M: Tensor, m: WinogradTile, t: Tiling, out: Tensor, ep:
     const biased = ep.bias ? `(${scaled} + ${widen(half, 'bias[o]')})` : scaled;
     return stored(half, ep.act ? UNARY[ep.act].wgsl(biased) : biased);
   };
-  e.dispatch({
-    key: `winogradOutput:${m}:${half}:${ep.bias ? 'b' : ''}${ep.scale ? 's' : ''}:${ep.act ?? ''}`,
-    get code() {
-      return /* wgsl */ `${enableF16(half)}
-${params.wgsl('P')}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> mt: array<f32>;
-${extras.map(([name], k) => `@group(0) @binding(${2 + k}) var<storage, read> ${name}: ${storageArray(half)};`).join('\n')}
-@group(0) @binding(${2 + extras.length}) var<storage, read_write> y: ${storageArray(half)};
-${ep.act ? MATH_HELPERS : ''}
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = i32(${linearIndex()});
-  if (i >= p.total) { return; }
-  let o = i / p.tiles;
-  let q = i % p.tiles;
-  let n = q / p.planeTiles;
-  let r = q % p.planeTiles;
-  let y0 = (r / p.tilesW) * ${m};
-  let x0 = (r % p.tilesW) * ${m};
-${range(a).flatMap((y) => range(a).map((x) => `  let t${y}_${x} = mt[${y * a + x} * p.total + i];`)).join('\n')}
+  dispatchPerItem(`winogradOutput:${m}:${half}:${ep.bias ? 'b' : ''}${ep.scale ? 's' : ''}:${ep.act ?? ''}`, params, total, half, [
+    { name: 'mt', type: 'array<f32>', resource: M.binding('conv2d').resource },
+    ...extras.map(([name, x]) => ({ name, type: storageArray(half), resource: x.binding('conv2d', true).resource })),
+    { name: 'y', type: storageArray(half), resource: out.binding('conv2d', true).resource },
+  ], () => `  let o = i / p.tiles;
+${tileOrigin(m)}
+${gather('t', 'mt', a)}
 ${sandwich(AT, AT, 't', 'r', a, a)}
   let b = ((p.n0 + n) * p.O + o) * p.outH * p.outW;
 ${range(m).map((y) => `  if (y0 + ${y} < p.outH) {
 ${range(m).map((x) => `    if (x0 + ${x} < p.outW) { y[b + (y0 + ${y}) * p.outW + x0 + ${x}] = ${value(`r${y}_${x}`)}; }`).join('\n')}
-  }`).join('\n')}
-}`;
-    },
-    params,
-    buffers: [M.binding('conv2d').resource, ...extras.map(([, x]) => x.binding('conv2d', true).resource), out.binding('conv2d', true).resource],
-    workgroups: e.grid(Math.ceil(total / WG)),
-    label: 'conv2d',
-  });
+  }`).join('\n')}`, ep.act ? MATH_HELPERS : '');
 }
 
 function tiling(batch: number, outH: number, outW: number, m: WinogradTile): Tiling {
@@ -333,35 +322,18 @@ export function winogradCorrelation(
 
 /** Writes Gᵀ M G of every channel pair (M [α², O, I]) into `gradW` [O, I, 3, 3]. */
 function untransformWeightGrad(M: Tensor, m: WinogradTile, gradW: Tensor): void {
-  const e = engine();
   const { G } = TRANSFORMS[m];
   const a = m + 2;
   const half = gradW.dtype === 'float16';
   const total = gradW.size / 9;
   const params = new Params().i32('total', total);
   const GT = transpose(G);
-  e.dispatch({
-    key: `winogradWeightGrad:${m}:${half}`,
-    get code() {
-      return /* wgsl */ `${enableF16(half)}
-${params.wgsl('P')}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> mt: array<f32>;
-@group(0) @binding(2) var<storage, read_write> gw: ${storageArray(half)};
-@compute @workgroup_size(${WG})
-fn main(${MAIN_ARGS}) {
-  let i = i32(${linearIndex()});
-  if (i >= p.total) { return; }
-${range(a).flatMap((y) => range(a).map((x) => `  let t${y}_${x} = mt[${y * a + x} * p.total + i];`)).join('\n')}
+  dispatchPerItem(`winogradWeightGrad:${m}:${half}`, params, total, half, [
+    { name: 'mt', type: 'array<f32>', resource: M.binding('conv2d').resource },
+    { name: 'gw', type: storageArray(half), resource: gradW.binding('conv2d', true).resource },
+  ], () => `${gather('t', 'mt', a)}
 ${sandwich(GT, GT, 't', 'r', a, a)}
-${range(3).flatMap((y) => range(3).map((x) => `  gw[i * 9 + ${y * 3 + x}] = ${stored(half, `r${y}_${x}`)};`)).join('\n')}
-}`;
-    },
-    params,
-    buffers: [M.binding('conv2d').resource, gradW.binding('conv2d', true).resource],
-    workgroups: e.grid(Math.ceil(total / WG)),
-    label: 'conv2d',
-  });
+${range(3).flatMap((y) => range(3).map((x) => `  gw[i * 9 + ${y * 3 + x}] = ${stored(half, `r${y}_${x}`)};`)).join('\n')}`);
 }
 
 /** The gradient of a 3x3 stride-1 convolution's weight [O, I, 3, 3] in `dtype`, from x
