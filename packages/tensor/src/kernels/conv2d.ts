@@ -27,6 +27,7 @@ import { addPart, byImages, imageRuns, imageSlice, needsImageRuns } from './batc
 import { cast, UNARY } from './elementwise.js';
 import { full } from '../creation.js';
 import { convShapeClass, storedChoice, timeRecorded, tunedChoice, type ConvProblem, type TuneBench, type TuneFamily } from '../tune.js';
+import { pointwiseConv } from './conv1x1.js';
 import { forwardWalk, inputGradWalk, winogradApplies, winogradCorrelation, winogradWeightGrad, type WinogradTile } from './winograd.js';
 import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
 
@@ -737,6 +738,11 @@ function halfOperands(op: string, operands: readonly (readonly [string, Tensor |
   return first.dtype === 'float16';
 }
 
+/** A dense 1x1 convolution without padding: a product over channels at every (sampled)
+ * pixel, which the pointwise kernel runs (conv1x1.ts). */
+const pointwise = (g: Conv2dGeometry): boolean =>
+  g.kernelH === 1 && g.kernelW === 1 && g.groups === 1 && g.padH === 0 && g.padW === 0;
+
 /** `t` contiguous from element 0 of its buffer, where the kernels index weights and biases:
  * a contiguous view at an offset (a slice of a stacked weight) would be read from the
  * start of the buffer, so only a view at offset 0 is used as it is. */
@@ -771,6 +777,16 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   const w = packed(weight);
   const b = opts.bias && packed(opts.bias);
   const s = opts.scale && packed(opts.scale);
+  if (pointwise(g)) {
+    const out = pointwiseConv({
+      src: x, weight: w, stride: [g.strideH, g.strideW], bias: b, scale: s, act: opts.activation, outC: g.outChannels, inC: g.inChannels,
+      wsM: g.inChannels, wsR: 1, half, label: 'conv2d',
+    });
+    w.dispose();
+    b?.dispose();
+    s?.dispose();
+    return out;
+  }
   const fast = viaWinograd(algorithmFor(g, 'forward', half), (tile) => winogradCorrelation(
     x, w, forwardWalk(g.inChannels), g.outChannels, g.outH, g.outW, g.padH, g.padW, tile,
     { bias: b, scale: s, act: opts.activation },
@@ -825,6 +841,13 @@ export function conv2dBackwardInput(gradOut: Tensor, weight: Tensor, inputShape:
   const coutG = g.outChannels / g.groups;
   const khw = g.kernelH * g.kernelW;
   const w = packed(weight);
+  if (pointwise(g) && g.strideH === 1 && g.strideW === 1) {
+    const gradIn = pointwiseConv({
+      src: gradOut, weight: w, outC: g.inChannels, inC: g.outChannels, wsM: 1, wsR: g.inChannels, half, label: 'conv2dBackwardInput',
+    });
+    w.dispose();
+    return gradIn;
+  }
   // With stride 1 the input gradient is the correlation of gradOut, padded by 2 - pad, with
   // the filters transposed and turned by 180 degrees.
   const fast = viaWinograd(algorithmFor(g, 'inputGrad', half), (tile) => winogradCorrelation(

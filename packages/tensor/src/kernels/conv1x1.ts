@@ -1,0 +1,166 @@
+/**
+ * Pointwise (1x1, stride 1, dense) convolutions, the bulk of MobileNet- and EfficientNet-class
+ * networks: out[n, o, p] = sum_c W[o, c] src[n, c, p] over the pixels p of each image plane,
+ * with conv2d's scale / bias / activation epilogue. The general correlation kernel walks
+ * kernel taps and recovers every pixel's row and column by integer division, which lavapipe
+ * runs lane by lane; with 16-32 input channels (MobileNetV2's expansions at 112 px) that
+ * indexing outweighs the multiply-adds. Here an invocation owns `PW_TM` output channels times
+ * `PW_TN` consecutive pixels of one plane, read and written as vec4s where the plane allows,
+ * and the reduction loop does nothing but loads and fused multiply-adds.
+ *
+ * The same kernel computes the input gradient of a 1x1 convolution (the weight read through
+ * transposed strides), so both passes avoid the general kernel.
+ */
+import { engine } from '../engine.js';
+import { Params } from '../params.js';
+import { Tensor } from '../tensor.js';
+import type { ConvActivation } from './conv2d.js';
+import { UNARY } from './elementwise.js';
+import { enableF16, MATH_HELPERS, storageArray, stored, widen } from './wgsl.js';
+
+/** Output channels per invocation. */
+const PW_TM = 16;
+/** Pixels per invocation: two quads. */
+const PW_TN = 8;
+/** Invocations per workgroup, along the pixels of one plane (the workgroup shares its
+ * channels, so its weight loads are uniform). */
+const PW_LANES = 16;
+
+export interface Pointwise {
+  src: Tensor;
+  weight: Tensor;
+  bias?: Tensor | undefined;
+  scale?: Tensor | undefined;
+  act?: ConvActivation | undefined;
+  /** Output channels, and the reduction channels summed over. */
+  outC: number;
+  inC: number;
+  /** Weight element (o, c) is at o * wsM + c * wsR. */
+  wsM: number;
+  wsR: number;
+  /** Reads every stride-th row and column of `src` (a 1x1 convolution with a stride). */
+  stride?: readonly [number, number];
+  half: boolean;
+  label: string;
+}
+
+const range = (n: number): number[] => [...Array(n).keys()];
+
+/**
+ * Two walks over the pixels. With `vec` (contiguous planes of a multiple of 4 pixels,
+ * aligned), an invocation's pixels lie in one plane and move as vec4s. Otherwise (7x7 planes,
+ * strided views) the pixels of all images are numbered together, so small planes still fill
+ * the lanes, and each pixel's image, row and column are found once, before the reduction loop.
+ */
+function pointwiseCode(params: Params, d: Pointwise, vec: boolean): string {
+  const { half, act } = d;
+  const tq = PW_TN / 4;
+  const epilogue = (v: string): string => (act ? UNARY[act].wgsl(v) : v);
+  const names = [...(d.bias ? ['bias'] : []), ...(d.scale ? ['scale'] : [])];
+  const value = (i: number, q: number): string => {
+    const lanes = range(4).map((t) => {
+      let v = `a${i}_${q}[${t}]`;
+      if (d.scale) v = `${v} * s${i}`;
+      if (d.bias) v = `${v} + b${i}`;
+      return epilogue(`(${v})`);
+    });
+    return `vec4<f32>(${lanes.join(', ')})`;
+  };
+  const pixels = vec
+    ? [
+      'let n = pb / p.pblocks;',
+      `let p0 = ((pb % p.pblocks) * ${PW_LANES} + i32(lid)) * ${PW_TN};`,
+      'let xb = p.so + n * p.ssn;',
+      // Clamped into the plane for the lanes past its end (their results are not stored).
+      ...range(tq).map((q) => `let o${q} = (xb + min(p0 + ${4 * q}, p.hw - 4)) / 4;`),
+    ]
+    : [
+      `let p0 = (pb * ${PW_LANES} + i32(lid)) * ${PW_TN};`,
+      ...range(PW_TN).flatMap((j) => [
+        `let q${j} = min(p0 + ${j}, p.npix - 1);`,
+        `let n${j} = q${j} / p.hw;`,
+        `let r${j} = q${j} - n${j} * p.hw;`,
+        `let o${j} = p.so + n${j} * p.ssn + (r${j} / p.w) * p.ssh + (r${j} % p.w) * p.ssw;`,
+      ]),
+    ];
+  const load = (q: number): string => vec
+    ? `let x${q} = ${widen(half, `src[o${q} + xo]`, true)};`
+    : `let x${q} = vec4<f32>(${range(4).map((t) => widen(half, `src[o${4 * q + t} + xo]`)).join(', ')});`;
+  const store = (i: number, q: number): string[] => vec
+    ? [`if (p0 + ${4 * q} < p.hw) { y[(yb + ${i} * p.hw + p0) / 4 + ${q}] = ${stored(half, value(i, q), true)}; }`]
+    : range(4).map((t) => {
+      const j = 4 * q + t;
+      return `if (p0 + ${j} < p.npix) { y[(n${j} * p.outC + c0 + ${i}) * p.hw + r${j}] = ${stored(half, `${value(i, q)}[${t}]`)}; }`;
+    });
+  return /* wgsl */ `${enableF16(half)}
+${params.wgsl('P')}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> src: ${storageArray(half, vec)};
+@group(0) @binding(2) var<storage, read> wt: ${storageArray(half)};
+${names.map((n, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${n}: ${storageArray(half)};`).join('\n')}
+@group(0) @binding(${3 + names.length}) var<storage, read_write> y: ${storageArray(half, vec)};
+${act ? MATH_HELPERS : ''}
+@compute @workgroup_size(${PW_LANES})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let wgi = i32(wid.x + wid.y * nwg.x);
+  if (wgi >= p.total) { return; }
+  // Consecutive workgroups take the channel blocks of the same pixels, which stay in cache.
+  let cb = wgi % p.cblocks;
+  let pb = wgi / p.cblocks;
+  let c0 = cb * ${PW_TM};
+${pixels.map((l) => `  ${l}`).join('\n')}
+${range(PW_TM).map((i) => `  let w${i} = min(c0 + ${i}, p.outC - 1) * p.wsM;`).join('\n')}
+${range(PW_TM).flatMap((i) => range(tq).map((q) => `  var a${i}_${q} = vec4<f32>();`)).join('\n')}
+  var xo = 0;
+  for (var c = 0; c < p.inC; c++) {
+${range(tq).map((q) => `    ${load(q)}`).join('\n')}
+    let wc = c * p.wsR;
+${range(PW_TM).map((i) => `    let v${i} = ${widen(half, `wt[w${i} + wc]`)};
+${range(tq).map((q) => `    a${i}_${q} = fma(vec4<f32>(v${i}), x${q}, a${i}_${q});`).join('\n')}`).join('\n')}
+    xo += ${vec ? 'p.ssc / 4' : 'p.ssc'};
+  }
+${vec ? '  let yb = (n * p.outC + c0) * p.hw;\n' : ''}${range(PW_TM).map((i) => `  if (c0 + ${i} < p.outC) {
+${d.scale ? `    let s${i} = ${widen(half, `scale[c0 + ${i}]`)};\n` : ''}${d.bias ? `    let b${i} = ${widen(half, `bias[c0 + ${i}]`)};\n` : ''}${range(tq).flatMap((q) => store(i, q)).map((l) => `    ${l}`).join('\n')}
+  }`).join('\n')}
+}`;
+}
+
+/** Runs the pointwise product of `d` (its source any strided [N, C, H, W] view) into a new
+ * [N, outC, ceil(H / stride), ceil(W / stride)] tensor. The caller packs the weight, bias and scale from offset 0. */
+export function pointwiseConv(d: Pointwise): Tensor {
+  const [N, , srcH, srcW] = d.src.shape as [number, number, number, number];
+  const [sh, sw] = d.stride ?? [1, 1];
+  const H = Math.ceil(srcH / sh);
+  const W = Math.ceil(srcW / sw);
+  const hw = H * W;
+  const out = Tensor.empty([N, d.outC, H, W], d.src.dtype);
+  if (out.size === 0) return out;
+  const e = engine();
+  const src = d.src.binding(d.label, d.half);
+  const [ssn, ssc] = d.src.strides as [number, number];
+  const ssh = d.src.strides[2]! * sh;
+  const ssw = d.src.strides[3]! * sw;
+  const planeContiguous = (ssw === 1 || W === 1) && (ssh === W || H === 1);
+  const vec = planeContiguous && hw % 4 === 0 && [src.offset, ssn, ssc].every((v) => v % 4 === 0);
+  const cblocks = Math.ceil(d.outC / PW_TM);
+  const npix = N * hw;
+  const pblocks = Math.ceil((vec ? hw : npix) / (PW_LANES * PW_TN));
+  const total = cblocks * pblocks * (vec ? N : 1);
+  const params = new Params()
+    .i32('so', src.offset).i32('ssn', ssn).i32('ssc', ssc).i32('ssh', ssh).i32('ssw', ssw)
+    .i32('w', W).i32('hw', hw).i32('npix', npix)
+    .i32('outC', d.outC).i32('inC', d.inC).i32('wsM', d.wsM).i32('wsR', d.wsR)
+    .i32('cblocks', cblocks).i32('pblocks', pblocks).i32('total', total);
+  const rest = [d.weight, ...(d.bias ? [d.bias] : []), ...(d.scale ? [d.scale] : []), out].map((t) => t.binding(d.label, d.half).resource);
+  e.dispatch({
+    key: `conv1x1/${vec ? 'vec' : 'flat'}/${d.half ? 'f16' : 'f32'}/${d.bias ? 'b' : ''}${d.scale ? 's' : ''}/${d.act ?? '-'}`,
+    get code() {
+      return pointwiseCode(params, d, vec);
+    },
+    params,
+    buffers: [src.resource, ...rest],
+    workgroups: e.grid(total),
+    label: d.label,
+  });
+  return out;
+}
