@@ -29,13 +29,16 @@ interface Case {
   w: number[];
   opts: Conv2dGradOptions;
   /** The walk the forward pass takes. */
-  walk: 'vec' | 'flat';
+  walk: 'vec' | 'flat' | 'few';
 }
 
 const cases: Case[] = [
   // 160 pixels a plane and 40 channels: several pixel and channel blocks, ragged at both ends.
   { name: 'vec4 planes, several blocks', x: [2, 24, 8, 20], w: [40, 24, 1, 1], opts: {}, walk: 'vec' },
   { name: '7x7 planes, pixels numbered across images', x: [3, 20, 7, 7], w: [18, 20, 1, 1], opts: {}, walk: 'flat' },
+  // Squeeze-excitation's 1x1 planes: lanes over 4 channels each, 70 channels over 2 workgroups.
+  { name: 'a few pixels: 1x1 planes', x: [2, 40, 1, 1], w: [70, 40, 1, 1], opts: {}, walk: 'few' },
+  { name: 'a few pixels over several pixel blocks', x: [5, 9, 1, 3], w: [6, 9, 1, 1], opts: {}, walk: 'few' },
   { name: 'one channel in, one out', x: [2, 1, 4, 4], w: [1, 1, 1, 1], opts: {}, walk: 'vec' },
   { name: 'stride 2, odd sizes', x: [2, 8, 7, 9], w: [17, 8, 1, 1], opts: { stride: 2 }, walk: 'flat' },
   { name: 'stride [1, 3]', x: [1, 5, 6, 10], w: [6, 5, 1, 1], opts: { stride: [1, 3] }, walk: 'flat' },

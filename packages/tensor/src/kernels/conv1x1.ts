@@ -4,9 +4,9 @@
  * with conv2d's scale / bias / activation epilogue. The general correlation kernel walks
  * kernel taps and recovers every pixel's row and column by integer division, which lavapipe
  * runs lane by lane; with 16-32 input channels (MobileNetV2's expansions at 112 px) that
- * indexing outweighs the multiply-adds. Here an invocation owns `PW_TM` output channels times
- * `PW_TN` consecutive pixels of one plane, read and written as vec4s where the plane allows,
- * and the reduction loop does nothing but loads and fused multiply-adds.
+ * indexing outweighs the multiply-adds. Here an invocation owns a tile of output channels
+ * times consecutive pixels, read and written as vec4s where the plane allows, and the
+ * reduction loop does nothing but loads and fused multiply-adds.
  *
  * The same kernel computes the input gradient of a 1x1 convolution (the weight read through
  * transposed strides), so both passes avoid the general kernel.
@@ -18,13 +18,23 @@ import type { ConvActivation } from './conv2d.js';
 import { UNARY } from './elementwise.js';
 import { enableF16, MATH_HELPERS, storageArray, stored, widen } from './wgsl.js';
 
-/** Output channels per invocation. */
-const PW_TM = 16;
-/** Pixels per invocation: two quads. */
-const PW_TN = 8;
-/** Invocations per workgroup, along the pixels of one plane (the workgroup shares its
- * channels, so its weight loads are uniform). */
+/**
+ * How the invocations cover the output. `vec`: contiguous planes of a multiple of 4 pixels,
+ * aligned; an invocation's pixels lie in one plane and move as vec4s. `flat` (7x7 planes,
+ * strided views): the pixels of all images are numbered together, so small planes still fill
+ * the lanes, and each pixel's image, row and column are found once, before the reduction
+ * loop. `few` (a handful of pixels, as squeeze-excitation's 1x1 planes): lanes spread over
+ * output channels instead, four each, since with lanes over pixels all but one would idle
+ * through the whole reduction.
+ */
+type Walk = 'vec' | 'flat' | 'few';
+
+/** Output channels and pixels per invocation (16 x 8 measured fastest of 8-24 x 4-16 on
+ * MobileNetV2's shapes), and invocations per workgroup, along pixels except in `few`. */
+const TILES: Record<Walk, { tm: number; tn: number }> = { vec: { tm: 16, tn: 8 }, flat: { tm: 16, tn: 8 }, few: { tm: 4, tn: 4 } };
 const PW_LANES = 16;
+/** Pixels (images x plane) up to which the `few` walk runs. */
+const FEW_PIXELS = 16;
 
 export interface Pointwise {
   src: Tensor;
@@ -46,15 +56,11 @@ export interface Pointwise {
 
 const range = (n: number): number[] => [...Array(n).keys()];
 
-/**
- * Two walks over the pixels. With `vec` (contiguous planes of a multiple of 4 pixels,
- * aligned), an invocation's pixels lie in one plane and move as vec4s. Otherwise (7x7 planes,
- * strided views) the pixels of all images are numbered together, so small planes still fill
- * the lanes, and each pixel's image, row and column are found once, before the reduction loop.
- */
-function pointwiseCode(params: Params, d: Pointwise, vec: boolean): string {
+function pointwiseCode(params: Params, d: Pointwise, walk: Walk): string {
   const { half, act } = d;
-  const tq = PW_TN / 4;
+  const { tm, tn } = TILES[walk];
+  const vec = walk === 'vec';
+  const tq = tn / 4;
   const epilogue = (v: string): string => (act ? UNARY[act].wgsl(v) : v);
   const names = [...(d.bias ? ['bias'] : []), ...(d.scale ? ['scale'] : [])];
   const value = (i: number, q: number): string => {
@@ -69,14 +75,14 @@ function pointwiseCode(params: Params, d: Pointwise, vec: boolean): string {
   const pixels = vec
     ? [
       'let n = pb / p.pblocks;',
-      `let p0 = ((pb % p.pblocks) * ${PW_LANES} + i32(lid)) * ${PW_TN};`,
+      `let p0 = ((pb % p.pblocks) * ${PW_LANES} + i32(lid)) * ${tn};`,
       'let xb = p.so + n * p.ssn;',
       // Clamped into the plane for the lanes past its end (their results are not stored).
       ...range(tq).map((q) => `let o${q} = (xb + min(p0 + ${4 * q}, p.hw - 4)) / 4;`),
     ]
     : [
-      `let p0 = (pb * ${PW_LANES} + i32(lid)) * ${PW_TN};`,
-      ...range(PW_TN).flatMap((j) => [
+      `let p0 = ${walk === 'few' ? 'pb' : `(pb * ${PW_LANES} + i32(lid))`} * ${tn};`,
+      ...range(tn).flatMap((j) => [
         `let q${j} = min(p0 + ${j}, p.npix - 1);`,
         `let n${j} = q${j} / p.hw;`,
         `let r${j} = q${j} - n${j} * p.hw;`,
@@ -107,19 +113,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   // Consecutive workgroups take the channel blocks of the same pixels, which stay in cache.
   let cb = wgi % p.cblocks;
   let pb = wgi / p.cblocks;
-  let c0 = cb * ${PW_TM};
+  let c0 = ${walk === 'few' ? `(cb * ${PW_LANES} + i32(lid))` : 'cb'} * ${tm};
 ${pixels.map((l) => `  ${l}`).join('\n')}
-${range(PW_TM).map((i) => `  let w${i} = min(c0 + ${i}, p.outC - 1) * p.wsM;`).join('\n')}
-${range(PW_TM).flatMap((i) => range(tq).map((q) => `  var a${i}_${q} = vec4<f32>();`)).join('\n')}
+${range(tm).map((i) => `  let w${i} = min(c0 + ${i}, p.outC - 1) * p.wsM;`).join('\n')}
+${range(tm).flatMap((i) => range(tq).map((q) => `  var a${i}_${q} = vec4<f32>();`)).join('\n')}
   var xo = 0;
   for (var c = 0; c < p.inC; c++) {
 ${range(tq).map((q) => `    ${load(q)}`).join('\n')}
     let wc = c * p.wsR;
-${range(PW_TM).map((i) => `    let v${i} = ${widen(half, `wt[w${i} + wc]`)};
+${range(tm).map((i) => `    let v${i} = ${widen(half, `wt[w${i} + wc]`)};
 ${range(tq).map((q) => `    a${i}_${q} = fma(vec4<f32>(v${i}), x${q}, a${i}_${q});`).join('\n')}`).join('\n')}
     xo += ${vec ? 'p.ssc / 4' : 'p.ssc'};
   }
-${vec ? '  let yb = (n * p.outC + c0) * p.hw;\n' : ''}${range(PW_TM).map((i) => `  if (c0 + ${i} < p.outC) {
+${vec ? '  let yb = (n * p.outC + c0) * p.hw;\n' : ''}${range(tm).map((i) => `  if (c0 + ${i} < p.outC) {
 ${d.scale ? `    let s${i} = ${widen(half, `scale[c0 + ${i}]`)};\n` : ''}${d.bias ? `    let b${i} = ${widen(half, `bias[c0 + ${i}]`)};\n` : ''}${range(tq).flatMap((q) => store(i, q)).map((l) => `    ${l}`).join('\n')}
   }`).join('\n')}
 }`;
@@ -141,11 +147,15 @@ export function pointwiseConv(d: Pointwise): Tensor {
   const ssh = d.src.strides[2]! * sh;
   const ssw = d.src.strides[3]! * sw;
   const planeContiguous = (ssw === 1 || W === 1) && (ssh === W || H === 1);
-  const vec = planeContiguous && hw % 4 === 0 && [src.offset, ssn, ssc].every((v) => v % 4 === 0);
-  const cblocks = Math.ceil(d.outC / PW_TM);
   const npix = N * hw;
-  const pblocks = Math.ceil((vec ? hw : npix) / (PW_LANES * PW_TN));
-  const total = cblocks * pblocks * (vec ? N : 1);
+  const walk: Walk = planeContiguous && hw % 4 === 0 && [src.offset, ssn, ssc].every((v) => v % 4 === 0)
+    ? 'vec'
+    : npix <= FEW_PIXELS ? 'few' : 'flat';
+  const { tm, tn } = TILES[walk];
+  const few = walk === 'few';
+  const cblocks = Math.ceil(d.outC / (tm * (few ? PW_LANES : 1)));
+  const pblocks = Math.ceil((walk === 'vec' ? hw : npix) / (tn * (few ? 1 : PW_LANES)));
+  const total = cblocks * pblocks * (walk === 'vec' ? N : 1);
   const params = new Params()
     .i32('so', src.offset).i32('ssn', ssn).i32('ssc', ssc).i32('ssh', ssh).i32('ssw', ssw)
     .i32('w', W).i32('hw', hw).i32('npix', npix)
@@ -153,9 +163,9 @@ export function pointwiseConv(d: Pointwise): Tensor {
     .i32('cblocks', cblocks).i32('pblocks', pblocks).i32('total', total);
   const rest = [d.weight, ...(d.bias ? [d.bias] : []), ...(d.scale ? [d.scale] : []), out].map((t) => t.binding(d.label, d.half).resource);
   e.dispatch({
-    key: `conv1x1/${vec ? 'vec' : 'flat'}/${d.half ? 'f16' : 'f32'}/${d.bias ? 'b' : ''}${d.scale ? 's' : ''}/${d.act ?? '-'}`,
+    key: `conv1x1/${walk}/${d.half ? 'f16' : 'f32'}/${d.bias ? 'b' : ''}${d.scale ? 's' : ''}/${d.act ?? '-'}`,
     get code() {
-      return pointwiseCode(params, d, vec);
+      return pointwiseCode(params, d, walk);
     },
     params,
     buffers: [src.resource, ...rest],
