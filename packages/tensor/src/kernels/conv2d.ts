@@ -213,6 +213,12 @@ function epilogueBindings(d: TapConv, out: string): string {
   ].join('\n');
 }
 
+/** What a correlation's WGSL takes from its operands beside the walk: the pipeline key's
+ * common part (kernels are cached by spec, so a hit does not regenerate their text). */
+function epilogueKey(d: TapConv): string {
+  return `${d.half ? 'f16' : 'f32'}/${d.bias ? 'b' : ''}${d.scale ? 's' : ''}/${d.act ?? '-'}`;
+}
+
 /** The output value of accumulator `acc` in channel `c` (WGSL expressions), before the
  * activation: times the scale, plus the bias. */
 function affine(d: TapConv, acc: string, c: string): string {
@@ -568,8 +574,13 @@ function dispatchPlaneConv(d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[])
     .i32('outC', outC).i32('outHW', outH * outW).i32('outW', outW)
     .i32('rStart', d.rows.start).i32('rStride', d.rows.stride).i32('cStart', d.cols.start).i32('cStride', d.cols.stride)
     .i32('cblocks', cblocks).i32('total', total);
+  const taps = (t: PlaneTap[]): string => t.map((x) => `${x.k}:${x.off}`).join(',');
   e.dispatch({
-    code: planeConvCode(params, d, rowTaps, colTaps, vecIn, vecOut),
+    key: `planeConv/${epilogueKey(d)}/${vecIn ? 1 : 0}${vecOut ? 1 : 0}/${d.rG === 1 ? 1 : 0}/kw${d.kw}` +
+      `/r${d.rows.step}:${taps(rowTaps)}/c${d.cols.step}:${taps(colTaps)}`,
+    get code() {
+      return planeConvCode(params, d, rowTaps, colTaps, vecIn, vecOut);
+    },
     params,
     buffers: bound.buffers,
     workgroups: e.grid(total),
@@ -605,7 +616,10 @@ function dispatchTapConv(d: TapConv): void {
   axisParams(params, 'r', d.rows);
   axisParams(params, 'c', d.cols);
   e.dispatch({
-    code: tapConvCode(params, d, tm, tn),
+    key: `tapConv/${epilogueKey(d)}/${tm}x${tn}`,
+    get code() {
+      return tapConvCode(params, d, tm, tn);
+    },
     params,
     buffers: bound.buffers,
     workgroups: e.grid(total),
