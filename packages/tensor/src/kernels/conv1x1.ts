@@ -163,7 +163,7 @@ export function pointwiseConv(d: Pointwise): Tensor {
     .i32('cblocks', cblocks).i32('pblocks', pblocks).i32('total', total);
   const rest = [d.weight, ...(d.bias ? [d.bias] : []), ...(d.scale ? [d.scale] : []), out].map((t) => t.binding(d.label, d.half).resource);
   e.dispatch({
-    key: `conv1x1/${walk}/${d.half ? 'f16' : 'f32'}/${d.bias ? 'b' : ''}${d.scale ? 's' : ''}/${d.act ?? '-'}`,
+    key: `conv1x1/${walk}/${tm}x${tn}/${d.half ? 'f16' : 'f32'}/${d.bias ? 'b' : ''}${d.scale ? 's' : ''}/${d.act ?? '-'}`,
     get code() {
       return pointwiseCode(params, d, walk);
     },
