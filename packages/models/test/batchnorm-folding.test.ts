@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
-import { BatchNorm2d, DenseNet, EfficientNet, lora, MobileNetV2, MobileNetV3, type Module, ResNet, setBatchNormFolding } from '../src/node.js';
+import { BatchNorm2d, DenseNet, EfficientNet, lora, MobileNetV2, MobileNetV3, type Module, ResNet, setBatchNormFolding, SqueezeExcitation } from '../src/node.js';
 import { setup } from '../../tensor/test/helpers.js';
 
 beforeAll(setup);
@@ -91,6 +91,25 @@ describe('batch norm folded into the convolution before it', () => {
       model.dispose();
     });
   }
+
+  it('applies squeeze-excitation\'s gate in the projection convolution that follows it', async () => {
+    for (const make of [() => new EfficientNet({ widthMult: 0.25, depthMult: 0.25, numClasses: 5 }), () => new MobileNetV3({ arch: 'small', widthMult: 0.25, numClasses: 5 })]) {
+      const model = make();
+      randomiseNorms(model, 3);
+      model.eval();
+      const gates = [...model.namedModules()].filter(([, m]) => m instanceof SqueezeExcitation).length;
+      expect(gates).toBeGreaterThan(0);
+      const x = A.randn([2, 3, 32, 32], { seed: 10 });
+      expectSame(await bothWays(() => A.noGrad(() => model.forward(x))));
+      const muls = (labels: string[]): number => labels.filter((l) => l === 'mul').length;
+      const folded = dispatchedLabels(() => A.noGrad(() => model.forward(x)));
+      setBatchNormFolding(false);
+      const plain = dispatchedLabels(() => A.noGrad(() => model.forward(x)));
+      setBatchNormFolding(true);
+      expect(muls(plain) - muls(folded)).toBe(gates);
+      model.dispose();
+    }
+  });
 
   it('recomputes the fold when a statistic, a parameter or the whole state changes', async () => {
     const model = make0();

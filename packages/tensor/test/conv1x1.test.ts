@@ -115,6 +115,36 @@ describe('1x1 convolutions through the pointwise kernel, against the float64 ref
     await expectClose(t.y, cpuConv2d(x, w), 1e-5, 1e-5);
   });
 
+  it('an input scale per image and channel (squeeze-excitation\'s gate) in every walk, and around other kernels', async () => {
+    const scaleHost = (x: { shape: number[]; data: Float64Array }, g: { data: Float64Array }): { shape: number[]; data: Float64Array } => {
+      const [n, c] = x.shape as [number, number];
+      const plane = x.data.length / (n * c);
+      return { shape: x.shape, data: x.data.map((v, i) => v * g.data[Math.floor(i / plane)]!) };
+    };
+    const walks: [number[], number[], string, Conv2dGradOptions][] = [
+      [[2, 24, 4, 8], [20, 24, 1, 1], 'vec', {}],
+      [[3, 20, 7, 7], [18, 20, 1, 1], 'flat', {}],
+      [[2, 40, 1, 1], [70, 40, 1, 1], 'few', {}],
+      [[2, 6, 9, 8], [5, 6, 3, 3], '', { padding: 1 }],
+    ];
+    for (const [xs, ws, walk, opts] of walks) {
+      const x = randHost(xs, 18);
+      const w = randHost(ws, 19);
+      const b = randHost([ws[0]!], 20);
+      const gate = randHost([xs[0]!, xs[1]!, 1, 1], 21, 0, 1);
+      const want = cpuConv2d(scaleHost(x, gate), w, { ...opts, bias: b, activation: 'silu' });
+      const { y, keys } = keysOf(() => conv2d(toGpu(x), toGpu(w), { ...opts, bias: toGpu(b), activation: 'silu', inputScale: toGpu(gate) }));
+      if (walk) expectPointwise(keys, walk, 'f32/bg/silu');
+      else expect(keys.some((k) => k.startsWith('conv1x1'))).toBe(false);
+      await expectClose(y, want, 1e-5, 1e-5);
+      const flat = toGpu({ shape: [xs[0]!, xs[1]!], data: gate.data });
+      await expectClose(conv2d(toGpu(x), toGpu(w), { ...opts, bias: toGpu(b), activation: 'silu', inputScale: flat }), want, 1e-5, 1e-5);
+    }
+    const x = toGpu(randHost([2, 4, 3, 3], 22));
+    const w = toGpu(randHost([3, 4, 1, 1], 23));
+    expect(() => conv2d(x, w, { inputScale: toGpu(randHost([2, 3], 24)) })).toThrow(/inputScale must have shape \[2, 4\] or \[2, 4, 1, 1\], got \[2, 3\]/);
+  });
+
   it('float16 operands: f16 storage, f32 accumulation, one rounding', async () => {
     for (const [xs, walk] of [[[2, 24, 4, 8], 'vec'], [[2, 24, 7, 7], 'flat']] as const) {
       const x = halfHost(randHost([...xs], 15));

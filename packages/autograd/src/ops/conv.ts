@@ -12,6 +12,10 @@ export interface Conv2dOptions {
   scale?: Tensor | null;
   /** Applied in the kernel's epilogue, saving a pass over the output. */
   activation?: ConvActivation;
+  /** [N, in] or [N, in, 1, 1]: multiplies input channel c of image n before the convolution,
+   * `conv2d(x * inputScale)`; a dense 1x1 convolution applies it as it loads x, saving a
+   * pass (squeeze-excitation's gate and the projection after it). */
+  inputScale?: Tensor | null;
   stride?: number | [number, number];
   padding?: number | [number, number];
   dilation?: number | [number, number];
@@ -19,7 +23,12 @@ export interface Conv2dOptions {
 }
 
 export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Tensor {
-  const { bias, scale, activation, ...geo } = opts;
+  const { bias, scale, activation, inputScale, ...geo } = opts;
+  if (inputScale && needsGrad(x, weight, bias, scale, inputScale)) {
+    // Recorded as the product it is, so the gate gets its gradient.
+    const gate = inputScale.rank === 4 ? inputScale : inputScale.reshape([...inputScale.shape, 1, 1]);
+    return conv2d(mul(x, gate), weight, { ...opts, inputScale: null });
+  }
   if ((scale || activation) && needsGrad(x, weight, bias, scale)) {
     // The fused epilogue has no backward of its own: where a gradient is wanted the scale,
     // bias and activation are recorded as the ops they are.
@@ -31,20 +40,22 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   // As linear: under autocast a float32 weight's float16 copy is made inside the op and freed
   // at once (backward makes it again), so the step holds no second set of weights.
   const half = x16.dtype === 'float16' && weight.dtype === 'float32' && isAutocastEnabled();
-  const y = conv2dOf(x16, weight, bias, scale, activation, geo, half);
+  const gate = inputScale && inputScale.dtype !== x16.dtype ? T.cast(inputScale, x16.dtype) : inputScale ?? undefined;
+  const y = conv2dOf(x16, weight, bias, scale, activation, geo, half, gate);
+  if (gate && gate !== inputScale) gate.dispose();
   dropCast(x, x16);
   return y;
 }
 
-type Geometry = Omit<Conv2dOptions, 'bias' | 'scale' | 'activation'>;
+type Geometry = Omit<Conv2dOptions, 'bias' | 'scale' | 'activation' | 'inputScale'>;
 
 function conv2dOf(
   x: Tensor, weight: Tensor, bias: Tensor | null | undefined, scale: Tensor | null | undefined, activation: ConvActivation | undefined,
-  geo: Geometry, half: boolean,
+  geo: Geometry, half: boolean, inputScale?: Tensor,
 ): Tensor {
   const w = half ? T.cast(weight, 'float16') : weight;
   const [b, s] = [bias, scale].map((t) => (half && t ? T.cast(t, 'float16') : t ?? undefined));
-  const y = T.conv2d(x, w, { ...geo, bias: b, scale: s, activation });
+  const y = T.conv2d(x, w, { ...geo, bias: b, scale: s, activation, inputScale });
   if (w !== weight) w.dispose();
   if (b && b !== bias) b.dispose();
   if (s && s !== scale) s.dispose();

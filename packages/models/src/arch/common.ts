@@ -1,8 +1,7 @@
 /** Building blocks shared by the torchvision mobile architectures. */
 import * as A from '@tl/autograd';
 import type { ConvActivation, Tensor } from '@tl/autograd';
-import { BatchNorm2d, Conv2d, convAct, type Lambda, Sequential } from '../nn/layers.js';
-import { Module } from '../nn/module.js';
+import { BatchNorm2d, ChannelGate, Conv2d, convAct, type Lambda, Sequential } from '../nn/layers.js';
 
 /** torchvision's `_make_divisible`: the nearest multiple of `divisor`, never below
  * `minValue` and never more than 10% under `v`. */
@@ -37,7 +36,7 @@ const EPILOGUES = new Map<(x: Tensor) => Tensor, ConvActivation>([
  * torchvision's SqueezeExcitation: the spatial mean through 1x1 convs `fc1` and `fc2` gates each
  * channel. EfficientNet uses SiLU and a sigmoid gate, MobileNetV3 ReLU and a hard sigmoid.
  */
-export class SqueezeExcitation extends Module {
+export class SqueezeExcitation extends ChannelGate {
   readonly fc1: Conv2d;
   readonly fc2: Conv2d;
   constructor(
@@ -50,10 +49,10 @@ export class SqueezeExcitation extends Module {
     this.fc1 = this.module('fc1', new Conv2d(inputChannels, squeezeChannels, 1));
     this.fc2 = this.module('fc2', new Conv2d(squeezeChannels, inputChannels, 1));
   }
-  forward(x: Tensor): Tensor {
+  /** The per-image, per-channel scale [N, C, 1, 1] that `forward` multiplies x by. */
+  gate(x: Tensor): Tensor {
     const pooled = A.mean(x, [2, 3], { keepdim: true });
-    const scale = this.convThen(this.fc2, this.scaleActivation, this.convThen(this.fc1, this.activation, pooled));
-    return A.mul(scale, x);
+    return this.convThen(this.fc2, this.scaleActivation, this.convThen(this.fc1, this.activation, pooled));
   }
   /** `act(conv(x))`, in one kernel where `act` is one conv2d applies in its epilogue. */
   private convThen(conv: Conv2d, act: (x: Tensor) => Tensor, x: Tensor): Tensor {

@@ -224,6 +224,29 @@ export class AdaptiveAvgPool2d extends Module {
   }
 }
 
+/**
+ * A layer that multiplies each channel of each image by a gate computed from the input
+ * (squeeze-excitation): `forward(x) = gate(x) * x`, with the gate [N, C, 1, 1]. Where the
+ * layer after it in a Sequential is a convolution whose batch norm folds (evaluation), the
+ * convolution applies the gate as it loads its input instead (`conv2d`'s inputScale).
+ */
+export abstract class ChannelGate extends Module {
+  abstract gate(x: Tensor): Tensor;
+  forward(x: Tensor): Tensor {
+    return A.mul(this.gate(x), x);
+  }
+}
+
+/** `next(gate * x)` in one convolution where `next` is a plain [Conv2d, BatchNorm2d, act?]
+ * Sequential whose batch norm folds; else null. */
+function gatedConv(next: Module | undefined, x: Tensor, gate: Tensor): Tensor | null {
+  if (!(next instanceof Sequential) || !isOwnForward(next)) return null;
+  const [conv, bn, after] = next.layers;
+  if (!(conv instanceof Conv2d && bn instanceof BatchNorm2d && canFold(conv, bn))) return null;
+  if (next.layers.length > 3 || (after && !(after instanceof Lambda && isOwnForward(after) && after.activation))) return null;
+  return foldedConv(conv, bn, x, after instanceof Lambda ? after.activation : undefined, gate);
+}
+
 /** Children named "0", "1", … as torch.nn.Sequential. */
 export class Sequential extends Module {
   readonly layers: Module[];
@@ -239,6 +262,13 @@ export class Sequential extends Module {
         const act = after instanceof Lambda && isOwnForward(after) ? after.activation : undefined;
         y = foldedConv(l, next, y, act);
         i += act ? 2 : 1;
+        continue;
+      }
+      if (l instanceof ChannelGate && isOwnForward(l) && folding) {
+        const gate = l.gate(y);
+        const fused = gatedConv(next, y, gate);
+        y = fused ?? A.mul(gate, y);
+        if (fused) i++;
         continue;
       }
       y = (l as unknown as { forward(t: Tensor): Tensor }).forward(y);
@@ -285,9 +315,9 @@ function canFold(conv: Module, bn: BatchNorm2d): conv is Conv2d {
 }
 
 /** One convolution computing `act(bn(conv(x)))`, with the batch norm folded into its epilogue. */
-function foldedConv(conv: Conv2d, bn: BatchNorm2d, x: Tensor, act: ConvActivation | undefined): Tensor {
+function foldedConv(conv: Conv2d, bn: BatchNorm2d, x: Tensor, act: ConvActivation | undefined, inputScale?: Tensor): Tensor {
   const { scale, shift } = bn.foldedAffine(conv.bias, conv.weight.dtype);
-  return A.conv2d(x, conv.weight, { ...conv.geometry, bias: shift, scale, activation: act });
+  return A.conv2d(x, conv.weight, { ...conv.geometry, bias: shift, scale, activation: act, inputScale });
 }
 
 /**

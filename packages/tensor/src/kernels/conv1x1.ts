@@ -48,6 +48,9 @@ export interface Pointwise {
   /** Weight element (o, c) is at o * wsM + c * wsR. */
   wsM: number;
   wsR: number;
+  /** [N, inC], contiguous from offset 0: multiplies input channel c of image n before the
+   * product (squeeze-excitation's gate folded into the convolution after it). */
+  inputScale?: Tensor | undefined;
   /** Reads every stride-th row and column of `src` (a 1x1 convolution with a stride). */
   stride?: readonly [number, number];
   half: boolean;
@@ -62,7 +65,8 @@ function pointwiseCode(params: Params, d: Pointwise, walk: Walk): string {
   const vec = walk === 'vec';
   const tq = tn / 4;
   const epilogue = (v: string): string => (act ? UNARY[act].wgsl(v) : v);
-  const names = [...(d.bias ? ['bias'] : []), ...(d.scale ? ['scale'] : [])];
+  const names = [...(d.bias ? ['bias'] : []), ...(d.scale ? ['scale'] : []), ...(d.inputScale ? ['gate'] : [])];
+  const gate = (n: string): string => widen(half, `gate[${n} * p.inC + c]`);
   const value = (i: number, q: number): string => {
     const lanes = range(4).map((t) => {
       let v = `a${i}_${q}[${t}]`;
@@ -90,8 +94,11 @@ function pointwiseCode(params: Params, d: Pointwise, walk: Walk): string {
       ]),
     ];
   const load = (q: number): string => vec
-    ? `let x${q} = ${widen(half, `src[o${q} + xo]`, true)};`
-    : `let x${q} = vec4<f32>(${range(4).map((t) => widen(half, `src[o${4 * q + t} + xo]`)).join(', ')});`;
+    ? `let x${q} = ${widen(half, `src[o${q} + xo]`, true)}${d.inputScale ? ' * g' : ''};`
+    : `let x${q} = vec4<f32>(${range(4).map((t) => {
+      const x = widen(half, `src[o${4 * q + t} + xo]`);
+      return d.inputScale ? `${x} * ${gate(`n${4 * q + t}`)}` : x;
+    }).join(', ')});`;
   const store = (i: number, q: number): string[] => vec
     ? [`if (p0 + ${4 * q} < p.hw) { y[(yb + ${i} * p.hw + p0) / 4 + ${q}] = ${stored(half, value(i, q), true)}; }`]
     : range(4).map((t) => {
@@ -119,7 +126,7 @@ ${range(tm).map((i) => `  let w${i} = min(c0 + ${i}, p.outC - 1) * p.wsM;`).join
 ${range(tm).flatMap((i) => range(tq).map((q) => `  var a${i}_${q} = vec4<f32>();`)).join('\n')}
   var xo = 0;
   for (var c = 0; c < p.inC; c++) {
-${range(tq).map((q) => `    ${load(q)}`).join('\n')}
+${vec && d.inputScale ? `    let g = ${gate('n')};\n` : ''}${range(tq).map((q) => `    ${load(q)}`).join('\n')}
     let wc = c * p.wsR;
 ${range(tm).map((i) => `    let v${i} = ${widen(half, `wt[w${i} + wc]`)};
 ${range(tq).map((q) => `    a${i}_${q} = fma(vec4<f32>(v${i}), x${q}, a${i}_${q});`).join('\n')}`).join('\n')}
@@ -161,9 +168,9 @@ export function pointwiseConv(d: Pointwise): Tensor {
     .i32('w', W).i32('hw', hw).i32('npix', npix)
     .i32('outC', d.outC).i32('inC', d.inC).i32('wsM', d.wsM).i32('wsR', d.wsR)
     .i32('cblocks', cblocks).i32('pblocks', pblocks).i32('total', total);
-  const rest = [d.weight, ...(d.bias ? [d.bias] : []), ...(d.scale ? [d.scale] : []), out].map((t) => t.binding(d.label, d.half).resource);
+  const rest = [d.weight, ...[d.bias, d.scale, d.inputScale].filter((t): t is Tensor => t !== undefined), out].map((t) => t.binding(d.label, d.half).resource);
   e.dispatch({
-    key: `conv1x1/${walk}/${tm}x${tn}/${d.half ? 'f16' : 'f32'}/${d.bias ? 'b' : ''}${d.scale ? 's' : ''}/${d.act ?? '-'}`,
+    key: `conv1x1/${walk}/${tm}x${tn}/${d.half ? 'f16' : 'f32'}/${d.bias ? 'b' : ''}${d.scale ? 's' : ''}${d.inputScale ? 'g' : ''}/${d.act ?? '-'}`,
     get code() {
       return pointwiseCode(params, d, walk);
     },

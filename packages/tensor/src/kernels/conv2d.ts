@@ -24,7 +24,7 @@ import { fmt, shapeEq, type Shape } from '../shape.js';
 import { Tensor, type DType } from '../tensor.js';
 import { checkFloat } from './check-float.js';
 import { addPart, byImages, imageRuns, imageSlice, needsImageRuns } from './batches.js';
-import { cast, UNARY } from './elementwise.js';
+import { cast, mul, UNARY } from './elementwise.js';
 import { full } from '../creation.js';
 import { convShapeClass, storedChoice, timeRecorded, tunedChoice, type ConvProblem, type TuneBench, type TuneFamily } from '../tune.js';
 import { pointwiseConv } from './conv1x1.js';
@@ -51,6 +51,10 @@ export interface Conv2dOptions extends Conv2dGradOptions {
    * in evaluation mode folds into the convolution's epilogue (`activation(conv * scale + bias)`). */
   scale?: Tensor;
   activation?: ConvActivation;
+  /** [N, in] (or [N, in, 1, 1]): input channel c of image n is multiplied by it before the
+   * convolution, as `conv2d(x * inputScale[:, :, None, None])`; a dense 1x1 convolution
+   * applies it as it loads x (squeeze-excitation's gate, without a pass over x). */
+  inputScale?: Tensor;
 }
 
 export interface CpuConv2dOptions extends Conv2dGradOptions {
@@ -752,6 +756,12 @@ function halfOperands(op: string, operands: readonly (readonly [string, Tensor |
   return first.dtype === 'float16';
 }
 
+function checkInputScale(t: Tensor, g: Conv2dGeometry): void {
+  if (!shapeEq(t.shape, [g.batch, g.inChannels]) && !shapeEq(t.shape, [g.batch, g.inChannels, 1, 1])) {
+    throw new RangeError(`conv2d: inputScale must have shape [${g.batch}, ${g.inChannels}] or [${g.batch}, ${g.inChannels}, 1, 1], got ${fmt(t.shape)}`);
+  }
+}
+
 /** A dense 1x1 convolution without padding: a product over channels at every (sampled)
  * pixel, which the pointwise kernel runs (conv1x1.ts). */
 const pointwise = (g: Conv2dGeometry): boolean =>
@@ -769,7 +779,7 @@ function packed(t: Tensor): Tensor {
  * [out, C/groups, kh, kw], bias [out]. x may be any strided view.
  */
 export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Tensor {
-  const half = halfOperands('conv2d', [['input', x], ['weight', weight], ['bias', opts.bias], ['scale', opts.scale]]);
+  const half = halfOperands('conv2d', [['input', x], ['weight', weight], ['bias', opts.bias], ['scale', opts.scale], ['inputScale', opts.inputScale]]);
   const g = conv2dGeometry(x.shape, weight.shape, opts);
   if (opts.bias && !shapeEq(opts.bias.shape, [g.outChannels])) {
     throw new RangeError(`conv2d: bias must have shape [${g.outChannels}], got ${fmt(opts.bias.shape)}`);
@@ -781,6 +791,15 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
     throw new RangeError(`conv2d: unknown activation '${String(opts.activation)}'; expected relu, relu6, gelu, silu, sigmoid, tanh, hardswish or hardsigmoid`);
   }
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
+  if (opts.inputScale) checkInputScale(opts.inputScale, g);
+  if (opts.inputScale && (!pointwise(g) || needsImageRuns([x], [{ shape: outShape, dtype: x.dtype }]))) {
+    const gate = opts.inputScale.reshape([g.batch, g.inChannels, 1, 1]);
+    const scaled = mul(x, gate);
+    gate.dispose();
+    const y = conv2d(scaled, weight, { ...opts, inputScale: undefined });
+    scaled.dispose();
+    return y;
+  }
   if (needsImageRuns([x], [{ shape: outShape, dtype: x.dtype }])) {
     return byImages('conv2d', [x], [{ shape: outShape, dtype: x.dtype }], ([xc]) => [conv2d(xc!, weight, opts)])[0]!;
   }
@@ -792,13 +811,15 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   const b = opts.bias && packed(opts.bias);
   const s = opts.scale && packed(opts.scale);
   if (pointwise(g)) {
+    const gate = opts.inputScale && packed(opts.inputScale);
     const out = pointwiseConv({
-      src: x, weight: w, stride: [g.strideH, g.strideW], bias: b, scale: s, act: opts.activation, outC: g.outChannels, inC: g.inChannels,
+      src: x, weight: w, stride: [g.strideH, g.strideW], inputScale: gate, bias: b, scale: s, act: opts.activation, outC: g.outChannels, inC: g.inChannels,
       wsM: g.inChannels, wsR: 1, half, label: 'conv2d',
     });
     w.dispose();
     b?.dispose();
     s?.dispose();
+    gate?.dispose();
     return out;
   }
   const fast = viaWinograd(algorithmFor(g, 'forward', half), (tile) => winogradCorrelation(
