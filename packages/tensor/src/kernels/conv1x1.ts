@@ -15,7 +15,7 @@ import { engine } from '../engine.js';
 import { Params } from '../params.js';
 import { Tensor } from '../tensor.js';
 import type { ConvActivation } from './conv2d.js';
-import { UNARY } from './elementwise.js';
+import { mul, UNARY } from './elementwise.js';
 import { enableF16, MATH_HELPERS, storageArray, stored, widen } from './wgsl.js';
 
 /**
@@ -49,7 +49,9 @@ export interface Pointwise {
   wsM: number;
   wsR: number;
   /** [N, inC], contiguous from offset 0: multiplies input channel c of image n before the
-   * product (squeeze-excitation's gate folded into the convolution after it). */
+   * product (squeeze-excitation's gate folded into the convolution after it). The `vec` walk
+   * loads it once per channel for the whole invocation; the others, whose pixels may span
+   * images, multiply x by it in a pass of its own (per-pixel gate loads measured slower). */
   inputScale?: Tensor | undefined;
   /** Reads every stride-th row and column of `src` (a 1x1 convolution with a stride). */
   stride?: readonly [number, number];
@@ -66,7 +68,6 @@ function pointwiseCode(params: Params, d: Pointwise, walk: Walk): string {
   const tq = tn / 4;
   const epilogue = (v: string): string => (act ? UNARY[act].wgsl(v) : v);
   const names = [...(d.bias ? ['bias'] : []), ...(d.scale ? ['scale'] : []), ...(d.inputScale ? ['gate'] : [])];
-  const gate = (n: string): string => widen(half, `gate[${n} * p.inC + c]`);
   const value = (i: number, q: number): string => {
     const lanes = range(4).map((t) => {
       let v = `a${i}_${q}[${t}]`;
@@ -95,10 +96,7 @@ function pointwiseCode(params: Params, d: Pointwise, walk: Walk): string {
     ];
   const load = (q: number): string => vec
     ? `let x${q} = ${widen(half, `src[o${q} + xo]`, true)}${d.inputScale ? ' * g' : ''};`
-    : `let x${q} = vec4<f32>(${range(4).map((t) => {
-      const x = widen(half, `src[o${4 * q + t} + xo]`);
-      return d.inputScale ? `${x} * ${gate(`n${4 * q + t}`)}` : x;
-    }).join(', ')});`;
+    : `let x${q} = vec4<f32>(${range(4).map((t) => widen(half, `src[o${4 * q + t} + xo]`)).join(', ')});`;
   const store = (i: number, q: number): string[] => vec
     ? [`if (p0 + ${4 * q} < p.hw) { y[(yb + ${i} * p.hw + p0) / 4 + ${q}] = ${stored(half, value(i, q), true)}; }`]
     : range(4).map((t) => {
@@ -126,7 +124,7 @@ ${range(tm).map((i) => `  let w${i} = min(c0 + ${i}, p.outC - 1) * p.wsM;`).join
 ${range(tm).flatMap((i) => range(tq).map((q) => `  var a${i}_${q} = vec4<f32>();`)).join('\n')}
   var xo = 0;
   for (var c = 0; c < p.inC; c++) {
-${vec && d.inputScale ? `    let g = ${gate('n')};\n` : ''}${range(tq).map((q) => `    ${load(q)}`).join('\n')}
+${d.inputScale ? `    let g = ${widen(half, 'gate[n * p.inC + c]')};\n` : ''}${range(tq).map((q) => `    ${load(q)}`).join('\n')}
     let wc = c * p.wsR;
 ${range(tm).map((i) => `    let v${i} = ${widen(half, `wt[w${i} + wc]`)};
 ${range(tq).map((q) => `    a${i}_${q} = fma(vec4<f32>(v${i}), x${q}, a${i}_${q});`).join('\n')}`).join('\n')}
@@ -146,9 +144,7 @@ export function pointwiseConv(d: Pointwise): Tensor {
   const H = Math.ceil(srcH / sh);
   const W = Math.ceil(srcW / sw);
   const hw = H * W;
-  const out = Tensor.empty([N, d.outC, H, W], d.src.dtype);
-  if (out.size === 0) return out;
-  const e = engine();
+  if (N * d.outC * hw === 0) return Tensor.empty([N, d.outC, H, W], d.src.dtype);
   const src = d.src.binding(d.label, d.half);
   const [ssn, ssc] = d.src.strides as [number, number];
   const ssh = d.src.strides[2]! * sh;
@@ -158,6 +154,16 @@ export function pointwiseConv(d: Pointwise): Tensor {
   const walk: Walk = planeContiguous && hw % 4 === 0 && [src.offset, ssn, ssc].every((v) => v % 4 === 0)
     ? 'vec'
     : npix <= FEW_PIXELS ? 'few' : 'flat';
+  if (d.inputScale && walk !== 'vec') {
+    const gate = d.inputScale.reshape([N, d.inC, 1, 1]);
+    const scaled = mul(d.src, gate);
+    gate.dispose();
+    const y = pointwiseConv({ ...d, src: scaled, inputScale: undefined });
+    scaled.dispose();
+    return y;
+  }
+  const out = Tensor.empty([N, d.outC, H, W], d.src.dtype);
+  const e = engine();
   const { tm, tn } = TILES[walk];
   const few = walk === 'few';
   const cblocks = Math.ceil(d.outC / (tm * (few ? PW_LANES : 1)));
