@@ -118,8 +118,10 @@ describe('conv2d and its gradients against the float64 reference', () => {
  * Each output plane reading one source plane (depthwise, a channel multiplier, one input
  * channel) walks column strips of 8 with the source rows under the kernel kept in registers,
  * reading vec4s where rows are 16-byte aligned (width a multiple of 4) and single elements
- * otherwise; small problems split strips into blocks of rows. The cases cover both kinds of
- * rows, partial strips, row blocks, kernels too large to bake, and strided views.
+ * otherwise; small problems split strips into blocks of rows, and a workgroup's lanes span
+ * channels where a channel has fewer blocks than lanes. The cases cover both kinds of rows,
+ * partial strips, row blocks, lanes across channels, kernels too large to bake, and strided
+ * views.
  */
 const planeCases: (Case & { activation?: ConvActivation })[] = [
   { name: 'width 1', x: [2, 3, 5, 1], w: [3, 1, 3, 3], opts: { groups: 3, padding: 1 } },
@@ -131,6 +133,7 @@ const planeCases: (Case & { activation?: ConvActivation })[] = [
   { name: 'vec4 rows, row blocks', x: [1, 2, 37, 8], w: [2, 1, 3, 3], opts: { groups: 2, padding: 1 } },
   { name: 'vec4 rows, 5x5, dilation 2, stride 2', x: [1, 2, 13, 24], w: [2, 1, 5, 5], opts: { groups: 2, padding: 4, dilation: 2, stride: 2 } },
   { name: 'vec4 rows, 1x3 kernel, stride [2, 1]', x: [1, 2, 9, 16], w: [2, 1, 1, 3], opts: { groups: 2, padding: [0, 1], stride: [2, 1] } },
+  { name: 'lanes across 37 channels (7x7 planes), 5x5, silu', x: [2, 37, 7, 7], w: [37, 1, 5, 5], opts: { groups: 37, padding: 2 }, activation: 'silu' },
   { name: 'channel multiplier 3', x: [2, 2, 9, 12], w: [6, 1, 3, 3], opts: { groups: 2, padding: 1 } },
   { name: 'one input channel, groups 1', x: [2, 1, 10, 12], w: [4, 1, 3, 3], opts: { padding: 1 } },
   { name: 'one output channel', x: [1, 3, 7, 12], w: [1, 3, 3, 3], opts: { padding: 1 } },

@@ -462,7 +462,7 @@ function planeTaps(a: Axis, k: number): PlaneTap[] {
  * rows, was 3x slower than this loop: ~100 KB of machine code against ~20 KB.)
  * Otherwise kernel rows and source planes are run-time loops, and only column taps are baked.
  */
-function planeConvCode(params: Params, d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[], vecIn: boolean, vecOut: boolean): string {
+function planeConvCode(params: Params, d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[], vecIn: boolean, vecOut: boolean, joint: boolean): string {
   const tn = PLANE_TN;
   const carry = d.rG === 1 && rowTaps.length * colTaps.length <= PLANE_MAX_TAPS;
   const epilogue = (x: string): string => (d.act ? UNARY[d.act].wgsl(x) : x);
@@ -518,11 +518,13 @@ ${d.act ? MATH_HELPERS : ''}
 fn main(${MAIN}) {
   let wgi = i32(wid.x + wid.y * nwg.x);
   if (wgi >= p.total) { return; }
-  let cb = wgi % p.cblocks;
+${joint ? `  let jq = wgi * ${PLANE_LANES} + i32(lid);
+  let cb = min(jq / p.nblocks, p.cblocks - 1);
+  let q = select(p.nblocks, jq % p.nblocks, jq < p.cblocks * p.nblocks);` : `  let cb = wgi % p.cblocks;
+  let q = (wgi / p.cblocks) * ${PLANE_LANES} + i32(lid);`}
   let g = cb / p.mG;
   let co = g * p.mG + cb % p.mG;
   let wb = g * p.wsG + (cb % p.mG) * p.wsM;
-  let q = (wgi / p.cblocks) * ${PLANE_LANES} + i32(lid);
   let okb = q < p.nblocks;
   let qc = min(q, p.nblocks - 1);
   let c0 = (qc % p.colBlocks) * ${tn};
@@ -568,7 +570,11 @@ function dispatchPlaneConv(d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[])
   const cblocks = d.mG * d.groups;
   const { rowsPer, rowBlocks } = rowBlocking(d.gridH, N * cblocks * colBlocks);
   const nblocks = N * rowBlocks * colBlocks;
-  const total = cblocks * Math.ceil(nblocks / PLANE_LANES);
+  // A workgroup's lanes take blocks of one channel (its weights uniform) unless a channel has
+  // too few blocks to fill them (7x7 and 14x14 planes at small batches), then blocks of
+  // consecutive channels: lanes left idle cost as much as busy ones.
+  const joint = nblocks < PLANE_LANES;
+  const total = joint ? Math.ceil((cblocks * nblocks) / PLANE_LANES) : cblocks * Math.ceil(nblocks / PLANE_LANES);
   const params = strideParams(new Params(), 's', d.src, bound.src)
     .i32('srcH', d.src.shape[2]!).i32('srcW', d.src.shape[3]!)
     .i32('mG', d.mG).i32('rG', d.rG).i32('wsM', d.wsM).i32('wsR', d.wsR).i32('wsG', d.wsG)
@@ -580,10 +586,10 @@ function dispatchPlaneConv(d: TapConv, rowTaps: PlaneTap[], colTaps: PlaneTap[])
     .i32('cblocks', cblocks).i32('total', total);
   const taps = (t: PlaneTap[]): string => t.map((x) => `${x.k}:${x.off}`).join(',');
   e.dispatch({
-    key: `planeConv/${epilogueKey(d)}/${vecIn ? 1 : 0}${vecOut ? 1 : 0}/${d.rG === 1 ? 1 : 0}/kw${d.kw}` +
+    key: `planeConv/${epilogueKey(d)}/${vecIn ? 1 : 0}${vecOut ? 1 : 0}${joint ? 'j' : ''}/${d.rG === 1 ? 1 : 0}/kw${d.kw}` +
       `/r${d.rows.step}:${taps(rowTaps)}/c${d.cols.step}:${taps(colTaps)}`,
     get code() {
-      return planeConvCode(params, d, rowTaps, colTaps, vecIn, vecOut);
+      return planeConvCode(params, d, rowTaps, colTaps, vecIn, vecOut, joint);
     },
     params,
     buffers: bound.buffers,
