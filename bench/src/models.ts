@@ -136,6 +136,9 @@ for (const id of only) {
       mine.dispose();
       if (!(row.tfjsMaxRelErr <= TOLERANCE)) failures.push(`${net.label}: TF.js's forward output differs from ours (max rel err ${row.tfjsMaxRelErr})`);
     }
+    // The counting pass ran instrumented, unfolded: one forward as timed compiles the folded
+    // kernels (on lavapipe ~0.1-0.5 s each) outside the samples.
+    await forwardOnce(ours);
     for (let i = 0; i < reps; i++) {
       fo.push(await forwardOnce(ours));
       if (peer) {
