@@ -43,6 +43,9 @@ export class Engine {
   readonly pool: BufferPool;
   readonly maxWorkgroupsPerDim: number;
   readonly hasSubgroups: boolean;
+  /** The fewest invocations a subgroup of this adapter has (0 without subgroups, or where the
+   * adapter does not say). */
+  readonly subgroupMinSize: number;
   readonly hasF16: boolean;
   private readonly uniformAlign: number;
   /** Byte alignment of a bound range's start: the device's, and at least 16 so a range
@@ -85,6 +88,8 @@ export class Engine {
     this.storageAlign = Math.max(device.limits.minStorageBufferOffsetAlignment, 16);
     this._bindingLimit = device.limits.maxStorageBufferBindingSize;
     this.hasSubgroups = device.features.has('subgroups');
+    const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+    this.subgroupMinSize = this.hasSubgroups ? info?.subgroupMinSize ?? 0 : 0;
     this.hasF16 = device.features.has('shader-f16');
     this.arena = device.createBuffer({ size: ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     device.addEventListener('uncapturederror', (ev) => {

@@ -1,7 +1,7 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   conv2d, conv2dBackwardInput, conv2dBackwardWeight, cpuConv2d, cpuConv2dBackwardInput, cpuConv2dBackwardWeight,
-  engine, type Conv2dGradOptions, type Tensor,
+  engine, forcePointwiseVariant, POINTWISE_VARIANTS, type Conv2dGradOptions, type PointwiseVariant, type Tensor,
 } from '../src/node.js';
 import { expectClose, halfHost, randHost, setup, toGpu, toHalf } from './helpers.js';
 
@@ -23,11 +23,16 @@ function keysOf(f: () => Tensor): { y: Tensor; keys: string[] } {
   }
 }
 
-/** Asserts that `keys` is one dispatch of the pointwise kernel by `walk`, its key ending in
- * `tail` (dtype / epilogue operands / activation). */
+/** The variant the tests of a describe block force. */
+let variant: PointwiseVariant = 'lanes';
+
+/** Asserts that `keys` is one dispatch of the pointwise kernel by `walk` (and the forced
+ * variant, except in the few walk, whose lanes share nothing), its key ending in `tail`
+ * (dtype / epilogue operands / activation). */
 function expectPointwise(keys: string[], walk: string, tail: string): void {
   expect(keys).toHaveLength(1);
-  expect(keys[0]).toMatch(new RegExp(`^conv1x1/${walk}/\\d+x\\d+/${tail.replace(/[-/]/g, '\\$&')}$`));
+  const v = walk === 'few' ? 'lanes' : variant;
+  expect(keys[0]).toMatch(new RegExp(`^conv1x1/${walk}/${v}/\\d+x\\d+/${tail.replace(/[-/]/g, '\\$&')}$`));
 }
 
 interface Case {
@@ -51,7 +56,13 @@ const cases: Case[] = [
   { name: 'stride [1, 3]', x: [1, 5, 6, 10], w: [6, 5, 1, 1], opts: { stride: [1, 3] }, walk: 'flat' },
 ];
 
-describe('1x1 convolutions through the pointwise kernel, against the float64 reference', () => {
+for (const v of POINTWISE_VARIANTS) describe(`1x1 convolutions through the pointwise kernel (${v} variant), against the float64 reference`, () => {
+  beforeAll(() => {
+    variant = v;
+    forcePointwiseVariant(v);
+  });
+  afterAll(() => forcePointwiseVariant(null));
+
   for (const c of cases) {
     it(c.name, async () => {
       const x = randHost(c.x, 1);
@@ -72,18 +83,6 @@ describe('1x1 convolutions through the pointwise kernel, against the float64 ref
       await expectClose(conv2dBackwardWeight(toGpu(x), toGpu(gy), c.w, c.opts), cpuConv2dBackwardWeight(x, gy, c.w, c.opts), 1e-5, 1e-4);
     });
   }
-
-  it('every activation, and bias or scale alone', async () => {
-    const x = randHost([2, 12, 6, 6], 6);
-    const w = randHost([10, 12, 1, 1], 7);
-    const b = randHost([10], 8);
-    const sc = randHost([10], 9);
-    for (const activation of ['relu', 'gelu', 'silu', 'sigmoid', 'tanh', 'hardswish', 'hardsigmoid'] as const) {
-      await expectClose(conv2d(toGpu(x), toGpu(w), { bias: toGpu(b), activation }), cpuConv2d(x, w, { bias: b, activation }), 1e-5, 1e-5);
-    }
-    await expectClose(conv2d(toGpu(x), toGpu(w), { scale: toGpu(sc) }), cpuConv2d(x, w, { scale: sc }), 1e-5, 1e-5);
-    await expectClose(conv2d(toGpu(x), toGpu(w)), cpuConv2d(x, w), 1e-5, 1e-5);
-  });
 
   it('reads strided views: channel slices, a row slice at an odd offset, a transposed plane', async () => {
     const wide = randHost([2, 20, 4, 8], 10);
@@ -159,5 +158,26 @@ describe('1x1 convolutions through the pointwise kernel, against the float64 ref
       expect(y.dtype).toBe('float16');
       await expectClose(y, halfHost(cpuConv2d(x, w, { bias: b, activation: 'silu' })), 2e-3, 1e-3);
     }
+  });
+});
+
+describe('forcePointwiseVariant', () => {
+  it('names what it accepts', () => {
+    expect(() => forcePointwiseVariant('wide' as PointwiseVariant)).toThrow(/unknown variant 'wide'; expected lanes or subgroup/);
+  });
+});
+
+// The epilogue is the same text in both variants: the default one runs every activation.
+describe('the pointwise kernel\'s epilogue', () => {
+  it('every activation, and bias or scale alone', async () => {
+    const x = randHost([2, 12, 6, 6], 6);
+    const w = randHost([10, 12, 1, 1], 7);
+    const b = randHost([10], 8);
+    const sc = randHost([10], 9);
+    for (const activation of ['relu', 'gelu', 'silu', 'sigmoid', 'tanh', 'hardswish', 'hardsigmoid'] as const) {
+      await expectClose(conv2d(toGpu(x), toGpu(w), { bias: toGpu(b), activation }), cpuConv2d(x, w, { bias: b, activation }), 1e-5, 1e-5);
+    }
+    await expectClose(conv2d(toGpu(x), toGpu(w), { scale: toGpu(sc) }), cpuConv2d(x, w, { scale: sc }), 1e-5, 1e-5);
+    await expectClose(conv2d(toGpu(x), toGpu(w)), cpuConv2d(x, w), 1e-5, 1e-5);
   });
 });
