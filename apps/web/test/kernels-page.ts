@@ -111,6 +111,30 @@ function cases(): Case[] {
       return compare(name, T.conv2dBackwardWeight(gpu(x), gpu(gy), c.w, c.opts), cpuConv2dBackwardWeight(x, gy, c.w, c.opts), 1e-4, 1e-4);
     });
   }
+  // The pointwise (1x1) kernel in each variant where the adapter allows it, with a folded
+  // batch norm's scale, a bias, an activation and a squeeze-excitation gate on its input.
+  for (const variant of T.POINTWISE_VARIANTS) {
+    add(`conv2d 1x1 pointwise (${variant} variant) with scale, bias, relu6 and an input gate`, async (name) => {
+      if (variant === 'subgroup' && T.engine().subgroupMinSize < 8) {
+        return { name, ok: true, maxAbs: 0, detail: `skipped: the adapter has no subgroups of 8+ lanes (${T.engine().subgroupMinSize || 'none'})` };
+      }
+      const [xs, ws] = [[2, 24, 8, 12], [20, 24, 1, 1]];
+      const x = rand(xs);
+      const w = rand(ws);
+      const b = rand([20]);
+      const sc = rand([20]);
+      const gate = rand([2, 24], 0, 1);
+      const plane = 8 * 12;
+      const gated = host(xs, x.data.map((v, i) => v * gate.data[Math.floor(i / plane)]!));
+      T.forcePointwiseVariant(variant);
+      try {
+        const y = T.conv2d(gpu(x), gpu(w), { bias: gpu(b), scale: gpu(sc), activation: 'relu6', inputScale: gpu(gate) });
+        return await compare(name, y, cpuConv2d(gated, w, { bias: b, scale: sc, activation: 'relu6' }), 1e-4, 1e-5);
+      } finally {
+        T.forcePointwiseVariant(null);
+      }
+    });
+  }
   // Winograd's algorithm for each pass of a 3x3 stride-1 convolution, forced.
   for (const algorithm of ['winograd2x2', 'winograd4x4'] as const) {
     const forced = (fn: () => Promise<CaseResult>): Promise<CaseResult> => {
