@@ -1041,8 +1041,12 @@ function dispatchWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, gradW
     .i32('mG', coutG).i32('rG', cinG).i32('entries', entries).i32('wsize', gradW.size)
     .i32('rows', rows).i32('rowsPerSplit', rowsPerSplit)
     .i32('cblocks', cblocks).i32('bpg', bpg).i32('eblocks', eblocks).i32('total', total);
+  const [half, halfOut] = [x.dtype === 'float16', target.dtype === 'float16'];
   e.dispatch({
-    code: weightGradCode(params, tm, tn, x.dtype === 'float16', target.dtype === 'float16'),
+    key: `convWeightGrad/${tm}x${tn}/${half ? 'f16' : 'f32'}/${halfOut ? 'f16' : 'f32'}`,
+    get code() {
+      return weightGradCode(params, tm, tn, half, halfOut);
+    },
     params,
     buffers: bound.buffers,
     workgroups: e.grid(total),
