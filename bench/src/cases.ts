@@ -68,6 +68,8 @@ export function caseSpecs(): CaseSpec[] {
     { kernel: 'linear', m: 2, k: 1280, n: 1000 },
     { kernel: 'linear', m: 128, k: 768, n: 3072 },
     { kernel: 'conv2d', ...conv, groups: 1 },
+    // MobileNetV2's expansion at 56 px: the pointwise kernel.
+    { kernel: 'conv2d', n: 8, cin: 24, h: 56, w: 56, cout: 144, kh: 1, kw: 1, pad: 0, groups: 1 },
     { kernel: 'depthwise', ...conv, groups: 64 },
     { kernel: 'softmax', rows: 4096, cols: 1000 },
   ];
