@@ -1,6 +1,6 @@
 /**
- * Pointwise (1x1, stride 1, dense) convolutions, the bulk of MobileNet- and EfficientNet-class
- * networks: out[n, o, p] = sum_c W[o, c] src[n, c, p] over the pixels p of each image plane,
+ * Pointwise (1x1, dense, unpadded, any stride) convolutions, the bulk of MobileNet- and
+ * EfficientNet-class networks: out[n, o, p] = sum_c W[o, c] src[n, c, p] over the pixels p of each image plane,
  * with conv2d's scale / bias / activation epilogue. The general correlation kernel walks
  * kernel taps and recovers every pixel's row and column by integer division, which lavapipe
  * runs lane by lane; with 16-32 input channels (MobileNetV2's expansions at 112 px) that
@@ -35,8 +35,9 @@ import { enableF16, MATH_HELPERS, storageArray, stored, widen } from './wgsl.js'
  */
 type Walk = 'vec' | 'flat' | 'few';
 
-/** Output channels and pixels per invocation (16 x 8 measured fastest of 8-24 x 4-16 on
- * MobileNetV2's shapes), and invocations per workgroup, along pixels except in `few`. */
+/** Output channels and pixels per invocation (16 x 8 measured fastest of 8-64 x 4-16 on
+ * MobileNetV2's and EfficientNet-B0's shapes), and invocations per workgroup, along pixels
+ * except in `few`. */
 const TILES: Record<Walk, { tm: number; tn: number }> = { vec: { tm: 16, tn: 8 }, flat: { tm: 16, tn: 8 }, few: { tm: 4, tn: 4 } };
 const PW_LANES = 16;
 /** Pixels (images x plane) up to which the `few` walk runs. */
