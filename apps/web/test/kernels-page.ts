@@ -111,10 +111,10 @@ function cases(): Case[] {
       return compare(name, T.conv2dBackwardWeight(gpu(x), gpu(gy), c.w, c.opts), cpuConv2dBackwardWeight(x, gy, c.w, c.opts), 1e-4, 1e-4);
     });
   }
-  // The pointwise (1x1) kernel in each variant where the adapter allows it, with a folded
-  // batch norm's scale, a bias, an activation and a squeeze-excitation gate on its input.
-  for (const variant of T.POINTWISE_VARIANTS) {
-    add(`conv2d 1x1 pointwise (${variant} variant) with scale, bias, relu6 and an input gate`, async (name) => {
+  // The pointwise (1x1) kernel with each way of sharing weights the adapter allows, with a
+  // folded batch norm's scale, a bias, an activation and a squeeze-excitation gate on its input.
+  for (const variant of T.WEIGHT_SHARING) {
+    add(`conv2d 1x1 pointwise (weights shared by ${variant}) with scale, bias, relu6 and an input gate`, async (name) => {
       if (variant === 'subgroup' && T.engine().subgroupMinSize < 8) {
         return { name, ok: true, maxAbs: 0, detail: `skipped: the adapter has no subgroups of 8+ lanes (${T.engine().subgroupMinSize || 'none'})` };
       }
@@ -126,12 +126,12 @@ function cases(): Case[] {
       const gate = rand([2, 24], 0, 1);
       const plane = 8 * 12;
       const gated = host(xs, x.data.map((v, i) => v * gate.data[Math.floor(i / plane)]!));
-      T.forcePointwiseVariant(variant);
+      T.forceWeightSharing(variant);
       try {
         const y = T.conv2d(gpu(x), gpu(w), { bias: gpu(b), scale: gpu(sc), activation: 'relu6', inputScale: gpu(gate) });
         return await compare(name, y, cpuConv2d(gated, w, { bias: b, scale: sc, activation: 'relu6' }), 1e-4, 1e-5);
       } finally {
-        T.forcePointwiseVariant(null);
+        T.forceWeightSharing(null);
       }
     });
   }

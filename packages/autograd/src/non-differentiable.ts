@@ -24,9 +24,9 @@ export const NON_DIFFERENTIABLE: Readonly<Record<string, readonly string[]>> = {
     'moments', 'reduceGeneric', 'softmaxBackward', 'varMean',
   ],
   /** Kernel choices: autotuning's stored choices and store, the convolution algorithm, and
-   * the hooks that force a matmul variant, a convolution algorithm or a pointwise variant. */
+   * the hooks that force a matmul variant, a convolution algorithm or a way of sharing weights. */
   autotune: [
-    'adapterKey', 'autotuneEnabled', 'autotuneFilePath', 'convAlgorithm', 'convShapeClass', 'forceConvAlgorithm', 'forceMatmulVariant', 'forcePointwiseVariant', 'matmulShapeClass', 'matmulSpecKey', 'onEngineInit', 'registerTuneStore',
+    'adapterKey', 'autotuneEnabled', 'autotuneFilePath', 'convAlgorithm', 'convShapeClass', 'forceConvAlgorithm', 'forceMatmulVariant', 'forceWeightSharing', 'matmulShapeClass', 'matmulSpecKey', 'onEngineInit', 'registerTuneStore',
     'setAutotune', 'tuneChoices', 'tunePending', 'tuneStoreLocation',
   ],
   /** Views: split and chunk return narrow() views, whose gradients the view hook records. */

@@ -19,7 +19,7 @@ export * from './kernels/reduce.js';
 export * from './kernels/softmax.js';
 export * from './kernels/matmul.js';
 export * from './kernels/conv2d.js';
-export { forcePointwiseVariant, POINTWISE_VARIANTS, type PointwiseVariant } from './kernels/conv1x1.js';
+export { forceWeightSharing, WEIGHT_SHARING, type WeightSharing } from './kernels/weight-sharing.js';
 export * from './kernels/pool.js';
 export * from './kernels/gather.js';
 export * from './kernels/concat.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   conv2d, conv2dBackwardInput, conv2dBackwardWeight, cpuConv2d, cpuConv2dBackwardInput, cpuConv2dBackwardWeight,
-  engine, forcePointwiseVariant, POINTWISE_VARIANTS, type Conv2dGradOptions, type PointwiseVariant, type Tensor,
+  engine, forceWeightSharing, WEIGHT_SHARING, type Conv2dGradOptions, type WeightSharing, type Tensor,
 } from '../src/node.js';
 import { expectClose, halfHost, randHost, setup, toGpu, toHalf } from './helpers.js';
 
@@ -23,11 +23,11 @@ function keysOf(f: () => Tensor): { y: Tensor; keys: string[] } {
   }
 }
 
-/** The variant the tests of a describe block force. */
-let variant: PointwiseVariant = 'lanes';
+/** The weight sharing the tests of a describe block force. */
+let variant: WeightSharing = 'lanes';
 
 /** Asserts that `keys` is one dispatch of the pointwise kernel by `walk` (and the forced
- * variant, except in the few walk, whose lanes share nothing), its key ending in `tail`
+ * sharing, except in the few walk, whose lanes share nothing), its key ending in `tail`
  * (dtype / epilogue operands / activation). */
 function expectPointwise(keys: string[], walk: string, tail: string): void {
   expect(keys).toHaveLength(1);
@@ -56,12 +56,12 @@ const cases: Case[] = [
   { name: 'stride [1, 3]', x: [1, 5, 6, 10], w: [6, 5, 1, 1], opts: { stride: [1, 3] }, walk: 'flat' },
 ];
 
-for (const v of POINTWISE_VARIANTS) describe(`1x1 convolutions through the pointwise kernel (${v} variant), against the float64 reference`, () => {
+for (const v of WEIGHT_SHARING) describe(`1x1 convolutions through the pointwise kernel (weights shared by ${v}), against the float64 reference`, () => {
   beforeAll(() => {
     variant = v;
-    forcePointwiseVariant(v);
+    forceWeightSharing(v);
   });
-  afterAll(() => forcePointwiseVariant(null));
+  afterAll(() => forceWeightSharing(null));
 
   for (const c of cases) {
     it(c.name, async () => {
@@ -161,13 +161,13 @@ for (const v of POINTWISE_VARIANTS) describe(`1x1 convolutions through the point
   });
 });
 
-describe('forcePointwiseVariant', () => {
+describe('forceWeightSharing', () => {
   it('names what it accepts', () => {
-    expect(() => forcePointwiseVariant('wide' as PointwiseVariant)).toThrow(/unknown variant 'wide'; expected lanes or subgroup/);
+    expect(() => forceWeightSharing('wide' as WeightSharing)).toThrow(/unknown way 'wide'; expected lanes or subgroup/);
   });
 });
 
-// The epilogue is the same text in both variants: the default one runs every activation.
+// The epilogue is the same text with either sharing: the default one runs every activation.
 describe('the pointwise kernel\'s epilogue', () => {
   it('every activation, and bias or scale alone', async () => {
     const x = randHost([2, 12, 6, 6], 6);

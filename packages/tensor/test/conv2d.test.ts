@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   conv2d, conv2dBackwardInput, conv2dBackwardWeight, conv2dOutputShape, cpuConv2d, cpuConv2dBackwardInput,
-  cpuConv2dBackwardWeight, type Conv2dGradOptions, type ConvActivation, type Tensor,
+  cpuConv2dBackwardWeight, forceWeightSharing, WEIGHT_SHARING, type Conv2dGradOptions, type ConvActivation, type Tensor,
 } from '../src/node.js';
 import { expectClose, randHost, setup, toGpu } from './helpers.js';
 
@@ -44,6 +44,19 @@ async function checkPasses(c: Case, activation?: ConvActivation): Promise<void> 
 
 describe('conv2d and its gradients against the float64 reference', () => {
   for (const c of cases) it(c.name, () => checkPasses(c));
+
+  // The direct kernel with each way of sharing its weights across lanes (weight-sharing.ts).
+  for (const sharing of WEIGHT_SHARING) {
+    it(`the direct kernel with weights shared by ${sharing}: a strided stem, grouped channels, several channel blocks`, async () => {
+      forceWeightSharing(sharing);
+      try {
+        for (const c of [cases.find((k) => k.name.startsWith('7x7 stride 2'))!, cases.find((k) => k.name === 'groups 2')!]) await checkPasses(c, 'relu');
+        await checkPasses({ name: 'blocks', x: [2, 19, 9, 7], w: [21, 19, 3, 3], opts: { padding: 1, stride: 2 } });
+      } finally {
+        forceWeightSharing(null);
+      }
+    });
+  }
 
   it('sizes that span several channel and pixel blocks', async () => {
     const opts = { padding: 1 };

@@ -11,17 +11,15 @@
  * The same kernel computes the input gradient of a 1x1 convolution (the weight read through
  * transposed strides), so both passes avoid the general kernel.
  *
- * The weights of an invocation's channels are the same for every invocation of a workgroup,
- * but each load is still one per lane (on lavapipe a lane-by-lane loop). The `subgroup`
- * variant has lane l of each subgroup load channel l's weight (l < 8) and hands it to the
- * others with `subgroupBroadcast`: 2 loads per reduction step instead of 16, measured 1.6x
- * faster over MobileNetV2's and EfficientNet-B0's shapes; `lanes` is the portable one.
+ * The weights of an invocation's channels are the same for every invocation of a workgroup:
+ * with subgroups, lanes 0-7 load them and broadcast (weight-sharing.ts).
  */
 import { engine } from '../engine.js';
 import { Params } from '../params.js';
 import { Tensor } from '../tensor.js';
 import type { ConvActivation } from './conv2d.js';
 import { mul, UNARY } from './elementwise.js';
+import { subgroupWgsl, weightSharing, type WeightSharing } from './weight-sharing.js';
 import { enableF16, MATH_HELPERS, storageArray, stored, widen } from './wgsl.js';
 
 /**
@@ -42,28 +40,6 @@ const TILES: Record<Walk, { tm: number; tn: number }> = { vec: { tm: 16, tn: 8 }
 const PW_LANES = 16;
 /** Pixels (images x plane) up to which the `few` walk runs. */
 const FEW_PIXELS = 16;
-
-/** How an invocation gets its channels' weights (see above). */
-export type PointwiseVariant = 'lanes' | 'subgroup';
-export const POINTWISE_VARIANTS: readonly PointwiseVariant[] = ['lanes', 'subgroup'];
-
-/** Subgroups of at least 8 lanes: the `subgroup` variant broadcasts from lanes 0-7. */
-const subgroupReady = (): boolean => engine().subgroupMinSize >= 8;
-
-let forcedVariant: PointwiseVariant | null = null;
-
-/** Runs every pointwise convolution whose lanes share their channels with `variant` (tests
- * and benchmarks; null restores the default: `subgroup` where the adapter has subgroups of
- * 8 lanes or more). */
-export function forcePointwiseVariant(variant: PointwiseVariant | null): void {
-  if (variant !== null && !POINTWISE_VARIANTS.includes(variant)) {
-    throw new RangeError(`forcePointwiseVariant: unknown variant '${String(variant)}'; expected lanes or subgroup`);
-  }
-  if (variant === 'subgroup' && !subgroupReady()) {
-    throw new RangeError(`forcePointwiseVariant: 'subgroup' needs the adapter's 'subgroups' feature with subgroups of 8 or more lanes (this one: ${engine().subgroupMinSize || 'none'})`);
-  }
-  forcedVariant = variant;
-}
 
 export interface Pointwise {
   src: Tensor;
@@ -90,7 +66,7 @@ export interface Pointwise {
 
 const range = (n: number): number[] => [...Array(n).keys()];
 
-function pointwiseCode(params: Params, d: Pointwise, walk: Walk, variant: PointwiseVariant): string {
+function pointwiseCode(params: Params, d: Pointwise, walk: Walk, variant: WeightSharing): string {
   const { half, act } = d;
   const { tm, tn } = TILES[walk];
   const sg = variant === 'subgroup';
@@ -143,8 +119,9 @@ function pointwiseCode(params: Params, d: Pointwise, walk: Walk, variant: Pointw
       const j = 4 * q + t;
       return `if (p0 + ${j} < p.npix) { y[(n${j} * p.outC + c0 + ${i}) * p.hw + r${j}] = ${stored(half, `${value(i, q)}[${t}]`)}; }`;
     });
+  const sub = subgroupWgsl(variant);
   return /* wgsl */ `${enableF16(half)}
-${sg ? 'enable subgroups;' : ''}
+${sub.enable}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> src: ${storageArray(half, vec)};
@@ -153,7 +130,7 @@ ${names.map((n, i) => `@group(0) @binding(${3 + i}) var<storage, read> ${n}: ${s
 @group(0) @binding(${3 + names.length}) var<storage, read_write> y: ${storageArray(half, vec)};
 ${act ? MATH_HELPERS : ''}
 @compute @workgroup_size(${PW_LANES})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${sg ? ', @builtin(subgroup_invocation_id) sgi: u32' : ''}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${sub.builtin}) {
   let wgi = i32(wid.x + wid.y * nwg.x);
   if (wgi >= p.total) { return; }
   // Consecutive workgroups take the channel blocks of the same pixels, which stay in cache.
@@ -208,7 +185,7 @@ export function pointwiseConv(d: Pointwise): Tensor {
   const { tm, tn } = TILES[walk];
   const few = walk === 'few';
   // In the few walk each lane has channels of its own: nothing to share.
-  const variant: PointwiseVariant = few ? 'lanes' : forcedVariant ?? (subgroupReady() ? 'subgroup' : 'lanes');
+  const variant: WeightSharing = few ? 'lanes' : weightSharing();
   const cblocks = Math.ceil(d.outC / (tm * (few ? PW_LANES : 1)));
   const pblocks = Math.ceil((walk === 'vec' ? hw : npix) / (tn * (few ? 1 : PW_LANES)));
   const total = cblocks * pblocks * (walk === 'vec' ? N : 1);

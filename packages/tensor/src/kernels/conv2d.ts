@@ -28,6 +28,7 @@ import { cast, mul, UNARY } from './elementwise.js';
 import { full } from '../creation.js';
 import { convShapeClass, storedChoice, timeRecorded, tunedChoice, type ConvProblem, type TuneBench, type TuneFamily } from '../tune.js';
 import { pointwiseConv } from './conv1x1.js';
+import { subgroupWgsl, weightSharing, type WeightSharing } from './weight-sharing.js';
 import { forwardWalk, inputGradWalk, winogradApplies, winogradCorrelation, winogradWeightGrad, type WinogradTile } from './winograd.js';
 import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
 
@@ -240,10 +241,15 @@ const TAP_TN = 8;
  * (8 and 32 lanes were slower than 16 on most of ResNet-18's shapes). */
 const TAP_LANES = 16;
 
-function tapConvCode(params: Params, d: TapConv, tm: number, tn: number): string {
+/** With `subgroup` sharing, lane l of each subgroup loads channel l's weight at every tap and
+ * reduction channel, and the others take it by broadcast (weight-sharing.ts). */
+function tapConvCode(params: Params, d: TapConv, tm: number, tn: number, sharing: WeightSharing): string {
   const { half, act } = d;
+  const sg = sharing === 'subgroup';
+  const sub = subgroupWgsl(sharing);
   const epilogue = (v: string): string => stored(half, act ? UNARY[act].wgsl(v) : v);
   return /* wgsl */ `${enableF16(half)}
+${sub.enable}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> src: ${storageArray(half)};
@@ -251,13 +257,14 @@ ${params.wgsl('P')}
 ${epilogueBindings(d, storageArray(half))}
 ${act ? MATH_HELPERS : ''}
 @compute @workgroup_size(${TAP_LANES})
-fn main(${MAIN}) {
+fn main(${MAIN}${sub.builtin}) {
   let wgi = i32(wid.x + wid.y * nwg.x);
   if (wgi >= p.total) { return; }
   let cb = wgi % p.cblocks;
   let g = cb / p.bpg;
   let cg = (cb % p.bpg) * ${tm};
 ${lines(tm, (i) => `  let wb${i} = g * p.wsG + min(cg + ${i}, p.mG - 1) * p.wsM;`)}
+${sg ? `  let wbl = g * p.wsG + min(cg + i32(sgi % ${tm}u), p.mG - 1) * p.wsM;` : ''}
   let pix = (wgi / p.cblocks) * ${TAP_LANES * tn} + i32(lid);
   let gridHW = p.gridH * p.gridW;
 ${lines(tn, (j) => `  let q${j} = pix + ${j * TAP_LANES};
@@ -283,7 +290,7 @@ ${lines(tn, (j) => `      let sc${j} = gc${j} * p.cStep + tw / p.cDiv;
       var wo = kh * p.kw + kw;
       for (var r = 0; r < p.rG; r++) {
 ${lines(tn, (j) => `        let x${j} = ${widen(half, `src[o${j}]`)} * m${j};`)}
-${lines(tm, (i) => `        let w${i} = ${widen(half, `wt[wb${i} + wo]`)};`)}
+${sg ? `        let wsg = ${widen(half, 'wt[wbl + wo]')};\n` + lines(tm, (i) => `        let w${i} = subgroupBroadcast(wsg, ${i}u);`) : lines(tm, (i) => `        let w${i} = ${widen(half, `wt[wb${i} + wo]`)};`)}
 ${grid2(tm, tn, (i, j) => `        a${i}_${j} = fma(w${i}, x${j}, a${i}_${j});`)}
 ${lines(tn, (j) => `        o${j} += p.ssc;`)}
         wo += p.wsR;
@@ -609,6 +616,7 @@ function dispatchTapConv(d: TapConv): void {
     return;
   }
   const tm = channelTile(d.mG);
+  const sharing = weightSharing();
   const e = engine();
   const [N, outC, outH, outW] = d.out.shape as [number, number, number, number];
   const tn = TAP_TN;
@@ -626,9 +634,9 @@ function dispatchTapConv(d: TapConv): void {
   axisParams(params, 'r', d.rows);
   axisParams(params, 'c', d.cols);
   e.dispatch({
-    key: `tapConv/${epilogueKey(d)}/${tm}x${tn}`,
+    key: `tapConv/${epilogueKey(d)}/${tm}x${tn}/${sharing}`,
     get code() {
-      return tapConvCode(params, d, tm, tn);
+      return tapConvCode(params, d, tm, tn, sharing);
     },
     params,
     buffers: bound.buffers,
