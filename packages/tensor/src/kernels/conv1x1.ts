@@ -18,7 +18,7 @@ import { engine } from '../engine.js';
 import { Params } from '../params.js';
 import { Tensor } from '../tensor.js';
 import type { ConvActivation } from './conv2d.js';
-import { mul, UNARY } from './elementwise.js';
+import { UNARY } from './elementwise.js';
 import { subgroupWgsl, weightSharing, type WeightSharing } from './weight-sharing.js';
 import { enableF16, MATH_HELPERS, storageArray, stored, widen } from './wgsl.js';
 
@@ -54,9 +54,9 @@ export interface Pointwise {
   wsM: number;
   wsR: number;
   /** [N, inC], contiguous from offset 0: multiplies input channel c of image n before the
-   * product (squeeze-excitation's gate folded into the convolution after it). The `vec` walk
-   * loads it once per channel for the whole invocation; the others, whose pixels may span
-   * images, multiply x by it in a pass of its own (per-pixel gate loads measured slower). */
+   * product (squeeze-excitation's gate folded into the convolution after it). Only the `vec`
+   * walk takes it, loading it once per channel for the whole invocation; where pixels may span
+   * images a per-pixel gate load measured slower than a multiply pass of its own. */
   inputScale?: Tensor | undefined;
   /** Reads every stride-th row and column of `src` (a 1x1 convolution with a stride). */
   stride?: readonly [number, number];
@@ -154,33 +154,41 @@ ${d.scale ? `    let s${i} = ${widen(half, `scale[c0 + ${i}]`)};\n` : ''}${d.bia
 }`;
 }
 
-/** Runs the pointwise product of `d` (its source any strided [N, C, H, W] view) into a new
- * [N, outC, ceil(H / stride), ceil(W / stride)] tensor. The caller packs the weight, bias and scale from offset 0. */
-export function pointwiseConv(d: Pointwise): Tensor {
-  const [N, , srcH, srcW] = d.src.shape as [number, number, number, number];
-  const [sh, sw] = d.stride ?? [1, 1];
+/** The plane of `src` ([N, C, H, W], its binding starting `offset` elements in) that the
+ * kernel reads with `stride`: its output sizes, strides per output step, and walk. */
+function planeOf(src: Tensor, offset: number, stride: readonly [number, number]) {
+  const [N, , srcH, srcW] = src.shape as [number, number, number, number];
+  const [sh, sw] = stride;
   const H = Math.ceil(srcH / sh);
   const W = Math.ceil(srcW / sw);
   const hw = H * W;
-  if (N * d.outC * hw === 0) return Tensor.empty([N, d.outC, H, W], d.src.dtype);
-  const src = d.src.binding(d.label, d.half);
-  const [ssn, ssc] = d.src.strides as [number, number];
-  const ssh = d.src.strides[2]! * sh;
-  const ssw = d.src.strides[3]! * sw;
+  const [ssn, ssc] = src.strides as [number, number];
+  const ssh = src.strides[2]! * sh;
+  const ssw = src.strides[3]! * sw;
   const planeContiguous = (ssw === 1 || W === 1) && (ssh === W || H === 1);
   const npix = N * hw;
-  const walk: Walk = planeContiguous && hw % 4 === 0 && [src.offset, ssn, ssc].every((v) => v % 4 === 0)
+  const walk: Walk = planeContiguous && hw % 4 === 0 && [offset, ssn, ssc].every((v) => v % 4 === 0)
     ? 'vec'
     : npix <= FEW_PIXELS ? 'few' : 'flat';
-  if (d.inputScale && walk !== 'vec') {
-    const gate = d.inputScale.reshape([N, d.inC, 1, 1]);
-    const scaled = mul(d.src, gate);
-    gate.dispose();
-    const y = pointwiseConv({ ...d, src: scaled, inputScale: undefined });
-    scaled.dispose();
-    return y;
-  }
+  return { N, H, W, hw, npix, ssn, ssc, ssh, ssw, walk };
+}
+
+/** Whether `pointwiseConv` can apply an input scale to `src` read with `stride` (its vec4
+ * walk); elsewhere the caller multiplies first. */
+export function pointwiseTakesInputScale(src: Tensor, stride: readonly [number, number], half: boolean): boolean {
+  return planeOf(src, src.binding('conv2d', half).offset, stride).walk === 'vec';
+}
+
+/** Runs the pointwise product of `d` (its source any strided [N, C, H, W] view) into a new
+ * [N, outC, ceil(H / stride), ceil(W / stride)] tensor. The caller packs the weight, bias,
+ * scale and input scale from offset 0, and gives an input scale only where
+ * `pointwiseTakesInputScale`. */
+export function pointwiseConv(d: Pointwise): Tensor {
+  const src = d.src.binding(d.label, d.half);
+  const { N, H, W, hw, npix, ssn, ssc, ssh, ssw, walk } = planeOf(d.src, src.offset, d.stride ?? [1, 1]);
   const out = Tensor.empty([N, d.outC, H, W], d.src.dtype);
+  if (out.size === 0) return out;
+  if (d.inputScale && walk !== 'vec') throw new Error(`pointwiseConv: an input scale needs the vec4 walk, not '${walk}'`);
   const e = engine();
   const { tm, tn } = TILES[walk];
   const few = walk === 'few';

@@ -27,7 +27,7 @@ import { addPart, byImages, imageRuns, imageSlice, needsImageRuns } from './batc
 import { cast, mul, UNARY } from './elementwise.js';
 import { full } from '../creation.js';
 import { convShapeClass, storedChoice, timeRecorded, tunedChoice, type ConvProblem, type TuneBench, type TuneFamily } from '../tune.js';
-import { pointwiseConv } from './conv1x1.js';
+import { pointwiseConv, pointwiseTakesInputScale } from './conv1x1.js';
 import { subgroupWgsl, weightSharing, type WeightSharing } from './weight-sharing.js';
 import { forwardWalk, inputGradWalk, winogradApplies, winogradCorrelation, winogradWeightGrad, type WinogradTile } from './winograd.js';
 import { enableF16, linearIndex, MAIN_ARGS, MATH_HELPERS, storageArray, stored, WG, widen } from './wgsl.js';
@@ -263,8 +263,7 @@ fn main(${MAIN}${sub.builtin}) {
   let cb = wgi % p.cblocks;
   let g = cb / p.bpg;
   let cg = (cb % p.bpg) * ${tm};
-${lines(tm, (i) => `  let wb${i} = g * p.wsG + min(cg + ${i}, p.mG - 1) * p.wsM;`)}
-${sg ? `  let wbl = g * p.wsG + min(cg + i32(sgi % ${tm}u), p.mG - 1) * p.wsM;` : ''}
+${sg ? `  let wbl = g * p.wsG + min(cg + i32(sgi % ${tm}u), p.mG - 1) * p.wsM;` : lines(tm, (i) => `  let wb${i} = g * p.wsG + min(cg + ${i}, p.mG - 1) * p.wsM;`)}
   let pix = (wgi / p.cblocks) * ${TAP_LANES * tn} + i32(lid);
   let gridHW = p.gridH * p.gridW;
 ${lines(tn, (j) => `  let q${j} = pix + ${j * TAP_LANES};
@@ -806,7 +805,8 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   }
   const outShape = [g.batch, g.outChannels, g.outH, g.outW];
   if (opts.inputScale) checkInputScale(opts.inputScale, g);
-  if (opts.inputScale && (!pointwise(g) || needsImageRuns([x], [{ shape: outShape, dtype: x.dtype }]))) {
+  const strides = [g.strideH, g.strideW] as const;
+  if (opts.inputScale && (!pointwise(g) || needsImageRuns([x], [{ shape: outShape, dtype: x.dtype }]) || !pointwiseTakesInputScale(x, strides, half))) {
     const gate = opts.inputScale.reshape([g.batch, g.inChannels, 1, 1]);
     const scaled = mul(x, gate);
     gate.dispose();
@@ -827,7 +827,7 @@ export function conv2d(x: Tensor, weight: Tensor, opts: Conv2dOptions = {}): Ten
   if (pointwise(g)) {
     const gate = opts.inputScale && packed(opts.inputScale);
     const out = pointwiseConv({
-      src: x, weight: w, stride: [g.strideH, g.strideW], inputScale: gate, bias: b, scale: s, act: opts.activation, outC: g.outChannels, inC: g.inChannels,
+      src: x, weight: w, stride: strides, inputScale: gate, bias: b, scale: s, act: opts.activation, outC: g.outChannels, inC: g.inChannels,
       wsM: g.inChannels, wsR: 1, half, label: 'conv2d',
     });
     w.dispose();
