@@ -1,15 +1,17 @@
-"""The networks of `pnpm bench:models` in PyTorch (run with /usr/bin/python3: torch 1.13,
-torchvision 0.14), for two jobs:
+"""The networks of `pnpm bench:models` in PyTorch (here /usr/bin/python3: torch 1.13,
+torchvision 0.14; on the device machine torch 2.x), for two jobs:
 
-  export NET BATCH OUT.onnx   the forward pass as ONNX (opset 14), for onnxruntime's WebGPU EP
-  time NET BATCH REPS         PyTorch on the CPU: forward (eval, no_grad) and an SGD training
-                              step, median milliseconds of REPS runs after one warm-up, as JSON
+  export NET BATCH OUT.onnx      the forward pass as ONNX (opset 14), for onnxruntime's WebGPU EP
+  time NET BATCH REPS [DEVICE]   PyTorch eager in float32 on DEVICE (cpu, the default, or cuda):
+                                 forward (eval, no_grad) and an SGD training step, median
+                                 milliseconds of REPS runs after one warm-up, as JSON
 
 The CNNs and ViT-B/16 are torchvision's. transformers is not installed here, so BERT-base
 and GPT-2 small are written out below with the same shapes and arithmetic (BERT: post-LN
 encoder, GELU, tanh pooler; GPT-2: pre-LN causal decoder, tanh-GELU, last-token head).
 Weights are random: the timings do not depend on them.
 """
+import inspect
 import json
 import math
 import statistics
@@ -127,15 +129,28 @@ def export(net, batch, out):
     # Under no_grad, nn.MultiheadAttention (torchvision's ViT) takes its fused fast path,
     # aten::_native_multi_head_attention, which torch 1.13 cannot export; with gradients on it
     # runs the plain ops, the same computation.
+    # torch 2.9+ exports through dynamo by default, which needs onnxscript and names the graph's
+    # inputs its own way; the TorchScript exporter gives the same graph torch 1.13 gives.
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with torch.set_grad_enabled(net == "vit_b_16"):
-        torch.onnx.export(model, (x,), out, opset_version=14, input_names=["input"], output_names=["logits"])
+        torch.onnx.export(model, (x,), out, opset_version=14, input_names=["input"], output_names=["logits"], **legacy)
 
 
-def time_net(net, batch, reps):
-    model = build(net)
+def time_net(net, batch, reps, device):
+    if device not in ("cpu", "cuda"):
+        sys.exit(f"device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        sys.exit("device cuda asked for, but torch.cuda.is_available() is False")
+    # float32 throughout: cuDNN would otherwise run convolutions in TF32 on Ampere and later.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    model = build(net).to(device)
     x, classes = inputs(net, batch)
-    labels = torch.arange(batch) % classes
+    x = x.to(device)
+    labels = (torch.arange(batch) % classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def forward():
         with torch.no_grad():
@@ -146,14 +161,18 @@ def time_net(net, batch, reps):
         F.cross_entropy(model(x), labels).backward()
         opt.step()
 
-    out = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    out = {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": device}
+    if device == "cuda":
+        out["gpu"] = torch.cuda.get_device_name()
     for name, fn, train in (("forward", forward, False), ("train", step, True)):
         model.train(train)
         fn()
+        sync()
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
             fn()
+            sync()
             times.append((time.perf_counter() - t0) * 1000)
         out[f"{name}_ms"] = statistics.median(times)
     return out
@@ -164,6 +183,7 @@ if __name__ == "__main__":
     if cmd == "export":
         export(net, batch, sys.argv[4])
     elif cmd == "time":
-        print(json.dumps(time_net(net, batch, int(sys.argv[4]))))
+        device = sys.argv[5] if len(sys.argv) > 5 else "cpu"
+        print(json.dumps(time_net(net, batch, int(sys.argv[4]), device)))
     else:
         sys.exit(f"unknown command {cmd}")

@@ -1,6 +1,11 @@
 /** Timing policy, statistics and output comparison. */
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { Runner } from './runners.js';
+
+/** bench/, the parent of this file's folder: src/ when run from source, and the folder of the
+ * bundle that bench/device/pack.ts writes for machines without the workspace. */
+export const BENCH_DIR = fileURLToPath(new URL('..', import.meta.url));
 
 export interface Policy {
   /** The first call is discarded as warm-up (pipeline compilation, JIT) when it took less

@@ -8,11 +8,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tl from '@tl/tensor';
 import { buildCase, caseSpecs, familyOf, type Case } from './cases.js';
-import { maxRelError, measure, policies, type Timing } from './harness.js';
+import { BENCH_DIR, maxRelError, measure, policies, type Timing } from './harness.js';
 import { jsCpu, ours, tfjs, type System } from './runners.js';
 
 /** Outputs that differ more than this (relative to the largest reference value) fail the run. */
@@ -195,7 +194,7 @@ console.log(
     `TF.js ${meta.tfjs} (WASM SIMD ${meta.tfjsWasm.simd}, ${meta.tfjsWasm.threads ?? '?'} thread), ${seconds.toFixed(0)} s`,
 );
 
-const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
+const resultsDir = join(BENCH_DIR, 'results');
 mkdirSync(resultsDir, { recursive: true });
 const info = eng.adapter.info;
 const slug = (info?.device || info?.description || eng.adapterDescription).toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 48).replace(/^-+|-+$/g, '');

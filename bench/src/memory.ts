@@ -10,13 +10,13 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { BertForSequenceClassification, ResNet, type ClassifierModel } from '@tl/models';
 import { adamw } from '@tl/train';
+import { BENCH_DIR } from './harness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -136,6 +136,6 @@ for (const r of rows) {
 }
 
 const meta = { date: new Date().toISOString(), adapter: eng.adapterDescription, cpu: `${os.cpus()[0]?.model ?? 'unknown'} x${os.cpus().length}`, node: process.version, loadAvg: os.loadavg().map((x) => Number(x.toFixed(2))) };
-const dir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
+const dir = join(BENCH_DIR, 'results');
 mkdirSync(dir, { recursive: true });
 writeFileSync(join(dir, `memory-${only.join('-')}-batch${batch}.json`), `${JSON.stringify({ meta, rows }, null, 2)}\n`);

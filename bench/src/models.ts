@@ -2,21 +2,22 @@
  * Whole-network benchmark: forward pass and full training step of seven networks at their
  * usual input sizes, ours (through @tl/models) against TF.js WebGPU on the same Dawn adapter,
  * onnxruntime-node's WebGPU execution provider on the same adapter (forward only) and PyTorch
- * on the CPU, with effective GFLOP/s, dispatches and host milliseconds per step, and a
- * per-layer-type breakdown of our forward pass.
+ * eager in float32 (on the CPU, or on a CUDA GPU with --torch-device cuda), with effective
+ * GFLOP/s, dispatches and host milliseconds per step, and a per-layer-type breakdown of our
+ * forward pass.
  *
  *   pnpm bench:models [--quick] [--only resnet18,mobilenet_v2,...] [--batch N] [--reps N]
  *                     [--peers tfjs,ort,torch] [--no-train] [--no-breakdown]
+ *                     [--python PATH] [--torch-device cpu|cuda]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as A from '@tl/autograd';
-import { machineMeta, maxRelError, median } from './harness.js';
+import { BENCH_DIR, machineMeta, maxRelError, median } from './harness.js';
 import { NETWORK_IDS, NETWORKS, type NetworkId } from './models/networks.js';
-import { ortWebGpu, torchAvailable, torchTimes, type TorchTimes } from './models/ort.js';
+import { DEFAULT_PYTHON, ortWebGpu, torchAvailable, torchTimes, type TorchDevice, type TorchTimes } from './models/ort.js';
 import { buildOurs, countFlops, forwardBreakdown, forwardOnce, Instrument, trainer, type Breakdown } from './models/ours.js';
 import { nchwToNhwc, tfjsNet } from './models/tfjs.js';
 import { startTfjsWebGpu } from './training/tfjs-gradients.js';
@@ -31,11 +32,13 @@ const { values: args } = parseArgs({
     peers: { type: 'string', default: PEERS.join(',') },
     train: { type: 'boolean', default: true },
     breakdown: { type: 'boolean', default: true },
+    python: { type: 'string', default: DEFAULT_PYTHON },
+    'torch-device': { type: 'string', default: 'cpu' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   allowNegative: true,
 });
-const usage = `usage: pnpm bench:models [--quick] [--only ${NETWORK_IDS.join(',')}] [--batch N] [--reps N] [--peers ${PEERS.join(',')}] [--no-train] [--no-breakdown]`;
+const usage = `usage: pnpm bench:models [--quick] [--only ${NETWORK_IDS.join(',')}] [--batch N] [--reps N] [--peers ${PEERS.join(',')}] [--no-train] [--no-breakdown] [--python PATH] [--torch-device cpu|cuda]`;
 if (args.help) {
   console.log(usage);
   process.exit(0);
@@ -52,6 +55,13 @@ const list = (s: string | undefined, allowed: readonly string[], flag: string): 
 };
 const only = (list(args.only, NETWORK_IDS, '--only') ?? [...NETWORK_IDS]) as NetworkId[];
 const peers = new Set(list(args.peers, PEERS, '--peers') ?? []);
+const torchDevice = args['torch-device'] as TorchDevice;
+if (torchDevice !== 'cpu' && torchDevice !== 'cuda') {
+  console.error(`--torch-device: expected cpu or cuda, got ${JSON.stringify(torchDevice)}\n${usage}`);
+  process.exit(2);
+}
+const python = args.python;
+const torchLabel = `PyTorch ${torchDevice === 'cuda' ? 'CUDA' : 'CPU'}`;
 const int = (s: string | undefined, dflt: number, flag: string): number => {
   const v = s === undefined ? dflt : Number(s);
   if (!Number.isInteger(v) || v < 1) {
@@ -69,7 +79,7 @@ const TOLERANCE = 1e-3;
 await A.init();
 const eng = A.engine();
 const tf = peers.has('tfjs') ? await startTfjsWebGpu(eng.gpu) : undefined;
-const torch = peers.has('torch') ? torchAvailable() : 'not asked for (--peers)';
+const torch = peers.has('torch') ? torchAvailable(python, torchDevice) : 'not asked for (--peers)';
 if (torch !== true && peers.has('torch')) console.error(`PyTorch skipped: ${torch}`);
 
 const meta = {
@@ -77,7 +87,7 @@ const meta = {
   tfjs: tf?.version_core ?? null,
   batch,
   reps,
-  options: { quick: args.quick, only, peers: [...peers], train: args.train, breakdown: args.breakdown },
+  options: { quick: args.quick, only, peers: [...peers], train: args.train, breakdown: args.breakdown, python, torchDevice },
   timing: 'each sample is one forward pass (or one training step) from recording to the output on the host; median of the samples after one untimed warm-up; ours and TF.js alternate',
   flops: 'forward FLOPs counted from the modules (2 x output elements x fan-in of every Conv2d, Linear and Conv1D) plus attention (4 S^2 D per layer); a training step counts 3x the forward',
   loadAvgAtStart: os.loadavg().map((x) => Number(x.toFixed(2))),
@@ -199,7 +209,7 @@ for (const id of only) {
 
   if (peers.has('ort')) {
     try {
-      const o = await ortWebGpu(id, batch);
+      const o = await ortWebGpu(python, id, batch);
       await o.run();
       const ms: number[] = [];
       for (let i = 0; i < reps; i++) {
@@ -217,11 +227,12 @@ for (const id of only) {
   }
   if (torch === true) {
     try {
-      const t: TorchTimes = torchTimes(id, batch, reps);
+      const t: TorchTimes = torchTimes(python, torchDevice, id, batch, reps);
       row.forward.torch = { ms: t.forward_ms };
       if (args.train) row.train.torch = { ms: t.train_ms };
-      row.notes.push(`PyTorch ${t.torch}, ${t.threads} thread(s)`);
-      console.error(`  PyTorch CPU: forward ${t.forward_ms.toFixed(0)} ms, train ${t.train_ms.toFixed(0)} ms (${t.threads} threads)`);
+      const where = t.gpu ? `on ${t.gpu} (CUDA, float32: TF32 off)` : `${t.threads} thread(s)`;
+      row.notes.push(`PyTorch ${t.torch}, ${where}`);
+      console.error(`  ${torchLabel}: forward ${t.forward_ms.toFixed(0)} ms, train ${t.train_ms.toFixed(0)} ms (${where})`);
     } catch (e) {
       row.notes.push(`PyTorch failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
     }
@@ -238,7 +249,7 @@ const ref = rows.find((r) => r.network === 'resnet18');
 const refGfs = ref ? gfs(ref.forward.ours, ref.gflops) : null;
 const out: string[] = [];
 out.push(`### Forward pass, batch ${batch} (img/s or sequences/s; effective GFLOP/s in brackets)\n`);
-out.push('| network | GFLOP / sample | ours | vs ResNet-18 GFLOP/s | dispatches | host ms | TF.js WebGPU | ORT WebGPU | PyTorch CPU | ours / TF.js | ours / ORT |');
+out.push(`| network | GFLOP / sample | ours | vs ResNet-18 GFLOP/s | dispatches | host ms | TF.js WebGPU | ORT WebGPU | ${torchLabel} | ours / TF.js | ours / ORT |`);
 out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   const o = r.forward.ours;
@@ -249,7 +260,7 @@ for (const r of rows) {
 }
 if (args.train) {
   out.push(`\n### Training step (forward, cross-entropy, backward, SGD), batch ${batch} (img/s; effective GFLOP/s = 3x forward FLOPs)\n`);
-  out.push('| network | ours ms | ours | dispatches | host ms | TF.js WebGPU | PyTorch CPU | ours / TF.js |');
+  out.push(`| network | ours ms | ours | dispatches | host ms | TF.js WebGPU | ${torchLabel} | ours / TF.js |`);
   out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of rows) {
     const o = r.train.ours;
@@ -274,7 +285,7 @@ const loadAvgAtEnd = os.loadavg().map((x) => Number(x.toFixed(2)));
 out.push(`\n${meta.date.slice(0, 16).replace('T', ' ')} UTC, ${meta.adapter}, LP_NUM_THREADS=${meta.lpNumThreads}, ${meta.cpu}, TF.js ${meta.tfjs}, ${seconds.toFixed(0)} s, load average ${meta.loadAvgAtStart[0]} at start, ${loadAvgAtEnd[0]} at end`);
 console.log(out.join('\n'));
 
-const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
+const resultsDir = join(BENCH_DIR, 'results');
 mkdirSync(resultsDir, { recursive: true });
 const json = JSON.stringify({ meta: { ...meta, loadAvgAtEnd, seconds: Math.round(seconds), failures }, rows }, null, 2) + '\n';
 // The minute in the name keeps a partial run (--only, --no-train) from replacing a whole

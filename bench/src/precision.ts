@@ -13,14 +13,13 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as A from '@tl/autograd';
 import type { Tensor } from '@tl/autograd';
 import { BertForSequenceClassification, ResNet, type ClassifierModel } from '@tl/models';
 import { GradScaler } from '@tl/train';
-import { median } from './harness.js';
+import { BENCH_DIR, median } from './harness.js';
 
 const IDS = ['matmul', 'bert', 'resnet18'] as const;
 type Id = (typeof IDS)[number];
@@ -202,6 +201,6 @@ for (const s of sections) {
 }
 
 const meta = { date: new Date().toISOString(), adapter: eng.adapterDescription, cpu: `${os.cpus()[0]?.model ?? 'unknown'} x${os.cpus().length}`, node: process.version, loadAvg: os.loadavg().map((x) => Number(x.toFixed(2))), batch, reps };
-const dir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
+const dir = join(BENCH_DIR, 'results');
 mkdirSync(dir, { recursive: true });
 writeFileSync(join(dir, `precision-${only.join('-')}.json`), `${JSON.stringify({ meta, sections }, null, 2)}\n`);

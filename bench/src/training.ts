@@ -7,11 +7,10 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as A from '@tl/autograd';
-import { machineMeta, median } from './harness.js';
+import { BENCH_DIR, machineMeta, median } from './harness.js';
 import { buildOurs, hostState, LR, oursStep, type TransformerConfig } from './training/ours.js';
 import { nchwToNhwc, peerEncoder, peerResNet20, peerSmallCnn, type PeerModel } from './training/peer.js';
 import { profileStep, type Profile } from './training/profile.js';
@@ -317,7 +316,7 @@ console.log(
     `${seconds.toFixed(0)} s, load average ${meta.loadAvgAtStart[0]} at start, ${loadAvgAtEnd[0]} at end`,
 );
 
-const resultsDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
+const resultsDir = join(BENCH_DIR, 'results');
 mkdirSync(resultsDir, { recursive: true });
 const info = eng.adapter.info;
 const slug = (info?.device || info?.description || eng.adapterDescription).toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 48).replace(/^-+|-+$/g, '');

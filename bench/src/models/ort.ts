@@ -1,48 +1,57 @@
 /**
  * onnxruntime-node's WebGPU execution provider (the engine under transformers.js) on the same
- * Dawn adapter, and PyTorch on the CPU; both go through bench/scripts/torch_models.py, run with
- * /usr/bin/python3 (torch 1.13, torchvision 0.14). The ONNX files are exported once into
- * bench/.cache/onnx (gitignored).
+ * Dawn adapter, and PyTorch eager; both go through bench/scripts/torch_models.py, run with a
+ * Python that has torch and torchvision (here /usr/bin/python3: torch 1.13, torchvision 0.14).
+ * The ONNX files are exported once into bench/.cache/onnx (gitignored).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
+import { BENCH_DIR } from '../harness.js';
 import { images, NETWORKS, tokenIds, type NetworkId } from './networks.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const SCRIPT = join(here, '..', '..', 'scripts', 'torch_models.py');
-const CACHE = join(here, '..', '..', '.cache', 'onnx');
-export const PYTHON = '/usr/bin/python3';
+const SCRIPT = join(BENCH_DIR, 'scripts', 'torch_models.py');
+const CACHE = join(BENCH_DIR, '.cache', 'onnx');
+export const DEFAULT_PYTHON = '/usr/bin/python3';
+export type TorchDevice = 'cpu' | 'cuda';
 
-/** Whether /usr/bin/python3 imports torch and torchvision; otherwise the reason. */
-export function torchAvailable(): true | string {
+/** Whether `python` imports torch and torchvision (and sees a GPU, for cuda); otherwise the reason. */
+export function torchAvailable(python: string, device: TorchDevice): true | string {
+  const check = device === 'cuda' ? 'import torch, torchvision; assert torch.cuda.is_available(), "no CUDA device"' : 'import torch, torchvision';
   try {
-    execFileSync(PYTHON, ['-c', 'import torch, torchvision'], { stdio: 'pipe' });
+    execFileSync(python, ['-c', check], { stdio: 'pipe' });
     return true;
   } catch (e) {
-    return `${PYTHON} has no torch/torchvision (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`;
+    const why = e instanceof Error && 'stderr' in e ? String(e.stderr).trim().split('\n').at(-1) : String(e);
+    return `${python} cannot run torch/torchvision${device === 'cuda' ? ' on CUDA' : ''} (${why})`;
   }
 }
 
 export interface TorchTimes {
   threads: number;
   torch: string;
+  device: TorchDevice;
+  /** The CUDA device's name, when device is cuda. */
+  gpu?: string;
   forward_ms: number;
   train_ms: number;
 }
 
-export function torchTimes(id: NetworkId, batch: number, reps: number): TorchTimes {
-  const out = execFileSync(PYTHON, [SCRIPT, 'time', id, String(batch), String(reps)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 20 });
+export function torchTimes(python: string, device: TorchDevice, id: NetworkId, batch: number, reps: number): TorchTimes {
+  const out = execFileSync(python, [SCRIPT, 'time', id, String(batch), String(reps), device], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 20 });
   return JSON.parse(out.trim().split('\n').at(-1)!) as TorchTimes;
 }
 
-export function onnxFile(id: NetworkId, batch: number): string {
+/** The network's ONNX file, exported by `python` on first use. */
+export function onnxFile(python: string, id: NetworkId, batch: number): string {
   const file = join(CACHE, `${id}-b${batch}.onnx`);
   if (!existsSync(file)) {
     mkdirSync(CACHE, { recursive: true });
-    execFileSync(PYTHON, [SCRIPT, 'export', id, String(batch), file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Written under a temporary name so that an interrupted export leaves no truncated file.
+    const tmp = `${file}.tmp-${process.pid}`;
+    execFileSync(python, [SCRIPT, 'export', id, String(batch), tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+    renameSync(tmp, file);
   }
   return file;
 }
@@ -52,9 +61,9 @@ export interface OrtNet {
   release(): Promise<void>;
 }
 
-export async function ortWebGpu(id: NetworkId, batch: number): Promise<OrtNet> {
+export async function ortWebGpu(python: string, id: NetworkId, batch: number): Promise<OrtNet> {
   const ort = await import('onnxruntime-node');
-  const session: InferenceSession = await ort.InferenceSession.create(onnxFile(id, batch), { executionProviders: ['webgpu'] });
+  const session: InferenceSession = await ort.InferenceSession.create(onnxFile(python, id, batch), { executionProviders: ['webgpu'] });
   const net = NETWORKS[id];
   const input: OrtTensor = net.kind === 'image'
     ? new ort.Tensor('float32', images(batch, net.size), [batch, 3, net.size, net.size])

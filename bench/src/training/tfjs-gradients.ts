@@ -14,7 +14,9 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-export async function registerTfjsGradients(): Promise<void> {
+export async function registerTfjsGradients(tf: typeof import('@tensorflow/tfjs-core')): Promise<void> {
+  // The bench:models bundle (src/device/entry.ts) has registered them already.
+  if (tf.getGradient('Conv2D') !== undefined) return;
   const require = createRequire(import.meta.url);
   const entry = require.resolve('@tensorflow/tfjs-core/dist/register_all_gradients.js');
   const esbuild = await import('esbuild');
@@ -45,7 +47,7 @@ export async function registerTfjsGradients(): Promise<void> {
 export async function startTfjsWebGpu(gpu: unknown): Promise<typeof import('@tensorflow/tfjs-core')> {
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   const tf = await import('@tensorflow/tfjs-core');
-  await registerTfjsGradients();
+  await registerTfjsGradients(tf);
   await import('@tensorflow/tfjs-backend-webgpu');
   if (!(await tf.setBackend('webgpu'))) {
     console.error('TF.js WebGPU failed to initialise');
