@@ -8,6 +8,7 @@
 import * as A from '@tl/autograd';
 
 export interface CapturedDispatch {
+  key: string;
   code: string;
   buffers: readonly A.StorageBinding[];
   bytes: Uint8Array | null;
@@ -41,7 +42,7 @@ export async function captureAndReplay(work: () => Promise<void>, tag: (label: s
     (eng as unknown as { dispatch: A.Engine['dispatch'] }).dispatch = function (this: A.Engine, d: A.Dispatch) {
       const bytes = d.params && !d.params.empty ? d.params.bytes().slice() : null;
       const label = d.label ?? 'unlabelled';
-      captured.push({ code: d.code, buffers: [...d.buffers], bytes, workgroups: d.workgroups, label, tag: tag(label) });
+      captured.push({ key: d.key, code: d.code, buffers: [...d.buffers], bytes, workgroups: d.workgroups, label, tag: tag(label) });
       dispatch.call(this, d);
     };
     try {
@@ -53,7 +54,7 @@ export async function captureAndReplay(work: () => Promise<void>, tag: (label: s
     for (const c of captured) {
       const params = c.bytes ? ({ empty: false, bytes: () => c.bytes! } as unknown as A.Dispatch['params']) : undefined;
       const t0 = now();
-      dispatch.call(eng, { code: c.code, buffers: c.buffers, params, workgroups: c.workgroups, label: c.label });
+      dispatch.call(eng, { key: c.key, code: c.code, buffers: c.buffers, params, workgroups: c.workgroups, label: c.label });
       await eng.sync();
       times.push(now() - t0);
     }

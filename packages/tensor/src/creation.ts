@@ -85,11 +85,10 @@ function fillKernel(t: Tensor, expr: string, value: number, step: number): void 
   const n = t.size;
   if (n === 0) return;
   const e = engine();
-  let code: string | null = null;
   for (const { start, count } of e.elementRuns(n, t.fitsBinding)) {
     const out = e.bindElements(t.storage.buffer, t.offset + start, count, 'fill', t.elementBytes);
     const params = new Params().u32('n', count).u32('start', start).u32('off', out.offset).f32('value', value).f32('step', step);
-    code ??= /* wgsl */ `
+    const code = (): string => /* wgsl */ `
 ${enableF16(t.dtype === 'float16')}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
@@ -101,6 +100,6 @@ fn main(${MAIN_ARGS}) {
   let i = p.start + j;
   out[p.off + j] = ${expr};
 }`;
-    e.dispatch({ code, params, buffers: [out.resource], workgroups: e.grid(Math.ceil(count / WG)), label: 'fill' });
+    e.dispatch({ key: `fill/${t.dtype}/${expr}`, get code() { return code(); }, params, buffers: [out.resource], workgroups: e.grid(Math.ceil(count / WG)), label: 'fill' });
   }
 }

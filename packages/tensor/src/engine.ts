@@ -14,16 +14,17 @@ export interface BoundElements {
 /** One compute dispatch: WGSL whose binding 0 is the uniform block (when params are given)
  * and whose following bindings are `buffers`, in order. */
 export interface Dispatch {
+  /** A spec string that determines the WGSL (kernel family, variant, specialization): the
+   * pipeline is cached by it and `code` is read only on a miss, so a kernel that passes `code`
+   * as a getter generates its WGSL once per spec, not once per call. Two texts under one key
+   * fail the test suites (see `checkPipelineKeys`). */
+  key: string;
   code: string;
   buffers: readonly StorageBinding[];
   params?: Params;
   workgroups: readonly [number, number?, number?];
   /** Human-readable name used in error messages. */
   label?: string;
-  /** A spec string that determines the WGSL (kernel family, variant, specialization). With
-   * it the pipeline is cached by the key and `code` is read only on a miss, so a kernel that
-   * passes `code` as a getter generates its WGSL once per spec, not once per call. */
-  key?: string;
 }
 
 interface Disposable {
@@ -52,8 +53,9 @@ export class Engine {
    * starts on a vec4 and element offsets keep their alignment to 4 within it. */
   private readonly storageAlign: number;
   private _bindingLimit: number;
-  private pipelines = new Map<string, GPUComputePipeline>();
   private keyedPipelines = new Map<string, GPUComputePipeline>();
+  private keyedCode: Map<string, string> | null =
+    (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.TL_CHECK_PIPELINE_KEYS === '1' ? new Map() : null;
   /** The binding numbers each pipeline declares `read_write`, and the write counter that
    * stamps every buffer a dispatch, copy or upload writes (see `writeStamp`). */
   private writtenBindings = new WeakMap<GPUComputePipeline, number[]>();
@@ -111,23 +113,37 @@ export class Engine {
     return [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
   }
 
-  pipeline(code: string, label?: string): GPUComputePipeline {
-    let p = this.pipelines.get(code);
-    if (!p) {
-      p = this.createPipeline(code, label);
-      this.pipelines.set(code, p);
-    }
-    return p;
-  }
-
   /** The pipeline of the kernel spec `key`; `code` runs only when it is not cached yet. */
   pipelineFor(key: string, code: () => string, label?: string): GPUComputePipeline {
+    if (this.keyedCode) this.checkKey(key, code(), label);
     let p = this.keyedPipelines.get(key);
     if (!p) {
       p = this.createPipeline(code(), label);
       this.keyedPipelines.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * Whether every keyed dispatch also builds its WGSL and fails when its key's pipeline was
+   * built from other text (on where TL_CHECK_PIPELINE_KEYS=1, as the test suites set it): a
+   * key that leaves out something the code depends on would otherwise run another kernel
+   * without a sound. Off, a cache hit builds no WGSL at all.
+   */
+  get checkPipelineKeys(): boolean {
+    return this.keyedCode !== null;
+  }
+
+  set checkPipelineKeys(on: boolean) {
+    if (on !== this.checkPipelineKeys) this.keyedCode = on ? new Map() : null;
+  }
+
+  private checkKey(key: string, code: string, label: string | undefined): void {
+    const first = this.keyedCode!.get(key);
+    if (first === undefined) this.keyedCode!.set(key, code);
+    else if (first !== code) {
+      throw new Error(`${label ?? 'kernel'}: pipeline key '${key}' was built from other WGSL; the key leaves out something its code depends on`);
+    }
   }
 
   private createPipeline(code: string, label: string | undefined): GPUComputePipeline {
@@ -152,7 +168,7 @@ export class Engine {
   }
 
   get pipelineCount(): number {
-    return this.pipelines.size + this.keyedPipelines.size;
+    return this.keyedPipelines.size;
   }
 
   /** Queues `task` to run (once, in order) at the next `read` or `sync`, after the work
@@ -253,7 +269,7 @@ export class Engine {
       throw new Error(`${d.label ?? 'kernel'}: dispatch [${x}, ${y}, ${z}] exceeds ${max} workgroups per dimension`);
     }
     const storage = d.buffers.map((b) => this.storageResource(b, d.label ?? 'kernel'));
-    const pipeline = d.key === undefined ? this.pipeline(d.code, d.label) : this.pipelineFor(d.key, () => d.code, d.label);
+    const pipeline = this.pipelineFor(d.key, () => d.code, d.label);
     const entries: GPUBindGroupEntry[] = [];
     let binding = 0;
     if (d.params && !d.params.empty) {

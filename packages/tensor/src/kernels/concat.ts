@@ -11,7 +11,7 @@ import { Params } from '../params.js';
 import { fmt, normDim, numel, shapeEq, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { assign } from './elementwise.js';
-import { linearIndex, MAIN_ARGS, WG, wgslType } from './wgsl.js';
+import { linearIndex, MAIN_ARGS, usedDims, WG, wgslType } from './wgsl.js';
 
 // cat / stack ---------------------------------------------------------------------------
 
@@ -179,7 +179,7 @@ function remap(x: Tensor, inShapeArg: Shape, inStridesArg: Shape, outShapeArg: S
     params.i32('diag', opts.tri.diagonal);
     body.push(`    inside = inside && i32(cl) - i32(c${rank - 2}) ${opts.tri.lower ? '<=' : '>='} p.diag;`);
   }
-  const code = /* wgsl */ `
+  const code = (): string => /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<${T}>;
@@ -202,7 +202,13 @@ ${body.join('\n')}
     out[obase + t] = v;
   }
 }`;
-  e.dispatch({ code, params, buffers: [x.buffer, out.buffer], workgroups: e.grid(Math.ceil(blocks / WG)), label: opts.label });
+  // The WGSL depends on each axis's kind (and pad mode), which input dims move, and tri.
+  const axesKey = axes.map((a) => (a.kind === 'pad' ? `pad-${a.mode}` : a.kind)).join(',');
+  const triKey = opts.tri ? (opts.tri.lower ? 'tril' : 'triu') : '';
+  e.dispatch({
+    key: `remap/${T}/${axesKey}/${usedDims(inStrides)}/${triKey}`, get code() { return code(); },
+    params, buffers: [x.buffer, out.buffer], workgroups: e.grid(Math.ceil(blocks / WG)), label: opts.label,
+  });
   return out;
 }
 

@@ -1136,9 +1136,14 @@ function dispatchPlaneWeightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, 
     .i32('h', g.height).i32('w', g.width).i32('oh', g.outH).i32('ow', g.outW).i32('n', g.batch)
     .i32('mG', g.outChannels / g.groups).i32('colBlocks', colBlocks).i32('rowBlocks', rowBlocks).i32('rowsPer', rowsPer)
     .i32('wsize', gradW.size).i32('total', total);
+  const vecX = g.strideW === 1 && vec4Rows(x, bound.x.offset);
+  const vecG = vec4Rows(gradOut, bound.go.offset);
+  const half = x.dtype === 'float16';
+  const halfOut = target.dtype === 'float16';
   e.dispatch({
-    code: planeWeightGradCode(params, g, g.strideW === 1 && vec4Rows(x, bound.x.offset), vec4Rows(gradOut, bound.go.offset),
-      x.dtype === 'float16', target.dtype === 'float16'),
+    key: `planeWeightGrad/${g.kernelH}x${g.kernelW}/s${g.strideH},${g.strideW}/p${g.padH},${g.padW}/d${g.dilationH},${g.dilationW}/` +
+      `${vecX ? 'v' : 's'}${vecG ? 'v' : 's'}/${half ? 'f16' : 'f32'}/${halfOut ? 'f16' : 'f32'}`,
+    get code() { return planeWeightGradCode(params, g, vecX, vecG, half, halfOut); },
     params,
     buffers: bound.buffers,
     workgroups: e.grid(Math.ceil(total / PLANE_LANES)),
@@ -1176,7 +1181,8 @@ function weightGrad(x: Tensor, gradOut: Tensor, g: Conv2dGeometry, weightShape: 
     const half = dtype === 'float16';
     const sum = new Params().u32('n', gradW.size).u32('splits', splits);
     e.dispatch({
-      code: SUM_SPLITS_CODE(sum, half),
+      key: `conv2dSumSplits/${half ? 'f16' : 'f32'}`,
+      get code() { return SUM_SPLITS_CODE(sum, half); },
       params: sum,
       buffers: [target.buffer, gradW.binding('conv2dBackwardWeight.sum', half).resource],
       workgroups: e.grid(Math.ceil(gradW.size / WG)),

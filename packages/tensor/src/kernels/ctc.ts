@@ -244,7 +244,7 @@ export function ctcLossForward(logProbs: Tensor, targets: Tensor | Lengths, inpu
   const alpha = Tensor.empty([g.N, g.T, lmax]);
   const perSeq = Tensor.empty([g.N]);
   const params = ctcParams(g, x, tg, lmax);
-  const code = `${HEADER(params, `@group(0) @binding(4) var<storage, read_write> alpha: array<f32>;
+  const code = (): string => `${HEADER(params, `@group(0) @binding(4) var<storage, read_write> alpha: array<f32>;
 @group(0) @binding(5) var<storage, read_write> loss: array<f32>;`, 'read_write')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -281,7 +281,7 @@ ${LOG_LIKELIHOOD}
     seq[3u * n + 1u] = i32(sn);
   }
 }`;
-  engine().dispatch({ code, params, buffers: [x.buffer, meta.buffer, tg.buffer, alpha.buffer, perSeq.buffer], workgroups: [g.N], label: op });
+  engine().dispatch({ key: op, get code() { return code(); }, params, buffers: [x.buffer, meta.buffer, tg.buffer, alpha.buffer, perSeq.buffer], workgroups: [g.N], label: op });
   x.dispose();
   let loss = perSeq;
   if (g.reduction !== 'none') {
@@ -325,7 +325,7 @@ export function ctcLossBackward(logProbs: Tensor, saved: Omit<CtcForwardResult, 
   const beta = Tensor.empty(alpha.shape);
   const dx = Tensor.empty([T, N, C]);
   const params = ctcParams(g, x, targets, lmax).u32('offG', gl.offset);
-  const code = `${HEADER(params, `@group(0) @binding(4) var<storage, read> alpha: array<f32>;
+  const code = (): string => `${HEADER(params, `@group(0) @binding(4) var<storage, read> alpha: array<f32>;
 @group(0) @binding(5) var<storage, read> gl: array<f32>;
 @group(0) @binding(6) var<storage, read_write> beta: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;`, 'read')}
@@ -385,7 +385,7 @@ ${LOG_LIKELIHOOD}
     dx[t * p.N * p.C + n * p.C + c] = d;
   }
 }`;
-  engine().dispatch({ code, params, buffers: [x.buffer, meta.buffer, targets.buffer, alpha.buffer, gl.buffer, beta.buffer, dx.buffer], workgroups: [N], label: op });
+  engine().dispatch({ key: op, get code() { return code(); }, params, buffers: [x.buffer, meta.buffer, targets.buffer, alpha.buffer, gl.buffer, beta.buffer, dx.buffer], workgroups: [N], label: op });
   x.dispose();
   gl.dispose();
   beta.dispose();

@@ -9,7 +9,7 @@ import { Params } from '../params.js';
 import { broadcastShapes, collapseDims, contiguousStrides, numel, shapeEq, type Shape } from '../shape.js';
 import { registerCast, registerContiguousCopy, Tensor, type DType } from '../tensor.js';
 import { transposedCopy } from './transpose.js';
-import { enableF16, erf, linearIndex, MAIN_ARGS, MATH_HELPERS, storageType, WG } from './wgsl.js';
+import { enableF16, erf, linearIndex, MAIN_ARGS, MATH_HELPERS, storageType, usedDims, WG } from './wgsl.js';
 
 type Expr1 = (x: string) => string;
 type Expr2 = (a: string, b: string) => string;
@@ -276,27 +276,11 @@ export function map(inputs: readonly MapInput[], expr: (v: string[]) => string, 
   const outT = storageType(outDtype);
   const half = outDtype === 'float16' || tensors.some((t) => t.dtype === 'float16');
   const body = expr(names);
-  let code: string | null = null;
-  const bindRun = (t: Tensor, start: number, count: number): BoundElements =>
-    e.bindElements(t.storage.buffer, t.offset + start, count, label, t.elementBytes);
-  for (const { start, count } of e.elementRuns(n, !chunked)) {
-    const bound = tensors.map((t, k) => (direct[k] ? bindRun(t, start, count) : t.binding(label, true)));
-    const o = outDirect ? bindRun(out, start, count) : out.binding(label, true);
-    const ps = params(count, start, o.offset, bound.map((b) => b.offset));
-    const reads = opts.vec4 && !chunked && outDirect && outT === 'f32' && T === 'f32' && walkRank > 0
-      ? vecReads(tensors, direct, walk, bound, o.offset, n)
-      : null;
-    if (reads) {
-      e.dispatch({
-        code: vecMapCode(ps, reads, direct, walk, body, walkStrides),
-        params: ps,
-        buffers: [...bound.map((b) => b.resource), o.resource],
-        workgroups: e.grid(Math.ceil(n / 4 / (WG * VEC_PER_INVOCATION))),
-        label,
-      });
-      continue;
-    }
-    code ??= /* wgsl */ `
+  // Everything the WGSL below depends on besides the uniform values: which operands are read
+  // directly or through which dims, their types, the uniform layout, and the expression.
+  const layoutKey = `${T}/${outT}/${half ? 'h' : ''}${chunked ? 'c' : ''}${coordNeeded ? 'x' : ''}/r${walkRank}/${outDirect ? 'd' : usedDims(walk.strides[0]!)}/` +
+    `${tensors.map((t, k) => `${t.dtype}:${direct[k] ? 'd' : usedDims(walkStrides(k))}`).join(',')}/${inputs.map((x) => (x instanceof Tensor ? 't' : 's')).join('')}/${body}`;
+  const scalarCode = (ps: Params): string => /* wgsl */ `
 ${enableF16(half)}
 ${ps.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
@@ -315,8 +299,29 @@ ${loads.join('\n')}
   out[${outIndex}] = ${outT}(${body});
   }
 }`;
+  const bindRun = (t: Tensor, start: number, count: number): BoundElements =>
+    e.bindElements(t.storage.buffer, t.offset + start, count, label, t.elementBytes);
+  for (const { start, count } of e.elementRuns(n, !chunked)) {
+    const bound = tensors.map((t, k) => (direct[k] ? bindRun(t, start, count) : t.binding(label, true)));
+    const o = outDirect ? bindRun(out, start, count) : out.binding(label, true);
+    const ps = params(count, start, o.offset, bound.map((b) => b.offset));
+    const reads = opts.vec4 && !chunked && outDirect && outT === 'f32' && T === 'f32' && walkRank > 0
+      ? vecReads(tensors, direct, walk, bound, o.offset, n)
+      : null;
+    if (reads) {
+      e.dispatch({
+        key: `map4/${reads.join(',')}/${layoutKey}`,
+        get code() { return vecMapCode(ps, reads, direct, walk, body, walkStrides); },
+        params: ps,
+        buffers: [...bound.map((b) => b.resource), o.resource],
+        workgroups: e.grid(Math.ceil(n / 4 / (WG * VEC_PER_INVOCATION))),
+        label,
+      });
+      continue;
+    }
     e.dispatch({
-      code,
+      key: `map/${layoutKey}`,
+      get code() { return scalarCode(ps); },
       params: ps,
       buffers: [...bound.map((b) => b.resource), o.resource],
       workgroups: e.grid(Math.ceil(count / (WG * PER_INVOCATION))),

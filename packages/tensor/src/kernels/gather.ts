@@ -22,7 +22,7 @@ import { host, ravel, unravel, type HostTensor } from '../host.js';
 import { Params } from '../params.js';
 import { contiguousStrides, fmt, normDim, numel, shapeEq, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
-import { linearIndex, MAIN_ARGS, WG, wgslType } from './wgsl.js';
+import { linearIndex, MAIN_ARGS, usedDims, WG, wgslType } from './wgsl.js';
 
 /** Consecutive innermost elements per invocation: on lavapipe 8 made embedding 5x faster
  * than 1 and was the best overall of 4, 8 and 16. */
@@ -104,7 +104,7 @@ function takeWindow(
     .u32('kst', kStride).u32('bound', bound).u32('lo', lo).u32('rows', rows).u32('xlast', xSt[rank - 1]!).u32('ilast', iSt[rank - 1]!)
     .u32s('shape', [...outShape.slice(0, -1), nq], rank).u32s('xst', xSt, rank).u32s('ist', iSt, rank);
   const lead = (st: readonly number[]): number[] => [...st.slice(0, -1), 0];
-  const code = /* wgsl */ `
+  const code = (): string => /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<${T}>;
@@ -133,7 +133,10 @@ ${coordsWgsl(rank, 'shape')}
     }
   }
 }`;
-  e.dispatch({ code, params, buffers: [xb.resource, index.buffer, out.buffer], workgroups: e.grid(Math.ceil(blocks / WG)), label });
+  e.dispatch({
+    key: `take/${T}/r${rank}/${usedDims(lead(xSt))}/${usedDims(lead(iSt))}`, get code() { return code(); },
+    params, buffers: [xb.resource, index.buffer, out.buffer], workgroups: e.grid(Math.ceil(blocks / WG)), label,
+  });
 }
 
 /** out[..., index-dims..., ...] = x[..., index[...], ...] along `dim` (numpy's `take` with an axis). */
@@ -199,7 +202,7 @@ export function oneHot(labels: Tensor, numClasses: number): Tensor {
   const rank = labels.rank;
   const params = new Params().u32('n', n).u32('classes', numClasses).u32('off', labels.offset);
   if (rank > 0) params.u32s('shape', labels.shape, rank).u32s('st', labels.strides, rank);
-  const code = /* wgsl */ `
+  const code = (): string => /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
@@ -213,7 +216,10 @@ ${coordsWgsl(rank, 'shape', 'row')}
   let label = labels[${offsetWgsl('off', 'st', labels.strides)}];
   out[i] = select(0.0, 1.0, label == i32(i % p.classes));
 }`;
-  e.dispatch({ code, params, buffers: [labels.buffer, out.buffer], workgroups: e.grid(Math.ceil(n / WG)), label: 'oneHot' });
+  e.dispatch({
+    key: `oneHot/r${rank}/${usedDims(labels.strides)}`, get code() { return code(); },
+    params, buffers: [labels.buffer, out.buffer], workgroups: e.grid(Math.ceil(n / WG)), label: 'oneHot',
+  });
   return out;
 }
 
@@ -249,7 +255,7 @@ function sortedKeys(index: Tensor, bound: number, kmul: number, dst: readonly nu
   const rank = index.rank;
   const params = new Params().u32('n', size).u32('m', m).u32('off', index.offset).u32('bound', bound).u32('kmul', kmul);
   if (rank > 0) params.u32s('shape', index.shape, rank).u32s('st', index.strides, rank).u32s('dst', dst, rank);
-  const init = /* wgsl */ `
+  const init = (): string => /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> idx: array<i32>;
@@ -270,7 +276,10 @@ ${coordsWgsl(rank, 'shape')}
   }
   keys[i] = key;
 }`;
-  e.dispatch({ code: init, params, buffers: [index.buffer, keys.buffer, perm.buffer], workgroups: e.grid(Math.ceil(size / WG)), label: 'sortKeys' });
+  e.dispatch({
+    key: `sortKeys/r${rank}/${usedDims(index.strides)}/${usedDims(dst)}`, get code() { return init(); },
+    params, buffers: [index.buffer, keys.buffer, perm.buffer], workgroups: e.grid(Math.ceil(size / WG)), label: 'sortKeys',
+  });
   bitonicSort(keys, perm, size);
   return { keys, perm, size };
 }
@@ -307,7 +316,7 @@ fn main(${MAIN_ARGS}) {
   for (let k = 2; k <= size; k *= 2) {
     for (let j = k / 2; j >= 1; j /= 2) {
       const params = new Params().u32('n', half).u32('j', j).u32('k', k);
-      e.dispatch({ code, params, buffers: [keys.buffer, perm.buffer], workgroups: e.grid(Math.ceil(half / WG)), label: 'bitonicSort' });
+      e.dispatch({ key: 'bitonicSort', code, params, buffers: [keys.buffer, perm.buffer], workgroups: e.grid(Math.ceil(half / WG)), label: 'bitonicSort' });
     }
   }
 }
@@ -344,7 +353,7 @@ fn main(${MAIN_ARGS}) {
   }
   starts[v] = lo;
 }`;
-  e.dispatch({ code: search, params: sp, buffers: [keys.buffer, starts.buffer], workgroups: e.grid(Math.ceil((rows + 1) / WG)), label: `${label}:starts` });
+  e.dispatch({ key: 'segmentStarts', code: search, params: sp, buffers: [keys.buffer, starts.buffer], workgroups: e.grid(Math.ceil((rows + 1) / WG)), label: `${label}:starts` });
   // Each invocation sums QB consecutive inner elements, sharing the run bounds and perm reads.
   const nq = Math.ceil(inner / QB);
   // An output over the binding limit (the gradient of a large embedding table) is written in
@@ -373,7 +382,7 @@ function segmentSumWindow(
     .u32('n', blocks).u32('rows', rows).u32('inner', inner).u32('nq', nq).i32('skip', skipRow)
     .u32('goff', g.offset).u32('gs0', g.strides[0]).u32('gs1', g.strides[1]).u32('gs2', g.strides[2])
     .u32('r0', r0).u32('wrows', wrows).u32('ooff', ob.offset);
-  const code = /* wgsl */ `
+  const code = (): string => /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> perm: array<u32>;
@@ -404,7 +413,7 @@ fn main(${MAIN_ARGS}) {
     if (t < cnt) { out[dst + t] = acc[t]; }
   }
 }`;
-  e.dispatch({ code, params, buffers: [perm.buffer, starts.buffer, g.buffer, ob.resource], workgroups: e.grid(Math.ceil(blocks / WG)), label });
+  e.dispatch({ key: 'segmentSum', get code() { return code(); }, params, buffers: [perm.buffer, starts.buffer, g.buffer, ob.resource], workgroups: e.grid(Math.ceil(blocks / WG)), label });
 }
 
 /** Gradient of `take` along `dim`: scatter-adds gradOut [...x[:dim], ...index, ...x[dim+1:]] into x's shape. */

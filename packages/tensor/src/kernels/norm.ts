@@ -105,7 +105,7 @@ function layerNormKernel(x: Tensor, normalizedShape: number | readonly number[],
     }
     decls.push(`@group(0) @binding(${bi++}) var<storage, read_write> y: array<${X.type}>;`);
     if (stats) decls.push(`@group(0) @binding(${bi++}) var<storage, read_write> mo: array<f32>;`, `@group(0) @binding(${bi++}) var<storage, read_write> ro: array<f32>;`);
-    const code = rowProgram(l, `${f16Line(x.dtype === 'float16')}${params.wgsl('P')}
+    const code = (): string => rowProgram(l, `${f16Line(x.dtype === 'float16')}${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join('\n')}`, `
   var sv = VT(0.0);
@@ -122,7 +122,9 @@ ${decls.join('\n')}`, `
   }
   ${stats ? 'if (leader) { mo[row] = mean; ro[row] = rstd; }' : ''}`);
     engine().dispatch({
-      code, params, workgroups: rowWorkgroups(l), label: op,
+      key: `layerNorm/${l.mode}/${l.vec}/${x.dtype}/${w ? 'w' : ''}${b ? 'b' : ''}${stats ? 's' : ''}`,
+      get code() { return code(); },
+      params, workgroups: rowWorkgroups(l), label: op,
       buffers: [c.storage.buffer, ...(w ? [w.buffer] : []), ...(b ? [b.buffer] : []), y.storage.buffer, ...(stats ? [mean!.buffer, rstd!.buffer] : [])],
     });
     c.dispose();
@@ -194,7 +196,7 @@ export function layerNormBackward(gy: Tensor, x: Tensor, mean: Tensor, rstd: Ten
   if (w) params.u32('offW', w.offset / l.vec);
   const X = rowAccess(l, cx);
   const G = rowAccess(l, cg);
-  const code = rowProgram(l, `${f16Line(x.dtype === 'float16' || gy.dtype === 'float16')}${params.wgsl('P')}
+  const code = (): string => rowProgram(l, `${f16Line(x.dtype === 'float16' || gy.dtype === 'float16')}${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<${X.type}>;
 @group(0) @binding(2) var<storage, read> gy: array<${G.type}>;
@@ -219,7 +221,9 @@ ${w ? '@group(0) @binding(5) var<storage, read> w: array<VT>;' : ''}
     dx[base + j] = ${X.store('rs * (g - a.x - xh * a.y)')};
   }`);
   e.dispatch({
-    code, params, workgroups: rowWorkgroups(l), label: op,
+    key: `layerNormBackward/${l.mode}/${l.vec}/${x.dtype}/${gy.dtype}/${w ? 'w' : ''}`,
+    get code() { return code(); },
+    params, workgroups: rowWorkgroups(l), label: op,
     buffers: [cx.storage.buffer, cg.storage.buffer, cm.buffer, cr.buffer, ...(w ? [w.buffer] : []), dx.storage.buffer],
   });
   let dweight: Tensor | null = null;
@@ -307,7 +311,7 @@ function channelMap(label: string, dtype: DType, fulls: readonly Tensor[], chans
     }
   });
   const O = access(dtype, vec, VT);
-  const code = /* wgsl */ `${f16Line([out, ...fc].some((t) => t.dtype === 'float16'))}
+  const code = (): string => /* wgsl */ `${f16Line([out, ...fc].some((t) => t.dtype === 'float16'))}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join('\n')}
@@ -321,7 +325,9 @@ ${loads.join('\n')}
   out[i] = ${O.store(expr)};
 }`;
   e.dispatch({
-    code, params, label, workgroups: e.grid(Math.ceil(size / vec / WG)),
+    key: `channelMap/${vec}/${fc.map((t) => t.dtype).join(',')}/${cc.map((t) => (t instanceof Tensor ? 't' : 'k')).join('')}/${dtype}/${Object.keys(scalars).join(',')}/${expr}`,
+    get code() { return code(); },
+    params, label, workgroups: e.grid(Math.ceil(size / vec / WG)),
     buffers: [...fc.map((t) => t.storage.buffer), ...cc.flatMap((t) => (t instanceof Tensor ? [t.buffer] : [])), out.storage.buffer],
   });
   for (const t of [...fc, ...cc]) if (t instanceof Tensor) t.dispose();
@@ -428,7 +434,9 @@ export function updateRunningStats(runningMean: Tensor, runningVar: Tensor, mean
   const params = new Params().u32('n', C).f32('momentum', momentum)
     .u32('offRM', runningMean.offset).u32('offRV', runningVar.offset).u32('offM', cm.offset).u32('offV', cv.offset);
   e.dispatch({
-    code: /* wgsl */ `
+    key: 'updateRunningStats',
+    get code() {
+      return /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> rm: array<f32>;
@@ -441,7 +449,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= p.n) { return; }
   rm[p.offRM + i] = mix(rm[p.offRM + i], m[p.offM + i], p.momentum);
   rv[p.offRV + i] = mix(rv[p.offRV + i], v[p.offV + i], p.momentum);
-}`,
+}`;
+    },
     params,
     buffers: [runningMean.buffer, runningVar.buffer, cm.buffer, cv.buffer],
     workgroups: e.grid(Math.ceil(C / 64)),

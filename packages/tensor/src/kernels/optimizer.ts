@@ -56,13 +56,12 @@ function run(op: string, p: Tensor, g: Tensor, state: Tensor[], hyper: () => Par
     ...state.map((_, i) => `@group(0) @binding(${3 + i}) var<storage, read_write> s${i}: array<f32>;`),
     ...(scale ? [`@group(0) @binding(${3 + state.length}) var<storage, read> scale: array<f32>;`] : []),
   ];
-  let code: string | null = null;
   for (const { start, count } of e.elementRuns(n, tensors.every((t) => t.fitsBinding))) {
     const [bp, bg, ...bs] = tensors.map((t) => e.bindElements(t.buffer, t.offset + start, count, op));
     const ps = hyper().u32('n', count).u32('offP', bp!.offset).u32('offG', bg!.offset);
     bs.forEach((b, i) => ps.u32(`offS${i}`, b.offset));
     if (scale) ps.u32('offScale', scale.offset);
-    code ??= /* wgsl */ `
+    const code = (): string => /* wgsl */ `
 ${ps.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls.join('\n')}
@@ -75,7 +74,9 @@ fn main(${MAIN_ARGS}) {
 ${body}
 }`;
     e.dispatch({
-      code, params: ps, label: op,
+      key: `${op}/${state.length}/${scale ? 'scaled' : ''}/${body}`,
+      get code() { return code(); },
+      params: ps, label: op,
       buffers: [bp!.resource, bg!.resource, ...bs.map((b) => b.resource), ...(scale ? [scale.resource] : [])],
       workgroups: e.grid(Math.ceil(count / WG)),
     });
@@ -124,11 +125,10 @@ export function scaleInPlace(t: Tensor, scale: Tensor): void {
   const n = t.size;
   if (n === 0) return;
   const s = scale.binding('scaleInPlace');
-  let code: string | null = null;
   for (const { start, count } of e.elementRuns(n, t.fitsBinding)) {
     const x = e.bindElements(t.buffer, t.offset + start, count, 'scaleInPlace');
     const params = new Params().u32('n', count).u32('off', x.offset).u32('offScale', s.offset);
-    code ??= /* wgsl */ `
+    const code = (): string => /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -139,7 +139,7 @@ fn main(${MAIN_ARGS}) {
   if (i >= p.n) { return; }
   x[p.off + i] = x[p.off + i] * scale[p.offScale];
 }`;
-    e.dispatch({ code, params, buffers: [x.resource, s.resource], workgroups: e.grid(Math.ceil(count / WG)), label: 'scaleInPlace' });
+    e.dispatch({ key: 'scaleInPlace', get code() { return code(); }, params, buffers: [x.resource, s.resource], workgroups: e.grid(Math.ceil(count / WG)), label: 'scaleInPlace' });
   }
 }
 

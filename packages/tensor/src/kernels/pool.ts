@@ -141,20 +141,18 @@ function strided(params: Params, name: string, t: Tensor): Params {
  * are smaller than that (global pooling). Planes beyond the per-dimension workgroup limit
  * go in further dispatches (`plane0`).
  */
-function run(label: string, params: (plane0: number) => Params, code: (p: Params, head: (names: readonly string[]) => string) => string,
+function run(label: string, key: string, params: (plane0: number) => Params, code: (p: Params, head: (names: readonly string[]) => string) => string,
   buffers: GPUBuffer[], planes: number, rows: number, cols: number): void {
   if (planes * rows * cols === 0) return;
   const e = engine();
   const max = e.maxWorkgroupsPerDim;
   const small = rows * cols < 64;
   const perDispatch = small ? max * 64 : max;
-  let wgsl: string | null = null;
   for (let plane0 = 0; plane0 < planes; plane0 += perDispatch) {
     const prm = params(plane0).i32('plane0', plane0).i32('planes', planes).i32('rows', rows).i32('cols', cols);
-    wgsl ??= code(prm, (names) => mainHead(small, names));
     const z = Math.min(perDispatch, planes - plane0);
     const workgroups: [number, number, number] = small ? [cols, rows, Math.ceil(z / 64)] : [Math.ceil(cols / 8), Math.ceil(rows / 8), z];
-    e.dispatch({ code: wgsl, params: prm, buffers, workgroups, label });
+    e.dispatch({ key: `${key}/${small ? 'small' : 'tiles'}`, get code() { return code(prm, (names) => mainHead(small, names)); }, params: prm, buffers, workgroups, label });
   }
 }
 
@@ -241,7 +239,7 @@ ${head(['x'])}
   y[i] = ${stored(values.dtype === 'float16', 'best')};
 ${indices ? '  idx[i] = at;' : ''}
 }`;
-  run(op, () => strided(geometryParams(g), 'x', x), code,
+  run(op, `maxPool/${x.dtype}/${indices ? 'indices' : ''}`, () => strided(geometryParams(g), 'x', x), code,
     indices ? [x.storage.buffer, values.storage.buffer, indices.buffer] : [x.storage.buffer, values.storage.buffer], g.batch * g.channels, g.outH, g.outW);
   return { values, indices };
 }
@@ -293,7 +291,7 @@ ${dilated ? '      if ((q + p.pw - ow * p.sw) % p.dw != 0) { continue; }' : ''}
   }
   y[i] = ${stored(gradIn.dtype === 'float16', 's')};
 }`;
-  run(op, () => inverseStrides(strided(strided(geometryParams(g), 'g', gradOut), 'k', indices), g), code,
+  run(op, `maxPoolBackward/${gradOut.dtype}/${dilated ? 'dilated' : ''}`, () => inverseStrides(strided(strided(geometryParams(g), 'g', gradOut), 'k', indices), g), code,
     [gradOut.storage.buffer, indices.buffer, gradIn.storage.buffer], g.batch * g.channels, g.height, g.width);
   return gradIn;
 }
@@ -314,6 +312,11 @@ fn divisor(win: vec4<i32>) -> f32 {
   ${o.divisorOverride !== undefined ? 'return p.divisor;' : includePad ? 'return f32((win.z - win.x) * (win.w - win.y));'
     : 'return f32((min(win.z, p.h) - max(win.x, 0)) * (min(win.w, p.w) - max(win.y, 0)));'}
 }`;
+}
+
+/** Which divisor `avgWindow` computes. */
+function avgKey(o: AvgPool2dOptions): string {
+  return o.divisorOverride !== undefined ? 'override' : (o.countIncludePad ?? true) ? 'pad' : 'clipped';
 }
 
 function avgParams(g: PoolGeometry, o: AvgPool2dOptions, name: string, t: Tensor): Params {
@@ -341,7 +344,7 @@ ${head(['x'])}
   }
   y[i] = ${stored(out.dtype === 'float16', 's / divisor(win)')};
 }`;
-  run(op, () => avgParams(g, opts, 'x', x), code, [x.storage.buffer, out.storage.buffer], g.batch * g.channels, g.outH, g.outW);
+  run(op, `avgPool/${x.dtype}/${avgKey(opts)}`, () => avgParams(g, opts, 'x', x), code, [x.storage.buffer, out.storage.buffer], g.batch * g.channels, g.outH, g.outW);
   return out;
 }
 
@@ -371,7 +374,7 @@ ${head(['g'])}
   }
   y[i] = ${stored(gradIn.dtype === 'float16', 's')};
 }`;
-  run(op, () => avgParams(g, opts, 'g', gradOut), code, [gradOut.storage.buffer, gradIn.storage.buffer], g.batch * g.channels, g.height, g.width);
+  run(op, `avgPoolBackward/${gradOut.dtype}/${avgKey(opts)}`, () => avgParams(g, opts, 'g', gradOut), code, [gradOut.storage.buffer, gradIn.storage.buffer], g.batch * g.channels, g.height, g.width);
   return gradIn;
 }
 
@@ -417,7 +420,7 @@ ${head(['x'])}
   }
   y[i] = ${stored(out.dtype === 'float16', 's / f32((h1 - h0) * (w1 - w0))')};
 }`;
-  run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'x', x), code, [x.storage.buffer, out.storage.buffer], N * C, OH, OW);
+  run(op, `adaptiveAvgPool/${x.dtype}`, () => strided(adaptiveParams(C, H, W, OH, OW), 'x', x), code, [x.storage.buffer, out.storage.buffer], N * C, OH, OW);
   return out;
 }
 
@@ -456,7 +459,7 @@ ${head(['g'])}
   }
   y[i] = ${stored(gradIn.dtype === 'float16', 's')};
 }`;
-  run(op, () => strided(adaptiveParams(C, H, W, OH, OW), 'g', gradOut), code, [gradOut.storage.buffer, gradIn.storage.buffer], N * C, H, W);
+  run(op, `adaptiveAvgPoolBackward/${gradOut.dtype}`, () => strided(adaptiveParams(C, H, W, OH, OW), 'g', gradOut), code, [gradOut.storage.buffer, gradIn.storage.buffer], N * C, H, W);
   return gradIn;
 }
 

@@ -73,7 +73,6 @@ function randomKernel(shape: Shape, normal: boolean, opts: RandomOptions): Tenso
   const value = normal
     ? `p.a + p.b * sqrt(-2.0 * log(1.0 - rand_(p.seed, p.stream, 2u * i))) * cos(6.283185307179586 * rand_(p.seed, p.stream, 2u * i + 1u))`
     : `p.a + p.b * rand_(p.seed, p.stream, i)`;
-  let code: string | null = null;
   // Each element's value depends on its index in the whole tensor, so chunks pass theirs.
   for (const { start, count } of e.elementRuns(n, out.fitsBinding)) {
     const bound = e.bindElements(out.buffer, start, count, label);
@@ -85,7 +84,7 @@ function randomKernel(shape: Shape, normal: boolean, opts: RandomOptions): Tenso
       .u32('stream', key.stream)
       .f32('a', normal ? (opts.mean ?? 0) : (opts.low ?? 0))
       .f32('b', normal ? (opts.std ?? 1) : (opts.high ?? 1) - (opts.low ?? 0));
-    code ??= /* wgsl */ `
+    const code = (): string => /* wgsl */ `
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -97,7 +96,7 @@ fn main(${MAIN_ARGS}) {
   let i = p.start + j;
   out[p.off + j] = ${value};
 }`;
-    e.dispatch({ code, params, buffers: [bound.resource], workgroups: e.grid(Math.ceil(count / WG)), label });
+    e.dispatch({ key: label, get code() { return code(); }, params, buffers: [bound.resource], workgroups: e.grid(Math.ceil(count / WG)), label });
   }
   return out;
 }

@@ -301,7 +301,11 @@ ${offsetsOf('s0', (k) => `o${k}`)}
 ${offsetsOf('j', (k) => `o${k}`)}
     ${take(false, 'j', (k) => `o${k}`)}
   }`;
-  const code = /* wgsl */ `
+  // What the kernels' WGSL depends on besides the uniform values; the partial passes share it.
+  const specKey = `${spec.kind}/${V}/${half ? 'h' : ''}/${spec.inputs.map((t) => t.dtype).join(',')}/${(spec.extras ?? []).map((t) => t.dtype).join(',')}/` +
+    `${Object.keys(spec.scalars ?? {}).join(',')}/${Object.keys(spec.ints ?? {}).join(',')}/${spec.outputs.map((o) => `${o.dtype}:${o.expr('acc')}`).join(',')}/` +
+    `${spec.elem ? spec.elem(vals) : 'v0'}`;
+  const code = (): string => /* wgsl */ `
 ${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
@@ -325,19 +329,20 @@ ${final ? outWrites : '  part[g] = acc;'}
 }`;
   const part = final ? null : Tensor.empty([rows * splits * state.words]);
   e.dispatch({
-    code,
+    key: `reduce/${final ? 'final' : 'part'}/k${kept.sizes.length}/r${outerRank}${nested ? 'n' : ''}/${specKey}`,
+    get code() { return code(); },
     params,
     buffers: [...bound.map((x) => x.resource), ...extras.map((x) => x.resource), ...(part ? [part.buffer] : outputs.map((o) => o.storage.buffer))],
     workgroups: e.grid(Math.ceil((rows * splits) / WG)),
     label: spec.label,
   });
-  if (part) reducePartials(spec.label, part, rows, splits, state, outputs, userParams, outDecls, outWrites, half);
+  if (part) reducePartials(spec.label, specKey, part, rows, splits, state, outputs, userParams, outDecls, outWrites, half);
   return outputs;
 }
 
 /** Passes over per-chunk states ([rows, prevLen] S) until one state per row remains. */
 function reducePartials(
-  label: string, part: Tensor, rows: number, prevLen: number, state: StateDef, outputs: Tensor[],
+  label: string, specKey: string, part: Tensor, rows: number, prevLen: number, state: StateDef, outputs: Tensor[],
   userParams: (p: Params) => void, outDecls: (first: number) => string, outWrites: string, half: boolean,
 ): void {
   const e = engine();
@@ -348,7 +353,7 @@ function reducePartials(
     const final = splits === 1;
     const params = new Params().u32('n', rows * splits).u32('len', len).u32('splits', splits);
     userParams(params);
-    const code = /* wgsl */ `
+    const code = (): string => /* wgsl */ `
 ${enableF16(half)}
 ${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
@@ -370,7 +375,8 @@ ${final ? outWrites : '  part[g] = acc;'}
 }`;
     const next = final ? null : Tensor.empty([rows * splits * state.words]);
     e.dispatch({
-      code,
+      key: `reducePartials/${final ? 'final' : 'part'}/${specKey}`,
+      get code() { return code(); },
       params,
       buffers: [prev.buffer, ...(next ? [next.buffer] : outputs.map((o) => o.storage.buffer))],
       workgroups: e.grid(Math.ceil((rows * splits) / WG)),

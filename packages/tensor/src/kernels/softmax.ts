@@ -59,7 +59,7 @@ function softmaxLike(x: Tensor, dim: number, log: boolean): Tensor {
   const l = rowLayout(v.rows, v.len, v.inner, [c.offset]);
   const params = rowParams(l).u32('offX', c.offset / l.vec);
   const write = log ? `xv - m - log(s)` : `exp(xv - m) * inv`;
-  const code = rowProgram(l, `${params.wgsl('P')}
+  const code = (): string => rowProgram(l, `${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<VT>;
 @group(0) @binding(2) var<storage, read_write> y: array<VT>;`, `${maxSumExp('x')}
@@ -69,7 +69,7 @@ function softmaxLike(x: Tensor, dim: number, log: boolean): Tensor {
     let xv = x[p.offX + i];
     y[i] = ${write};
   }`);
-  engine().dispatch({ code, params, buffers: [c.buffer, out.buffer], workgroups: rowWorkgroups(l), label: op });
+  engine().dispatch({ key: `${op}/${l.mode}/${l.vec}`, get code() { return code(); }, params, buffers: [c.buffer, out.buffer], workgroups: rowWorkgroups(l), label: op });
   c.dispose();
   return out;
 }
@@ -100,7 +100,7 @@ function softmaxBackwardLike(y: Tensor, gy: Tensor, dim: number, log: boolean): 
   // softmax: dx = y * (gy - Σ gy·y); log-softmax: dx = gy - exp(y) · Σ gy.
   const term = log ? 'g[p.offG + i]' : 'g[p.offG + i] * y[p.offY + i]';
   const write = log ? 'g[p.offG + i] - exp(y[p.offY + i]) * t' : 'y[p.offY + i] * (g[p.offG + i] - t)';
-  const code = rowProgram(l, `${params.wgsl('P')}
+  const code = (): string => rowProgram(l, `${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> y: array<VT>;
 @group(0) @binding(2) var<storage, read> g: array<VT>;
@@ -115,7 +115,7 @@ function softmaxBackwardLike(y: Tensor, gy: Tensor, dim: number, log: boolean): 
     let i = base + j * p.inner;
     dx[i] = ${write};
   }`);
-  engine().dispatch({ code, params, buffers: [cy.buffer, cg.buffer, out.buffer], workgroups: rowWorkgroups(l), label: op });
+  engine().dispatch({ key: `${op}/${l.mode}/${l.vec}`, get code() { return code(); }, params, buffers: [cy.buffer, cg.buffer, out.buffer], workgroups: rowWorkgroups(l), label: op });
   cy.dispose();
   cg.dispose();
   return out;
@@ -243,6 +243,11 @@ ${smoothSums}`;
   return { params, decls, body };
 }
 
+/** What `ceCommon`'s WGSL depends on: class weights given, label smoothing on. */
+function ceKey(s: CeSetup): string {
+  return `${s.weight ? 'w' : ''}${s.smoothing > 0 ? 's' : ''}`;
+}
+
 function ceBuffers(s: CeSetup, c: Tensor): GPUBuffer[] {
   return [c.buffer, s.labels.buffer, ...(s.weight ? [s.weight.buffer] : [])];
 }
@@ -274,7 +279,7 @@ export function crossEntropyForward(logits: Tensor, labels: Labels, opts: CrossE
     const l = rowLayout(rows, s.C, s.view.inner, [], false);
     const { params, decls, body } = ceCommon(s, c, l);
     const nb = s.weight ? 4 : 3;
-    const code = rowProgram(l, `${params.wgsl('P')}
+    const code = (): string => rowProgram(l, `${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls}
 @group(0) @binding(${nb}) var<storage, read_write> loss: array<f32>;
@@ -286,7 +291,9 @@ ${none ? '' : `@group(0) @binding(${nb + 1}) var<storage, read_write> lossW: arr
     ${none ? '' : 'lossW[row] = select(wy, p.nan, counted && !inRange);'}
   }`);
     e.dispatch({
-      code, params, buffers: [...ceBuffers(s, c), perRow.buffer, ...(perRowW ? [perRowW.buffer] : [])],
+      key: `crossEntropy/${l.mode}/${ceKey(s)}/${none ? 'none' : ''}`,
+      get code() { return code(); },
+      params, buffers: [...ceBuffers(s, c), perRow.buffer, ...(perRowW ? [perRowW.buffer] : [])],
       workgroups: rowWorkgroups(l), label: 'crossEntropy',
     });
     c.dispose();
@@ -361,7 +368,7 @@ export function crossEntropyBackward(logits: Tensor, labels: Labels, gradLoss: T
   let b = s.weight ? 4 : 3;
   const gDecl = `@group(0) @binding(${b++}) var<storage, read> gl: array<f32>;`;
   const tDecl = total ? `@group(0) @binding(${b++}) var<storage, read> tw: array<f32>;` : '';
-  const code = rowProgram(l, `${params.wgsl('P')}
+  const code = (): string => rowProgram(l, `${params.wgsl('P')}
 @group(0) @binding(0) var<uniform> p: P;
 ${decls}
 ${gDecl}
@@ -377,7 +384,9 @@ ${tDecl}
     dx[i] = select(select(0.0, scale * d, counted), p.nan, counted && !inRange);
   }`);
   e.dispatch({
-    code, params, buffers: [...ceBuffers(s, c), g.buffer, ...(total ? [total.buffer] : []), dx.buffer],
+    key: `crossEntropyBackward/${l.mode}/${ceKey(s)}/${none ? 'none' : ''}${total ? 't' : ''}`,
+    get code() { return code(); },
+    params, buffers: [...ceBuffers(s, c), g.buffer, ...(total ? [total.buffer] : []), dx.buffer],
     workgroups: rowWorkgroups(l), label: 'crossEntropyBackward',
   });
   c.dispose();

@@ -99,3 +99,9 @@ export function erf(x: number): number {
   const erfc = Math.exp(-a * a) / Math.sqrt(Math.PI) / (a + f);
   return Math.sign(x) * (1 - erfc);
 }
+
+/** Which dims a stride list moves along, for pipeline keys: generated index arithmetic skips
+ * the dims of zero stride, so that pattern is part of the kernel's text. */
+export function usedDims(strides: readonly number[]): string {
+  return strides.map((x) => (x === 0 ? '0' : '1')).join('');
+}
