@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   adapterKey, autotuneFilePath, CONV_ALGORITHMS, conv2d, conv2dBackwardInput, convAlgorithm, convShapeClass, cpuConv2d, cpuConv2dBackwardInput,
   cpuLinear, cpuMatmul, engine, forceMatmulVariant, linear, matmul, MATMUL_VARIANTS, matmulShapeClass, setAutotune, tuneChoices, tunePending,
-  type ConvProblem, type MatmulProblem,
+  type ConvProblem, type Dispatch, type MatmulProblem,
 } from '../src/node.js';
 import { expectClose, randHost, setup, toGpu } from './helpers.js';
 import { host, type HostTensor } from '../src/node.js';
@@ -87,6 +87,31 @@ describe('pipelines cached by kernel spec', () => {
     }
     expect(seen).toEqual([]);
     expect(engine().pipelineCount).toBe(count);
+  });
+});
+
+describe('checkPipelineKeys', () => {
+  it('fails a dispatch whose key already names a pipeline built from other WGSL', () => {
+    const e = engine();
+    const checking = e.checkPipelineKeys;
+    e.checkPipelineKeys = true;
+    const out = toGpu(randHost([4], 1));
+    const writes = (value: string): Dispatch => ({
+      key: 'test/one key, two texts',
+      code: `@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n@compute @workgroup_size(1) fn main() { o[0] = ${value}; }`,
+      buffers: [out.buffer],
+      workgroups: [1],
+      label: 'keyCheck',
+    });
+    try {
+      e.dispatch(writes('1.0'));
+      e.dispatch(writes('1.0'));
+      expect(() => e.dispatch(writes('2.0'))).toThrow(/keyCheck: pipeline key 'test\/one key, two texts' was built from other WGSL/);
+      e.checkPipelineKeys = false;
+      expect(() => e.dispatch(writes('2.0'))).not.toThrow();
+    } finally {
+      e.checkPipelineKeys = checking;
+    }
   });
 });
 
