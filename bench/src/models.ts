@@ -8,7 +8,11 @@
  *
  *   pnpm bench:models [--quick] [--only resnet18,mobilenet_v2,...] [--batch N] [--reps N]
  *                     [--peers tfjs,ort,torch] [--no-train] [--no-breakdown]
- *                     [--python PATH] [--torch-device cpu|cuda]
+ *                     [--python PATH] [--torch-device cpu|cuda] [--no-interleaved]
+ *
+ * After the networks, ResNet-18 and the mobile networks run their forward passes once more,
+ * taking turns, so that their effective GFLOP/s ratio compares like with like (a network
+ * timed alone early in a long run can land on a slower stretch of a shared machine).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -34,11 +38,12 @@ const { values: args } = parseArgs({
     breakdown: { type: 'boolean', default: true },
     python: { type: 'string', default: DEFAULT_PYTHON },
     'torch-device': { type: 'string', default: 'cpu' },
+    interleaved: { type: 'boolean', default: true },
     help: { type: 'boolean', short: 'h', default: false },
   },
   allowNegative: true,
 });
-const usage = `usage: pnpm bench:models [--quick] [--only ${NETWORK_IDS.join(',')}] [--batch N] [--reps N] [--peers ${PEERS.join(',')}] [--no-train] [--no-breakdown] [--python PATH] [--torch-device cpu|cuda]`;
+const usage = `usage: pnpm bench:models [--quick] [--only ${NETWORK_IDS.join(',')}] [--batch N] [--reps N] [--peers ${PEERS.join(',')}] [--no-train] [--no-breakdown] [--python PATH] [--torch-device cpu|cuda] [--no-interleaved]`;
 if (args.help) {
   console.log(usage);
   process.exit(0);
@@ -87,7 +92,7 @@ const meta = {
   tfjs: tf?.version_core ?? null,
   batch,
   reps,
-  options: { quick: args.quick, only, peers: [...peers], train: args.train, breakdown: args.breakdown, python, torchDevice },
+  options: { quick: args.quick, only, peers: [...peers], train: args.train, breakdown: args.breakdown, interleaved: args.interleaved, python, torchDevice },
   timing: 'each sample is one forward pass (or one training step) from recording to the output on the host; median of the samples after one untimed warm-up; ours and TF.js alternate',
   flops: 'forward FLOPs counted from the modules (2 x output elements x fan-in of every Conv2d, Linear and Conv1D) plus attention (4 S^2 D per layer); a training step counts 3x the forward',
   loadAvgAtStart: os.loadavg().map((x) => Number(x.toFixed(2))),
@@ -238,6 +243,25 @@ for (const id of only) {
     }
   } else if (peers.has('torch')) row.notes.push(`PyTorch skipped: ${torch}`);
 }
+
+/** Forward ms of ResNet-18 and the mobile networks, measured in turns (see the header). */
+const INTERLEAVED: readonly NetworkId[] = ['resnet18', 'mobilenet_v2', 'efficientnet_b0'];
+const interleaved: Partial<Record<NetworkId, number>> = {};
+const turns = INTERLEAVED.filter((id) => only.includes(id) && rows.find((r) => r.network === id)?.forward.ours);
+if (args.interleaved && turns.includes('resnet18') && turns.length > 1) {
+  const nets = turns.map((id) => buildOurs(id, batch));
+  try {
+    for (const n of nets) await forwardOnce(n);
+    const ms: number[][] = nets.map(() => []);
+    for (let round = 0; round < 2 * reps; round++) {
+      for (let k = 0; k < nets.length; k++) ms[k]!.push((await forwardOnce(nets[k]!)).ms);
+    }
+    turns.forEach((id, k) => (interleaved[id] = median(ms[k]!)));
+    console.error(`interleaved forward: ${turns.map((id) => `${NETWORKS[id].label} ${interleaved[id]!.toFixed(0)} ms`).join(', ')}`);
+  } finally {
+    for (const n of nets) n.dispose();
+  }
+}
 const seconds = (now() - t0) / 1000;
 
 // Report -----------------------------------------------------------------------------------------
@@ -257,6 +281,17 @@ for (const r of rows) {
   const ratio = (s: Side | null): string => (s && o ? `${(s.ms / o.ms).toFixed(2)}x` : 'n/a');
   const vsRef = o && refGfs ? (gfs(o, r.gflops)! / refGfs).toFixed(2) : 'n/a';
   out.push(`| ${r.label} | ${f(r.gflops)} | ${cell(o)} | ${vsRef} | ${o?.dispatches ?? 'n/a'} | ${f(o?.recordMs)} | ${cell(r.forward.tfjs)} | ${cell(r.forward.ort)} | ${cell(r.forward.torch)} | ${ratio(r.forward.tfjs)} | ${ratio(r.forward.ort)} |`);
+}
+if (interleaved.resnet18 !== undefined) {
+  const gflopsOf = (id: NetworkId): number => rows.find((r) => r.network === id)!.gflops;
+  const refI = (gflopsOf('resnet18') * batch * 1000) / interleaved.resnet18;
+  out.push(`\n### Forward pass in turns (${2 * reps} rounds after the networks above; median ms, effective GFLOP/s and its ratio to ResNet-18's)\n`);
+  out.push('| network | ms | GFLOP/s | vs ResNet-18 GFLOP/s |');
+  out.push('| --- | ---: | ---: | ---: |');
+  for (const id of turns) {
+    const g = (gflopsOf(id) * batch * 1000) / interleaved[id]!;
+    out.push(`| ${NETWORKS[id].label} | ${f(interleaved[id])} | ${f(g)} | ${(g / refI).toFixed(2)} |`);
+  }
 }
 if (args.train) {
   out.push(`\n### Training step (forward, cross-entropy, backward, SGD), batch ${batch} (img/s; effective GFLOP/s = 3x forward FLOPs)\n`);
@@ -287,7 +322,7 @@ console.log(out.join('\n'));
 
 const resultsDir = join(BENCH_DIR, 'results');
 mkdirSync(resultsDir, { recursive: true });
-const json = JSON.stringify({ meta: { ...meta, loadAvgAtEnd, seconds: Math.round(seconds), failures }, rows }, null, 2) + '\n';
+const json = JSON.stringify({ meta: { ...meta, loadAvgAtEnd, seconds: Math.round(seconds), failures }, rows, interleavedForwardMs: interleaved }, null, 2) + '\n';
 // The minute in the name keeps a partial run (--only, --no-train) from replacing a whole
 // run of the same day.
 writeFileSync(join(resultsDir, `models-${meta.date.slice(0, 10)}-${meta.date.slice(11, 16).replace(':', '')}-b${batch}.json`), json);
