@@ -38,6 +38,18 @@ node=$dir/bin/node
 python=${PYTHON:-python3}
 device=${TORCH_DEVICE:-cuda}
 { nvidia-smi -L || true; "$node" --version; "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' || true; } 2>&1 | tee "$out/machine-$stage.txt"
+# Dawn's adapter before anything long: a missing Vulkan driver should cost seconds of device
+# time, not the minutes of the ONNX exports.
+"$node" --input-type=module -e "
+import { create, globals } from '$PWD/$dir/node_modules/webgpu/index.js';
+Object.assign(globalThis, globals);
+const adapter = await create([]).requestAdapter();
+if (!adapter) { console.error('Dawn found no adapter: is the Vulkan loader (.gl) there, and VK_DRIVER_FILES right?'); process.exit(3); }
+const i = adapter.info;
+console.log('Dawn adapter:', [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' '));
+process.exit(0);
+" 2>&1 | tee -a "$out/machine-$stage.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || exit 3
 
 peers=tfjs,torch
 [ "$stage" = full ] && peers=tfjs,ort,torch
