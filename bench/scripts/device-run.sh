@@ -3,13 +3,14 @@
 # with what `pnpm bench:device-pack` put in bench/.device. Two calls, because the device tool
 # moves at most 64 MiB with the repository (bench/README.md, "On a real GPU"):
 #
-#   core   carry .gl and bench/.device/core.tar.xz: unpacks Node, Dawn and the bundle, exports
-#          the ONNX files with the machine's PyTorch, then runs every network against TF.js
-#          WebGPU and PyTorch on CUDA
+#   core   carry .gl and bench/.device/core.tar.xz: unpacks Node, Dawn and the bundle, checks
+#          Dawn's adapter, exports the ONNX files with the machine's PyTorch, then times every
+#          network's forward pass against TF.js WebGPU and PyTorch on CUDA (a fallback result)
 #   full   carry .gl and bench/.device/ort.tar.xz, on the still-warm machine: adds
 #          onnxruntime's WebGPU EP and runs the whole benchmark again, every peer in one run
 #
-# Further arguments go to bench:models (defaults: --batch 8 --reps 8). Logs and result files go
+# Further arguments go to bench:models (defaults: --batch 8 --reps 8; core adds --no-train
+# --no-breakdown --reps 3). Logs and result files go
 # to $OUT (the device tool's folder), else bench/.device/out. PYTHON and TORCH_DEVICE (cuda)
 # choose the PyTorch peer.
 set -euo pipefail
@@ -51,9 +52,10 @@ process.exit(0);
 " 2>&1 | tee -a "$out/machine-$stage.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || exit 3
 
-peers=tfjs,torch
-[ "$stage" = full ] && peers=tfjs,ort,torch
-args=(--batch 8 --reps 8 --python "$python" --torch-device "$device" --peers "$peers" "$@")
+# core's own run is the fallback should full not happen: forward passes only, to keep device time for full.
+stageArgs=(--peers tfjs,torch --no-train --no-breakdown --reps 3)
+[ "$stage" = full ] && stageArgs=(--peers tfjs,ort,torch)
+args=(--batch 8 --reps 8 --python "$python" --torch-device "$device" "${stageArgs[@]}" "$@")
 batch=8
 for ((i = 0; i < ${#args[@]} - 1; i++)); do [ "${args[$i]}" = --batch ] && batch=${args[$((i + 1))]}; done
 
