@@ -52,22 +52,11 @@ process.exit(0);
 " 2>&1 | tee -a "$out/machine-$stage.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || exit 3
 
-# core's own run is the fallback should full not happen: forward passes only, to keep device time for full.
-stageArgs=(--peers tfjs,torch --no-train --no-breakdown --reps 3)
+# core exports the ONNX files for full, and its own run, forward passes only, is the fallback
+# should full not happen, leaving device time for full.
+stageArgs=(--peers tfjs,torch --export-onnx --no-train --no-breakdown --reps 3)
 [ "$stage" = full ] && stageArgs=(--peers tfjs,ort,torch)
 args=(--batch 8 --reps 8 --python "$python" --torch-device "$device" "${stageArgs[@]}" "$@")
-batch=8
-for ((i = 0; i < ${#args[@]} - 1; i++)); do [ "${args[$i]}" = --batch ] && batch=${args[$((i + 1))]}; done
-
-if [ "$stage" = core ]; then
-  # The file names bench/src/models/ort.ts looks for; exported here so that the full stage
-  # spends its time on the benchmark.
-  mkdir -p bench/.cache/onnx
-  for net in resnet18 resnet50 mobilenet_v2 efficientnet_b0 vit_b_16 bert gpt2; do
-    f=bench/.cache/onnx/$net-b$batch.onnx
-    [ -f "$f" ] || { "$python" bench/scripts/torch_models.py export "$net" "$batch" "$f.tmp" 2>&1 | tail -3 && mv "$f.tmp" "$f"; } || echo "ONNX export of $net failed" | tee -a "$out/onnx-export.log"
-  done
-fi
 
 set +e
 "$node" "$dir/models.mjs" "${args[@]}" 2>&1 | tee "$out/models-$stage.log"

@@ -8,7 +8,10 @@
  *
  *   pnpm bench:models [--quick] [--only resnet18,mobilenet_v2,...] [--batch N] [--reps N]
  *                     [--peers tfjs,ort,torch] [--no-train] [--no-breakdown]
- *                     [--python PATH] [--torch-device cpu|cuda] [--no-interleaved]
+ *                     [--python PATH] [--torch-device cpu|cuda] [--no-interleaved] [--export-onnx]
+ *
+ * --export-onnx exports the networks' ONNX files first, also without the ort peer, so that a
+ * later run with it spends its time on the benchmark (bench/scripts/device-run.sh's core stage).
  *
  * After the networks, ResNet-18 and the mobile networks run their forward passes once more,
  * taking turns, so that their effective GFLOP/s ratio compares like with like (a network
@@ -21,7 +24,7 @@ import { parseArgs } from 'node:util';
 import * as A from '@tl/autograd';
 import { BENCH_DIR, machineMeta, maxRelError, median } from './harness.js';
 import { NETWORK_IDS, NETWORKS, type NetworkId } from './models/networks.js';
-import { DEFAULT_PYTHON, ortWebGpu, torchAvailable, torchTimes, type TorchDevice, type TorchTimes } from './models/ort.js';
+import { DEFAULT_PYTHON, onnxFile, ortWebGpu, torchAvailable, torchTimes, type TorchDevice, type TorchTimes } from './models/ort.js';
 import { buildOurs, countFlops, forwardBreakdown, forwardOnce, Instrument, trainer, type Breakdown } from './models/ours.js';
 import { nchwToNhwc, tfjsNet } from './models/tfjs.js';
 import { startTfjsWebGpu } from './training/tfjs-gradients.js';
@@ -39,11 +42,12 @@ const { values: args } = parseArgs({
     python: { type: 'string', default: DEFAULT_PYTHON },
     'torch-device': { type: 'string', default: 'cpu' },
     interleaved: { type: 'boolean', default: true },
+    'export-onnx': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
   allowNegative: true,
 });
-const usage = `usage: pnpm bench:models [--quick] [--only ${NETWORK_IDS.join(',')}] [--batch N] [--reps N] [--peers ${PEERS.join(',')}] [--no-train] [--no-breakdown] [--python PATH] [--torch-device cpu|cuda] [--no-interleaved]`;
+const usage = `usage: pnpm bench:models [--quick] [--only ${NETWORK_IDS.join(',')}] [--batch N] [--reps N] [--peers ${PEERS.join(',')}] [--no-train] [--no-breakdown] [--python PATH] [--torch-device cpu|cuda] [--no-interleaved] [--export-onnx]`;
 if (args.help) {
   console.log(usage);
   process.exit(0);
@@ -99,6 +103,15 @@ const meta = {
 };
 console.error(`adapter: ${meta.adapter}; LP_NUM_THREADS=${meta.lpNumThreads}; ${meta.cpu}; batch ${batch}, ${reps} samples`);
 if (meta.loadAvgAtStart[0]! > 0.5) console.error(`warning: load average ${meta.loadAvgAtStart.join(' ')}; other processes will skew the timings`);
+if (args['export-onnx']) {
+  for (const id of only) {
+    try {
+      console.error(`ONNX: ${onnxFile(python, id, batch)}`);
+    } catch (e) {
+      console.error(`ONNX export of ${id} failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+    }
+  }
+}
 
 interface Side {
   ms: number;

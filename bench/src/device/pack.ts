@@ -54,13 +54,12 @@ function stripped(file: string): void {
   }
 }
 
-function archive(name: string, root: string): string {
+function archive(name: string, root: string): void {
   const file = join(OUT_DIR, name);
   const tmp = `${file}.tmp-${process.pid}`;
   execFileSync('tar', ['-C', root, '-cJf', tmp, '.'], { stdio: 'inherit', env: { ...process.env, XZ_OPT: '-9 -T0' } });
   renameSync(tmp, file);
   console.error(`${file}: ${mb(file)}`);
-  return file;
 }
 
 try {

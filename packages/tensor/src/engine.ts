@@ -115,10 +115,11 @@ export class Engine {
 
   /** The pipeline of the kernel spec `key`; `code` runs only when it is not cached yet. */
   pipelineFor(key: string, code: () => string, label?: string): GPUComputePipeline {
-    if (this.keyedCode) this.checkKey(key, code(), label);
+    const text = this.keyedCode ? code() : null;
+    if (text !== null) this.checkKey(key, text, label);
     let p = this.keyedPipelines.get(key);
     if (!p) {
-      p = this.createPipeline(code(), label);
+      p = this.createPipeline(text ?? code(), label);
       this.keyedPipelines.set(key, p);
     }
     return p;
